@@ -1,0 +1,245 @@
+//! `membersctl`: the operator's CLI. Creates the table, organisations with their first admin,
+//! and API keys (shown once). Works against DynamoDB Local or AWS.
+
+use clap::{Args, Parser, Subcommand};
+use serde_json::json;
+use shared::admin::{create_organization, FirstAdmin};
+use shared::auth::issue_key;
+use shared::model::{ApiKeyId, OrgId, Scope};
+use shared::store::DynamoStore;
+use shared::ApiError;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "membersctl", version, about = "Operate a Members API deployment: table, organisations, API keys.")]
+struct Cli {
+    /// DynamoDB table name.
+    #[arg(long, global = true, env = "TABLE_NAME", default_value = "members")]
+    table: String,
+    /// DynamoDB endpoint, e.g. http://127.0.0.1:8000 for DynamoDB Local. Unset: AWS.
+    #[arg(long, global = true, env = "AWS_ENDPOINT_URL_DYNAMODB")]
+    endpoint_url: Option<String>,
+    /// Print machine-readable JSON instead of text.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create the table and its indexes (does nothing if it exists).
+    CreateTable,
+    /// Create an organisation and its first admin (active admin + hris_admin, primary).
+    CreateOrg(OrgArgs),
+    /// Issue, list and revoke API keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Create the table, a demo organisation and a read/write key; print shell exports.
+    Demo {
+        /// Base URL the API is served at, for the printed MEMBERS_API_URL.
+        #[arg(long, default_value = "http://127.0.0.1:9000")]
+        api_url: String,
+    },
+}
+
+#[derive(Args)]
+struct OrgArgs {
+    /// Organisation name.
+    #[arg(long)]
+    name: String,
+    /// The first admin's email.
+    #[arg(long)]
+    admin_email: String,
+    /// The first admin's first name.
+    #[arg(long)]
+    admin_first_name: String,
+    /// The first admin's last name.
+    #[arg(long)]
+    admin_last_name: Option<String>,
+    /// Start with the HRIS application enabled.
+    #[arg(long)]
+    hris: bool,
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Issue a key. The key is printed once and never stored; keep it.
+    Issue {
+        /// The organisation the key belongs to (org_…).
+        #[arg(long)]
+        org: String,
+        /// A label for the key, e.g. who uses it.
+        #[arg(long)]
+        name: String,
+        /// Scopes: r_members (reads), w_members (writes). Repeat or comma-separate.
+        #[arg(long, value_delimiter = ',', default_values = ["r_members", "w_members"])]
+        scope: Vec<String>,
+    },
+    /// List an organisation's keys (ids, names, scopes; never the keys).
+    List {
+        #[arg(long)]
+        org: String,
+    },
+    /// Revoke a key by id (key_…). Requests with it get 401 from then on.
+    Revoke {
+        #[arg(long)]
+        org: String,
+        #[arg(long)]
+        key_id: String,
+    },
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(&cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("membersctl: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: &Cli) -> Result<(), String> {
+    let client = DynamoStore::client_from_env(cli.endpoint_url.as_deref()).await;
+    let store = DynamoStore::new(client, &cli.table);
+    let where_ = cli.endpoint_url.clone().unwrap_or_else(|| "AWS".into());
+    let failed = |e: ApiError| describe(e, &where_, &cli.table);
+    match &cli.command {
+        Command::CreateTable => {
+            let created = store.create_table().await.map_err(failed)?;
+            let state = if created { "created" } else { "already exists" };
+            print(cli, json!({"table": cli.table, "created": created}), format!("table {} {state}", cli.table));
+        }
+        Command::CreateOrg(args) => {
+            let admin = FirstAdmin {
+                first_name: args.admin_first_name.clone(),
+                last_name: args.admin_last_name.clone(),
+                email: args.admin_email.clone(),
+            };
+            let (org, member) = create_organization(&store, &args.name, args.hris, &admin).await.map_err(failed)?;
+            print(
+                cli,
+                json!({"organizationId": org.id, "adminMemberId": member.id}),
+                format!("organisation {} ({})\nfirst admin   {} <{}>", org.id, org.name, member.id, member.email.as_str()),
+            );
+        }
+        Command::Keys(KeysCommand::Issue { org, name, scope }) => {
+            let org = parse_org(org)?;
+            let scopes = parse_scopes(scope)?;
+            issue(cli, &store, &org, name, scopes).await.map_err(failed)?;
+        }
+        Command::Keys(KeysCommand::List { org }) => {
+            let org = parse_org(org)?;
+            let keys = store.api_keys(&org).await.map_err(failed)?;
+            let rows: Vec<_> = keys.iter().map(|(k, _)| k).collect();
+            let text = if rows.is_empty() {
+                format!("{org} has no keys")
+            } else {
+                rows.iter()
+                    .map(|k| {
+                        let scopes: Vec<&str> = k.scopes.iter().map(|s| s.as_str()).collect();
+                        let state = k.revoked_at.map_or("active".to_owned(), |t| format!("revoked {t}"));
+                        format!("{}  {:<20} {:<20} {}", k.id, k.name, scopes.join(","), state)
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            };
+            print(cli, json!(rows), text);
+        }
+        Command::Keys(KeysCommand::Revoke { org, key_id }) => {
+            let org = parse_org(org)?;
+            let id = ApiKeyId::parse(key_id).map_err(|e| format!("--key-id {e}"))?;
+            let key = store.revoke_api_key(&org, &id).await.map_err(|e| match e {
+                ApiError::NotFound => format!("{org} has no key {id}"),
+                e => failed(e),
+            })?;
+            print(cli, json!(key), format!("revoked {}", key.id));
+        }
+        Command::Demo { api_url } => {
+            store.create_table().await.map_err(failed)?;
+            let admin = FirstAdmin {
+                first_name: "Demo".into(),
+                last_name: Some("Admin".into()),
+                email: "admin@demo.example".into(),
+            };
+            let (org, member) = create_organization(&store, "Demo Organisation", false, &admin).await.map_err(failed)?;
+            let issued = issue_key(&org.id, "demo", vec![Scope::ReadMembers, Scope::WriteMembers])?;
+            store.put_api_key(&issued.record).await.map_err(failed)?;
+            if cli.json {
+                println!(
+                    "{}",
+                    json!({"organizationId": org.id, "adminMemberId": member.id, "apiKey": issued.secret, "apiUrl": api_url})
+                );
+            } else {
+                println!("# demo organisation {} with admin {} <{}>", org.id, member.id, member.email.as_str());
+                println!("export MEMBERS_API_URL={api_url}");
+                println!("export MEMBERS_API_KEY={}", issued.secret);
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn issue(cli: &Cli, store: &DynamoStore, org: &OrgId, name: &str, scopes: Vec<Scope>) -> Result<(), ApiError> {
+    use shared::store::Store;
+    if store.organization(org).await?.is_none() {
+        return Err(ApiError::NotFound);
+    }
+    let issued = issue_key(org, name, scopes).map_err(|_| ApiError::Internal)?;
+    store.put_api_key(&issued.record).await?;
+    let k = &issued.record.key;
+    print(
+        cli,
+        json!({"id": k.id, "organizationId": k.organization_id, "name": k.name, "scopes": k.scopes, "key": issued.secret}),
+        format!(
+            "key id  {}\nkey     {}\n\nThis is the only time the key is shown. Store it now; only its hash is kept.",
+            k.id, issued.secret
+        ),
+    );
+    Ok(())
+}
+
+fn parse_org(org: &str) -> Result<OrgId, String> {
+    OrgId::parse(org).map_err(|e| format!("--org {e}"))
+}
+
+fn parse_scopes(scopes: &[String]) -> Result<Vec<Scope>, String> {
+    let mut out = Vec::new();
+    for s in scopes {
+        let scope = Scope::parse(s.trim())
+            .ok_or_else(|| format!("--scope {s:?} is not one of {}", Scope::ALLOWED.join(", ")))?;
+        if !out.contains(&scope) {
+            out.push(scope);
+        }
+    }
+    Ok(out)
+}
+
+fn print(cli: &Cli, value: serde_json::Value, text: String) {
+    if cli.json {
+        println!("{value}");
+    } else {
+        println!("{text}");
+    }
+}
+
+fn describe(e: ApiError, endpoint: &str, table: &str) -> String {
+    match e {
+        ApiError::Unavailable { .. } => format!("DynamoDB at {endpoint} is unreachable or throttling; is it running?"),
+        ApiError::NotFound => "no such organisation".into(),
+        ApiError::Internal => format!("the call to DynamoDB at {endpoint} failed; does table {table} exist (membersctl create-table)?"),
+        other => {
+            let p = other.problem();
+            let mut text = format!("{} ({})", p.body["detail"].as_str().unwrap_or(""), other.code());
+            if let Some(errors) = p.body["errors"].as_array() {
+                for e in errors {
+                    text.push_str(&format!("\n  {}: {}", e["field"].as_str().unwrap_or(""), e["message"].as_str().unwrap_or("")));
+                }
+            }
+            text
+        }
+    }
+}

@@ -1,0 +1,238 @@
+//! The one error type of the API and its one mapping to RFC 9457 problem+json.
+
+use serde::Serialize;
+use serde_json::json;
+
+/// One problem with one input field.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct FieldError {
+    pub field: String,
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn new(field: impl Into<String>, code: &'static str, message: impl Into<String>) -> Self {
+        FieldError { field: field.into(), code, message: message.into() }
+    }
+}
+
+/// Every way a request can fail. Handlers return it with `?`; [`ApiError::problem`] is the
+/// only place that decides status, `code` and wording.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("malformed JSON: {0}")]
+    MalformedJson(String),
+    #[error("bad request: {detail}")]
+    BadRequest { code: &'static str, detail: String },
+    #[error("unsupported media type")]
+    UnsupportedMediaType,
+    #[error("payload too large")]
+    PayloadTooLarge { limit: usize },
+    #[error("missing API key")]
+    MissingApiKey,
+    #[error("invalid API key")]
+    InvalidApiKey,
+    #[error("missing scope {0}")]
+    MissingScope(&'static str),
+    #[error("not found")]
+    NotFound,
+    #[error("validation failed")]
+    Validation(Vec<FieldError>),
+    /// A rule of the SPEC (422 unless the rule says otherwise).
+    #[error("rule {code} refused the request")]
+    Rule { code: &'static str, detail: String, field: Option<&'static str> },
+    #[error("conflict: {code}")]
+    Conflict { code: &'static str, detail: String, field: Option<&'static str> },
+    #[error("precondition failed")]
+    PreconditionFailed,
+    #[error("the member changed meanwhile")]
+    UpdateInProgress,
+    #[error("the store is unavailable")]
+    Unavailable { retry_after_seconds: u32 },
+    #[error("internal error")]
+    Internal,
+}
+
+/// An RFC 9457 problem document plus the headers it needs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Problem {
+    pub status: u16,
+    pub body: serde_json::Value,
+    pub retry_after: Option<u32>,
+    pub www_authenticate: bool,
+}
+
+const TYPE_BASE: &str = "https://members-api.dev/problems/";
+
+impl ApiError {
+    pub fn field(field: impl Into<String>, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError::Validation(vec![FieldError::new(field, code, message)])
+    }
+
+    pub fn rule(code: &'static str, field: Option<&'static str>, detail: impl Into<String>) -> Self {
+        ApiError::Rule { code, detail: detail.into(), field }
+    }
+
+    /// The stable machine-readable code of this error.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::MalformedJson(_) => "malformed_json",
+            ApiError::BadRequest { code, .. } => code,
+            ApiError::UnsupportedMediaType => "unsupported_media_type",
+            ApiError::PayloadTooLarge { .. } => "payload_too_large",
+            ApiError::MissingApiKey => "missing_api_key",
+            ApiError::InvalidApiKey => "invalid_api_key",
+            ApiError::MissingScope(_) => "insufficient_scope",
+            ApiError::NotFound => "not_found",
+            ApiError::Validation(_) => "validation_failed",
+            ApiError::Rule { code, .. } | ApiError::Conflict { code, .. } => code,
+            ApiError::PreconditionFailed => "precondition_failed",
+            ApiError::UpdateInProgress => "member_update_in_progress",
+            ApiError::Unavailable { .. } => "service_unavailable",
+            ApiError::Internal => "internal_error",
+        }
+    }
+
+    pub fn problem(&self) -> Problem {
+        let (status, title, detail): (u16, &str, String) = match self {
+            ApiError::MalformedJson(why) => {
+                (400, "Malformed JSON", format!("The request body is not valid JSON: {why}."))
+            }
+            ApiError::BadRequest { detail, .. } => (400, "Bad request", detail.clone()),
+            ApiError::UnsupportedMediaType => (
+                415,
+                "Unsupported media type",
+                "Send the body as JSON with the header Content-Type: application/json.".into(),
+            ),
+            ApiError::PayloadTooLarge { limit } => (
+                413,
+                "Payload too large",
+                format!("The request body is larger than {} KiB.", limit / 1024),
+            ),
+            ApiError::MissingApiKey => (
+                401,
+                "Unauthorized",
+                "Send an API key in the header Authorization: Bearer <key>.".into(),
+            ),
+            ApiError::InvalidApiKey => {
+                (401, "Unauthorized", "The API key is not valid.".into())
+            }
+            ApiError::MissingScope(scope) => (
+                403,
+                "Forbidden",
+                format!("The API key lacks the scope {scope} this request needs."),
+            ),
+            ApiError::NotFound => (404, "Not found", "No such resource.".into()),
+            ApiError::Validation(errors) => (
+                422,
+                "Validation failed",
+                format!(
+                    "The request has {} invalid field{}.",
+                    errors.len(),
+                    if errors.len() == 1 { "" } else { "s" }
+                ),
+            ),
+            ApiError::Rule { detail, .. } => (422, "Rule violated", detail.clone()),
+            ApiError::Conflict { detail, .. } => (409, "Conflict", detail.clone()),
+            ApiError::PreconditionFailed => (
+                412,
+                "Precondition failed",
+                "The member has changed since the ETag sent in If-Match; fetch it again.".into(),
+            ),
+            ApiError::UpdateInProgress => (
+                422,
+                "Member update in progress",
+                "The member is being updated by another request; fetch it and try again.".into(),
+            ),
+            ApiError::Unavailable { .. } => (
+                503,
+                "Service unavailable",
+                "The data store is unavailable or throttling; nothing was written. Retry later."
+                    .into(),
+            ),
+            ApiError::Internal => (
+                500,
+                "Internal server error",
+                "Something went wrong on our side; nothing was written.".into(),
+            ),
+        };
+        let code = self.code();
+        let mut body = json!({
+            "type": format!("{TYPE_BASE}{code}"),
+            "title": title,
+            "status": status,
+            "detail": detail,
+            "code": code,
+        });
+        let errors = match self {
+            ApiError::Validation(errors) => Some(errors.clone()),
+            ApiError::Rule { field: Some(field), detail, code }
+            | ApiError::Conflict { field: Some(field), detail, code } => {
+                Some(vec![FieldError::new(*field, code, detail.clone())])
+            }
+            _ => None,
+        };
+        if let Some(errors) = errors {
+            body["errors"] = json!(errors);
+        }
+        Problem {
+            status,
+            body,
+            retry_after: match self {
+                ApiError::Unavailable { retry_after_seconds } => Some(*retry_after_seconds),
+                _ => None,
+            },
+            www_authenticate: matches!(self, ApiError::MissingApiKey | ApiError::InvalidApiKey),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_problem_has_the_rfc9457_members_and_a_stable_code() {
+        let cases: Vec<(ApiError, u16, &str)> = vec![
+            (ApiError::MalformedJson("eof".into()), 400, "malformed_json"),
+            (ApiError::UnsupportedMediaType, 415, "unsupported_media_type"),
+            (ApiError::PayloadTooLarge { limit: 65536 }, 413, "payload_too_large"),
+            (ApiError::MissingApiKey, 401, "missing_api_key"),
+            (ApiError::InvalidApiKey, 401, "invalid_api_key"),
+            (ApiError::MissingScope("w_members"), 403, "insufficient_scope"),
+            (ApiError::NotFound, 404, "not_found"),
+            (ApiError::field("email", "required", "is required"), 422, "validation_failed"),
+            (ApiError::rule("last_admin", Some("role"), "x"), 422, "last_admin"),
+            (ApiError::PreconditionFailed, 412, "precondition_failed"),
+            (ApiError::UpdateInProgress, 422, "member_update_in_progress"),
+            (ApiError::Unavailable { retry_after_seconds: 1 }, 503, "service_unavailable"),
+            (ApiError::Internal, 500, "internal_error"),
+        ];
+        for (error, status, code) in cases {
+            let p = error.problem();
+            assert_eq!(p.status, status, "{code}");
+            assert_eq!(p.body["status"], status, "{code}");
+            assert_eq!(p.body["code"], code);
+            assert!(p.body["type"].as_str().is_some_and(|t| t.ends_with(code)));
+            assert!(p.body["title"].is_string() && p.body["detail"].is_string());
+        }
+    }
+
+    #[test]
+    fn validation_and_rule_problems_name_the_field() {
+        let p = ApiError::field("role", "invalid_value", "must be one of admin").problem();
+        assert_eq!(p.body["errors"][0]["field"], "role");
+        assert_eq!(p.body["errors"][0]["code"], "invalid_value");
+        let p = ApiError::rule("hris_role_required", Some("hrisRole"), "needed").problem();
+        assert_eq!(p.body["errors"][0]["field"], "hrisRole");
+    }
+
+    #[test]
+    fn only_unavailable_says_when_to_retry_and_only_401_asks_for_auth() {
+        assert_eq!(ApiError::Unavailable { retry_after_seconds: 2 }.problem().retry_after, Some(2));
+        assert_eq!(ApiError::Internal.problem().retry_after, None);
+        assert!(ApiError::InvalidApiKey.problem().www_authenticate);
+        assert!(!ApiError::NotFound.problem().www_authenticate);
+    }
+}

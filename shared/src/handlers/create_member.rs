@@ -1,0 +1,139 @@
+use crate::audit::{self, Actor};
+use crate::auth::authenticate;
+use crate::error::ApiError;
+use crate::http::{record_ids, ApiRequest, ApiResponse};
+use crate::input::parse_member_patch;
+use crate::model::{ApiKey, Scope, Timestamp};
+use crate::rules;
+use crate::store::{CreateMember, IdempotencyRecord, Store};
+use crate::wire::{etag, member_json};
+use sha2::{Digest, Sha256};
+use std::sync::Arc;
+
+/// POST /v1/members: 201 with `Location` and `ETag`. With an `Idempotency-Key`, a retry
+/// with the same body gets the first answer again; another body with that key gets 422.
+pub async fn create_member<S: Store>(store: Arc<S>, req: ApiRequest) -> Result<ApiResponse, ApiError> {
+    let store = store.as_ref();
+    let key = authenticate(store, req.header("authorization"), Scope::WriteMembers).await?;
+    record_ids(&key.organization_id, None);
+    let idempotency_key = idempotency_key(&req)?;
+    let body = req.json_body()?;
+    let patch = parse_member_patch(&body).map_err(ApiError::Validation)?;
+
+    let request_hash = hex::encode(Sha256::digest(body.to_string().as_bytes()));
+    if let Some(k) = &idempotency_key {
+        if let Some(done) = store.idempotency_record(&key.organization_id, k).await? {
+            return replay(&done, &request_hash);
+        }
+    }
+
+    let org = store.organization(&key.organization_id).await?.ok_or_else(|| {
+        tracing::error!("the API key's organisation does not exist");
+        ApiError::Internal
+    })?;
+    let now = Timestamp::now();
+    let draft = rules::new_member(patch, &org, now)?;
+    let member = draft.member;
+    record_ids(&org.id, Some(member.id.as_str()));
+    let actor = Actor { key_id: Some(key.id.clone()), request_id: req.request_id.clone() };
+
+    let previous_primary = match (&org.primary_member_id, member.is_primary) {
+        (Some(previous), true) => {
+            let before = store.member(&org.id, previous).await?.ok_or_else(|| {
+                tracing::error!(previous = %previous, "the organisation's primary member is missing");
+                ApiError::Internal
+            })?;
+            let mut after = before.clone();
+            after.is_primary = false;
+            after.version += 1;
+            after.updated_at = now;
+            let event = audit::event("member.primary_moved", &actor, Some(&before), &after, false, None);
+            Some((previous.clone(), event))
+        }
+        _ => None,
+    };
+
+    let body = member_json(&member);
+    let location = format!("/v1/members/{}", member.id);
+    let tag = etag(member.version);
+    let response = ApiResponse::json(201, &body)
+        .with_header("Location", location.clone())
+        .with_header("ETag", tag.clone());
+    let idempotency = idempotency_key.as_ref().map(|k| IdempotencyRecord {
+        organization_id: org.id.clone(),
+        key: k.clone(),
+        request_hash: request_hash.clone(),
+        status: 201,
+        body: body.to_string(),
+        location: Some(location),
+        etag: Some(tag),
+        created_at: now,
+    });
+    let write = CreateMember {
+        audit: audit::event("member.created", &actor, None, &member, draft.password_changed, draft.justification),
+        member,
+        org,
+        previous_primary,
+        idempotency,
+    };
+    match store.create_member(&write).await {
+        Ok(()) => {
+            tracing::info!("member created");
+            Ok(response)
+        }
+        // Another request with the same key won the race: answer as it was answered.
+        Err(err) if err.code() == "idempotency_conflict" => {
+            replay_after_race(store, &key, idempotency_key.as_deref(), &request_hash, err).await
+        }
+        Err(err) => Err(err),
+    }
+}
+
+/// `Idempotency-Key`: 1–255 visible ASCII characters.
+fn idempotency_key(req: &ApiRequest) -> Result<Option<String>, ApiError> {
+    let Some(k) = req.header("idempotency-key") else { return Ok(None) };
+    let k = k.trim();
+    if k.is_empty() || k.len() > 255 || !k.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(ApiError::BadRequest {
+            code: "invalid_idempotency_key",
+            detail: "Idempotency-Key must be 1 to 255 visible ASCII characters.".into(),
+        });
+    }
+    Ok(Some(k.to_owned()))
+}
+
+fn replay(done: &IdempotencyRecord, request_hash: &str) -> Result<ApiResponse, ApiError> {
+    if done.request_hash != request_hash {
+        return Err(ApiError::rule(
+            "idempotency_key_reused",
+            None,
+            "This Idempotency-Key was used with a different request body.",
+        ));
+    }
+    let mut response = ApiResponse {
+        status: done.status,
+        headers: vec![("Idempotent-Replayed".into(), "true".into())],
+        body: Some(done.body.clone()),
+        content_type: "application/json",
+    };
+    for (name, value) in [("Location", &done.location), ("ETag", &done.etag)] {
+        if let Some(value) = value {
+            response = response.with_header(name, value.clone());
+        }
+    }
+    Ok(response)
+}
+
+async fn replay_after_race(
+    store: &impl Store,
+    key: &ApiKey,
+    idempotency_key: Option<&str>,
+    request_hash: &str,
+    err: ApiError,
+) -> Result<ApiResponse, ApiError> {
+    let Some(k) = idempotency_key else { return Err(err) };
+    match store.idempotency_record(&key.organization_id, k).await? {
+        Some(done) => replay(&done, request_hash),
+        None => Err(err),
+    }
+}

@@ -1,0 +1,20 @@
+//! One async function per endpoint, generic over the [`Store`](crate::store::Store) port.
+//! Each `functions/<name>/main.rs` wires one of them to the Lambda runtime.
+
+mod create_member;
+mod get_member;
+
+pub use create_member::create_member;
+pub use get_member::get_member;
+
+use crate::error::ApiError;
+use crate::http::ApiRequest;
+use crate::model::MemberId;
+
+/// The `{id}` of the path. A malformed id names no member: 404, as for any unknown one.
+pub(crate) fn member_id(req: &ApiRequest) -> Result<MemberId, ApiError> {
+    req.path_id.as_deref().and_then(|id| MemberId::parse(id).ok()).ok_or(ApiError::NotFound)
+}
+
+#[cfg(test)]
+mod tests;

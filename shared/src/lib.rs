@@ -1,0 +1,23 @@
+//! The Members API domain crate. Every function in `functions/` is a thin `main.rs` over this.
+//!
+//! - [`model`]: the types (ids, vocabularies, Member, Organization, …)
+//! - [`input`]: JSON bodies → typed patches, every field checked
+//! - [`rules`]: the SPEC's rules that one member and its organisation decide
+//! - [`store`]: the storage port and its DynamoDB implementation (counters, guards, conditions)
+//! - [`auth`], [`audit`], [`wire`], [`http`], [`error`]: keys, history, responses, Lambda glue
+//! - [`handlers`]: one function per endpoint; [`admin`]: what the operator CLI does
+
+pub mod admin;
+pub mod audit;
+pub mod auth;
+pub mod error;
+pub mod handlers;
+pub mod http;
+pub mod input;
+pub mod model;
+pub mod rules;
+pub mod store;
+pub mod telemetry;
+pub mod wire;
+
+pub use error::ApiError;

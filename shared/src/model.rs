@@ -1,0 +1,554 @@
+//! Domain types. Every value here is valid once constructed: ids, emails and vocabularies
+//! are built only through `parse`, so the rest of the crate never re-checks them.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+/// Declares a prefixed id newtype (`mem_…`, `org_…`) with parsing, generation and serde.
+macro_rules! prefixed_id {
+    ($name:ident, $prefix:literal) => {
+        #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(try_from = "String", into = "String")]
+        pub struct $name(String);
+
+        impl $name {
+            pub const PREFIX: &'static str = $prefix;
+
+            /// A new, time-ordered id (the ULID's lower-case Crockford form).
+            pub fn generate() -> Self {
+                Self(format!("{}{}", $prefix, ulid::Ulid::generate().to_string().to_lowercase()))
+            }
+
+            /// `prefix` followed by 1–64 ASCII letters or digits.
+            pub fn parse(s: &str) -> Result<Self, String> {
+                let rest = s.strip_prefix($prefix).ok_or_else(|| {
+                    format!("must start with \"{}\"", $prefix)
+                })?;
+                if rest.is_empty() || rest.len() > 64 || !rest.bytes().all(|b| b.is_ascii_alphanumeric()) {
+                    return Err(format!(
+                        "must be \"{}\" followed by 1 to 64 letters or digits",
+                        $prefix
+                    ));
+                }
+                Ok(Self(s.to_owned()))
+            }
+
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl TryFrom<String> for $name {
+            type Error = String;
+            fn try_from(s: String) -> Result<Self, String> {
+                Self::parse(&s)
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(id: $name) -> String {
+                id.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
+}
+
+prefixed_id!(OrgId, "org_");
+prefixed_id!(MemberId, "mem_");
+prefixed_id!(UserId, "usr_");
+prefixed_id!(CustomRoleId, "rol_");
+prefixed_id!(ApiKeyId, "key_");
+prefixed_id!(AuditEventId, "evt_");
+
+/// Declares a closed vocabulary: a snake_case enum with its list of allowed values.
+macro_rules! vocabulary {
+    ($(#[$meta:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        pub enum $name {
+            $(#[serde(rename = $text)] $variant),+
+        }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+            pub const ALLOWED: &'static [&'static str] = &[$($text),+];
+
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text),+
+                }
+            }
+
+            pub fn parse(s: &str) -> Option<Self> {
+                match s {
+                    $($text => Some($name::$variant),)+
+                    _ => None,
+                }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+vocabulary!(
+    /// The built-in member roles (seed 000 and 002).
+    BuiltinRole { Admin => "admin", Simple => "simple", Reviewer => "reviewer", NoAccess => "no_access" }
+);
+vocabulary!(
+    /// The HRIS application's roles (seed 002).
+    HrisRole { HrisAdmin => "hris_admin", HrisEmployee => "hris_employee", HrisNoAccess => "hris_no_access" }
+);
+vocabulary!(
+    /// Departments (seed 000).
+    Department { None => "none", Admin => "admin", Gov => "gov", Hr => "hr", It => "it", Itsm => "itsm", Qms => "qms" }
+);
+vocabulary!(
+    /// A member's role at one location (seed 001).
+    LocationRole { Admin => "admin", Editor => "editor", Viewer => "viewer" }
+);
+vocabulary!(
+    /// The role a member has in a collaboration rule (seed 002).
+    CollaborationRole {
+        Admin => "admin",
+        RecruitingAdmin => "recruiting_admin",
+        HiringManager => "hiring_manager",
+        Simple => "simple",
+        Reviewer => "reviewer",
+    }
+);
+vocabulary!(
+    /// API key scopes.
+    Scope { ReadMembers => "r_members", WriteMembers => "w_members" }
+);
+
+/// A member's role: a built-in name or one of the organisation's custom roles (seed 000).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum Role {
+    Builtin(BuiltinRole),
+    Custom(CustomRoleId),
+}
+
+impl Role {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        if let Some(builtin) = BuiltinRole::parse(s) {
+            return Ok(Role::Builtin(builtin));
+        }
+        if s.starts_with(CustomRoleId::PREFIX) {
+            return CustomRoleId::parse(s).map(Role::Custom);
+        }
+        Err(format!(
+            "must be one of {} or a custom role id (rol_…)",
+            BuiltinRole::ALLOWED.join(", ")
+        ))
+    }
+
+    pub fn is_admin(&self) -> bool {
+        matches!(self, Role::Builtin(BuiltinRole::Admin))
+    }
+
+    pub fn as_str(&self) -> &str {
+        match self {
+            Role::Builtin(b) => b.as_str(),
+            Role::Custom(id) => id.as_str(),
+        }
+    }
+}
+
+impl TryFrom<String> for Role {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        Role::parse(&s)
+    }
+}
+
+impl From<Role> for String {
+    fn from(role: Role) -> String {
+        role.as_str().to_owned()
+    }
+}
+
+/// An email address as given, compared and guarded case-insensitively.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Email(String);
+
+impl Email {
+    pub const MAX_LEN: usize = 254;
+
+    /// A pragmatic check: one `@`, a non-empty local part, a dotted domain of letters,
+    /// digits and hyphens, no spaces or control characters, at most 254 characters.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        if s.len() > Self::MAX_LEN {
+            return Err(format!("must be at most {} characters", Self::MAX_LEN));
+        }
+        let (local, domain) = s.split_once('@').ok_or("must contain \"@\"")?;
+        let local_ok = !local.is_empty()
+            && local.len() <= 64
+            && local.chars().all(|c| c.is_ascii_graphic() && c != '@' && c != '"' && c != ',');
+        let labels: Vec<&str> = domain.split('.').collect();
+        let domain_ok = labels.len() >= 2
+            && labels.iter().all(|l| {
+                !l.is_empty()
+                    && l.len() <= 63
+                    && !l.starts_with('-')
+                    && !l.ends_with('-')
+                    && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+            });
+        if !local_ok || !domain_ok {
+            return Err("is not a valid email address".into());
+        }
+        Ok(Email(s.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The form uniqueness is decided on.
+    pub fn normalized(&self) -> String {
+        self.0.to_lowercase()
+    }
+}
+
+impl TryFrom<String> for Email {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        Email::parse(&s)
+    }
+}
+
+impl From<Email> for String {
+    fn from(e: Email) -> String {
+        e.0
+    }
+}
+
+/// An instant, RFC 3339 on the wire and in the table, always UTC.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Timestamp(OffsetDateTime);
+
+impl Timestamp {
+    pub fn now() -> Self {
+        // Millisecond precision: what the seeds show and what survives a round trip.
+        let now = OffsetDateTime::now_utc();
+        Timestamp(now.replace_nanosecond(now.millisecond() as u32 * 1_000_000).unwrap_or(now))
+    }
+
+    pub fn parse(s: &str) -> Result<Self, String> {
+        OffsetDateTime::parse(s, &Rfc3339)
+            .map(|t| Timestamp(t.to_offset(time::UtcOffset::UTC)))
+            .map_err(|_| "must be an RFC 3339 date-time, e.g. 2026-01-15T00:00:00Z".to_owned())
+    }
+
+    pub fn unix_seconds(self) -> i64 {
+        self.0.unix_timestamp()
+    }
+
+    pub fn plus_seconds(self, seconds: i64) -> Self {
+        Timestamp(self.0 + time::Duration::seconds(seconds))
+    }
+}
+
+impl fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let text = self.0.format(&Rfc3339).map_err(|_| fmt::Error)?;
+        f.write_str(&text)
+    }
+}
+
+impl TryFrom<String> for Timestamp {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        Timestamp::parse(&s)
+    }
+}
+
+impl From<Timestamp> for String {
+    fn from(t: Timestamp) -> String {
+        t.to_string()
+    }
+}
+
+/// An argon2id PHC string. Its `Debug` never shows it.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct PasswordHash(String);
+
+impl PasswordHash {
+    /// Hashes a plain password with argon2id and a random salt.
+    pub fn hash(password: &str) -> Result<Self, String> {
+        use argon2::password_hash::PasswordHasher;
+        argon2::Argon2::default()
+            .hash_password(password.as_bytes())
+            .map(|h| PasswordHash(h.to_string()))
+            .map_err(|e| format!("password hashing failed: {e}"))
+    }
+
+    pub fn verify(&self, password: &str) -> bool {
+        use argon2::password_hash::{phc, PasswordVerifier};
+        match phc::PasswordHash::new(&self.0) {
+            Ok(parsed) => argon2::Argon2::default()
+                .verify_password(password.as_bytes(), &parsed)
+                .is_ok(),
+            Err(_) => false,
+        }
+    }
+
+    pub fn phc(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for PasswordHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("PasswordHash([redacted])")
+    }
+}
+
+/// One of the member's locations and their roles there (seed 001's exact shape).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MemberLocation {
+    pub location_id: String,
+    pub role: Vec<LocationRole>,
+}
+
+/// A collaboration rule (seed 002): the member's role for some departments and locations.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CollaborationRule {
+    pub role: CollaborationRole,
+    pub departments: Vec<String>,
+    pub locations: Vec<String>,
+}
+
+/// A background check requested for a member (read-only on this API).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BackgroundCheckRequest {
+    pub id: String,
+    pub status: String,
+    pub requested_at: Timestamp,
+}
+
+/// The tenant.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Organization {
+    pub id: OrgId,
+    pub name: String,
+    pub hris_enabled: bool,
+    pub background_check_required: bool,
+    /// Invariant data, kept in step with the members by the same transactions.
+    #[serde(flatten)]
+    pub counters: Counters,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub primary_member_id: Option<MemberId>,
+    pub version: u64,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+/// Counts of active members the rules depend on (SPEC rules 2 and 3).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Counters {
+    pub active_admins: i64,
+    pub active_hris_admins: i64,
+    pub active_dual_admins: i64,
+}
+
+impl Counters {
+    /// What one member contributes to the counters.
+    pub fn of(is_active: bool, role: &Role, hris_role: Option<HrisRole>) -> Counters {
+        if !is_active {
+            return Counters::default();
+        }
+        let admin = role.is_admin();
+        let hris_admin = hris_role == Some(HrisRole::HrisAdmin);
+        Counters {
+            active_admins: admin as i64,
+            active_hris_admins: hris_admin as i64,
+            active_dual_admins: (admin && hris_admin) as i64,
+        }
+    }
+
+    pub fn minus(self, other: Counters) -> Counters {
+        Counters {
+            active_admins: self.active_admins - other.active_admins,
+            active_hris_admins: self.active_hris_admins - other.active_hris_admins,
+            active_dual_admins: self.active_dual_admins - other.active_dual_admins,
+        }
+    }
+
+    pub fn is_zero(self) -> bool {
+        self == Counters::default()
+    }
+}
+
+/// A member of an organisation, as stored (the password only as its hash).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Member {
+    pub id: MemberId,
+    pub organization_id: OrgId,
+    pub user_id: UserId,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    /// The full name when set explicitly; otherwise derived from first and last name.
+    pub name_override: Option<String>,
+    pub email: Email,
+    pub headline: Option<String>,
+    pub job_title: Option<String>,
+    pub role: Role,
+    pub hris_role: Option<HrisRole>,
+    pub department: Department,
+    pub locations: Vec<MemberLocation>,
+    pub collaboration_rules: Vec<CollaborationRule>,
+    pub is_primary: bool,
+    pub is_active: bool,
+    pub fleet_dm_label_id: Option<u64>,
+    pub profile_picture_url: Option<String>,
+    pub default_location_id: Option<String>,
+    pub password_hash: Option<PasswordHash>,
+    pub background_check_exempt: bool,
+    pub background_check_exempt_reason: Option<String>,
+    pub background_check_requests: Vec<BackgroundCheckRequest>,
+    pub onboard_date: Option<Timestamp>,
+    pub offboard_date: Option<Timestamp>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    pub version: u64,
+}
+
+impl Member {
+    /// `name` if set, else first and last name joined, else empty.
+    pub fn full_name(&self) -> String {
+        if let Some(name) = &self.name_override {
+            return name.clone();
+        }
+        [self.first_name.as_deref(), self.last_name.as_deref()]
+            .into_iter()
+            .flatten()
+            .filter(|s| !s.is_empty())
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    pub fn counters(&self) -> Counters {
+        Counters::of(self.is_active, &self.role, self.hris_role)
+    }
+}
+
+/// An API key as stored: never the key itself, only its SHA-256.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ApiKey {
+    pub id: ApiKeyId,
+    pub organization_id: OrgId,
+    pub name: String,
+    pub scopes: Vec<Scope>,
+    pub created_at: Timestamp,
+    pub revoked_at: Option<Timestamp>,
+}
+
+impl ApiKey {
+    pub fn allows(&self, scope: Scope) -> bool {
+        self.scopes.contains(&scope)
+    }
+}
+
+/// One entry of a member's change history.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditEvent {
+    pub id: AuditEventId,
+    pub organization_id: OrgId,
+    pub member_id: MemberId,
+    pub actor_key_id: Option<ApiKeyId>,
+    pub action: String,
+    /// `{field: {before, after}}`, secrets already redacted.
+    pub changes: serde_json::Map<String, serde_json::Value>,
+    pub justification: Option<String>,
+    pub request_id: Option<String>,
+    pub member_version: u64,
+    pub occurred_at: Timestamp,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_parse_with_their_prefix_only() {
+        assert!(MemberId::parse("mem_abc123def456").is_ok());
+        assert!(MemberId::parse("org_abc").is_err());
+        assert!(MemberId::parse("mem_").is_err());
+        assert!(MemberId::parse("mem_a-b").is_err());
+        assert!(MemberId::parse(&format!("mem_{}", "a".repeat(65))).is_err());
+        let generated = MemberId::generate();
+        assert_eq!(MemberId::parse(generated.as_str()), Ok(generated));
+    }
+
+    #[test]
+    fn roles_are_builtin_names_or_custom_ids() {
+        assert_eq!(Role::parse("admin"), Ok(Role::Builtin(BuiltinRole::Admin)));
+        assert!(matches!(Role::parse("rol_01abc"), Ok(Role::Custom(_))));
+        assert!(Role::parse("owner").unwrap_err().contains("admin, simple, reviewer, no_access"));
+        assert!(Role::parse("rol_!").is_err());
+    }
+
+    #[test]
+    fn emails_are_checked_and_normalised() {
+        for ok in ["john@example.com", "J.Doe+x@sub.example.co.uk"] {
+            assert!(Email::parse(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "john", "john@", "@example.com", "john@example", "jo hn@example.com", "john@-x.com"] {
+            assert!(Email::parse(bad).is_err(), "{bad}");
+        }
+        assert_eq!(Email::parse("John@Example.COM").map(|e| e.normalized()), Ok("john@example.com".into()));
+    }
+
+    #[test]
+    fn timestamps_are_rfc3339_and_normalised_to_utc() {
+        let t = Timestamp::parse("2026-01-15T02:00:00+02:00").map(|t| t.to_string());
+        assert_eq!(t, Ok("2026-01-15T00:00:00Z".to_owned()));
+        assert!(Timestamp::parse("2026-01-15").is_err());
+        assert!(Timestamp::parse("yesterday").is_err());
+    }
+
+    #[test]
+    fn counters_count_only_active_members() {
+        let admin = Role::Builtin(BuiltinRole::Admin);
+        let c = Counters::of(true, &admin, Some(HrisRole::HrisAdmin));
+        assert_eq!(c, Counters { active_admins: 1, active_hris_admins: 1, active_dual_admins: 1 });
+        assert!(Counters::of(false, &admin, Some(HrisRole::HrisAdmin)).is_zero());
+        let custom = Role::Custom(CustomRoleId::parse("rol_x").unwrap_or_else(|e| panic!("{e}")));
+        assert!(Counters::of(true, &custom, None).is_zero());
+    }
+
+    #[test]
+    fn password_hashes_verify_and_never_print() {
+        let hash = PasswordHash::hash("correct horse").unwrap_or_else(|e| panic!("{e}"));
+        assert!(hash.phc().starts_with("$argon2id$"));
+        assert!(hash.verify("correct horse"));
+        assert!(!hash.verify("wrong"));
+        assert_eq!(format!("{hash:?}"), "PasswordHash([redacted])");
+    }
+}

@@ -1,0 +1,339 @@
+//! The SPEC's rules that can be decided from one member and its organisation, as pure
+//! functions. Rules that involve other members (last admin, unique email, single primary)
+//! are enforced by the store's conditional transactions; see `store::dynamo`.
+
+use crate::error::{ApiError, FieldError};
+use crate::input::MemberPatch;
+use crate::model::*;
+
+/// A member as a write would leave it, plus what only the audit event keeps.
+#[derive(Debug, Clone)]
+pub struct Draft {
+    pub member: Member,
+    /// Seed 000: the exemption's justification goes into the audit log only.
+    pub justification: Option<String>,
+    pub password_changed: bool,
+}
+
+/// Builds a new member from a create body: the required fields, then the patch applied to a
+/// blank member, then every rule checked.
+pub fn new_member(patch: MemberPatch, org: &Organization, now: Timestamp) -> Result<Draft, ApiError> {
+    let mut missing = Vec::new();
+    if patch.email.is_none() {
+        missing.push(FieldError::new("email", "required", "email is required"));
+    }
+    if patch.role.is_none() {
+        missing.push(FieldError::new("role", "required", "role is required"));
+    }
+    let has_name = matches!(patch.name, Some(Some(_))) || matches!(patch.first_name, Some(Some(_)));
+    if !has_name {
+        missing.push(FieldError::new("firstName", "required", "firstName (or name) is required"));
+    }
+    let (Some(email), Some(role), true) = (patch.email.clone(), patch.role.clone(), missing.is_empty()) else {
+        return Err(ApiError::Validation(missing));
+    };
+    let blank = Member {
+        id: MemberId::generate(),
+        organization_id: org.id.clone(),
+        user_id: patch.user_id.clone().unwrap_or_else(UserId::generate),
+        first_name: None,
+        last_name: None,
+        name_override: None,
+        email,
+        headline: None,
+        job_title: None,
+        role,
+        hris_role: None,
+        department: Department::None,
+        locations: Vec::new(),
+        collaboration_rules: Vec::new(),
+        is_primary: false,
+        is_active: true,
+        fleet_dm_label_id: None,
+        profile_picture_url: None,
+        default_location_id: None,
+        password_hash: None,
+        background_check_exempt: false,
+        background_check_exempt_reason: None,
+        background_check_requests: Vec::new(),
+        onboard_date: None,
+        offboard_date: None,
+        created_at: now,
+        updated_at: now,
+        version: 1,
+    };
+    apply(patch, &blank, org, now)
+}
+
+/// Applies a patch to a member and checks the result. Pure but for hashing a new password.
+pub fn apply(patch: MemberPatch, current: &Member, org: &Organization, now: Timestamp) -> Result<Draft, ApiError> {
+    if let Some(given) = &patch.organization_id {
+        if *given != org.id {
+            return Err(ApiError::rule(
+                "organization_mismatch",
+                Some("organizationId"),
+                "organizationId may only be the caller's own organisation",
+            ));
+        }
+    }
+    let mut m = current.clone();
+    fn set<T>(slot: &mut T, value: Option<T>) {
+        if let Some(v) = value {
+            *slot = v;
+        }
+    }
+    set(&mut m.user_id, patch.user_id);
+    set(&mut m.first_name, patch.first_name);
+    set(&mut m.last_name, patch.last_name);
+    set(&mut m.name_override, patch.name);
+    set(&mut m.email, patch.email);
+    set(&mut m.headline, patch.headline);
+    set(&mut m.job_title, patch.job_title);
+    set(&mut m.role, patch.role);
+    set(&mut m.hris_role, patch.hris_role);
+    set(&mut m.department, patch.department.map(|d| d.unwrap_or(Department::None)));
+    set(&mut m.locations, patch.locations);
+    set(&mut m.collaboration_rules, patch.collaboration_rules);
+    set(&mut m.is_primary, patch.is_primary);
+    set(&mut m.is_active, patch.is_active);
+    set(&mut m.fleet_dm_label_id, patch.fleet_dm_label_id);
+    set(&mut m.profile_picture_url, patch.profile_picture_url);
+    set(&mut m.default_location_id, patch.default_location_id);
+    set(&mut m.onboard_date, patch.onboard_date);
+    set(&mut m.offboard_date, patch.offboard_date);
+    set(&mut m.created_at, patch.created_at);
+
+    // Rule 7: an exemption needs a reason; leaving it clears reason and justification.
+    set(&mut m.background_check_exempt, patch.background_check_exempt);
+    let mut justification = patch.background_check_exempt_justification.clone().flatten();
+    if m.background_check_exempt {
+        set(&mut m.background_check_exempt_reason, patch.background_check_exempt_reason);
+        if m.background_check_exempt_reason.is_none() {
+            return Err(ApiError::rule(
+                "exemption_reason_required",
+                Some("backgroundCheckExemptReason"),
+                "backgroundCheckExempt: true needs a backgroundCheckExemptReason",
+            ));
+        }
+    } else {
+        let gave_reason = matches!(patch.background_check_exempt_reason, Some(Some(_)));
+        if gave_reason || justification.is_some() {
+            return Err(ApiError::rule(
+                "exemption_not_set",
+                Some("backgroundCheckExempt"),
+                "a reason or justification needs backgroundCheckExempt: true",
+            ));
+        }
+        m.background_check_exempt_reason = None;
+        justification = None;
+    }
+
+    let password_changed = patch.password.is_some();
+    if let Some(password) = patch.password {
+        m.password_hash = match password {
+            Some(secret) => Some(PasswordHash::hash(secret.expose()).map_err(|e| {
+                tracing::error!(error = %e, "password hashing failed");
+                ApiError::Internal
+            })?),
+            None => None,
+        };
+    }
+    m.updated_at = now;
+    check(&m, org)?;
+    Ok(Draft { member: m, justification, password_changed })
+}
+
+/// The collaboration-rule roles a member role may hold (SPEC vocabularies).
+pub fn allowed_collaboration_roles(role: &Role) -> &'static [CollaborationRole] {
+    use CollaborationRole as C;
+    match role {
+        Role::Builtin(BuiltinRole::Admin) => &[C::Admin],
+        Role::Builtin(BuiltinRole::Reviewer) => &[C::Reviewer],
+        Role::Builtin(BuiltinRole::NoAccess) => &[],
+        // A custom role counts as a non-admin: the same as `simple`.
+        Role::Builtin(BuiltinRole::Simple) | Role::Custom(_) => {
+            &[C::RecruitingAdmin, C::HiringManager, C::Simple, C::Reviewer]
+        }
+    }
+}
+
+/// Every rule that one member and its organisation decide.
+pub fn check(m: &Member, org: &Organization) -> Result<(), ApiError> {
+    // Rule 4.
+    if m.role == Role::Builtin(BuiltinRole::NoAccess) {
+        if !org.hris_enabled {
+            return Err(ApiError::rule(
+                "no_access_requires_hris",
+                Some("role"),
+                "role no_access is not allowed while HRIS is deactivated",
+            ));
+        }
+        if m.hris_role == Some(HrisRole::HrisNoAccess) {
+            return Err(ApiError::rule(
+                "no_access_combination",
+                Some("hrisRole"),
+                "role no_access together with hrisRole hris_no_access is not allowed",
+            ));
+        }
+    }
+    // Rule 3: every active member has an HRIS role while HRIS is on (seed 002).
+    if org.hris_enabled && m.is_active && m.hris_role.is_none() {
+        return Err(ApiError::rule(
+            "hris_role_required",
+            Some("hrisRole"),
+            "hrisRole is required while the HRIS application is enabled",
+        ));
+    }
+    let allowed = allowed_collaboration_roles(&m.role);
+    if let Some((i, rule)) = m.collaboration_rules.iter().enumerate().find(|(_, r)| !allowed.contains(&r.role)) {
+        let allowed: Vec<&str> = allowed.iter().map(|r| r.as_str()).collect();
+        return Err(ApiError::Validation(vec![FieldError::new(
+            format!("collaborationRules[{i}].role"),
+            "collaboration_rule_not_allowed",
+            format!(
+                "a member with role {} may hold {} collaboration rules, not {}",
+                m.role.as_str(),
+                if allowed.is_empty() { "no".to_owned() } else { allowed.join(", ") },
+                rule.role
+            ),
+        )]));
+    }
+    // Rule 8.
+    if let (Some(on), Some(off)) = (m.onboard_date, m.offboard_date) {
+        if off < on {
+            return Err(ApiError::rule(
+                "offboard_before_onboard",
+                Some("offboardDate"),
+                "offboardDate must not be before onboardDate",
+            ));
+        }
+    }
+    for (i, loc) in m.locations.iter().enumerate() {
+        if m.locations[..i].iter().any(|l| l.location_id == loc.location_id) {
+            return Err(ApiError::Validation(vec![FieldError::new(
+                format!("locations[{i}].locationId"),
+                "duplicate",
+                format!("location {} appears more than once", loc.location_id),
+            )]));
+        }
+    }
+    if let Some(default) = &m.default_location_id {
+        if !m.locations.iter().any(|l| &l.location_id == default) {
+            return Err(ApiError::rule(
+                "default_location_not_assigned",
+                Some("settings.defaultLocationId"),
+                "settings.defaultLocationId must be one of the member's own locations",
+            ));
+        }
+    }
+    // Rule 6 (the part one member decides): the primary member is an active one.
+    if m.is_primary && !m.is_active {
+        return Err(ApiError::rule(
+            "primary_must_be_active",
+            Some("isPrimary"),
+            "the primary member cannot be deactivated",
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::input::parse_member_patch;
+    use serde_json::{json, Value};
+
+    fn org(hris: bool) -> Organization {
+        let now = Timestamp::now();
+        Organization {
+            id: OrgId::parse("org_test").unwrap_or_else(|e| panic!("{e}")),
+            name: "Test".into(),
+            hris_enabled: hris,
+            background_check_required: false,
+            counters: Counters::default(),
+            primary_member_id: None,
+            version: 1,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
+    fn create(body: Value, hris: bool) -> Result<Draft, ApiError> {
+        let patch = parse_member_patch(&body).map_err(ApiError::Validation)?;
+        new_member(patch, &org(hris), Timestamp::now())
+    }
+
+    fn base() -> Value {
+        json!({"firstName": "Ada", "lastName": "Lovelace", "email": "ada@example.com", "role": "simple"})
+    }
+
+    fn with(extra: Value) -> Value {
+        let mut b = base();
+        if let (Some(b), Some(extra)) = (b.as_object_mut(), extra.as_object()) {
+            b.extend(extra.clone());
+        }
+        b
+    }
+
+    #[test]
+    fn rules_table() {
+        // (name, body, hris enabled, expected code or None for accepted)
+        let cases: Vec<(&str, Value, bool, Option<&str>)> = vec![
+            ("plain simple member", base(), false, None),
+            ("missing email", json!({"firstName": "A", "role": "simple"}), false, Some("validation_failed")),
+            ("missing role", json!({"firstName": "A", "email": "a@b.co"}), false, Some("validation_failed")),
+            ("missing name", json!({"email": "a@b.co", "role": "simple"}), false, Some("validation_failed")),
+            ("no_access while HRIS off", with(json!({"role": "no_access"})), false, Some("no_access_requires_hris")),
+            ("no_access with hris_employee", with(json!({"role": "no_access", "hrisRole": "hris_employee"})), true, None),
+            ("no_access + hris_no_access", with(json!({"role": "no_access", "hrisRole": "hris_no_access"})), true, Some("no_access_combination")),
+            ("HRIS on needs hrisRole", base(), true, Some("hris_role_required")),
+            ("HRIS on, inactive needs none", with(json!({"isActive": false})), true, None),
+            ("admin holds admin rules", with(json!({"role": "admin", "collaborationRules": [{"role": "admin"}]})), false, None),
+            ("admin holds no simple rule", with(json!({"role": "admin", "collaborationRules": [{"role": "simple"}]})), false, Some("validation_failed")),
+            ("reviewer holds reviewer rules", with(json!({"role": "reviewer", "collaborationRules": [{"role": "reviewer"}]})), false, None),
+            ("reviewer holds no hiring_manager", with(json!({"role": "reviewer", "collaborationRules": [{"role": "hiring_manager"}]})), false, Some("validation_failed")),
+            ("simple holds the other four", with(json!({"collaborationRules": [{"role": "recruiting_admin"}, {"role": "hiring_manager"}, {"role": "simple"}, {"role": "reviewer", "departments": ["it"], "locations": ["l1"]}]})), false, None),
+            ("simple holds no admin rule", with(json!({"collaborationRules": [{"role": "admin"}]})), false, Some("validation_failed")),
+            ("exempt needs a reason", with(json!({"backgroundCheckExempt": true})), false, Some("exemption_reason_required")),
+            ("exempt with reason", with(json!({"backgroundCheckExempt": true, "backgroundCheckExemptReason": "other", "backgroundCheckExemptJustification": "agency check"})), false, None),
+            ("reason without exemption", with(json!({"backgroundCheckExemptReason": "other"})), false, Some("exemption_not_set")),
+            ("offboard before onboard", with(json!({"onboardDate": "2026-02-01T00:00:00Z", "offboardDate": "2026-01-01T00:00:00Z"})), false, Some("offboard_before_onboard")),
+            ("offboard after onboard", with(json!({"onboardDate": "2026-01-15T00:00:00.000Z", "offboardDate": "2026-04-30T00:00:00.000Z"})), false, None),
+            ("default location not own", with(json!({"settings": {"defaultLocationId": "l9"}})), false, Some("default_location_not_assigned")),
+            ("default location own", with(json!({"locations": [{"locationId": "l1", "role": ["viewer"]}], "settings": {"defaultLocationId": "l1"}})), false, None),
+            ("duplicate location", with(json!({"locations": [{"locationId": "l1", "role": ["viewer"]}, {"locationId": "l1", "role": ["admin"]}]})), false, Some("validation_failed")),
+            ("inactive primary", with(json!({"isPrimary": true, "isActive": false})), false, Some("primary_must_be_active")),
+            ("foreign organisation", with(json!({"organizationId": "org_other"})), false, Some("organization_mismatch")),
+            ("own organisation", with(json!({"organizationId": "org_test"})), false, None),
+        ];
+        for (name, body, hris, expected) in cases {
+            let got = create(body, hris).err().map(|e| e.code());
+            assert_eq!(got, expected, "{name}");
+        }
+    }
+
+    #[test]
+    fn a_new_member_is_filled_in_from_the_body() {
+        let d = create(with(json!({"backgroundCheckExempt": true, "backgroundCheckExemptReason": "other", "backgroundCheckExemptJustification": "why", "settings": {"password": "s3cret-pass"}})), false)
+            .unwrap_or_else(|e| panic!("{e:?}"));
+        assert!(d.member.id.as_str().starts_with("mem_"));
+        assert!(d.member.user_id.as_str().starts_with("usr_"));
+        assert_eq!(d.member.full_name(), "Ada Lovelace");
+        assert!(d.member.is_active && !d.member.is_primary);
+        assert_eq!(d.member.department, Department::None);
+        assert_eq!(d.justification.as_deref(), Some("why"));
+        assert!(d.password_changed);
+        assert!(d.member.password_hash.as_ref().is_some_and(|h| h.verify("s3cret-pass")));
+    }
+
+    #[test]
+    fn leaving_the_exemption_clears_reason_and_justification() {
+        let exempt = create(with(json!({"backgroundCheckExempt": true, "backgroundCheckExemptReason": "other"})), false)
+            .unwrap_or_else(|e| panic!("{e:?}"));
+        let patch = parse_member_patch(&json!({"backgroundCheckExempt": false})).unwrap_or_else(|e| panic!("{e:?}"));
+        let d = apply(patch, &exempt.member, &org(false), Timestamp::now()).unwrap_or_else(|e| panic!("{e:?}"));
+        assert!(!d.member.background_check_exempt);
+        assert_eq!(d.member.background_check_exempt_reason, None);
+        assert_eq!(d.justification, None);
+    }
+}

@@ -1,0 +1,844 @@
+//! The DynamoDB single-table store: the only module that uses `aws_sdk_dynamodb`.
+//! Key design and access patterns: docs/design.md.
+
+use super::{CreateMember, IdempotencyRecord, NewApiKey, NewOrganization, Store};
+use crate::error::ApiError;
+use crate::model::*;
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, AttributeValue, BillingMode, ConditionCheck, GlobalSecondaryIndex,
+    KeySchemaElement, KeyType, Projection, ProjectionType, Put, ReturnValuesOnConditionCheckFailure,
+    ScalarAttributeType, TransactWriteItem, Update,
+};
+use aws_sdk_dynamodb::Client;
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use std::collections::HashMap;
+use std::time::Duration;
+
+type Item = HashMap<String, AttributeValue>;
+
+/// Key builders: the only place that knows how keys are spelled.
+pub mod keys {
+    use crate::model::*;
+
+    pub fn org(org: &OrgId) -> (String, String) {
+        (format!("ORG#{org}"), "ORG".into())
+    }
+    pub fn member(org: &OrgId, id: &MemberId) -> (String, String) {
+        (format!("ORG#{org}#MEMBER#{id}"), "MEMBER".into())
+    }
+    pub fn email(org: &OrgId, email: &Email) -> (String, String) {
+        (format!("ORG#{org}#EMAIL#{}", email.normalized()), "EMAIL".into())
+    }
+    pub fn role(org: &OrgId, id: &CustomRoleId) -> (String, String) {
+        (format!("ORG#{org}#ROLE#{id}"), "ROLE".into())
+    }
+    pub fn location(org: &OrgId, location_id: &str, id: &MemberId) -> (String, String) {
+        (format!("ORG#{org}#LOCATION#{location_id}"), id.to_string())
+    }
+    pub fn audit(org: &OrgId, member: &MemberId, id: &AuditEventId) -> (String, String) {
+        (format!("ORG#{org}#MEMBER#{member}#AUDIT"), id.to_string())
+    }
+    pub fn api_key(hash: &str) -> (String, String) {
+        (format!("APIKEY#{hash}"), "APIKEY".into())
+    }
+    pub fn idempotency(org: &OrgId, key: &str) -> (String, String) {
+        (format!("ORG#{org}#IDEMPOTENCY#{key}"), "IDEMPOTENCY".into())
+    }
+    pub fn status(active: bool) -> &'static str {
+        if active {
+            "active"
+        } else {
+            "inactive"
+        }
+    }
+    /// GSI partitions of a member: by status, role, HRIS role, department (each with status).
+    pub fn member_indexes(m: &Member) -> [String; 4] {
+        let (org, status) = (&m.organization_id, status(m.is_active));
+        [
+            format!("ORG#{org}#MEMBERS#{status}"),
+            format!("ORG#{org}#ROLE#{}#{status}", m.role.as_str()),
+            format!("ORG#{org}#HRIS#{}#{status}", m.hris_role.map_or("none", |r| r.as_str())),
+            format!("ORG#{org}#DEPARTMENT#{}#{status}", m.department),
+        ]
+    }
+    pub fn api_keys_of(org: &OrgId) -> String {
+        format!("ORG#{org}#APIKEYS")
+    }
+}
+
+/// The global secondary indexes, their partition and sort key attribute names.
+pub const INDEXES: &[(&str, &str, &str)] = &[
+    ("GSI1", "GSI1PK", "GSI1SK"),
+    ("GSI2", "GSI2PK", "GSI2SK"),
+    ("GSI3", "GSI3PK", "GSI3SK"),
+    ("GSI4", "GSI4PK", "GSI4SK"),
+    ("GSI5", "GSI5PK", "GSI5SK"),
+];
+
+/// How long an idempotency record is kept (the table's TTL attribute is `expiresAt`).
+pub const IDEMPOTENCY_TTL_SECONDS: i64 = 24 * 3600;
+
+#[derive(Serialize, Deserialize)]
+struct MemberRecord {
+    #[serde(rename = "PK")]
+    pk: String,
+    #[serde(rename = "SK")]
+    sk: String,
+    entity: String,
+    #[serde(rename = "emailNormalized")]
+    email_normalized: String,
+    #[serde(rename = "GSI1PK")]
+    gsi1pk: String,
+    #[serde(rename = "GSI1SK")]
+    gsi1sk: String,
+    #[serde(rename = "GSI2PK")]
+    gsi2pk: String,
+    #[serde(rename = "GSI2SK")]
+    gsi2sk: String,
+    #[serde(rename = "GSI3PK")]
+    gsi3pk: String,
+    #[serde(rename = "GSI3SK")]
+    gsi3sk: String,
+    #[serde(rename = "GSI4PK")]
+    gsi4pk: String,
+    #[serde(rename = "GSI4SK")]
+    gsi4sk: String,
+    #[serde(rename = "GSI5PK")]
+    gsi5pk: String,
+    #[serde(rename = "GSI5SK")]
+    gsi5sk: String,
+    #[serde(flatten)]
+    member: Member,
+}
+
+impl MemberRecord {
+    fn new(m: &Member) -> Self {
+        let (pk, sk) = keys::member(&m.organization_id, &m.id);
+        let [by_status, by_role, by_hris, by_department] = keys::member_indexes(m);
+        let id = m.id.to_string();
+        MemberRecord {
+            pk,
+            sk,
+            entity: "member".into(),
+            email_normalized: m.email.normalized(),
+            gsi1pk: by_status.clone(),
+            gsi1sk: id.clone(),
+            gsi2pk: by_role,
+            gsi2sk: id.clone(),
+            gsi3pk: by_hris,
+            gsi3sk: id.clone(),
+            gsi4pk: by_department,
+            gsi4sk: id.clone(),
+            gsi5pk: by_status,
+            gsi5sk: format!("{}#{id}", m.updated_at),
+            member: m.clone(),
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct OrgRecord {
+    #[serde(rename = "PK")]
+    pk: String,
+    #[serde(rename = "SK")]
+    sk: String,
+    entity: String,
+    #[serde(flatten)]
+    org: Organization,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct EmailGuardRecord {
+    #[serde(rename = "PK")]
+    pk: String,
+    #[serde(rename = "SK")]
+    sk: String,
+    entity: String,
+    member_id: MemberId,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct LocationRecord {
+    #[serde(rename = "PK")]
+    pk: String,
+    #[serde(rename = "SK")]
+    sk: String,
+    entity: String,
+    member_id: MemberId,
+    is_active: bool,
+    role: Vec<LocationRole>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct ApiKeyRecord {
+    #[serde(rename = "PK")]
+    pk: String,
+    #[serde(rename = "SK")]
+    sk: String,
+    entity: String,
+    #[serde(rename = "GSI1PK")]
+    gsi1pk: String,
+    #[serde(rename = "GSI1SK")]
+    gsi1sk: String,
+    #[serde(flatten)]
+    key: ApiKey,
+}
+
+#[derive(Serialize, Deserialize)]
+struct AuditRecord {
+    #[serde(rename = "PK")]
+    pk: String,
+    #[serde(rename = "SK")]
+    sk: String,
+    entity: String,
+    #[serde(flatten)]
+    event: AuditEvent,
+}
+
+#[derive(Serialize, Deserialize)]
+struct IdempotencyItem {
+    #[serde(rename = "PK")]
+    pk: String,
+    #[serde(rename = "SK")]
+    sk: String,
+    entity: String,
+    /// DynamoDB TTL attribute (epoch seconds).
+    #[serde(rename = "expiresAt")]
+    expires_at: i64,
+    #[serde(flatten)]
+    record: IdempotencyRecord,
+}
+
+/// The real store.
+#[derive(Clone, Debug)]
+pub struct DynamoStore {
+    client: Client,
+    table: String,
+}
+
+impl DynamoStore {
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        DynamoStore { client, table: table.into() }
+    }
+
+    /// A client from the environment: region, credentials and `AWS_ENDPOINT_URL_DYNAMODB`
+    /// (DynamoDB Local) as the AWS SDK reads them, with short timeouts so that an unreachable
+    /// store becomes a 503 within seconds rather than a Lambda timeout.
+    pub async fn client_from_env(endpoint_url: Option<&str>) -> Client {
+        let timeouts = aws_config::timeout::TimeoutConfig::builder()
+            .connect_timeout(Duration::from_secs(1))
+            .operation_attempt_timeout(Duration::from_secs(2))
+            .operation_timeout(Duration::from_secs(5))
+            .build();
+        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest()).timeout_config(timeouts);
+        if let Some(url) = endpoint_url {
+            loader = loader.endpoint_url(url);
+        }
+        let config = loader.load().await;
+        Client::new(&config)
+    }
+
+    /// The store for `TABLE_NAME` (default `members`).
+    pub async fn from_env() -> Self {
+        let table = std::env::var("TABLE_NAME").unwrap_or_else(|_| "members".into());
+        DynamoStore::new(Self::client_from_env(None).await, table)
+    }
+
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// Creates the table with its indexes if it does not exist; returns whether it created it.
+    /// template.yaml declares the same table for AWS.
+    pub async fn create_table(&self) -> Result<bool, ApiError> {
+        let s = |name: &str| {
+            AttributeDefinition::builder()
+                .attribute_name(name)
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .map_err(|e| build_error("AttributeDefinition", e))
+        };
+        let key = |name: &str, kind: KeyType| {
+            KeySchemaElement::builder()
+                .attribute_name(name)
+                .key_type(kind)
+                .build()
+                .map_err(|e| build_error("KeySchemaElement", e))
+        };
+        let mut request = self
+            .client
+            .create_table()
+            .table_name(&self.table)
+            .billing_mode(BillingMode::PayPerRequest)
+            .attribute_definitions(s("PK")?)
+            .attribute_definitions(s("SK")?)
+            .key_schema(key("PK", KeyType::Hash)?)
+            .key_schema(key("SK", KeyType::Range)?);
+        for (index, pk, sk) in INDEXES {
+            request = request
+                .attribute_definitions(s(pk)?)
+                .attribute_definitions(s(sk)?)
+                .global_secondary_indexes(
+                    GlobalSecondaryIndex::builder()
+                        .index_name(*index)
+                        .key_schema(key(pk, KeyType::Hash)?)
+                        .key_schema(key(sk, KeyType::Range)?)
+                        .projection(Projection::builder().projection_type(ProjectionType::All).build())
+                        .build()
+                        .map_err(|e| build_error("GlobalSecondaryIndex", e))?,
+                );
+        }
+        match request.send().await {
+            Ok(_) => Ok(true),
+            Err(e) if e.code() == Some("ResourceInUseException") => Ok(false),
+            Err(e) => Err(sdk_error("CreateTable", e)),
+        }
+    }
+
+    /// Writes a new organisation and its first admin in one transaction.
+    pub async fn create_organization(&self, new: &NewOrganization) -> Result<(), ApiError> {
+        let mut items = vec![
+            put(&self.table, &OrgRecord {
+                pk: keys::org(&new.org.id).0,
+                sk: keys::org(&new.org.id).1,
+                entity: "organization".into(),
+                org: new.org.clone(),
+            })?,
+            put(&self.table, &MemberRecord::new(&new.admin))?,
+            put(&self.table, &email_guard(&new.admin))?,
+            put(&self.table, &audit_record(&new.audit))?,
+        ];
+        for location in location_records(&new.admin) {
+            items.push(put(&self.table, &location)?);
+        }
+        match self.client.transact_write_items().set_transact_items(Some(items)).send().await {
+            Ok(_) => Ok(()),
+            Err(e) => Err(sdk_error("TransactWriteItems", e)),
+        }
+    }
+
+    pub async fn put_api_key(&self, new: &NewApiKey) -> Result<(), ApiError> {
+        let (pk, sk) = keys::api_key(&new.hash);
+        let record = ApiKeyRecord {
+            pk,
+            sk,
+            entity: "apiKey".into(),
+            gsi1pk: keys::api_keys_of(&new.key.organization_id),
+            gsi1sk: new.key.id.to_string(),
+            key: new.key.clone(),
+        };
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(to_item(&record)?))
+            .condition_expression("attribute_not_exists(PK)")
+            .send()
+            .await
+            .map_err(|e| sdk_error("PutItem", e))?;
+        Ok(())
+    }
+
+    /// The organisation's keys, oldest first.
+    pub async fn api_keys(&self, org: &OrgId) -> Result<Vec<(ApiKey, String)>, ApiError> {
+        let mut out = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name("GSI1")
+                .key_condition_expression("GSI1PK = :pk")
+                .expression_attribute_values(":pk", AttributeValue::S(keys::api_keys_of(org)))
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| sdk_error("Query", e))?;
+            for item in page.items() {
+                let record: ApiKeyRecord = from_item(item.clone())?;
+                out.push((record.key, record.pk));
+            }
+            start = page.last_evaluated_key().cloned();
+            if start.is_none() {
+                return Ok(out);
+            }
+        }
+    }
+
+    /// Marks a key revoked; `NotFound` if the organisation has no such key.
+    pub async fn revoke_api_key(&self, org: &OrgId, id: &ApiKeyId) -> Result<ApiKey, ApiError> {
+        let (mut key, pk) = self
+            .api_keys(org)
+            .await?
+            .into_iter()
+            .find(|(k, _)| &k.id == id)
+            .ok_or(ApiError::NotFound)?;
+        if key.revoked_at.is_some() {
+            return Ok(key);
+        }
+        let now = Timestamp::now();
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key("PK", AttributeValue::S(pk))
+            .key("SK", AttributeValue::S("APIKEY".into()))
+            .update_expression("SET revokedAt = :now")
+            .condition_expression("attribute_exists(PK)")
+            .expression_attribute_values(":now", AttributeValue::S(now.to_string()))
+            .send()
+            .await
+            .map_err(|e| sdk_error("UpdateItem", e))?;
+        key.revoked_at = Some(now);
+        Ok(key)
+    }
+
+    async fn get<T: DeserializeOwned>(&self, (pk, sk): (String, String)) -> Result<Option<T>, ApiError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("PK", AttributeValue::S(pk))
+            .key("SK", AttributeValue::S(sk))
+            .send()
+            .await
+            .map_err(|e| sdk_error("GetItem", e))?;
+        out.item.map(from_item).transpose()
+    }
+}
+
+/// What each item of a transaction stands for, so that a cancellation reason at index `i`
+/// becomes the domain error of item `i`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Guarded {
+    NewMember,
+    EmailGuard,
+    Organization,
+    Audit,
+    CustomRole,
+    PreviousPrimary,
+    Idempotency,
+    Location,
+}
+
+impl Store for DynamoStore {
+    async fn api_key_by_hash(&self, hash: &str) -> Result<Option<ApiKey>, ApiError> {
+        Ok(self.get::<ApiKeyRecord>(keys::api_key(hash)).await?.map(|r| r.key))
+    }
+
+    async fn organization(&self, id: &OrgId) -> Result<Option<Organization>, ApiError> {
+        Ok(self.get::<OrgRecord>(keys::org(id)).await?.map(|r| r.org))
+    }
+
+    async fn member(&self, org: &OrgId, id: &MemberId) -> Result<Option<Member>, ApiError> {
+        Ok(self.get::<MemberRecord>(keys::member(org, id)).await?.map(|r| r.member))
+    }
+
+    async fn idempotency_record(&self, org: &OrgId, key: &str) -> Result<Option<IdempotencyRecord>, ApiError> {
+        let found = self.get::<IdempotencyItem>(keys::idempotency(org, key)).await?;
+        let now = Timestamp::now().unix_seconds();
+        // TTL deletion is lazy: an expired record is treated as gone.
+        Ok(found.filter(|item| item.expires_at > now).map(|item| item.record))
+    }
+
+    async fn create_member(&self, w: &CreateMember) -> Result<(), ApiError> {
+        let t = &self.table;
+        let m = &w.member;
+        let mut items = vec![
+            (Guarded::NewMember, put(t, &MemberRecord::new(m))?),
+            (Guarded::EmailGuard, put(t, &email_guard(m))?),
+            (Guarded::Audit, put(t, &audit_record(&w.audit))?),
+            (Guarded::Organization, org_guard(t, w)?),
+        ];
+        if let Role::Custom(role) = &m.role {
+            let (pk, sk) = keys::role(&m.organization_id, role);
+            let check = ConditionCheck::builder()
+                .table_name(t)
+                .key("PK", AttributeValue::S(pk))
+                .key("SK", AttributeValue::S(sk))
+                .condition_expression("attribute_exists(PK)")
+                .build()
+                .map_err(|e| build_error("ConditionCheck", e))?;
+            items.push((Guarded::CustomRole, TransactWriteItem::builder().condition_check(check).build()));
+        }
+        if let Some((previous, audit)) = &w.previous_primary {
+            let (pk, sk) = keys::member(&m.organization_id, previous);
+            let update = Update::builder()
+                .table_name(t)
+                .key("PK", AttributeValue::S(pk))
+                .key("SK", AttributeValue::S(sk))
+                .update_expression("SET isPrimary = :false, version = version + :one, updatedAt = :now")
+                .condition_expression("isPrimary = :true AND isActive = :true")
+                .expression_attribute_values(":false", AttributeValue::Bool(false))
+                .expression_attribute_values(":true", AttributeValue::Bool(true))
+                .expression_attribute_values(":one", AttributeValue::N("1".into()))
+                .expression_attribute_values(":now", AttributeValue::S(m.updated_at.to_string()))
+                .build()
+                .map_err(|e| build_error("Update", e))?;
+            items.push((Guarded::PreviousPrimary, TransactWriteItem::builder().update(update).build()));
+            items.push((Guarded::Audit, put(t, &audit_record(audit))?));
+        }
+        if let Some(record) = &w.idempotency {
+            let (pk, sk) = keys::idempotency(&record.organization_id, &record.key);
+            let item = IdempotencyItem {
+                pk,
+                sk,
+                entity: "idempotency".into(),
+                expires_at: record.created_at.unix_seconds() + IDEMPOTENCY_TTL_SECONDS,
+                record: record.clone(),
+            };
+            items.push((Guarded::Idempotency, put(t, &item)?));
+        }
+        for location in location_records(m) {
+            items.push((Guarded::Location, put(t, &location)?));
+        }
+        self.transact(items).await
+    }
+}
+
+impl DynamoStore {
+    /// Runs one transaction, mapping a cancellation to the error of the item that failed.
+    /// A `TransactionConflict` (real DynamoDB, never DynamoDB Local) is retried twice: the
+    /// whole transaction failed, so running it again is safe.
+    async fn transact(&self, items: Vec<(Guarded, TransactWriteItem)>) -> Result<(), ApiError> {
+        let (guards, writes): (Vec<Guarded>, Vec<TransactWriteItem>) = items.into_iter().unzip();
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let result = self
+                .client
+                .transact_write_items()
+                .set_transact_items(Some(writes.clone()))
+                .send()
+                .await;
+            let err = match result {
+                Ok(_) => return Ok(()),
+                Err(err) => err,
+            };
+            let reasons: Vec<(Guarded, String)> = match err.as_service_error() {
+                Some(aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError::TransactionCanceledException(c)) => c
+                    .cancellation_reasons()
+                    .iter()
+                    .zip(&guards)
+                    .filter_map(|(r, g)| r.code().filter(|c| *c != "None").map(|c| (*g, c.to_owned())))
+                    .collect(),
+                _ => return Err(sdk_error("TransactWriteItems", err)),
+            };
+            let failed: Vec<Guarded> =
+                reasons.iter().filter(|(_, code)| code == "ConditionalCheckFailed").map(|(g, _)| *g).collect();
+            // A retry that lost to its own first attempt also fails the email guard: the
+            // idempotency record speaks first, so the caller can answer with the first response.
+            if let Some(guard) = failed.iter().find(|g| **g == Guarded::Idempotency).or(failed.first()) {
+                return Err(refusal(*guard));
+            }
+            if reasons.iter().any(|(_, code)| code == "TransactionConflict") {
+                if attempt < 3 {
+                    tokio::time::sleep(Duration::from_millis(10 * attempt)).await;
+                    continue;
+                }
+                return Err(ApiError::Conflict {
+                    code: "write_conflict",
+                    detail: "Another request was writing the same data; nothing was written. Retry."
+                        .into(),
+                    field: None,
+                });
+            }
+            if reasons.iter().any(|(_, code)| code == "ThrottlingError" || code == "ProvisionedThroughputExceeded") {
+                return Err(ApiError::Unavailable { retry_after_seconds: 1 });
+            }
+            tracing::error!(?reasons, "transaction cancelled for an unexpected reason");
+            return Err(ApiError::Internal);
+        }
+    }
+}
+
+/// The domain error for a failed condition on one item of a member write.
+fn refusal(guard: Guarded) -> ApiError {
+    match guard {
+        Guarded::EmailGuard => ApiError::Conflict {
+            code: "email_taken",
+            detail: "Another member of this organisation already has this email address.".into(),
+            field: Some("email"),
+        },
+        Guarded::CustomRole => ApiError::rule(
+            "unknown_role",
+            Some("role"),
+            "role is not a built-in role nor a custom role of this organisation",
+        ),
+        Guarded::Organization | Guarded::PreviousPrimary => ApiError::Conflict {
+            code: "organization_changed",
+            detail: "The organisation's settings or primary member changed during this request; nothing was written. Retry.".into(),
+            field: None,
+        },
+        Guarded::Idempotency => ApiError::Conflict {
+            code: "idempotency_conflict",
+            detail: "Another request with the same Idempotency-Key is being processed.".into(),
+            field: None,
+        },
+        Guarded::NewMember | Guarded::Audit | Guarded::Location => {
+            tracing::error!(?guard, "a freshly generated id already exists");
+            ApiError::Internal
+        }
+    }
+}
+
+/// The organisation item of a create: an update when a counted fact or the primary changes,
+/// else a plain condition check (the organisation item is the hot item: no needless writes).
+/// Either way the write holds only while HRIS is as it was read and the primary is unchanged.
+fn org_guard(table: &str, w: &CreateMember) -> Result<TransactWriteItem, ApiError> {
+    let (pk, sk) = keys::org(&w.org.id);
+    let delta = w.member.counters();
+    let mut condition = "attribute_exists(PK) AND hrisEnabled = :hris".to_owned();
+    let mut values: Item = HashMap::from([(":hris".into(), AttributeValue::Bool(w.org.hris_enabled))]);
+    let mut sets: Vec<String> = Vec::new();
+    let mut adds: Vec<String> = Vec::new();
+    if w.member.is_primary {
+        match &w.org.primary_member_id {
+            Some(previous) => {
+                condition.push_str(" AND primaryMemberId = :previous");
+                values.insert(":previous".into(), AttributeValue::S(previous.to_string()));
+            }
+            None => condition.push_str(" AND attribute_not_exists(primaryMemberId)"),
+        }
+        sets.push("primaryMemberId = :primary".into());
+        values.insert(":primary".into(), AttributeValue::S(w.member.id.to_string()));
+    }
+    for (attribute, amount) in [
+        ("activeAdmins", delta.active_admins),
+        ("activeHrisAdmins", delta.active_hris_admins),
+        ("activeDualAdmins", delta.active_dual_admins),
+    ] {
+        if amount != 0 {
+            adds.push(format!("{attribute} :{attribute}"));
+            values.insert(format!(":{attribute}"), AttributeValue::N(amount.to_string()));
+        }
+    }
+    if sets.is_empty() && adds.is_empty() {
+        let check = ConditionCheck::builder()
+            .table_name(table)
+            .key("PK", AttributeValue::S(pk))
+            .key("SK", AttributeValue::S(sk))
+            .condition_expression(condition)
+            .set_expression_attribute_values(Some(values))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .build()
+            .map_err(|e| build_error("ConditionCheck", e))?;
+        return Ok(TransactWriteItem::builder().condition_check(check).build());
+    }
+    let mut expression = String::new();
+    if !sets.is_empty() {
+        expression.push_str(&format!("SET {}", sets.join(", ")));
+    }
+    if !adds.is_empty() {
+        expression.push_str(&format!(" ADD {}", adds.join(", ")));
+    }
+    let update = Update::builder()
+        .table_name(table)
+        .key("PK", AttributeValue::S(pk))
+        .key("SK", AttributeValue::S(sk))
+        .update_expression(expression.trim())
+        .condition_expression(condition)
+        .set_expression_attribute_values(Some(values))
+        .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+        .build()
+        .map_err(|e| build_error("Update", e))?;
+    Ok(TransactWriteItem::builder().update(update).build())
+}
+
+fn email_guard(m: &Member) -> EmailGuardRecord {
+    let (pk, sk) = keys::email(&m.organization_id, &m.email);
+    EmailGuardRecord { pk, sk, entity: "emailGuard".into(), member_id: m.id.clone() }
+}
+
+fn location_records(m: &Member) -> Vec<LocationRecord> {
+    m.locations
+        .iter()
+        .map(|l| {
+            let (pk, sk) = keys::location(&m.organization_id, &l.location_id, &m.id);
+            LocationRecord {
+                pk,
+                sk,
+                entity: "memberLocation".into(),
+                member_id: m.id.clone(),
+                is_active: m.is_active,
+                role: l.role.clone(),
+            }
+        })
+        .collect()
+}
+
+fn audit_record(e: &AuditEvent) -> AuditRecord {
+    let (pk, sk) = keys::audit(&e.organization_id, &e.member_id, &e.id);
+    AuditRecord { pk, sk, entity: "auditEvent".into(), event: e.clone() }
+}
+
+/// A conditional put that never overwrites.
+fn put<T: Serialize>(table: &str, record: &T) -> Result<TransactWriteItem, ApiError> {
+    let put = Put::builder()
+        .table_name(table)
+        .set_item(Some(to_item(record)?))
+        .condition_expression("attribute_not_exists(PK)")
+        .build()
+        .map_err(|e| build_error("Put", e))?;
+    Ok(TransactWriteItem::builder().put(put).build())
+}
+
+fn to_item<T: Serialize>(record: &T) -> Result<Item, ApiError> {
+    serde_dynamo::to_item(record).map_err(|e| {
+        tracing::error!(error = %e, "could not serialise a record");
+        ApiError::Internal
+    })
+}
+
+/// Never skips a corrupt item: it is an error, with its key in the log.
+fn from_item<T: DeserializeOwned>(item: Item) -> Result<T, ApiError> {
+    let key = |name: &str| match item.get(name) {
+        Some(AttributeValue::S(s)) => s.clone(),
+        _ => "?".into(),
+    };
+    let (pk, sk) = (key("PK"), key("SK"));
+    serde_dynamo::from_item(item).map_err(|e| {
+        tracing::error!(pk = %redact_key(&pk), sk = %sk, error = %e, "corrupt item in the table");
+        ApiError::Internal
+    })
+}
+
+/// Keys of API-key and email-guard items carry a hash or an email: log only their kind.
+fn redact_key(pk: &str) -> String {
+    if pk.starts_with("APIKEY#") {
+        "APIKEY#[redacted]".into()
+    } else if let Some(at) = pk.find("#EMAIL#") {
+        format!("{}#EMAIL#[redacted]", &pk[..at])
+    } else {
+        pk.to_owned()
+    }
+}
+
+fn build_error(what: &str, e: impl std::fmt::Display) -> ApiError {
+    tracing::error!(error = %e, "could not build a DynamoDB {what}");
+    ApiError::Internal
+}
+
+/// Maps an SDK failure: unreachable, timed out or throttled is a 503 (retry), the rest a 500.
+/// Logs the operation and error code only, never the request.
+pub fn sdk_error<E: ProvideErrorMetadata + std::fmt::Debug, R: std::fmt::Debug>(
+    operation: &'static str,
+    err: SdkError<E, R>,
+) -> ApiError {
+    const RETRYABLE: &[&str] = &[
+        "ThrottlingException",
+        "ProvisionedThroughputExceededException",
+        "RequestLimitExceeded",
+        "InternalServerError",
+        "ServiceUnavailable",
+        "LimitExceededException",
+    ];
+    match &err {
+        SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) | SdkError::ResponseError(_) => {
+            tracing::warn!(operation, kind = "unreachable", "DynamoDB is unreachable");
+            ApiError::Unavailable { retry_after_seconds: 1 }
+        }
+        SdkError::ServiceError(_) if err.code().is_some_and(|c| RETRYABLE.contains(&c)) => {
+            tracing::warn!(operation, code = err.code(), "DynamoDB is throttling or failing");
+            ApiError::Unavailable { retry_after_seconds: 1 }
+        }
+        _ => {
+            tracing::error!(operation, code = err.code(), "DynamoDB call failed");
+            ApiError::Internal
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn member() -> Member {
+        let now = Timestamp::now();
+        let org = OrgId::parse("org_a").unwrap_or_else(|e| panic!("{e}"));
+        Member {
+            id: MemberId::parse("mem_1").unwrap_or_else(|e| panic!("{e}")),
+            organization_id: org,
+            user_id: UserId::generate(),
+            first_name: Some("Ada".into()),
+            last_name: None,
+            name_override: None,
+            email: Email::parse("Ada@Example.com").unwrap_or_else(|e| panic!("{e}")),
+            headline: None,
+            job_title: Some("Engineer".into()),
+            role: Role::Builtin(BuiltinRole::Admin),
+            hris_role: Some(HrisRole::HrisAdmin),
+            department: Department::It,
+            locations: vec![MemberLocation { location_id: "l1".into(), role: vec![LocationRole::Admin] }],
+            collaboration_rules: vec![],
+            is_primary: true,
+            is_active: true,
+            fleet_dm_label_id: Some(123),
+            profile_picture_url: None,
+            default_location_id: Some("l1".into()),
+            password_hash: None,
+            background_check_exempt: false,
+            background_check_exempt_reason: None,
+            background_check_requests: vec![],
+            onboard_date: None,
+            offboard_date: None,
+            created_at: now,
+            updated_at: now,
+            version: 7,
+        }
+    }
+
+    #[test]
+    fn a_member_record_round_trips_through_an_item() {
+        let m = member();
+        let item = to_item(&MemberRecord::new(&m)).unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!(item.get("PK"), Some(&AttributeValue::S("ORG#org_a#MEMBER#mem_1".into())));
+        assert_eq!(item.get("emailNormalized"), Some(&AttributeValue::S("ada@example.com".into())));
+        assert_eq!(item.get("GSI2PK"), Some(&AttributeValue::S("ORG#org_a#ROLE#admin#active".into())));
+        assert_eq!(item.get("version"), Some(&AttributeValue::N("7".into())));
+        let back: MemberRecord = from_item(item).unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!(back.member, m);
+    }
+
+    #[test]
+    fn counters_are_top_level_numbers_on_the_organisation_item() {
+        let now = Timestamp::now();
+        let org = Organization {
+            id: OrgId::parse("org_a").unwrap_or_else(|e| panic!("{e}")),
+            name: "A".into(),
+            hris_enabled: false,
+            background_check_required: true,
+            counters: Counters { active_admins: 2, active_hris_admins: 1, active_dual_admins: 1 },
+            primary_member_id: None,
+            version: 1,
+            created_at: now,
+            updated_at: now,
+        };
+        let item = to_item(&OrgRecord { pk: "ORG#org_a".into(), sk: "ORG".into(), entity: "organization".into(), org: org.clone() })
+            .unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!(item.get("activeAdmins"), Some(&AttributeValue::N("2".into())));
+        assert!(!item.contains_key("primaryMemberId"), "absent, so attribute_not_exists works");
+        let back: OrgRecord = from_item(item).unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!(back.org, org);
+    }
+
+    #[test]
+    fn a_corrupt_item_is_an_error_not_a_skipped_row() {
+        let mut item = to_item(&MemberRecord::new(&member())).unwrap_or_else(|e| panic!("{e:?}"));
+        item.insert("role".into(), AttributeValue::S("emperor".into()));
+        assert!(matches!(from_item::<MemberRecord>(item), Err(ApiError::Internal)));
+    }
+
+    #[test]
+    fn secrets_in_keys_are_redacted_in_logs() {
+        assert_eq!(redact_key("APIKEY#abcdef"), "APIKEY#[redacted]");
+        assert_eq!(redact_key("ORG#org_a#EMAIL#a@b.co"), "ORG#org_a#EMAIL#[redacted]");
+        assert_eq!(redact_key("ORG#org_a#MEMBER#mem_1"), "ORG#org_a#MEMBER#mem_1");
+    }
+}

