@@ -11,7 +11,11 @@ use shared::ApiError;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "membersctl", version, about = "Operate a Members API deployment: table, organisations, API keys.")]
+#[command(
+    name = "membersctl",
+    version,
+    about = "Operate a Members API deployment: table, organisations, API keys."
+)]
 struct Cli {
     /// DynamoDB table name.
     #[arg(long, global = true, env = "TABLE_NAME", default_value = "members")]
@@ -111,7 +115,11 @@ async fn run(cli: &Cli) -> Result<(), String> {
         Command::CreateTable => {
             let created = store.create_table().await.map_err(failed)?;
             let state = if created { "created" } else { "already exists" };
-            print(cli, json!({"table": cli.table, "created": created}), format!("table {} {state}", cli.table));
+            print(
+                cli,
+                json!({"table": cli.table, "created": created}),
+                format!("table {} {state}", cli.table),
+            );
         }
         Command::CreateOrg(args) => {
             let admin = FirstAdmin {
@@ -119,17 +127,27 @@ async fn run(cli: &Cli) -> Result<(), String> {
                 last_name: args.admin_last_name.clone(),
                 email: args.admin_email.clone(),
             };
-            let (org, member) = create_organization(&store, &args.name, args.hris, &admin).await.map_err(failed)?;
+            let (org, member) = create_organization(&store, &args.name, args.hris, &admin)
+                .await
+                .map_err(failed)?;
             print(
                 cli,
                 json!({"organizationId": org.id, "adminMemberId": member.id}),
-                format!("organisation {} ({})\nfirst admin   {} <{}>", org.id, org.name, member.id, member.email.as_str()),
+                format!(
+                    "organisation {} ({})\nfirst admin   {} <{}>",
+                    org.id,
+                    org.name,
+                    member.id,
+                    member.email.as_str()
+                ),
             );
         }
         Command::Keys(KeysCommand::Issue { org, name, scope }) => {
             let org = parse_org(org)?;
             let scopes = parse_scopes(scope)?;
-            issue(cli, &store, &org, name, scopes).await.map_err(failed)?;
+            issue(cli, &store, &org, name, scopes)
+                .await
+                .map_err(failed)?;
         }
         Command::Keys(KeysCommand::List { org }) => {
             let org = parse_org(org)?;
@@ -141,8 +159,16 @@ async fn run(cli: &Cli) -> Result<(), String> {
                 rows.iter()
                     .map(|k| {
                         let scopes: Vec<&str> = k.scopes.iter().map(|s| s.as_str()).collect();
-                        let state = k.revoked_at.map_or("active".to_owned(), |t| format!("revoked {t}"));
-                        format!("{}  {:<20} {:<20} {}", k.id, k.name, scopes.join(","), state)
+                        let state = k
+                            .revoked_at
+                            .map_or("active".to_owned(), |t| format!("revoked {t}"));
+                        format!(
+                            "{}  {:<20} {:<20} {}",
+                            k.id,
+                            k.name,
+                            scopes.join(","),
+                            state
+                        )
                     })
                     .collect::<Vec<_>>()
                     .join("\n")
@@ -165,8 +191,14 @@ async fn run(cli: &Cli) -> Result<(), String> {
                 last_name: Some("Admin".into()),
                 email: "admin@demo.example".into(),
             };
-            let (org, member) = create_organization(&store, "Demo Organisation", false, &admin).await.map_err(failed)?;
-            let issued = issue_key(&org.id, "demo", vec![Scope::ReadMembers, Scope::WriteMembers])?;
+            let (org, member) = create_organization(&store, "Demo Organisation", false, &admin)
+                .await
+                .map_err(failed)?;
+            let issued = issue_key(
+                &org.id,
+                "demo",
+                vec![Scope::ReadMembers, Scope::WriteMembers],
+            )?;
             store.put_api_key(&issued.record).await.map_err(failed)?;
             if cli.json {
                 println!(
@@ -174,7 +206,12 @@ async fn run(cli: &Cli) -> Result<(), String> {
                     json!({"organizationId": org.id, "adminMemberId": member.id, "apiKey": issued.secret, "apiUrl": api_url})
                 );
             } else {
-                println!("# demo organisation {} with admin {} <{}>", org.id, member.id, member.email.as_str());
+                println!(
+                    "# demo organisation {} with admin {} <{}>",
+                    org.id,
+                    member.id,
+                    member.email.as_str()
+                );
                 println!("export MEMBERS_API_URL={api_url}");
                 println!("export MEMBERS_API_KEY={}", issued.secret);
             }
@@ -183,7 +220,13 @@ async fn run(cli: &Cli) -> Result<(), String> {
     Ok(())
 }
 
-async fn issue(cli: &Cli, store: &DynamoStore, org: &OrgId, name: &str, scopes: Vec<Scope>) -> Result<(), ApiError> {
+async fn issue(
+    cli: &Cli,
+    store: &DynamoStore,
+    org: &OrgId,
+    name: &str,
+    scopes: Vec<Scope>,
+) -> Result<(), ApiError> {
     use shared::store::Store;
     if store.organization(org).await?.is_none() {
         return Err(ApiError::NotFound);

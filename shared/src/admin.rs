@@ -25,7 +25,8 @@ pub async fn create_organization(
     hris_enabled: bool,
     admin: &FirstAdmin,
 ) -> Result<(Organization, Member), ApiError> {
-    let name = crate::input::text(200)(name).map_err(|m| ApiError::field("name", "invalid_format", format!("name {m}")))?;
+    let name = crate::input::text(200)(name)
+        .map_err(|m| ApiError::field("name", "invalid_format", format!("name {m}")))?;
     let now = Timestamp::now();
     let mut org = Organization {
         id: OrgId::generate(),
@@ -50,7 +51,20 @@ pub async fn create_organization(
     let draft = rules::new_member(patch, &org, now)?;
     org.counters = draft.member.counters();
     org.primary_member_id = Some(draft.member.id.clone());
-    let audit = audit::event("member.created", &Actor::default(), None, &draft.member, false, None);
-    store.create_organization(&NewOrganization { org: org.clone(), admin: draft.member.clone(), audit }).await?;
+    let audit = audit::event(
+        "member.created",
+        &Actor::default(),
+        None,
+        &draft.member,
+        false,
+        None,
+    );
+    store
+        .create_organization(&NewOrganization {
+            org: org.clone(),
+            admin: draft.member.clone(),
+            audit,
+        })
+        .await?;
     Ok((org, draft.member))
 }

@@ -16,7 +16,11 @@ pub struct Actor {
 
 /// `{field: {before, after}}` for every wire field that differs, settings flattened as
 /// `settings.x`, the password only ever as "[redacted]".
-pub fn changes(before: Option<&Member>, after: &Member, password_changed: bool) -> Map<String, Value> {
+pub fn changes(
+    before: Option<&Member>,
+    after: &Member,
+    password_changed: bool,
+) -> Map<String, Value> {
     let flat = |m: Option<&Member>| -> Map<String, Value> {
         let mut out = Map::new();
         if let Some(Value::Object(obj)) = m.map(member_json) {
@@ -42,14 +46,24 @@ pub fn changes(before: Option<&Member>, after: &Member, password_changed: bool) 
     for (k, after_value) in &new {
         let before_value = old.get(k).cloned().unwrap_or(Value::Null);
         if &before_value != after_value && !(before.is_none() && after_value.is_null()) {
-            out.insert(k.clone(), json!({"before": before_value, "after": after_value}));
+            out.insert(
+                k.clone(),
+                json!({"before": before_value, "after": after_value}),
+            );
         }
     }
     if password_changed {
         let shown = |m: Option<&Member>| {
-            if m.is_some_and(|m| m.password_hash.is_some()) { json!(REDACTED) } else { Value::Null }
+            if m.is_some_and(|m| m.password_hash.is_some()) {
+                json!(REDACTED)
+            } else {
+                Value::Null
+            }
         };
-        out.insert("settings.password".into(), json!({"before": shown(before), "after": shown(Some(after))}));
+        out.insert(
+            "settings.password".into(),
+            json!({"before": shown(before), "after": shown(Some(after))}),
+        );
     }
     out
 }
@@ -103,10 +117,23 @@ mod tests {
         }))
         .unwrap_or_else(|e| panic!("{e:?}"));
         let draft = rules::new_member(patch, &org, now).unwrap_or_else(|e| panic!("{e:?}"));
-        let e = event("member.created", &Actor::default(), None, &draft.member, true, None);
+        let e = event(
+            "member.created",
+            &Actor::default(),
+            None,
+            &draft.member,
+            true,
+            None,
+        );
         assert_eq!(e.changes["role"], json!({"before": null, "after": "admin"}));
-        assert_eq!(e.changes["settings.password"], json!({"before": null, "after": "[redacted]"}));
-        assert!(!e.changes.contains_key("headline"), "unset fields are not changes");
+        assert_eq!(
+            e.changes["settings.password"],
+            json!({"before": null, "after": "[redacted]"})
+        );
+        assert!(
+            !e.changes.contains_key("headline"),
+            "unset fields are not changes"
+        );
         let text = serde_json::to_string(&e).unwrap_or_default();
         assert!(!text.contains("hunter2") && !text.contains("argon2"));
     }

@@ -19,7 +19,10 @@ pub struct IssuedKey {
 
 impl std::fmt::Debug for IssuedKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("IssuedKey").field("secret", &"[redacted]").field("key", &self.record.key).finish()
+        f.debug_struct("IssuedKey")
+            .field("secret", &"[redacted]")
+            .field("key", &self.record.key)
+            .finish()
     }
 }
 
@@ -41,19 +44,34 @@ pub fn issue_key(org: &OrgId, name: &str, scopes: Vec<Scope>) -> Result<IssuedKe
         created_at: Timestamp::now(),
         revoked_at: None,
     };
-    Ok(IssuedKey { record: NewApiKey { hash: hash_key(&secret), key }, secret })
+    Ok(IssuedKey {
+        record: NewApiKey {
+            hash: hash_key(&secret),
+            key,
+        },
+        secret,
+    })
 }
 
 /// Resolves `Authorization: Bearer <key>` to a live key holding `scope`.
 /// Unknown and revoked keys get the same answer, so the answer tells an attacker nothing.
-pub async fn authenticate(store: &impl Store, authorization: Option<&str>, scope: Scope) -> Result<ApiKey, ApiError> {
-    let header = authorization.map(str::trim).filter(|h| !h.is_empty()).ok_or(ApiError::MissingApiKey)?;
+pub async fn authenticate(
+    store: &impl Store,
+    authorization: Option<&str>,
+    scope: Scope,
+) -> Result<ApiKey, ApiError> {
+    let header = authorization
+        .map(str::trim)
+        .filter(|h| !h.is_empty())
+        .ok_or(ApiError::MissingApiKey)?;
     let (scheme, secret) = header.split_once(' ').ok_or(ApiError::InvalidApiKey)?;
     let secret = secret.trim();
     let well_formed = scheme.eq_ignore_ascii_case("bearer")
         && secret.len() == KEY_PREFIX.len() + KEY_HEX_LEN
         && secret.starts_with(KEY_PREFIX)
-        && secret[KEY_PREFIX.len()..].bytes().all(|b| b.is_ascii_hexdigit());
+        && secret[KEY_PREFIX.len()..]
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit());
     if !well_formed {
         return Err(ApiError::InvalidApiKey);
     }

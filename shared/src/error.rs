@@ -13,7 +13,11 @@ pub struct FieldError {
 
 impl FieldError {
     pub fn new(field: impl Into<String>, code: &'static str, message: impl Into<String>) -> Self {
-        FieldError { field: field.into(), code, message: message.into() }
+        FieldError {
+            field: field.into(),
+            code,
+            message: message.into(),
+        }
     }
 }
 
@@ -41,9 +45,17 @@ pub enum ApiError {
     Validation(Vec<FieldError>),
     /// A rule of the SPEC (422 unless the rule says otherwise).
     #[error("rule {code} refused the request")]
-    Rule { code: &'static str, detail: String, field: Option<&'static str> },
+    Rule {
+        code: &'static str,
+        detail: String,
+        field: Option<&'static str>,
+    },
     #[error("conflict: {code}")]
-    Conflict { code: &'static str, detail: String, field: Option<&'static str> },
+    Conflict {
+        code: &'static str,
+        detail: String,
+        field: Option<&'static str>,
+    },
     #[error("precondition failed")]
     PreconditionFailed,
     #[error("the member changed meanwhile")]
@@ -70,8 +82,16 @@ impl ApiError {
         ApiError::Validation(vec![FieldError::new(field, code, message)])
     }
 
-    pub fn rule(code: &'static str, field: Option<&'static str>, detail: impl Into<String>) -> Self {
-        ApiError::Rule { code, detail: detail.into(), field }
+    pub fn rule(
+        code: &'static str,
+        field: Option<&'static str>,
+        detail: impl Into<String>,
+    ) -> Self {
+        ApiError::Rule {
+            code,
+            detail: detail.into(),
+            field,
+        }
     }
 
     /// The stable machine-readable code of this error.
@@ -96,9 +116,11 @@ impl ApiError {
 
     pub fn problem(&self) -> Problem {
         let (status, title, detail): (u16, &str, String) = match self {
-            ApiError::MalformedJson(why) => {
-                (400, "Malformed JSON", format!("The request body is not valid JSON: {why}."))
-            }
+            ApiError::MalformedJson(why) => (
+                400,
+                "Malformed JSON",
+                format!("The request body is not valid JSON: {why}."),
+            ),
             ApiError::BadRequest { detail, .. } => (400, "Bad request", detail.clone()),
             ApiError::UnsupportedMediaType => (
                 415,
@@ -115,9 +137,7 @@ impl ApiError {
                 "Unauthorized",
                 "Send an API key in the header Authorization: Bearer <key>.".into(),
             ),
-            ApiError::InvalidApiKey => {
-                (401, "Unauthorized", "The API key is not valid.".into())
-            }
+            ApiError::InvalidApiKey => (401, "Unauthorized", "The API key is not valid.".into()),
             ApiError::MissingScope(scope) => (
                 403,
                 "Forbidden",
@@ -167,10 +187,16 @@ impl ApiError {
         });
         let errors = match self {
             ApiError::Validation(errors) => Some(errors.clone()),
-            ApiError::Rule { field: Some(field), detail, code }
-            | ApiError::Conflict { field: Some(field), detail, code } => {
-                Some(vec![FieldError::new(*field, code, detail.clone())])
+            ApiError::Rule {
+                field: Some(field),
+                detail,
+                code,
             }
+            | ApiError::Conflict {
+                field: Some(field),
+                detail,
+                code,
+            } => Some(vec![FieldError::new(*field, code, detail.clone())]),
             _ => None,
         };
         if let Some(errors) = errors {
@@ -180,7 +206,9 @@ impl ApiError {
             status,
             body,
             retry_after: match self {
-                ApiError::Unavailable { retry_after_seconds } => Some(*retry_after_seconds),
+                ApiError::Unavailable {
+                    retry_after_seconds,
+                } => Some(*retry_after_seconds),
                 _ => None,
             },
             www_authenticate: matches!(self, ApiError::MissingApiKey | ApiError::InvalidApiKey),
@@ -196,17 +224,43 @@ mod tests {
     fn every_problem_has_the_rfc9457_members_and_a_stable_code() {
         let cases: Vec<(ApiError, u16, &str)> = vec![
             (ApiError::MalformedJson("eof".into()), 400, "malformed_json"),
-            (ApiError::UnsupportedMediaType, 415, "unsupported_media_type"),
-            (ApiError::PayloadTooLarge { limit: 65536 }, 413, "payload_too_large"),
+            (
+                ApiError::UnsupportedMediaType,
+                415,
+                "unsupported_media_type",
+            ),
+            (
+                ApiError::PayloadTooLarge { limit: 65536 },
+                413,
+                "payload_too_large",
+            ),
             (ApiError::MissingApiKey, 401, "missing_api_key"),
             (ApiError::InvalidApiKey, 401, "invalid_api_key"),
-            (ApiError::MissingScope("w_members"), 403, "insufficient_scope"),
+            (
+                ApiError::MissingScope("w_members"),
+                403,
+                "insufficient_scope",
+            ),
             (ApiError::NotFound, 404, "not_found"),
-            (ApiError::field("email", "required", "is required"), 422, "validation_failed"),
-            (ApiError::rule("last_admin", Some("role"), "x"), 422, "last_admin"),
+            (
+                ApiError::field("email", "required", "is required"),
+                422,
+                "validation_failed",
+            ),
+            (
+                ApiError::rule("last_admin", Some("role"), "x"),
+                422,
+                "last_admin",
+            ),
             (ApiError::PreconditionFailed, 412, "precondition_failed"),
             (ApiError::UpdateInProgress, 422, "member_update_in_progress"),
-            (ApiError::Unavailable { retry_after_seconds: 1 }, 503, "service_unavailable"),
+            (
+                ApiError::Unavailable {
+                    retry_after_seconds: 1,
+                },
+                503,
+                "service_unavailable",
+            ),
             (ApiError::Internal, 500, "internal_error"),
         ];
         for (error, status, code) in cases {
@@ -230,7 +284,14 @@ mod tests {
 
     #[test]
     fn only_unavailable_says_when_to_retry_and_only_401_asks_for_auth() {
-        assert_eq!(ApiError::Unavailable { retry_after_seconds: 2 }.problem().retry_after, Some(2));
+        assert_eq!(
+            ApiError::Unavailable {
+                retry_after_seconds: 2
+            }
+            .problem()
+            .retry_after,
+            Some(2)
+        );
         assert_eq!(ApiError::Internal.problem().retry_after, None);
         assert!(ApiError::InvalidApiKey.problem().www_authenticate);
         assert!(!ApiError::NotFound.problem().www_authenticate);

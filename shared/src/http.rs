@@ -29,10 +29,17 @@ pub struct ApiRequest {
 
 impl ApiRequest {
     pub fn from_lambda(req: Request) -> Self {
-        let path_id = req.path_parameters_ref().and_then(|p| p.first("id")).map(str::to_owned);
+        let path_id = req
+            .path_parameters_ref()
+            .and_then(|p| p.first("id"))
+            .map(str::to_owned);
         let query = req
             .query_string_parameters_ref()
-            .map(|q| q.iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect())
+            .map(|q| {
+                q.iter()
+                    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                    .collect()
+            })
             .unwrap_or_default();
         let request_id = match req.request_context_ref() {
             Some(lambda_http::request::RequestContext::ApiGatewayV2(ctx)) => ctx.request_id.clone(),
@@ -43,7 +50,9 @@ impl ApiRequest {
         let headers = parts
             .headers
             .iter()
-            .filter_map(|(k, v)| Some((k.as_str().to_ascii_lowercase(), v.to_str().ok()?.to_owned())))
+            .filter_map(|(k, v)| {
+                Some((k.as_str().to_ascii_lowercase(), v.to_str().ok()?.to_owned()))
+            })
             .collect();
         let body = match body {
             Body::Empty => Vec::new(),
@@ -69,10 +78,17 @@ impl ApiRequest {
     /// The body as JSON: 413 when too large, 415 when not declared JSON, 400 when malformed.
     pub fn json_body(&self) -> Result<Value, ApiError> {
         if self.body.len() > MAX_BODY_BYTES {
-            return Err(ApiError::PayloadTooLarge { limit: MAX_BODY_BYTES });
+            return Err(ApiError::PayloadTooLarge {
+                limit: MAX_BODY_BYTES,
+            });
         }
         let content_type = self.header("content-type").unwrap_or("");
-        let media = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+        let media = content_type
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
         let is_json = media == "application/json"
             || (media.starts_with("application/") && media.ends_with("+json"));
         if !is_json {
@@ -113,7 +129,12 @@ impl ApiResponse {
     }
 
     pub fn empty(status: u16) -> Self {
-        ApiResponse { status, headers: Vec::new(), body: None, content_type: "application/json" }
+        ApiResponse {
+            status,
+            headers: Vec::new(),
+            body: None,
+            content_type: "application/json",
+        }
     }
 
     pub fn with_header(mut self, name: &str, value: impl Into<String>) -> Self {
@@ -122,7 +143,10 @@ impl ApiResponse {
     }
 
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 
     pub fn problem(err: &ApiError) -> Self {
@@ -171,7 +195,11 @@ pub fn etag_matches(header: &str, etag: &str) -> bool {
 /// Runs one handler for one Lambda request: a span with the request id (org and member ids
 /// are recorded by the handler), a panic caught as a 500 problem, one log line per request
 /// with method, route, status and latency — never a body, a key or a header value.
-pub async fn serve<S, F, Fut>(store: Arc<S>, req: Request, handler: F) -> Result<Response<Body>, lambda_http::Error>
+pub async fn serve<S, F, Fut>(
+    store: Arc<S>,
+    req: Request,
+    handler: F,
+) -> Result<Response<Body>, lambda_http::Error>
 where
     S: Send + Sync + 'static,
     F: Fn(Arc<S>, ApiRequest) -> Fut,
@@ -231,7 +259,10 @@ mod tests {
     use super::*;
 
     fn req(content_type: Option<&str>, body: &[u8]) -> ApiRequest {
-        let mut r = ApiRequest { body: body.to_vec(), ..ApiRequest::default() };
+        let mut r = ApiRequest {
+            body: body.to_vec(),
+            ..ApiRequest::default()
+        };
         if let Some(ct) = content_type {
             r.headers.insert("content-type".into(), ct.into());
         }
@@ -242,14 +273,54 @@ mod tests {
     fn bodies_are_checked_in_order_size_type_syntax() {
         let cases: Vec<(&str, Option<&str>, Vec<u8>, Option<&str>)> = vec![
             ("json", Some("application/json"), b"{}".to_vec(), None),
-            ("json with charset", Some("application/json; charset=utf-8"), b"{}".to_vec(), None),
-            ("merge patch", Some("application/merge-patch+json"), b"{}".to_vec(), None),
-            ("no content type", None, b"{}".to_vec(), Some("unsupported_media_type")),
-            ("text/plain", Some("text/plain"), b"{}".to_vec(), Some("unsupported_media_type")),
-            ("malformed", Some("application/json"), b"{\"a\":".to_vec(), Some("malformed_json")),
-            ("empty", Some("application/json"), b"".to_vec(), Some("malformed_json")),
-            ("invalid utf-8", Some("application/json"), vec![b'"', 0xff, b'"'], Some("malformed_json")),
-            ("too large", Some("application/json"), vec![b' '; MAX_BODY_BYTES + 1], Some("payload_too_large")),
+            (
+                "json with charset",
+                Some("application/json; charset=utf-8"),
+                b"{}".to_vec(),
+                None,
+            ),
+            (
+                "merge patch",
+                Some("application/merge-patch+json"),
+                b"{}".to_vec(),
+                None,
+            ),
+            (
+                "no content type",
+                None,
+                b"{}".to_vec(),
+                Some("unsupported_media_type"),
+            ),
+            (
+                "text/plain",
+                Some("text/plain"),
+                b"{}".to_vec(),
+                Some("unsupported_media_type"),
+            ),
+            (
+                "malformed",
+                Some("application/json"),
+                b"{\"a\":".to_vec(),
+                Some("malformed_json"),
+            ),
+            (
+                "empty",
+                Some("application/json"),
+                b"".to_vec(),
+                Some("malformed_json"),
+            ),
+            (
+                "invalid utf-8",
+                Some("application/json"),
+                vec![b'"', 0xff, b'"'],
+                Some("malformed_json"),
+            ),
+            (
+                "too large",
+                Some("application/json"),
+                vec![b' '; MAX_BODY_BYTES + 1],
+                Some("payload_too_large"),
+            ),
         ];
         for (name, ct, body, expected) in cases {
             let got = req(ct, &body).json_body().err().map(|e| e.code());
@@ -268,8 +339,13 @@ mod tests {
 
     #[test]
     fn problems_carry_their_media_type_and_headers() {
-        let r = ApiResponse::problem(&ApiError::Unavailable { retry_after_seconds: 1 });
-        assert_eq!((r.status, r.content_type), (503, "application/problem+json"));
+        let r = ApiResponse::problem(&ApiError::Unavailable {
+            retry_after_seconds: 1,
+        });
+        assert_eq!(
+            (r.status, r.content_type),
+            (503, "application/problem+json")
+        );
         assert_eq!(r.header("retry-after"), Some("1"));
         let r = ApiResponse::problem(&ApiError::MissingApiKey);
         assert_eq!(r.header("WWW-Authenticate"), Some("Bearer"));

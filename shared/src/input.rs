@@ -56,29 +56,59 @@ pub struct MemberPatch {
 }
 
 const WRITABLE: &[&str] = &[
-    "organizationId", "userId", "firstName", "lastName", "name", "email", "headline", "jobTitle",
-    "role", "hrisRole", "department", "locations", "collaborationRules", "isPrimary", "isActive",
-    "deactivated", "fleetDmLabelId", "settings", "backgroundCheckExempt",
-    "backgroundCheckExemptReason", "backgroundCheckExemptJustification", "onboardDate",
-    "offboardDate", "createdAt",
+    "organizationId",
+    "userId",
+    "firstName",
+    "lastName",
+    "name",
+    "email",
+    "headline",
+    "jobTitle",
+    "role",
+    "hrisRole",
+    "department",
+    "locations",
+    "collaborationRules",
+    "isPrimary",
+    "isActive",
+    "deactivated",
+    "fleetDmLabelId",
+    "settings",
+    "backgroundCheckExempt",
+    "backgroundCheckExemptReason",
+    "backgroundCheckExemptJustification",
+    "onboardDate",
+    "offboardDate",
+    "createdAt",
 ];
-const READ_ONLY: &[&str] = &["id", "version", "updatedAt", "backgroundCheckRequests", "user"];
+const READ_ONLY: &[&str] = &[
+    "id",
+    "version",
+    "updatedAt",
+    "backgroundCheckRequests",
+    "user",
+];
 const SETTINGS_WRITABLE: &[&str] = &["password", "profilePictureUrl", "defaultLocationId"];
 
-pub const MAX_LOCATIONS: usize = 100;
+/// A transaction holds at most 100 items and each location is an item (docs/design.md).
+pub const MAX_LOCATIONS: usize = 40;
 pub const MAX_RULES: usize = 50;
 
 /// Parses a member body (create or PATCH). Shape errors only; cross-field rules are
 /// checked on the resulting member by [`crate::rules`].
 pub fn parse_member_patch(body: &Value) -> Result<MemberPatch, Vec<FieldError>> {
     let Some(obj) = body.as_object() else {
-        return Err(vec![FieldError::new("", "invalid_type", "the body must be a JSON object")]);
+        return Err(vec![FieldError::new(
+            "",
+            "invalid_type",
+            "the body must be a JSON object",
+        )]);
     };
     let mut r = Reader::new(obj, "");
     r.check_keys(WRITABLE, READ_ONLY);
     let mut p = MemberPatch {
-        organization_id: r.not_null("organizationId", |s| OrgId::parse(s)),
-        user_id: r.not_null("userId", |s| UserId::parse(s)),
+        organization_id: r.not_null("organizationId", OrgId::parse),
+        user_id: r.not_null("userId", UserId::parse),
         first_name: r.nullable("firstName", text(100)),
         last_name: r.nullable("lastName", text(100)),
         name: r.nullable("name", text(200)),
@@ -107,7 +137,11 @@ pub fn parse_member_patch(body: &Value) -> Result<MemberPatch, Vec<FieldError>> 
     let deactivated = r.boolean("deactivated");
     p.is_active = match (is_active, deactivated) {
         (Some(a), Some(d)) if a == d => {
-            r.push("deactivated", "conflicting_fields", "isActive and deactivated contradict each other");
+            r.push(
+                "deactivated",
+                "conflicting_fields",
+                "isActive and deactivated contradict each other",
+            );
             None
         }
         (Some(a), _) => Some(a),
@@ -138,11 +172,19 @@ pub struct Reader<'a> {
 
 impl<'a> Reader<'a> {
     pub fn new(obj: &'a Map<String, Value>, prefix: &str) -> Self {
-        Reader { obj, prefix: prefix.to_owned(), errors: Vec::new() }
+        Reader {
+            obj,
+            prefix: prefix.to_owned(),
+            errors: Vec::new(),
+        }
     }
 
     pub fn push(&mut self, field: &str, code: &'static str, message: impl Into<String>) {
-        self.errors.push(FieldError::new(format!("{}{}", self.prefix, field), code, message));
+        self.errors.push(FieldError::new(
+            format!("{}{}", self.prefix, field),
+            code,
+            message,
+        ));
     }
 
     /// Refuses read-only and unknown keys, naming each.
@@ -153,13 +195,21 @@ impl<'a> Reader<'a> {
             if read_only.contains(&key.as_str()) {
                 self.push(key, "read_only_field", format!("{key} is read-only"));
             } else if !writable.contains(&key.as_str()) {
-                self.push(key, "unknown_field", format!("{key} is not a field of this resource"));
+                self.push(
+                    key,
+                    "unknown_field",
+                    format!("{key} is not a field of this resource"),
+                );
             }
         }
     }
 
     /// A string field that may not be null.
-    pub fn not_null<T>(&mut self, field: &str, parse: impl Fn(&str) -> Result<T, String>) -> Option<T> {
+    pub fn not_null<T>(
+        &mut self,
+        field: &str,
+        parse: impl Fn(&str) -> Result<T, String>,
+    ) -> Option<T> {
         match self.nullable(field, parse) {
             Some(Some(v)) => Some(v),
             Some(None) => {
@@ -193,7 +243,11 @@ impl<'a> Reader<'a> {
                 }
             },
             other => {
-                self.push(field, "invalid_type", format!("{field} must be a string, not {}", kind(other)));
+                self.push(
+                    field,
+                    "invalid_type",
+                    format!("{field} must be a string, not {}", kind(other)),
+                );
                 None
             }
         }
@@ -207,7 +261,11 @@ impl<'a> Reader<'a> {
                 None
             }
             other => {
-                self.push(field, "invalid_type", format!("{field} must be a boolean, not {}", kind(other)));
+                self.push(
+                    field,
+                    "invalid_type",
+                    format!("{field} must be a boolean, not {}", kind(other)),
+                );
                 None
             }
         }
@@ -219,12 +277,20 @@ impl<'a> Reader<'a> {
             Value::Number(n) => match n.as_u64() {
                 Some(v) if v >= 1 && v <= i64::MAX as u64 => Some(Some(v)),
                 _ => {
-                    self.push(field, "out_of_range", format!("{field} must be a positive integer"));
+                    self.push(
+                        field,
+                        "out_of_range",
+                        format!("{field} must be a positive integer"),
+                    );
                     None
                 }
             },
             other => {
-                self.push(field, "invalid_type", format!("{field} must be an integer, not {}", kind(other)));
+                self.push(
+                    field,
+                    "invalid_type",
+                    format!("{field} must be an integer, not {}", kind(other)),
+                );
                 None
             }
         }
@@ -235,7 +301,11 @@ impl<'a> Reader<'a> {
         match self.obj.get(field)? {
             Value::Object(o) => Some(o),
             other => {
-                self.push(field, "invalid_type", format!("{field} must be an object, not {}", kind(other)));
+                self.push(
+                    field,
+                    "invalid_type",
+                    format!("{field} must be an object, not {}", kind(other)),
+                );
                 None
             }
         }
@@ -251,16 +321,28 @@ impl<'a> Reader<'a> {
         let items = match self.obj.get(field)? {
             Value::Array(items) => items,
             Value::Null => {
-                self.push(field, "null_not_allowed", format!("{field} cannot be null; send [] to clear it"));
+                self.push(
+                    field,
+                    "null_not_allowed",
+                    format!("{field} cannot be null; send [] to clear it"),
+                );
                 return None;
             }
             other => {
-                self.push(field, "invalid_type", format!("{field} must be an array, not {}", kind(other)));
+                self.push(
+                    field,
+                    "invalid_type",
+                    format!("{field} must be an array, not {}", kind(other)),
+                );
                 return None;
             }
         };
         if items.len() > max {
-            self.push(field, "too_many_items", format!("{field} may hold at most {max} items"));
+            self.push(
+                field,
+                "too_many_items",
+                format!("{field} may hold at most {max} items"),
+            );
             return None;
         }
         let before = self.errors.len();
@@ -301,7 +383,10 @@ pub fn text(max: usize) -> impl Fn(&str) -> Result<String, String> {
 }
 
 /// A closed vocabulary; the error lists the allowed values.
-pub fn vocab<T>(parse: fn(&str) -> Option<T>, allowed: &'static [&'static str]) -> impl Fn(&str) -> Result<T, String> {
+pub fn vocab<T>(
+    parse: fn(&str) -> Option<T>,
+    allowed: &'static [&'static str],
+) -> impl Fn(&str) -> Result<T, String> {
     move |s: &str| parse(s).ok_or_else(|| format!("must be one of {}", allowed.join(", ")))
 }
 
@@ -318,7 +403,9 @@ fn http_url(s: &str) -> Result<String, String> {
         return Err("must be at most 2048 characters".into());
     }
     match url::Url::parse(s) {
-        Ok(u) if (u.scheme() == "https" || u.scheme() == "http") && u.host().is_some() => Ok(s.to_owned()),
+        Ok(u) if (u.scheme() == "https" || u.scheme() == "http") && u.host().is_some() => {
+            Ok(s.to_owned())
+        }
         _ => Err("must be an absolute http(s) URL".into()),
     }
 }
@@ -332,11 +419,19 @@ fn string_list<T: PartialEq>(
     parse: impl Fn(&str) -> Result<T, String>,
 ) -> Option<Vec<T>> {
     let Some(Value::Array(items)) = value else {
-        r.errors.push(FieldError::new(field, "invalid_type", format!("{field} must be an array of strings")));
+        r.errors.push(FieldError::new(
+            field,
+            "invalid_type",
+            format!("{field} must be an array of strings"),
+        ));
         return None;
     };
     if items.len() > max {
-        r.errors.push(FieldError::new(field, "too_many_items", format!("{field} may hold at most {max} items")));
+        r.errors.push(FieldError::new(
+            field,
+            "too_many_items",
+            format!("{field} may hold at most {max} items"),
+        ));
         return None;
     }
     let mut out = Vec::with_capacity(items.len());
@@ -344,24 +439,45 @@ fn string_list<T: PartialEq>(
         let name = format!("{field}[{i}]");
         match item.as_str().map(&parse) {
             Some(Ok(v)) if out.contains(&v) => {
-                r.errors.push(FieldError::new(name, "duplicate", "appears more than once"));
+                r.errors
+                    .push(FieldError::new(name, "duplicate", "appears more than once"));
             }
             Some(Ok(v)) => out.push(v),
             Some(Err(message)) => {
-                let code = if message.starts_with("must be one of") { "invalid_value" } else { "invalid_format" };
-                r.errors.push(FieldError::new(name.clone(), code, format!("{name} {message}")));
+                let code = if message.starts_with("must be one of") {
+                    "invalid_value"
+                } else {
+                    "invalid_format"
+                };
+                r.errors.push(FieldError::new(
+                    name.clone(),
+                    code,
+                    format!("{name} {message}"),
+                ));
             }
-            None => r.errors.push(FieldError::new(name.clone(), "invalid_type", format!("{name} must be a string"))),
+            None => r.errors.push(FieldError::new(
+                name.clone(),
+                "invalid_type",
+                format!("{name} must be a string"),
+            )),
         }
     }
     (out.len() == items.len()).then_some(out)
 }
 
-fn item_object<'v>(r: &mut Reader<'_>, field: &str, v: &'v Value) -> Option<&'v Map<String, Value>> {
+fn item_object<'v>(
+    r: &mut Reader<'_>,
+    field: &str,
+    v: &'v Value,
+) -> Option<&'v Map<String, Value>> {
     match v {
         Value::Object(o) => Some(o),
         other => {
-            r.errors.push(FieldError::new(field, "invalid_type", format!("{field} must be an object, not {}", kind(other))));
+            r.errors.push(FieldError::new(
+                field,
+                "invalid_type",
+                format!("{field} must be an object, not {}", kind(other)),
+            ));
             None
         }
     }
@@ -376,27 +492,59 @@ fn location(r: &mut Reader<'_>, field: &str, v: &Value) -> Option<MemberLocation
         inner.push("locationId", "required", "locationId is required");
     }
     r.errors.append(&mut inner.errors);
-    let roles = string_list(r, &format!("{field}.role"), obj.get("role"), LocationRole::ALL.len(), vocab(LocationRole::parse, LocationRole::ALLOWED))?;
+    let roles = string_list(
+        r,
+        &format!("{field}.role"),
+        obj.get("role"),
+        LocationRole::ALL.len(),
+        vocab(LocationRole::parse, LocationRole::ALLOWED),
+    )?;
     if roles.is_empty() {
-        r.errors.push(FieldError::new(format!("{field}.role"), "required", "give at least one role at the location"));
+        r.errors.push(FieldError::new(
+            format!("{field}.role"),
+            "required",
+            "give at least one role at the location",
+        ));
         return None;
     }
-    Some(MemberLocation { location_id: location_id?, role: roles })
+    Some(MemberLocation {
+        location_id: location_id?,
+        role: roles,
+    })
 }
 
 fn collaboration_rule(r: &mut Reader<'_>, field: &str, v: &Value) -> Option<CollaborationRule> {
     let obj = item_object(r, field, v)?;
     let mut inner = Reader::new(obj, &format!("{field}."));
     inner.check_keys(&["role", "departments", "locations"], &[]);
-    let role = inner.not_null("role", vocab(CollaborationRole::parse, CollaborationRole::ALLOWED));
+    let role = inner.not_null(
+        "role",
+        vocab(CollaborationRole::parse, CollaborationRole::ALLOWED),
+    );
     if role.is_none() && !obj.contains_key("role") {
         inner.push("role", "required", "role is required");
     }
     r.errors.append(&mut inner.errors);
     let empty = Value::Array(vec![]);
-    let departments = string_list(r, &format!("{field}.departments"), Some(obj.get("departments").unwrap_or(&empty)), 100, text(128));
-    let locations = string_list(r, &format!("{field}.locations"), Some(obj.get("locations").unwrap_or(&empty)), 100, text(128));
-    Some(CollaborationRule { role: role?, departments: departments?, locations: locations? })
+    let departments = string_list(
+        r,
+        &format!("{field}.departments"),
+        Some(obj.get("departments").unwrap_or(&empty)),
+        100,
+        text(128),
+    );
+    let locations = string_list(
+        r,
+        &format!("{field}.locations"),
+        Some(obj.get("locations").unwrap_or(&empty)),
+        100,
+        text(128),
+    );
+    Some(CollaborationRule {
+        role: role?,
+        departments: departments?,
+        locations: locations?,
+    })
 }
 
 #[cfg(test)]
@@ -424,35 +572,175 @@ mod tests {
     fn every_bad_field_is_reported_with_its_name_and_code() {
         let cases: Vec<(&str, Value, &str, &str)> = vec![
             ("not an object", json!([1]), "", "invalid_type"),
-            ("unknown field", json!({"nickname": "x"}), "nickname", "unknown_field"),
-            ("read-only id", json!({"id": "mem_x"}), "id", "read_only_field"),
-            ("read-only version", json!({"version": 3}), "version", "read_only_field"),
-            ("read-only requests", json!({"backgroundCheckRequests": []}), "backgroundCheckRequests", "read_only_field"),
-            ("bad role", json!({"role": "owner"}), "role", "invalid_value"),
-            ("bad hris role", json!({"hrisRole": "boss"}), "hrisRole", "invalid_value"),
-            ("bad department", json!({"department": "sales"}), "department", "invalid_value"),
-            ("role is not nullable", json!({"role": null}), "role", "null_not_allowed"),
-            ("email syntax", json!({"email": "nope"}), "email", "invalid_format"),
+            (
+                "unknown field",
+                json!({"nickname": "x"}),
+                "nickname",
+                "unknown_field",
+            ),
+            (
+                "read-only id",
+                json!({"id": "mem_x"}),
+                "id",
+                "read_only_field",
+            ),
+            (
+                "read-only version",
+                json!({"version": 3}),
+                "version",
+                "read_only_field",
+            ),
+            (
+                "read-only requests",
+                json!({"backgroundCheckRequests": []}),
+                "backgroundCheckRequests",
+                "read_only_field",
+            ),
+            (
+                "bad role",
+                json!({"role": "owner"}),
+                "role",
+                "invalid_value",
+            ),
+            (
+                "bad hris role",
+                json!({"hrisRole": "boss"}),
+                "hrisRole",
+                "invalid_value",
+            ),
+            (
+                "bad department",
+                json!({"department": "sales"}),
+                "department",
+                "invalid_value",
+            ),
+            (
+                "role is not nullable",
+                json!({"role": null}),
+                "role",
+                "null_not_allowed",
+            ),
+            (
+                "email syntax",
+                json!({"email": "nope"}),
+                "email",
+                "invalid_format",
+            ),
             ("email type", json!({"email": 7}), "email", "invalid_type"),
-            ("blank name", json!({"firstName": "  "}), "firstName", "invalid_format"),
-            ("long name", json!({"firstName": "x".repeat(101)}), "firstName", "too_long"),
-            ("control chars", json!({"lastName": "a\u{0007}b"}), "lastName", "invalid_format"),
-            ("fleet label zero", json!({"fleetDmLabelId": 0}), "fleetDmLabelId", "out_of_range"),
-            ("fleet label text", json!({"fleetDmLabelId": "1"}), "fleetDmLabelId", "invalid_type"),
-            ("date", json!({"onboardDate": "2026-13-01"}), "onboardDate", "invalid_format"),
-            ("location role", json!({"locations": [{"locationId": "l1", "role": ["owner"]}]}), "locations[0].role[0]", "invalid_value"),
-            ("location without id", json!({"locations": [{"role": ["admin"]}]}), "locations[0].locationId", "required"),
-            ("location no roles", json!({"locations": [{"locationId": "l1", "role": []}]}), "locations[0].role", "required"),
-            ("location dup role", json!({"locations": [{"locationId": "l1", "role": ["admin", "admin"]}]}), "locations[0].role[1]", "duplicate"),
-            ("rule role", json!({"collaborationRules": [{"role": "boss"}]}), "collaborationRules[0].role", "invalid_value"),
-            ("rule unknown key", json!({"collaborationRules": [{"role": "simple", "x": 1}]}), "collaborationRules[0].x", "unknown_field"),
-            ("settings unknown", json!({"settings": {"theme": "dark"}}), "settings.theme", "unknown_field"),
-            ("short password", json!({"settings": {"password": "short"}}), "settings.password", "invalid_format"),
-            ("picture url", json!({"settings": {"profilePictureUrl": "ftp://x"}}), "settings.profilePictureUrl", "invalid_format"),
-            ("locations null", json!({"locations": null}), "locations", "null_not_allowed"),
-            ("too many locations", json!({"locations": vec![json!({"locationId": "l", "role": ["admin"]}); 101]}), "locations", "too_many_items"),
-            ("contradiction", json!({"isActive": true, "deactivated": true}), "deactivated", "conflicting_fields"),
-            ("foreign org id shape", json!({"organizationId": "mem_1"}), "organizationId", "invalid_format"),
+            (
+                "blank name",
+                json!({"firstName": "  "}),
+                "firstName",
+                "invalid_format",
+            ),
+            (
+                "long name",
+                json!({"firstName": "x".repeat(101)}),
+                "firstName",
+                "too_long",
+            ),
+            (
+                "control chars",
+                json!({"lastName": "a\u{0007}b"}),
+                "lastName",
+                "invalid_format",
+            ),
+            (
+                "fleet label zero",
+                json!({"fleetDmLabelId": 0}),
+                "fleetDmLabelId",
+                "out_of_range",
+            ),
+            (
+                "fleet label text",
+                json!({"fleetDmLabelId": "1"}),
+                "fleetDmLabelId",
+                "invalid_type",
+            ),
+            (
+                "date",
+                json!({"onboardDate": "2026-13-01"}),
+                "onboardDate",
+                "invalid_format",
+            ),
+            (
+                "location role",
+                json!({"locations": [{"locationId": "l1", "role": ["owner"]}]}),
+                "locations[0].role[0]",
+                "invalid_value",
+            ),
+            (
+                "location without id",
+                json!({"locations": [{"role": ["admin"]}]}),
+                "locations[0].locationId",
+                "required",
+            ),
+            (
+                "location no roles",
+                json!({"locations": [{"locationId": "l1", "role": []}]}),
+                "locations[0].role",
+                "required",
+            ),
+            (
+                "location dup role",
+                json!({"locations": [{"locationId": "l1", "role": ["admin", "admin"]}]}),
+                "locations[0].role[1]",
+                "duplicate",
+            ),
+            (
+                "rule role",
+                json!({"collaborationRules": [{"role": "boss"}]}),
+                "collaborationRules[0].role",
+                "invalid_value",
+            ),
+            (
+                "rule unknown key",
+                json!({"collaborationRules": [{"role": "simple", "x": 1}]}),
+                "collaborationRules[0].x",
+                "unknown_field",
+            ),
+            (
+                "settings unknown",
+                json!({"settings": {"theme": "dark"}}),
+                "settings.theme",
+                "unknown_field",
+            ),
+            (
+                "short password",
+                json!({"settings": {"password": "short"}}),
+                "settings.password",
+                "invalid_format",
+            ),
+            (
+                "picture url",
+                json!({"settings": {"profilePictureUrl": "ftp://x"}}),
+                "settings.profilePictureUrl",
+                "invalid_format",
+            ),
+            (
+                "locations null",
+                json!({"locations": null}),
+                "locations",
+                "null_not_allowed",
+            ),
+            (
+                "too many locations",
+                json!({"locations": vec![json!({"locationId": "l", "role": ["admin"]}); MAX_LOCATIONS + 1]}),
+                "locations",
+                "too_many_items",
+            ),
+            (
+                "contradiction",
+                json!({"isActive": true, "deactivated": true}),
+                "deactivated",
+                "conflicting_fields",
+            ),
+            (
+                "foreign org id shape",
+                json!({"organizationId": "mem_1"}),
+                "organizationId",
+                "invalid_format",
+            ),
         ];
         for (name, body, field, code) in cases {
             let got = errors(body);
@@ -465,21 +753,32 @@ mod tests {
 
     #[test]
     fn invalid_enum_errors_list_the_allowed_values() {
-        let Err(errs) = parse_member_patch(&json!({"department": "sales"})) else { panic!("accepted") };
-        assert!(errs[0].message.contains("none, admin, gov, hr, it, itsm, qms"), "{}", errs[0].message);
+        let Err(errs) = parse_member_patch(&json!({"department": "sales"})) else {
+            panic!("accepted")
+        };
+        assert!(
+            errs[0]
+                .message
+                .contains("none, admin, gov, hr, it, itsm, qms"),
+            "{}",
+            errs[0].message
+        );
     }
 
     #[test]
     fn deactivated_is_the_opposite_view_of_is_active() {
-        let p = parse_member_patch(&json!({"deactivated": true})).unwrap_or_else(|e| panic!("{e:?}"));
+        let p =
+            parse_member_patch(&json!({"deactivated": true})).unwrap_or_else(|e| panic!("{e:?}"));
         assert_eq!(p.is_active, Some(false));
-        let p = parse_member_patch(&json!({"isActive": false, "deactivated": true})).unwrap_or_else(|e| panic!("{e:?}"));
+        let p = parse_member_patch(&json!({"isActive": false, "deactivated": true}))
+            .unwrap_or_else(|e| panic!("{e:?}"));
         assert_eq!(p.is_active, Some(false));
     }
 
     #[test]
     fn the_password_never_shows_in_debug_output() {
-        let p = parse_member_patch(&json!({"settings": {"password": "hunter2hunter2"}})).unwrap_or_else(|e| panic!("{e:?}"));
+        let p = parse_member_patch(&json!({"settings": {"password": "hunter2hunter2"}}))
+            .unwrap_or_else(|e| panic!("{e:?}"));
         assert!(!format!("{p:?}").contains("hunter2"));
     }
 }

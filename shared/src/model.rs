@@ -18,15 +18,22 @@ macro_rules! prefixed_id {
 
             /// A new, time-ordered id (the ULID's lower-case Crockford form).
             pub fn generate() -> Self {
-                Self(format!("{}{}", $prefix, ulid::Ulid::generate().to_string().to_lowercase()))
+                Self(format!(
+                    "{}{}",
+                    $prefix,
+                    ulid::Ulid::generate().to_string().to_lowercase()
+                ))
             }
 
             /// `prefix` followed by 1–64 ASCII letters or digits.
             pub fn parse(s: &str) -> Result<Self, String> {
-                let rest = s.strip_prefix($prefix).ok_or_else(|| {
-                    format!("must start with \"{}\"", $prefix)
-                })?;
-                if rest.is_empty() || rest.len() > 64 || !rest.bytes().all(|b| b.is_ascii_alphanumeric()) {
+                let rest = s
+                    .strip_prefix($prefix)
+                    .ok_or_else(|| format!("must start with \"{}\"", $prefix))?;
+                if rest.is_empty()
+                    || rest.len() > 64
+                    || !rest.bytes().all(|b| b.is_ascii_alphanumeric())
+                {
                     return Err(format!(
                         "must be \"{}\" followed by 1 to 64 letters or digits",
                         $prefix
@@ -199,7 +206,9 @@ impl Email {
         let (local, domain) = s.split_once('@').ok_or("must contain \"@\"")?;
         let local_ok = !local.is_empty()
             && local.len() <= 64
-            && local.chars().all(|c| c.is_ascii_graphic() && c != '@' && c != '"' && c != ',');
+            && local
+                .chars()
+                .all(|c| c.is_ascii_graphic() && c != '@' && c != '"' && c != ',');
         let labels: Vec<&str> = domain.split('.').collect();
         let domain_ok = labels.len() >= 2
             && labels.iter().all(|l| {
@@ -247,7 +256,10 @@ impl Timestamp {
     pub fn now() -> Self {
         // Millisecond precision: what the seeds show and what survives a round trip.
         let now = OffsetDateTime::now_utc();
-        Timestamp(now.replace_nanosecond(now.millisecond() as u32 * 1_000_000).unwrap_or(now))
+        Timestamp(
+            now.replace_nanosecond(now.millisecond() as u32 * 1_000_000)
+                .unwrap_or(now),
+        )
     }
 
     pub fn parse(s: &str) -> Result<Self, String> {
@@ -510,7 +522,9 @@ mod tests {
     fn roles_are_builtin_names_or_custom_ids() {
         assert_eq!(Role::parse("admin"), Ok(Role::Builtin(BuiltinRole::Admin)));
         assert!(matches!(Role::parse("rol_01abc"), Ok(Role::Custom(_))));
-        assert!(Role::parse("owner").unwrap_err().contains("admin, simple, reviewer, no_access"));
+        assert!(Role::parse("owner")
+            .unwrap_err()
+            .contains("admin, simple, reviewer, no_access"));
         assert!(Role::parse("rol_!").is_err());
     }
 
@@ -519,10 +533,21 @@ mod tests {
         for ok in ["john@example.com", "J.Doe+x@sub.example.co.uk"] {
             assert!(Email::parse(ok).is_ok(), "{ok}");
         }
-        for bad in ["", "john", "john@", "@example.com", "john@example", "jo hn@example.com", "john@-x.com"] {
+        for bad in [
+            "",
+            "john",
+            "john@",
+            "@example.com",
+            "john@example",
+            "jo hn@example.com",
+            "john@-x.com",
+        ] {
             assert!(Email::parse(bad).is_err(), "{bad}");
         }
-        assert_eq!(Email::parse("John@Example.COM").map(|e| e.normalized()), Ok("john@example.com".into()));
+        assert_eq!(
+            Email::parse("John@Example.COM").map(|e| e.normalized()),
+            Ok("john@example.com".into())
+        );
     }
 
     #[test]
@@ -537,7 +562,14 @@ mod tests {
     fn counters_count_only_active_members() {
         let admin = Role::Builtin(BuiltinRole::Admin);
         let c = Counters::of(true, &admin, Some(HrisRole::HrisAdmin));
-        assert_eq!(c, Counters { active_admins: 1, active_hris_admins: 1, active_dual_admins: 1 });
+        assert_eq!(
+            c,
+            Counters {
+                active_admins: 1,
+                active_hris_admins: 1,
+                active_dual_admins: 1
+            }
+        );
         assert!(Counters::of(false, &admin, Some(HrisRole::HrisAdmin)).is_zero());
         let custom = Role::Custom(CustomRoleId::parse("rol_x").unwrap_or_else(|e| panic!("{e}")));
         assert!(Counters::of(true, &custom, None).is_zero());

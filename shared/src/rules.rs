@@ -17,7 +17,11 @@ pub struct Draft {
 
 /// Builds a new member from a create body: the required fields, then the patch applied to a
 /// blank member, then every rule checked.
-pub fn new_member(patch: MemberPatch, org: &Organization, now: Timestamp) -> Result<Draft, ApiError> {
+pub fn new_member(
+    patch: MemberPatch,
+    org: &Organization,
+    now: Timestamp,
+) -> Result<Draft, ApiError> {
     let mut missing = Vec::new();
     if patch.email.is_none() {
         missing.push(FieldError::new("email", "required", "email is required"));
@@ -27,9 +31,15 @@ pub fn new_member(patch: MemberPatch, org: &Organization, now: Timestamp) -> Res
     }
     let has_name = matches!(patch.name, Some(Some(_))) || matches!(patch.first_name, Some(Some(_)));
     if !has_name {
-        missing.push(FieldError::new("firstName", "required", "firstName (or name) is required"));
+        missing.push(FieldError::new(
+            "firstName",
+            "required",
+            "firstName (or name) is required",
+        ));
     }
-    let (Some(email), Some(role), true) = (patch.email.clone(), patch.role.clone(), missing.is_empty()) else {
+    let (Some(email), Some(role), true) =
+        (patch.email.clone(), patch.role.clone(), missing.is_empty())
+    else {
         return Err(ApiError::Validation(missing));
     };
     let blank = Member {
@@ -66,7 +76,12 @@ pub fn new_member(patch: MemberPatch, org: &Organization, now: Timestamp) -> Res
 }
 
 /// Applies a patch to a member and checks the result. Pure but for hashing a new password.
-pub fn apply(patch: MemberPatch, current: &Member, org: &Organization, now: Timestamp) -> Result<Draft, ApiError> {
+pub fn apply(
+    patch: MemberPatch,
+    current: &Member,
+    org: &Organization,
+    now: Timestamp,
+) -> Result<Draft, ApiError> {
     if let Some(given) = &patch.organization_id {
         if *given != org.id {
             return Err(ApiError::rule(
@@ -91,7 +106,10 @@ pub fn apply(patch: MemberPatch, current: &Member, org: &Organization, now: Time
     set(&mut m.job_title, patch.job_title);
     set(&mut m.role, patch.role);
     set(&mut m.hris_role, patch.hris_role);
-    set(&mut m.department, patch.department.map(|d| d.unwrap_or(Department::None)));
+    set(
+        &mut m.department,
+        patch.department.map(|d| d.unwrap_or(Department::None)),
+    );
     set(&mut m.locations, patch.locations);
     set(&mut m.collaboration_rules, patch.collaboration_rules);
     set(&mut m.is_primary, patch.is_primary);
@@ -104,10 +122,19 @@ pub fn apply(patch: MemberPatch, current: &Member, org: &Organization, now: Time
     set(&mut m.created_at, patch.created_at);
 
     // Rule 7: an exemption needs a reason; leaving it clears reason and justification.
-    set(&mut m.background_check_exempt, patch.background_check_exempt);
-    let mut justification = patch.background_check_exempt_justification.clone().flatten();
+    set(
+        &mut m.background_check_exempt,
+        patch.background_check_exempt,
+    );
+    let mut justification = patch
+        .background_check_exempt_justification
+        .clone()
+        .flatten();
     if m.background_check_exempt {
-        set(&mut m.background_check_exempt_reason, patch.background_check_exempt_reason);
+        set(
+            &mut m.background_check_exempt_reason,
+            patch.background_check_exempt_reason,
+        );
         if m.background_check_exempt_reason.is_none() {
             return Err(ApiError::rule(
                 "exemption_reason_required",
@@ -140,7 +167,11 @@ pub fn apply(patch: MemberPatch, current: &Member, org: &Organization, now: Time
     }
     m.updated_at = now;
     check(&m, org)?;
-    Ok(Draft { member: m, justification, password_changed })
+    Ok(Draft {
+        member: m,
+        justification,
+        password_changed,
+    })
 }
 
 /// The collaboration-rule roles a member role may hold (SPEC vocabularies).
@@ -185,7 +216,12 @@ pub fn check(m: &Member, org: &Organization) -> Result<(), ApiError> {
         ));
     }
     let allowed = allowed_collaboration_roles(&m.role);
-    if let Some((i, rule)) = m.collaboration_rules.iter().enumerate().find(|(_, r)| !allowed.contains(&r.role)) {
+    if let Some((i, rule)) = m
+        .collaboration_rules
+        .iter()
+        .enumerate()
+        .find(|(_, r)| !allowed.contains(&r.role))
+    {
         let allowed: Vec<&str> = allowed.iter().map(|r| r.as_str()).collect();
         return Err(ApiError::Validation(vec![FieldError::new(
             format!("collaborationRules[{i}].role"),
@@ -193,7 +229,11 @@ pub fn check(m: &Member, org: &Organization) -> Result<(), ApiError> {
             format!(
                 "a member with role {} may hold {} collaboration rules, not {}",
                 m.role.as_str(),
-                if allowed.is_empty() { "no".to_owned() } else { allowed.join(", ") },
+                if allowed.is_empty() {
+                    "no".to_owned()
+                } else {
+                    allowed.join(", ")
+                },
                 rule.role
             ),
         )]));
@@ -209,7 +249,10 @@ pub fn check(m: &Member, org: &Organization) -> Result<(), ApiError> {
         }
     }
     for (i, loc) in m.locations.iter().enumerate() {
-        if m.locations[..i].iter().any(|l| l.location_id == loc.location_id) {
+        if m.locations[..i]
+            .iter()
+            .any(|l| l.location_id == loc.location_id)
+        {
             return Err(ApiError::Validation(vec![FieldError::new(
                 format!("locations[{i}].locationId"),
                 "duplicate",
@@ -280,31 +323,170 @@ mod tests {
         // (name, body, hris enabled, expected code or None for accepted)
         let cases: Vec<(&str, Value, bool, Option<&str>)> = vec![
             ("plain simple member", base(), false, None),
-            ("missing email", json!({"firstName": "A", "role": "simple"}), false, Some("validation_failed")),
-            ("missing role", json!({"firstName": "A", "email": "a@b.co"}), false, Some("validation_failed")),
-            ("missing name", json!({"email": "a@b.co", "role": "simple"}), false, Some("validation_failed")),
-            ("no_access while HRIS off", with(json!({"role": "no_access"})), false, Some("no_access_requires_hris")),
-            ("no_access with hris_employee", with(json!({"role": "no_access", "hrisRole": "hris_employee"})), true, None),
-            ("no_access + hris_no_access", with(json!({"role": "no_access", "hrisRole": "hris_no_access"})), true, Some("no_access_combination")),
-            ("HRIS on needs hrisRole", base(), true, Some("hris_role_required")),
-            ("HRIS on, inactive needs none", with(json!({"isActive": false})), true, None),
-            ("admin holds admin rules", with(json!({"role": "admin", "collaborationRules": [{"role": "admin"}]})), false, None),
-            ("admin holds no simple rule", with(json!({"role": "admin", "collaborationRules": [{"role": "simple"}]})), false, Some("validation_failed")),
-            ("reviewer holds reviewer rules", with(json!({"role": "reviewer", "collaborationRules": [{"role": "reviewer"}]})), false, None),
-            ("reviewer holds no hiring_manager", with(json!({"role": "reviewer", "collaborationRules": [{"role": "hiring_manager"}]})), false, Some("validation_failed")),
-            ("simple holds the other four", with(json!({"collaborationRules": [{"role": "recruiting_admin"}, {"role": "hiring_manager"}, {"role": "simple"}, {"role": "reviewer", "departments": ["it"], "locations": ["l1"]}]})), false, None),
-            ("simple holds no admin rule", with(json!({"collaborationRules": [{"role": "admin"}]})), false, Some("validation_failed")),
-            ("exempt needs a reason", with(json!({"backgroundCheckExempt": true})), false, Some("exemption_reason_required")),
-            ("exempt with reason", with(json!({"backgroundCheckExempt": true, "backgroundCheckExemptReason": "other", "backgroundCheckExemptJustification": "agency check"})), false, None),
-            ("reason without exemption", with(json!({"backgroundCheckExemptReason": "other"})), false, Some("exemption_not_set")),
-            ("offboard before onboard", with(json!({"onboardDate": "2026-02-01T00:00:00Z", "offboardDate": "2026-01-01T00:00:00Z"})), false, Some("offboard_before_onboard")),
-            ("offboard after onboard", with(json!({"onboardDate": "2026-01-15T00:00:00.000Z", "offboardDate": "2026-04-30T00:00:00.000Z"})), false, None),
-            ("default location not own", with(json!({"settings": {"defaultLocationId": "l9"}})), false, Some("default_location_not_assigned")),
-            ("default location own", with(json!({"locations": [{"locationId": "l1", "role": ["viewer"]}], "settings": {"defaultLocationId": "l1"}})), false, None),
-            ("duplicate location", with(json!({"locations": [{"locationId": "l1", "role": ["viewer"]}, {"locationId": "l1", "role": ["admin"]}]})), false, Some("validation_failed")),
-            ("inactive primary", with(json!({"isPrimary": true, "isActive": false})), false, Some("primary_must_be_active")),
-            ("foreign organisation", with(json!({"organizationId": "org_other"})), false, Some("organization_mismatch")),
-            ("own organisation", with(json!({"organizationId": "org_test"})), false, None),
+            (
+                "missing email",
+                json!({"firstName": "A", "role": "simple"}),
+                false,
+                Some("validation_failed"),
+            ),
+            (
+                "missing role",
+                json!({"firstName": "A", "email": "a@b.co"}),
+                false,
+                Some("validation_failed"),
+            ),
+            (
+                "missing name",
+                json!({"email": "a@b.co", "role": "simple"}),
+                false,
+                Some("validation_failed"),
+            ),
+            (
+                "no_access while HRIS off",
+                with(json!({"role": "no_access"})),
+                false,
+                Some("no_access_requires_hris"),
+            ),
+            (
+                "no_access with hris_employee",
+                with(json!({"role": "no_access", "hrisRole": "hris_employee"})),
+                true,
+                None,
+            ),
+            (
+                "no_access + hris_no_access",
+                with(json!({"role": "no_access", "hrisRole": "hris_no_access"})),
+                true,
+                Some("no_access_combination"),
+            ),
+            (
+                "HRIS on needs hrisRole",
+                base(),
+                true,
+                Some("hris_role_required"),
+            ),
+            (
+                "HRIS on, inactive needs none",
+                with(json!({"isActive": false})),
+                true,
+                None,
+            ),
+            (
+                "admin holds admin rules",
+                with(json!({"role": "admin", "collaborationRules": [{"role": "admin"}]})),
+                false,
+                None,
+            ),
+            (
+                "admin holds no simple rule",
+                with(json!({"role": "admin", "collaborationRules": [{"role": "simple"}]})),
+                false,
+                Some("validation_failed"),
+            ),
+            (
+                "reviewer holds reviewer rules",
+                with(json!({"role": "reviewer", "collaborationRules": [{"role": "reviewer"}]})),
+                false,
+                None,
+            ),
+            (
+                "reviewer holds no hiring_manager",
+                with(
+                    json!({"role": "reviewer", "collaborationRules": [{"role": "hiring_manager"}]}),
+                ),
+                false,
+                Some("validation_failed"),
+            ),
+            (
+                "simple holds the other four",
+                with(
+                    json!({"collaborationRules": [{"role": "recruiting_admin"}, {"role": "hiring_manager"}, {"role": "simple"}, {"role": "reviewer", "departments": ["it"], "locations": ["l1"]}]}),
+                ),
+                false,
+                None,
+            ),
+            (
+                "simple holds no admin rule",
+                with(json!({"collaborationRules": [{"role": "admin"}]})),
+                false,
+                Some("validation_failed"),
+            ),
+            (
+                "exempt needs a reason",
+                with(json!({"backgroundCheckExempt": true})),
+                false,
+                Some("exemption_reason_required"),
+            ),
+            (
+                "exempt with reason",
+                with(
+                    json!({"backgroundCheckExempt": true, "backgroundCheckExemptReason": "other", "backgroundCheckExemptJustification": "agency check"}),
+                ),
+                false,
+                None,
+            ),
+            (
+                "reason without exemption",
+                with(json!({"backgroundCheckExemptReason": "other"})),
+                false,
+                Some("exemption_not_set"),
+            ),
+            (
+                "offboard before onboard",
+                with(
+                    json!({"onboardDate": "2026-02-01T00:00:00Z", "offboardDate": "2026-01-01T00:00:00Z"}),
+                ),
+                false,
+                Some("offboard_before_onboard"),
+            ),
+            (
+                "offboard after onboard",
+                with(
+                    json!({"onboardDate": "2026-01-15T00:00:00.000Z", "offboardDate": "2026-04-30T00:00:00.000Z"}),
+                ),
+                false,
+                None,
+            ),
+            (
+                "default location not own",
+                with(json!({"settings": {"defaultLocationId": "l9"}})),
+                false,
+                Some("default_location_not_assigned"),
+            ),
+            (
+                "default location own",
+                with(
+                    json!({"locations": [{"locationId": "l1", "role": ["viewer"]}], "settings": {"defaultLocationId": "l1"}}),
+                ),
+                false,
+                None,
+            ),
+            (
+                "duplicate location",
+                with(
+                    json!({"locations": [{"locationId": "l1", "role": ["viewer"]}, {"locationId": "l1", "role": ["admin"]}]}),
+                ),
+                false,
+                Some("validation_failed"),
+            ),
+            (
+                "inactive primary",
+                with(json!({"isPrimary": true, "isActive": false})),
+                false,
+                Some("primary_must_be_active"),
+            ),
+            (
+                "foreign organisation",
+                with(json!({"organizationId": "org_other"})),
+                false,
+                Some("organization_mismatch"),
+            ),
+            (
+                "own organisation",
+                with(json!({"organizationId": "org_test"})),
+                false,
+                None,
+            ),
         ];
         for (name, body, hris, expected) in cases {
             let got = create(body, hris).err().map(|e| e.code());
@@ -323,15 +505,24 @@ mod tests {
         assert_eq!(d.member.department, Department::None);
         assert_eq!(d.justification.as_deref(), Some("why"));
         assert!(d.password_changed);
-        assert!(d.member.password_hash.as_ref().is_some_and(|h| h.verify("s3cret-pass")));
+        assert!(d
+            .member
+            .password_hash
+            .as_ref()
+            .is_some_and(|h| h.verify("s3cret-pass")));
     }
 
     #[test]
     fn leaving_the_exemption_clears_reason_and_justification() {
-        let exempt = create(with(json!({"backgroundCheckExempt": true, "backgroundCheckExemptReason": "other"})), false)
+        let exempt = create(
+            with(json!({"backgroundCheckExempt": true, "backgroundCheckExemptReason": "other"})),
+            false,
+        )
+        .unwrap_or_else(|e| panic!("{e:?}"));
+        let patch = parse_member_patch(&json!({"backgroundCheckExempt": false}))
             .unwrap_or_else(|e| panic!("{e:?}"));
-        let patch = parse_member_patch(&json!({"backgroundCheckExempt": false})).unwrap_or_else(|e| panic!("{e:?}"));
-        let d = apply(patch, &exempt.member, &org(false), Timestamp::now()).unwrap_or_else(|e| panic!("{e:?}"));
+        let d = apply(patch, &exempt.member, &org(false), Timestamp::now())
+            .unwrap_or_else(|e| panic!("{e:?}"));
         assert!(!d.member.background_check_exempt);
         assert_eq!(d.member.background_check_exempt_reason, None);
         assert_eq!(d.justification, None);

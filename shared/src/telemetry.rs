@@ -8,13 +8,17 @@ pub fn init() {
         .or_else(|_| std::env::var("RUST_LOG"))
         .unwrap_or_else(|_| "info".into());
     // The SDK's own crates are chatty at info; keep them at warn unless asked for.
-    let filter = EnvFilter::try_new(format!("{filter},aws_config=warn,aws_smithy_runtime=warn,aws_sdk_dynamodb=warn"))
-        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = EnvFilter::try_new(format!(
+        "{filter},aws_config=warn,aws_smithy_runtime=warn,aws_sdk_dynamodb=warn"
+    ))
+    .unwrap_or_else(|_| EnvFilter::new("info"));
     let json = match std::env::var("LOG_FORMAT") {
         Ok(format) => format.eq_ignore_ascii_case("json"),
         Err(_) => std::env::var("AWS_LAMBDA_FUNCTION_NAME").is_ok(),
     };
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false);
     let result = if json {
         builder
             .json()

@@ -87,7 +87,11 @@ pub fn member_view(m: &Member) -> MemberView<'_> {
         created_at: m.created_at,
         updated_at: m.updated_at,
         version: m.version,
-        user: UserView { id: &m.user_id, name: m.full_name(), email: &m.email },
+        user: UserView {
+            id: &m.user_id,
+            name: m.full_name(),
+            email: &m.email,
+        },
     }
 }
 

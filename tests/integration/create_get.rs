@@ -24,36 +24,84 @@ pub async fn create_then_get_round_trips(ctx: Arc<Ctx>) -> TestResult {
     ensure_eq!(created.status, 201, "create: {}", created.text);
     let m = created.json();
     let id = m["id"].as_str().unwrap_or_default().to_owned();
-    ensure_eq!(created.header("location").map(str::to_owned), Some(format!("/v1/members/{id}")), "Location");
+    ensure_eq!(
+        created.header("location").map(str::to_owned),
+        Some(format!("/v1/members/{id}")),
+        "Location"
+    );
     ensure_eq!(created.header("etag"), Some("\"1\""), "ETag");
-    ensure_eq!(created.header("content-type"), Some("application/json"), "content type");
+    ensure_eq!(
+        created.header("content-type"),
+        Some("application/json"),
+        "content type"
+    );
     ensure_eq!(m["name"], "Grace Hopper", "derived name");
-    ensure_eq!(m["user"], json!({"id": m["userId"], "name": "Grace Hopper", "email": "Grace@Example.com"}), "user");
+    ensure_eq!(
+        m["user"],
+        json!({"id": m["userId"], "name": "Grace Hopper", "email": "Grace@Example.com"}),
+        "user"
+    );
     ensure_eq!(m["createdAt"], "2024-01-15T00:00:00Z", "join date");
     ensure_eq!(m["isActive"], true, "active");
     ensure_eq!(m["deactivated"], false, "deactivated");
-    ensure_eq!(m["settings"]["defaultLocationId"], "loc_hq", "default location");
-    ensure!(!created.text.contains("never-shown") && !created.text.contains("argon2"), "password leaked: {}", created.text);
-    ensure!(m.get("backgroundCheckExemptJustification").is_none(), "justification is audit-only");
+    ensure_eq!(
+        m["settings"]["defaultLocationId"],
+        "loc_hq",
+        "default location"
+    );
+    ensure!(
+        !created.text.contains("never-shown") && !created.text.contains("argon2"),
+        "password leaked: {}",
+        created.text
+    );
+    ensure!(
+        m.get("backgroundCheckExemptJustification").is_none(),
+        "justification is audit-only"
+    );
 
     let got = t.get_member(&id)?;
     ensure_eq!(got.status, 200, "get");
     ensure_eq!(got.json(), m, "get returns what create returned");
     ensure_eq!(got.header("etag"), Some("\"1\""), "get ETag");
     let bearer = format!("Bearer {}", t.read_key);
-    let cached = http("GET", &format!("{}/v1/members/{id}", t.api), None, &[("Authorization", &bearer), ("If-None-Match", "\"1\"")], None)?;
-    ensure_eq!((cached.status, cached.text.as_str()), (304, ""), "If-None-Match");
+    let cached = http(
+        "GET",
+        &format!("{}/v1/members/{id}", t.api),
+        None,
+        &[("Authorization", &bearer), ("If-None-Match", "\"1\"")],
+        None,
+    )?;
+    ensure_eq!(
+        (cached.status, cached.text.as_str()),
+        (304, ""),
+        "If-None-Match"
+    );
 
     // What the table holds: an argon2id hash, never the password; the audit event in the same write.
     let raw = st.members_of(&t.org).await?;
-    let item = raw.iter().find(|i| s(i, "id") == id).ok_or("member item missing")?;
-    ensure!(s(item, "passwordHash").starts_with("$argon2id$"), "password stored as argon2id");
-    let audit = st.items(&format!("ORG#{}#MEMBER#{id}#AUDIT", t.org)).await?;
+    let item = raw
+        .iter()
+        .find(|i| s(i, "id") == id)
+        .ok_or("member item missing")?;
+    ensure!(
+        s(item, "passwordHash").starts_with("$argon2id$"),
+        "password stored as argon2id"
+    );
+    let audit = st
+        .items(&format!("ORG#{}#MEMBER#{id}#AUDIT", t.org))
+        .await?;
     ensure_eq!(audit.len(), 1, "one audit event");
     ensure_eq!(s(&audit[0], "action"), "member.created", "audit action");
-    ensure_eq!(s(&audit[0], "justification"), "Check on file with the agency.", "justification");
+    ensure_eq!(
+        s(&audit[0], "justification"),
+        "Check on file with the agency.",
+        "justification"
+    );
     let changes = format!("{:?}", audit[0].get("changes"));
-    ensure!(changes.contains("[redacted]") && !changes.contains("never-shown"), "audit redacts the password");
+    ensure!(
+        changes.contains("[redacted]") && !changes.contains("never-shown"),
+        "audit redacts the password"
+    );
     st.check_invariants(&t.org).await
 }
 
@@ -62,7 +110,10 @@ pub async fn bad_input_gets_clear_problems(ctx: Arc<Ctx>) -> TestResult {
     let url = format!("{}/v1/members", t.api);
     let bearer = format!("Bearer {}", t.write_key);
     let ok = r#"{"firstName":"A","email":"a@example.com","role":"simple"}"#;
-    let big = format!(r#"{{"firstName":"{}","email":"b@example.com","role":"simple"}}"#, "x".repeat(65 * 1024));
+    let big = format!(
+        r#"{{"firstName":"{}","email":"b@example.com","role":"simple"}}"#,
+        "x".repeat(65 * 1024)
+    );
     let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
     // Invalid UTF-8 is a unit test of `http::ApiRequest::json_body`: cargo lambda watch
     // itself answers 500 before the function runs when a JSON body is not UTF-8.
@@ -91,20 +142,48 @@ pub async fn bad_input_gets_clear_problems(ctx: Arc<Ctx>) -> TestResult {
             headers.push(("Content-Type", ct));
         }
         let r = http("POST", &url, Some(&body), &headers, None)?;
-        ensure_eq!((r.status, r.code()), (status, code.to_owned()), "{case}: {}", r.text);
-        ensure_eq!(r.header("content-type"), Some("application/problem+json"), "{case}");
+        ensure_eq!(
+            (r.status, r.code()),
+            (status, code.to_owned()),
+            "{case}: {}",
+            r.text
+        );
+        ensure_eq!(
+            r.header("content-type"),
+            Some("application/problem+json"),
+            "{case}"
+        );
         let p = r.json();
         for member in ["type", "title", "status", "detail", "code"] {
             ensure!(!p[member].is_null(), "{case}: problem lacks {member}");
         }
         if let Some(field) = field {
-            let named = p["errors"].as_array().is_some_and(|e| e.iter().any(|e| e["field"] == field));
+            let named = p["errors"]
+                .as_array()
+                .is_some_and(|e| e.iter().any(|e| e["field"] == field));
             ensure!(named, "{case}: errors should name {field}: {}", r.text);
         }
     }
-    let r = http("POST", &url, Some(br#"{"firstName":"A","email":"a@example.com","role":"simple","department":"sales"}"#), &[("Authorization", &bearer), ("Content-Type", "application/json")], None)?;
-    ensure!(r.text.contains("none, admin, gov, hr, it, itsm, qms"), "enum errors list the allowed values: {}", r.text);
-    ensure_eq!(ctx.stack.members_of(&t.org).await?.len(), 1, "no refused request wrote a member");
+    let r = http(
+        "POST",
+        &url,
+        Some(br#"{"firstName":"A","email":"a@example.com","role":"simple","department":"sales"}"#),
+        &[
+            ("Authorization", &bearer),
+            ("Content-Type", "application/json"),
+        ],
+        None,
+    )?;
+    ensure!(
+        r.text.contains("none, admin, gov, hr, it, itsm, qms"),
+        "enum errors list the allowed values: {}",
+        r.text
+    );
+    ensure_eq!(
+        ctx.stack.members_of(&t.org).await?.len(),
+        1,
+        "no refused request wrote a member"
+    );
     ctx.stack.check_invariants(&t.org).await
 }
 
@@ -119,10 +198,20 @@ pub async fn keys_scopes_and_tenants(ctx: Arc<Ctx>) -> TestResult {
     // (case, Authorization header, status, code)
     let cases: Vec<(&str, Option<&str>, u16, &str)> = vec![
         ("no key", None, 401, "missing_api_key"),
-        ("not bearer", Some("Basic dXNlcjpwYXNz"), 401, "invalid_api_key"),
+        (
+            "not bearer",
+            Some("Basic dXNlcjpwYXNz"),
+            401,
+            "invalid_api_key",
+        ),
         ("garbage", Some("Bearer hello"), 401, "invalid_api_key"),
         ("unknown key", Some(&unknown), 401, "invalid_api_key"),
-        ("read-only key writing", Some(&read_only), 403, "insufficient_scope"),
+        (
+            "read-only key writing",
+            Some(&read_only),
+            403,
+            "insufficient_scope",
+        ),
     ];
     for (case, auth, status, code) in cases {
         let mut headers = vec![json_ct];
@@ -137,20 +226,51 @@ pub async fn keys_scopes_and_tenants(ctx: Arc<Ctx>) -> TestResult {
     }
     // A member of another organisation does not exist for this one.
     let other = b.get_member(a.root.as_str())?;
-    ensure_eq!((other.status, other.code()), (404, "not_found".to_owned()), "cross-tenant get");
-    ensure!(!other.text.contains(a.root.as_str()), "no trace of the other tenant's member");
+    ensure_eq!(
+        (other.status, other.code()),
+        (404, "not_found".to_owned()),
+        "cross-tenant get"
+    );
+    ensure!(
+        !other.text.contains(a.root.as_str()),
+        "no trace of the other tenant's member"
+    );
     ensure_eq!(a.get_member("mem_nosuchmember")?.status, 404, "unknown id");
     ensure_eq!(a.get_member("not-an-id")?.status, 404, "malformed id");
 
     // Revoked: the same answer as an unknown key, at once.
-    let unknown_reply = http("GET", &format!("{}/v1/members/{}", a.api, a.root), None, &[("Authorization", &unknown)], None)?;
-    let keys = st.store.api_keys(&a.org).await.map_err(|e| format!("{e:?}"))?;
-    let (read_key, _) = keys.iter().find(|(k, _)| k.scopes.len() == 1).ok_or("read key not listed")?;
-    ensure_eq!(a.get_member(a.root.as_str())?.status, 200, "read key works before revocation");
-    st.store.revoke_api_key(&a.org, &read_key.id).await.map_err(|e| format!("{e:?}"))?;
+    let unknown_reply = http(
+        "GET",
+        &format!("{}/v1/members/{}", a.api, a.root),
+        None,
+        &[("Authorization", &unknown)],
+        None,
+    )?;
+    let keys = st
+        .store
+        .api_keys(&a.org)
+        .await
+        .map_err(|e| format!("{e:?}"))?;
+    let (read_key, _) = keys
+        .iter()
+        .find(|(k, _)| k.scopes.len() == 1)
+        .ok_or("read key not listed")?;
+    ensure_eq!(
+        a.get_member(a.root.as_str())?.status,
+        200,
+        "read key works before revocation"
+    );
+    st.store
+        .revoke_api_key(&a.org, &read_key.id)
+        .await
+        .map_err(|e| format!("{e:?}"))?;
     let revoked = a.get_member(a.root.as_str())?;
     ensure_eq!(revoked.status, 401, "revoked key");
-    ensure_eq!(revoked.text, unknown_reply.text, "revoked and unknown keys get the same body");
+    ensure_eq!(
+        revoked.text,
+        unknown_reply.text,
+        "revoked and unknown keys get the same body"
+    );
     Ok(())
 }
 
@@ -159,18 +279,47 @@ pub async fn idempotency_key_replays(ctx: Arc<Ctx>) -> TestResult {
     let url = format!("{}/v1/members", t.api);
     let bearer = format!("Bearer {}", t.write_key);
     let send = |key: &str, body: &str| {
-        http("POST", &url, Some(body.as_bytes()), &[("Authorization", &bearer), ("Content-Type", "application/json"), ("Idempotency-Key", key)], None)
+        http(
+            "POST",
+            &url,
+            Some(body.as_bytes()),
+            &[
+                ("Authorization", &bearer),
+                ("Content-Type", "application/json"),
+                ("Idempotency-Key", key),
+            ],
+            None,
+        )
     };
     let body = r#"{"firstName":"Idem","email":"idem@example.com","role":"simple"}"#;
     let first = send("create-idem-1", body)?;
     let again = send("create-idem-1", body)?;
     ensure_eq!((first.status, again.status), (201, 201), "both succeed");
     ensure_eq!(first.json(), again.json(), "same body");
-    ensure_eq!(first.header("location"), again.header("location"), "same Location");
-    ensure_eq!(again.header("idempotent-replayed"), Some("true"), "marked as replay");
-    let other = send("create-idem-1", r#"{"firstName":"Other","email":"other@example.com","role":"simple"}"#)?;
-    ensure_eq!((other.status, other.code()), (422, "idempotency_key_reused".to_owned()), "another body");
-    ensure_eq!(ctx.stack.members_of(&t.org).await?.len(), 2, "one member created");
+    ensure_eq!(
+        first.header("location"),
+        again.header("location"),
+        "same Location"
+    );
+    ensure_eq!(
+        again.header("idempotent-replayed"),
+        Some("true"),
+        "marked as replay"
+    );
+    let other = send(
+        "create-idem-1",
+        r#"{"firstName":"Other","email":"other@example.com","role":"simple"}"#,
+    )?;
+    ensure_eq!(
+        (other.status, other.code()),
+        (422, "idempotency_key_reused".to_owned()),
+        "another body"
+    );
+    ensure_eq!(
+        ctx.stack.members_of(&t.org).await?.len(),
+        2,
+        "one member created"
+    );
     Ok(())
 }
 
@@ -181,14 +330,28 @@ pub async fn primary_moves_on_create(ctx: Arc<Ctx>) -> TestResult {
     ensure_eq!(r.status, 201, "create primary: {}", r.text);
     let id = r.json()["id"].as_str().unwrap_or_default().to_owned();
     let org = st.organization(&t.org).await?;
-    ensure_eq!(org.primary_member_id.map(|p| p.to_string()), Some(id), "organisation names the new primary");
-    let old = st.member(&t.org, t.root.as_str()).await?.ok_or("root missing")?;
+    ensure_eq!(
+        org.primary_member_id.map(|p| p.to_string()),
+        Some(id),
+        "organisation names the new primary"
+    );
+    let old = st
+        .member(&t.org, t.root.as_str())
+        .await?
+        .ok_or("root missing")?;
     ensure!(!old.is_primary, "the old primary is no longer primary");
     ensure_eq!(old.version, 2, "the old primary's version moved");
     let got = t.get_member(t.root.as_str())?;
     ensure_eq!(got.header("etag"), Some("\"2\""), "its ETag too");
-    let audit = st.items(&format!("ORG#{}#MEMBER#{}#AUDIT", t.org, t.root)).await?;
-    ensure!(audit.iter().any(|e| s(e, "action") == "member.primary_moved"), "handover audited");
+    let audit = st
+        .items(&format!("ORG#{}#MEMBER#{}#AUDIT", t.org, t.root))
+        .await?;
+    ensure!(
+        audit
+            .iter()
+            .any(|e| s(e, "action") == "member.primary_moved"),
+        "handover audited"
+    );
     st.check_invariants(&t.org).await
 }
 
@@ -196,10 +359,26 @@ pub async fn hris_organisation_requires_hris_roles(ctx: Arc<Ctx>) -> TestResult 
     let st = &ctx.stack;
     let t = st.tenant(true).await?;
     let cases = [
-        (json!({"firstName": "A", "email": "a@example.com", "role": "simple"}), 422, "hris_role_required"),
-        (json!({"firstName": "A", "email": "a@example.com", "role": "no_access", "hrisRole": "hris_no_access"}), 422, "no_access_combination"),
-        (json!({"firstName": "A", "email": "a@example.com", "role": "no_access", "hrisRole": "hris_employee"}), 201, ""),
-        (json!({"firstName": "B", "email": "b@example.com", "role": "admin", "hrisRole": "hris_admin"}), 201, ""),
+        (
+            json!({"firstName": "A", "email": "a@example.com", "role": "simple"}),
+            422,
+            "hris_role_required",
+        ),
+        (
+            json!({"firstName": "A", "email": "a@example.com", "role": "no_access", "hrisRole": "hris_no_access"}),
+            422,
+            "no_access_combination",
+        ),
+        (
+            json!({"firstName": "A", "email": "a@example.com", "role": "no_access", "hrisRole": "hris_employee"}),
+            201,
+            "",
+        ),
+        (
+            json!({"firstName": "B", "email": "b@example.com", "role": "admin", "hrisRole": "hris_admin"}),
+            201,
+            "",
+        ),
     ];
     for (body, status, code) in cases {
         let r = t.post_member(&body)?;
@@ -209,6 +388,14 @@ pub async fn hris_organisation_requires_hris_roles(ctx: Arc<Ctx>) -> TestResult 
         }
     }
     let org = st.organization(&t.org).await?;
-    ensure_eq!((org.counters.active_admins, org.counters.active_hris_admins, org.counters.active_dual_admins), (2, 2, 2), "counters");
+    ensure_eq!(
+        (
+            org.counters.active_admins,
+            org.counters.active_hris_admins,
+            org.counters.active_dual_admins
+        ),
+        (2, 2, 2),
+        "counters"
+    );
     st.check_invariants(&t.org).await
 }

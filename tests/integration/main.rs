@@ -45,7 +45,10 @@ fn main() {
         races::concurrent_retries_with_one_idempotency_key_create_one_member,
         races::concurrent_primary_claims_leave_one_primary,
     ];
-    let selected: Vec<_> = all.iter().filter(|(name, _)| args.filter.as_deref().is_none_or(|f| name.contains(f))).collect();
+    let selected: Vec<_> = all
+        .iter()
+        .filter(|(name, _)| args.filter.as_deref().is_none_or(|f| name.contains(f)))
+        .collect();
     let needs_stack = !args.list && !selected.is_empty();
 
     let stack = if needs_stack {
@@ -59,7 +62,12 @@ fn main() {
     } else {
         None
     };
-    let ctx = stack.map(|stack| Arc::new(Ctx { stack, rt: rt.handle().clone() }));
+    let ctx = stack.map(|stack| {
+        Arc::new(Ctx {
+            stack,
+            rt: rt.handle().clone(),
+        })
+    });
 
     let mut trials: Vec<Trial> = all
         .into_iter()
@@ -73,21 +81,35 @@ fn main() {
         })
         .collect();
     // This one starts its own stack: it stops DynamoDB Local, which the others share.
-    trials.push(Trial::test("faults::dynamodb_stopped_gives_503_and_writes_nothing", {
-        let handle = rt.handle().clone();
-        move || handle.block_on(faults::dynamodb_stopped_gives_503_and_writes_nothing()).map_err(Failed::from)
-    }));
+    trials.push(Trial::test(
+        "faults::dynamodb_stopped_gives_503_and_writes_nothing",
+        {
+            let handle = rt.handle().clone();
+            move || {
+                handle
+                    .block_on(faults::dynamodb_stopped_gives_503_and_writes_nothing())
+                    .map_err(Failed::from)
+            }
+        },
+    ));
     let conclusion = libtest_mimic::run(&args, trials);
 
     // Only after every request: nothing secret may have reached a log line.
     let scan = match &ctx {
-        Some(ctx) if !conclusion.has_failed() => {
-            libtest_mimic::run(&args, vec![Trial::test("logs::no_secret_in_any_log_line", {
+        Some(ctx) if !conclusion.has_failed() => libtest_mimic::run(
+            &args,
+            vec![Trial::test("logs::no_secret_in_any_log_line", {
                 let log = ctx.stack.watch_log.clone();
                 move || faults::no_secret_in(&log).map_err(Failed::from)
-            })])
-        }
-        _ => libtest_mimic::Conclusion { num_filtered_out: 0, num_passed: 0, num_failed: 0, num_ignored: 0, num_measured: 0 },
+            })],
+        ),
+        _ => libtest_mimic::Conclusion {
+            num_filtered_out: 0,
+            num_passed: 0,
+            num_failed: 0,
+            num_ignored: 0,
+            num_measured: 0,
+        },
     };
     if let Some(ctx) = ctx {
         if conclusion.has_failed() || scan.has_failed() {

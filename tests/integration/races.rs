@@ -9,24 +9,45 @@ use std::sync::{Arc, Barrier};
 const CLIENTS: usize = 16;
 
 /// Sends `bodies[i]` from client `i`, all released at the same instant.
-fn race(api: &str, key: &str, bodies: Vec<Value>, idempotency_key: Option<&str>) -> Result<Vec<Reply>, String> {
+fn race(
+    api: &str,
+    key: &str,
+    bodies: Vec<Value>,
+    idempotency_key: Option<&str>,
+) -> Result<Vec<Reply>, String> {
     let barrier = Arc::new(Barrier::new(bodies.len()));
     let handles: Vec<_> = bodies
         .into_iter()
         .map(|body| {
-            let (barrier, url, bearer) = (barrier.clone(), format!("{api}/v1/members"), format!("Bearer {key}"));
+            let (barrier, url, bearer) = (
+                barrier.clone(),
+                format!("{api}/v1/members"),
+                format!("Bearer {key}"),
+            );
             let idem = idempotency_key.map(str::to_owned);
             std::thread::spawn(move || {
-                let mut headers = vec![("Authorization", bearer.as_str()), ("Content-Type", "application/json")];
+                let mut headers = vec![
+                    ("Authorization", bearer.as_str()),
+                    ("Content-Type", "application/json"),
+                ];
                 if let Some(k) = &idem {
                     headers.push(("Idempotency-Key", k.as_str()));
                 }
                 barrier.wait();
-                http("POST", &url, Some(body.to_string().as_bytes()), &headers, None)
+                http(
+                    "POST",
+                    &url,
+                    Some(body.to_string().as_bytes()),
+                    &headers,
+                    None,
+                )
             })
         })
         .collect();
-    handles.into_iter().map(|h| h.join().map_err(|_| "client thread panicked".to_owned())?).collect()
+    handles
+        .into_iter()
+        .map(|h| h.join().map_err(|_| "client thread panicked".to_owned())?)
+        .collect()
 }
 
 fn statuses(replies: &[Reply]) -> Vec<(u16, String)> {
@@ -45,9 +66,22 @@ pub async fn concurrent_creates_with_one_email_admit_one(ctx: Arc<Ctx>) -> TestR
             .collect();
         let replies = race(&t.api, &t.write_key, bodies, None)?;
         let created = replies.iter().filter(|r| r.status == 201).count();
-        let taken = replies.iter().filter(|r| r.status == 409 && r.code() == "email_taken").count();
-        ensure_eq!((created, taken), (1, CLIENTS - 1), "round {round}: {:?}", statuses(&replies));
-        let holders = st.members_of(&t.org).await?.into_iter().filter(|m| s(m, "emailNormalized") == email).count();
+        let taken = replies
+            .iter()
+            .filter(|r| r.status == 409 && r.code() == "email_taken")
+            .count();
+        ensure_eq!(
+            (created, taken),
+            (1, CLIENTS - 1),
+            "round {round}: {:?}",
+            statuses(&replies)
+        );
+        let holders = st
+            .members_of(&t.org)
+            .await?
+            .into_iter()
+            .filter(|m| s(m, "emailNormalized") == email)
+            .count();
         ensure_eq!(holders, 1, "round {round}: members with the email");
     }
     st.check_invariants(&t.org).await
@@ -64,20 +98,46 @@ pub async fn concurrent_admin_creates_keep_counters_exact(ctx: Arc<Ctx>) -> Test
         })
         .collect();
     let replies = race(&t.api, &t.write_key, bodies, None)?;
-    ensure!(replies.iter().all(|r| r.status == 201), "all created: {:?}", statuses(&replies));
+    ensure!(
+        replies.iter().all(|r| r.status == 201),
+        "all created: {:?}",
+        statuses(&replies)
+    );
     let org = st.organization(&t.org).await?;
     // root (admin + hris_admin) + 8 admins, of which 4 hris_admin; 8 hris_admin in all.
-    ensure_eq!((org.counters.active_admins, org.counters.active_hris_admins, org.counters.active_dual_admins), (9, 9, 5), "counters");
+    ensure_eq!(
+        (
+            org.counters.active_admins,
+            org.counters.active_hris_admins,
+            org.counters.active_dual_admins
+        ),
+        (9, 9, 5),
+        "counters"
+    );
     st.check_invariants(&t.org).await
 }
 
-pub async fn concurrent_retries_with_one_idempotency_key_create_one_member(ctx: Arc<Ctx>) -> TestResult {
+pub async fn concurrent_retries_with_one_idempotency_key_create_one_member(
+    ctx: Arc<Ctx>,
+) -> TestResult {
     let st = &ctx.stack;
     let t = st.tenant(false).await?;
     let body = json!({"firstName": "Once", "email": "once@example.com", "role": "simple"});
-    let replies = race(&t.api, &t.write_key, vec![body; CLIENTS], Some("one-key-many-retries"))?;
-    ensure!(replies.iter().all(|r| r.status == 201), "every retry gets the first answer: {:?}", statuses(&replies));
-    let ids: std::collections::BTreeSet<String> = replies.iter().map(|r| r.json()["id"].as_str().unwrap_or("").to_owned()).collect();
+    let replies = race(
+        &t.api,
+        &t.write_key,
+        vec![body; CLIENTS],
+        Some("one-key-many-retries"),
+    )?;
+    ensure!(
+        replies.iter().all(|r| r.status == 201),
+        "every retry gets the first answer: {:?}",
+        statuses(&replies)
+    );
+    let ids: std::collections::BTreeSet<String> = replies
+        .iter()
+        .map(|r| r.json()["id"].as_str().unwrap_or("").to_owned())
+        .collect();
     ensure_eq!(ids.len(), 1, "one id for all: {ids:?}");
     ensure_eq!(st.members_of(&t.org).await?.len(), 2, "root + one member");
     st.check_invariants(&t.org).await
@@ -91,8 +151,20 @@ pub async fn concurrent_primary_claims_leave_one_primary(ctx: Arc<Ctx>) -> TestR
         .collect();
     let replies = race(&t.api, &t.write_key, bodies, None)?;
     let created = replies.iter().filter(|r| r.status == 201).count();
-    let refused = replies.iter().filter(|r| r.status == 409 && r.code() == "organization_changed").count();
-    ensure!(created >= 1, "at least one claim wins: {:?}", statuses(&replies));
-    ensure_eq!(created + refused, CLIENTS, "every other claim is refused cleanly: {:?}", statuses(&replies));
+    let refused = replies
+        .iter()
+        .filter(|r| r.status == 409 && r.code() == "organization_changed")
+        .count();
+    ensure!(
+        created >= 1,
+        "at least one claim wins: {:?}",
+        statuses(&replies)
+    );
+    ensure_eq!(
+        created + refused,
+        CLIENTS,
+        "every other claim is refused cleanly: {:?}",
+        statuses(&replies)
+    );
     st.check_invariants(&t.org).await
 }

@@ -40,12 +40,18 @@ macro_rules! ensure_eq {
 }
 
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default()
 }
 
 pub fn free_port() -> Result<u16, String> {
     let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| format!("no free port: {e}"))?;
-    listener.local_addr().map(|a| a.port()).map_err(|e| e.to_string())
+    listener
+        .local_addr()
+        .map(|a| a.port())
+        .map_err(|e| e.to_string())
 }
 
 fn wait_for_port(port: u16, within: Duration, what: &str) -> TestResult {
@@ -77,14 +83,22 @@ impl Process {
             .process_group(0)
             .spawn()
             .map_err(|e| format!("could not start {name}: {e}"))?;
-        Ok(Process { child: std::sync::Mutex::new(child), name })
+        Ok(Process {
+            child: std::sync::Mutex::new(child),
+            name,
+        })
     }
 
     pub fn stop(&self) {
-        let Ok(mut child) = self.child.lock() else { return };
+        let Ok(mut child) = self.child.lock() else {
+            return;
+        };
         let group = format!("-{}", child.id());
         for signal in ["-TERM", "-KILL"] {
-            let _ = Command::new("kill").args([signal, "--", &group]).stderr(Stdio::null()).status();
+            let _ = Command::new("kill")
+                .args([signal, "--", &group])
+                .stderr(Stdio::null())
+                .status();
             let deadline = Instant::now() + Duration::from_secs(5);
             while Instant::now() < deadline {
                 if let Ok(Some(_)) = child.try_wait() {
@@ -121,7 +135,10 @@ impl DynamoLocal {
             .map_err(|e| format!("{}: {e}; run `make deps` first", lib.display()))?
             .filter_map(Result::ok)
             .map(|e| e.path())
-            .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("dynamodb_local_")));
+            .find(|p| {
+                p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with("dynamodb_local_"))
+            });
         found.ok_or_else(|| format!("no dynamodb_local_* in {}; run `make deps`", lib.display()))
     }
 
@@ -129,7 +146,12 @@ impl DynamoLocal {
     pub fn start(port: u16, data_dir: Option<&Path>, log: &Path) -> Result<Self, String> {
         let dir = Self::jar_dir()?;
         let mut command = Command::new("java");
-        command.current_dir(&dir).args(["-Djava.library.path=./DynamoDBLocal_lib", "-jar", "DynamoDBLocal.jar", "-port"]);
+        command.current_dir(&dir).args([
+            "-Djava.library.path=./DynamoDBLocal_lib",
+            "-jar",
+            "DynamoDBLocal.jar",
+            "-port",
+        ]);
         command.arg(port.to_string());
         match data_dir {
             Some(d) => command.arg("-dbPath").arg(d),
@@ -137,7 +159,12 @@ impl DynamoLocal {
         };
         let process = Process::spawn("DynamoDB Local", command, log)?;
         wait_for_port(port, Duration::from_secs(30), "DynamoDB Local")?;
-        Ok(DynamoLocal { port, process, data_dir: data_dir.map(Path::to_path_buf), log: log.to_path_buf() })
+        Ok(DynamoLocal {
+            port,
+            process,
+            data_dir: data_dir.map(Path::to_path_buf),
+            log: log.to_path_buf(),
+        })
     }
 
     pub fn endpoint(&self) -> String {
@@ -151,7 +178,11 @@ impl DynamoLocal {
     /// Starts it again on the same port and data.
     pub fn restart(&mut self) -> TestResult {
         self.stop();
-        let again = DynamoLocal::start(self.port, self.data_dir.as_deref(), &self.log.with_extension("restarted.log"))?;
+        let again = DynamoLocal::start(
+            self.port,
+            self.data_dir.as_deref(),
+            &self.log.with_extension("restarted.log"),
+        )?;
         *self = again;
         Ok(())
     }
@@ -176,17 +207,31 @@ impl Stack {
         std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
         let data = dir.join("data");
         std::fs::create_dir_all(&data).map_err(|e| e.to_string())?;
-        let dynamo = DynamoLocal::start(free_port()?, persistent.then_some(data.as_path()), &dir.join("dynamodb.log"))?;
+        let dynamo = DynamoLocal::start(
+            free_port()?,
+            persistent.then_some(data.as_path()),
+            &dir.join("dynamodb.log"),
+        )?;
         let client = DynamoStore::client_from_env(Some(&dynamo.endpoint())).await;
         let store = DynamoStore::new(client, TABLE);
-        store.create_table().await.map_err(|e| format!("create table: {e:?}"))?;
+        store
+            .create_table()
+            .await
+            .map_err(|e| format!("create table: {e:?}"))?;
 
         let port = free_port()?;
         let watch_log = dir.join("watch.log");
         let mut command = Command::new(cargo_lambda());
         command
             .current_dir(workspace_root())
-            .args(["lambda", "watch", "--ignore-changes", "-A", "127.0.0.1", "-P"])
+            .args([
+                "lambda",
+                "watch",
+                "--ignore-changes",
+                "-A",
+                "127.0.0.1",
+                "-P",
+            ])
             .arg(port.to_string())
             .args(["--concurrency", "16"])
             .env("AWS_ENDPOINT_URL_DYNAMODB", dynamo.endpoint())
@@ -195,7 +240,14 @@ impl Stack {
             .env("LOG_LEVEL", "info");
         let watch = Process::spawn("cargo lambda watch", command, &watch_log)?;
         wait_for_port(port, Duration::from_secs(120), "cargo lambda watch")?;
-        let stack = Stack { api: format!("http://127.0.0.1:{port}"), store, dynamo, watch_log, dir, watch };
+        let stack = Stack {
+            api: format!("http://127.0.0.1:{port}"),
+            store,
+            dynamo,
+            watch_log,
+            dir,
+            watch,
+        };
         stack.warm_up()?;
         Ok(stack)
     }
@@ -209,7 +261,10 @@ impl Stack {
                 match http(method, &format!("{}{path}", self.api), None, &[], None) {
                     Ok(r) if r.status == 401 => break,
                     _ if Instant::now() > deadline => {
-                        return Err(format!("{method} {path} never answered 401; see {}", self.watch_log.display()))
+                        return Err(format!(
+                            "{method} {path} never answered 401; see {}",
+                            self.watch_log.display()
+                        ))
                     }
                     _ => std::thread::sleep(Duration::from_millis(250)),
                 }
@@ -225,30 +280,56 @@ impl Stack {
 
     /// A fresh organisation with its first admin and keys, so tests never share data.
     pub async fn tenant(&self, hris: bool) -> Result<Tenant, String> {
-        let admin = FirstAdmin { first_name: "Root".into(), last_name: Some("Admin".into()), email: "root@example.com".into() };
+        let admin = FirstAdmin {
+            first_name: "Root".into(),
+            last_name: Some("Admin".into()),
+            email: "root@example.com".into(),
+        };
         let (org, root) = create_organization(&self.store, "Test Org", hris, &admin)
             .await
             .map_err(|e| format!("create org: {e:?}"))?;
         let mut keys = Vec::new();
-        for scopes in [vec![Scope::ReadMembers, Scope::WriteMembers], vec![Scope::ReadMembers]] {
+        for scopes in [
+            vec![Scope::ReadMembers, Scope::WriteMembers],
+            vec![Scope::ReadMembers],
+        ] {
             let issued = issue_key(&org.id, "it", scopes)?;
-            self.store.put_api_key(&issued.record).await.map_err(|e| format!("{e:?}"))?;
+            self.store
+                .put_api_key(&issued.record)
+                .await
+                .map_err(|e| format!("{e:?}"))?;
             keys.push(issued.secret);
         }
-        Ok(Tenant { org: org.id, root: root.id, write_key: keys[0].clone(), read_key: keys[1].clone(), api: self.api.clone() })
+        Ok(Tenant {
+            org: org.id,
+            root: root.id,
+            write_key: keys[0].clone(),
+            read_key: keys[1].clone(),
+            api: self.api.clone(),
+        })
     }
 
     pub async fn organization(&self, org: &OrgId) -> Result<Organization, String> {
-        self.store.organization(org).await.map_err(|e| format!("{e:?}"))?.ok_or_else(|| "no organisation".into())
+        self.store
+            .organization(org)
+            .await
+            .map_err(|e| format!("{e:?}"))?
+            .ok_or_else(|| "no organisation".into())
     }
 
     pub async fn member(&self, org: &OrgId, id: &str) -> Result<Option<Member>, String> {
         let id = MemberId::parse(id)?;
-        self.store.member(org, &id).await.map_err(|e| format!("{e:?}"))
+        self.store
+            .member(org, &id)
+            .await
+            .map_err(|e| format!("{e:?}"))
     }
 
     /// Every item of the table whose partition key starts with `prefix` (a consistent scan).
-    pub async fn items(&self, prefix: &str) -> Result<Vec<HashMap<String, AttributeValue>>, String> {
+    pub async fn items(
+        &self,
+        prefix: &str,
+    ) -> Result<Vec<HashMap<String, AttributeValue>>, String> {
         let mut out = Vec::new();
         let mut start = None;
         loop {
@@ -273,9 +354,15 @@ impl Stack {
     }
 
     /// The organisation's members as stored.
-    pub async fn members_of(&self, org: &OrgId) -> Result<Vec<HashMap<String, AttributeValue>>, String> {
+    pub async fn members_of(
+        &self,
+        org: &OrgId,
+    ) -> Result<Vec<HashMap<String, AttributeValue>>, String> {
         let items = self.items(&format!("ORG#{org}#MEMBER#")).await?;
-        Ok(items.into_iter().filter(|i| s(i, "SK") == "MEMBER").collect())
+        Ok(items
+            .into_iter()
+            .filter(|i| s(i, "SK") == "MEMBER")
+            .collect())
     }
 
     /// Fails unless the organisation's counters equal a recount of its members, and at most
@@ -284,14 +371,36 @@ impl Stack {
         let members = self.members_of(org).await?;
         let active: Vec<_> = members.iter().filter(|m| b(m, "isActive")).collect();
         let admins = active.iter().filter(|m| s(m, "role") == "admin").count() as i64;
-        let hris = active.iter().filter(|m| s(m, "hrisRole") == "hris_admin").count() as i64;
-        let dual = active.iter().filter(|m| s(m, "role") == "admin" && s(m, "hrisRole") == "hris_admin").count() as i64;
+        let hris = active
+            .iter()
+            .filter(|m| s(m, "hrisRole") == "hris_admin")
+            .count() as i64;
+        let dual = active
+            .iter()
+            .filter(|m| s(m, "role") == "admin" && s(m, "hrisRole") == "hris_admin")
+            .count() as i64;
         let o = self.organization(org).await?;
-        ensure_eq!((o.counters.active_admins, o.counters.active_hris_admins, o.counters.active_dual_admins), (admins, hris, dual), "counters vs recount");
+        ensure_eq!(
+            (
+                o.counters.active_admins,
+                o.counters.active_hris_admins,
+                o.counters.active_dual_admins
+            ),
+            (admins, hris, dual),
+            "counters vs recount"
+        );
         ensure!(admins >= 1, "an organisation must keep an active admin");
-        let primaries: Vec<String> = members.iter().filter(|m| b(m, "isPrimary")).map(|m| s(m, "id")).collect();
+        let primaries: Vec<String> = members
+            .iter()
+            .filter(|m| b(m, "isPrimary"))
+            .map(|m| s(m, "id"))
+            .collect();
         ensure!(primaries.len() <= 1, "more than one primary: {primaries:?}");
-        ensure_eq!(primaries.first().cloned(), o.primary_member_id.map(|p| p.to_string()), "primary member");
+        ensure_eq!(
+            primaries.first().cloned(),
+            o.primary_member_id.map(|p| p.to_string()),
+            "primary member"
+        );
         let guards = self.items(&format!("ORG#{org}#EMAIL#")).await?;
         ensure_eq!(guards.len(), members.len(), "one email guard per member");
         Ok(())
@@ -342,13 +451,28 @@ pub struct Tenant {
 impl Tenant {
     pub fn post_member(&self, body: &Value) -> Result<Reply, String> {
         let bearer = format!("Bearer {}", self.write_key);
-        let headers = [("Authorization", bearer.as_str()), ("Content-Type", "application/json")];
-        http("POST", &format!("{}/v1/members", self.api), Some(body.to_string().as_bytes()), &headers, None)
+        let headers = [
+            ("Authorization", bearer.as_str()),
+            ("Content-Type", "application/json"),
+        ];
+        http(
+            "POST",
+            &format!("{}/v1/members", self.api),
+            Some(body.to_string().as_bytes()),
+            &headers,
+            None,
+        )
     }
 
     pub fn get_member(&self, id: &str) -> Result<Reply, String> {
         let bearer = format!("Bearer {}", self.read_key);
-        http("GET", &format!("{}/v1/members/{id}", self.api), None, &[("Authorization", bearer.as_str())], None)
+        http(
+            "GET",
+            &format!("{}/v1/members/{id}", self.api),
+            None,
+            &[("Authorization", bearer.as_str())],
+            None,
+        )
     }
 }
 
@@ -365,7 +489,9 @@ impl Reply {
         serde_json::from_str(&self.text).unwrap_or(Value::Null)
     }
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(&name.to_ascii_lowercase()).map(String::as_str)
+        self.headers
+            .get(&name.to_ascii_lowercase())
+            .map(String::as_str)
     }
     pub fn code(&self) -> String {
         self.json()["code"].as_str().unwrap_or("").to_owned()
@@ -373,7 +499,13 @@ impl Reply {
 }
 
 /// One request; 4xx and 5xx are answers, not errors. `timeout` defaults to 30 s.
-pub fn http(method: &str, url: &str, body: Option<&[u8]>, headers: &[(&str, &str)], timeout: Option<Duration>) -> Result<Reply, String> {
+pub fn http(
+    method: &str,
+    url: &str,
+    body: Option<&[u8]>,
+    headers: &[(&str, &str)],
+    timeout: Option<Duration>,
+) -> Result<Reply, String> {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_global(Some(timeout.unwrap_or(Duration::from_secs(30))))
@@ -383,13 +515,61 @@ pub fn http(method: &str, url: &str, body: Option<&[u8]>, headers: &[(&str, &str
     for (k, v) in headers {
         request = request.header(*k, *v);
     }
-    let request = request.body(body.map(<[u8]>::to_vec).unwrap_or_default()).map_err(|e| e.to_string())?;
-    let mut response = agent.run(request).map_err(|e| format!("{method} {url}: {e}"))?;
+    let request = request
+        .body(body.map(<[u8]>::to_vec).unwrap_or_default())
+        .map_err(|e| e.to_string())?;
+    let mut response = agent
+        .run(request)
+        .map_err(|e| format!("{method} {url}: {e}"))?;
     let headers = response
         .headers()
         .iter()
         .filter_map(|(k, v)| Some((k.as_str().to_ascii_lowercase(), v.to_str().ok()?.to_owned())))
         .collect();
-    let text = response.body_mut().read_to_string().map_err(|e| e.to_string())?;
-    Ok(Reply { status: response.status().as_u16(), headers, text })
+    let text = response
+        .body_mut()
+        .read_to_string()
+        .map_err(|e| e.to_string())?;
+    Ok(Reply {
+        status: response.status().as_u16(),
+        headers,
+        text,
+    })
+}
+
+#[cfg(test)]
+mod layout {
+    use super::workspace_root;
+
+    /// Every function crate is deployed by template.yaml and routed by the local watch router.
+    #[test]
+    fn every_function_has_a_template_resource_and_a_local_route() {
+        let root = workspace_root();
+        let template = std::fs::read_to_string(root.join("template.yaml")).unwrap_or_default();
+        let manifest = std::fs::read_to_string(root.join("Cargo.toml")).unwrap_or_default();
+        let functions: Vec<String> = std::fs::read_dir(root.join("functions"))
+            .map(|dir| {
+                dir.filter_map(Result::ok)
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        assert!(!functions.is_empty(), "no function crates found");
+        for f in &functions {
+            assert!(
+                template.contains(&format!("Binary: {f}\n")),
+                "{f} has no resource in template.yaml"
+            );
+            assert!(
+                manifest.contains(&format!("function = \"{f}\"")),
+                "{f} has no route in the watch router"
+            );
+        }
+        let binaries = template.matches("Binary: ").count();
+        assert_eq!(
+            binaries,
+            functions.len(),
+            "template.yaml deploys a function that has no crate"
+        );
+    }
 }

@@ -1,6 +1,6 @@
 //! Lambda entry point for POST /v1/members: wiring only; the logic is `shared::handlers::create_member`.
 
-use lambda_http::{run, service_fn, Error};
+use lambda_http::{run_concurrent, service_fn, Error};
 use shared::handlers::create_member;
 use shared::http::serve;
 use shared::store::DynamoStore;
@@ -11,5 +11,9 @@ async fn main() -> Result<(), Error> {
     shared::telemetry::init();
     // Built once per instance, reused by every invocation.
     let store = Arc::new(DynamoStore::from_env().await);
-    run(service_fn(move |req| serve(store.clone(), req, create_member))).await
+    // Sequential in classic Lambda; concurrent where AWS_LAMBDA_MAX_CONCURRENCY > 1.
+    run_concurrent(service_fn(move |req| {
+        serve(store.clone(), req, create_member)
+    }))
+    .await
 }

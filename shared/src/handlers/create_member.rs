@@ -12,7 +12,10 @@ use std::sync::Arc;
 
 /// POST /v1/members: 201 with `Location` and `ETag`. With an `Idempotency-Key`, a retry
 /// with the same body gets the first answer again; another body with that key gets 422.
-pub async fn create_member<S: Store>(store: Arc<S>, req: ApiRequest) -> Result<ApiResponse, ApiError> {
+pub async fn create_member<S: Store>(
+    store: Arc<S>,
+    req: ApiRequest,
+) -> Result<ApiResponse, ApiError> {
     let store = store.as_ref();
     let key = authenticate(store, req.header("authorization"), Scope::WriteMembers).await?;
     record_ids(&key.organization_id, None);
@@ -27,15 +30,21 @@ pub async fn create_member<S: Store>(store: Arc<S>, req: ApiRequest) -> Result<A
         }
     }
 
-    let org = store.organization(&key.organization_id).await?.ok_or_else(|| {
-        tracing::error!("the API key's organisation does not exist");
-        ApiError::Internal
-    })?;
+    let org = store
+        .organization(&key.organization_id)
+        .await?
+        .ok_or_else(|| {
+            tracing::error!("the API key's organisation does not exist");
+            ApiError::Internal
+        })?;
     let now = Timestamp::now();
     let draft = rules::new_member(patch, &org, now)?;
     let member = draft.member;
     record_ids(&org.id, Some(member.id.as_str()));
-    let actor = Actor { key_id: Some(key.id.clone()), request_id: req.request_id.clone() };
+    let actor = Actor {
+        key_id: Some(key.id.clone()),
+        request_id: req.request_id.clone(),
+    };
 
     let previous_primary = match (&org.primary_member_id, member.is_primary) {
         (Some(previous), true) => {
@@ -47,7 +56,14 @@ pub async fn create_member<S: Store>(store: Arc<S>, req: ApiRequest) -> Result<A
             after.is_primary = false;
             after.version += 1;
             after.updated_at = now;
-            let event = audit::event("member.primary_moved", &actor, Some(&before), &after, false, None);
+            let event = audit::event(
+                "member.primary_moved",
+                &actor,
+                Some(&before),
+                &after,
+                false,
+                None,
+            );
             Some((previous.clone(), event))
         }
         _ => None,
@@ -70,7 +86,14 @@ pub async fn create_member<S: Store>(store: Arc<S>, req: ApiRequest) -> Result<A
         created_at: now,
     });
     let write = CreateMember {
-        audit: audit::event("member.created", &actor, None, &member, draft.password_changed, draft.justification),
+        audit: audit::event(
+            "member.created",
+            &actor,
+            None,
+            &member,
+            draft.password_changed,
+            draft.justification,
+        ),
         member,
         org,
         previous_primary,
@@ -91,7 +114,9 @@ pub async fn create_member<S: Store>(store: Arc<S>, req: ApiRequest) -> Result<A
 
 /// `Idempotency-Key`: 1–255 visible ASCII characters.
 fn idempotency_key(req: &ApiRequest) -> Result<Option<String>, ApiError> {
-    let Some(k) = req.header("idempotency-key") else { return Ok(None) };
+    let Some(k) = req.header("idempotency-key") else {
+        return Ok(None);
+    };
     let k = k.trim();
     if k.is_empty() || k.len() > 255 || !k.bytes().all(|b| b.is_ascii_graphic()) {
         return Err(ApiError::BadRequest {
@@ -131,7 +156,9 @@ async fn replay_after_race(
     request_hash: &str,
     err: ApiError,
 ) -> Result<ApiResponse, ApiError> {
-    let Some(k) = idempotency_key else { return Err(err) };
+    let Some(k) = idempotency_key else {
+        return Err(err);
+    };
     match store.idempotency_record(&key.organization_id, k).await? {
         Some(done) => replay(&done, request_hash),
         None => Err(err),

@@ -9,12 +9,23 @@ use std::sync::Arc;
 
 /// GET /v1/members/{id}: the member with its `ETag`; 304 when `If-None-Match` matches.
 pub async fn get_member<S: Store>(store: Arc<S>, req: ApiRequest) -> Result<ApiResponse, ApiError> {
-    let key = authenticate(store.as_ref(), req.header("authorization"), Scope::ReadMembers).await?;
+    let key = authenticate(
+        store.as_ref(),
+        req.header("authorization"),
+        Scope::ReadMembers,
+    )
+    .await?;
     record_ids(&key.organization_id, req.path_id.as_deref());
     let id = member_id(&req)?;
-    let member = store.member(&key.organization_id, &id).await?.ok_or(ApiError::NotFound)?;
+    let member = store
+        .member(&key.organization_id, &id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
     let tag = etag(member.version);
-    if req.header("if-none-match").is_some_and(|h| etag_matches(h, &tag)) {
+    if req
+        .header("if-none-match")
+        .is_some_and(|h| etag_matches(h, &tag))
+    {
         return Ok(ApiResponse::empty(304).with_header("ETag", tag));
     }
     Ok(ApiResponse::json(200, &member_json(&member)).with_header("ETag", tag))

@@ -13,7 +13,10 @@ use crate::model::MemberId;
 
 /// The `{id}` of the path. A malformed id names no member: 404, as for any unknown one.
 pub(crate) fn member_id(req: &ApiRequest) -> Result<MemberId, ApiError> {
-    req.path_id.as_deref().and_then(|id| MemberId::parse(id).ok()).ok_or(ApiError::NotFound)
+    req.path_id
+        .as_deref()
+        .and_then(|id| MemberId::parse(id).ok())
+        .ok_or(ApiError::NotFound)
 }
 
 #[cfg(test)]

@@ -7,8 +7,8 @@ use crate::model::*;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, ConditionCheck, GlobalSecondaryIndex,
-    KeySchemaElement, KeyType, Projection, ProjectionType, Put, ReturnValuesOnConditionCheckFailure,
-    ScalarAttributeType, TransactWriteItem, Update,
+    KeySchemaElement, KeyType, Projection, ProjectionType, Put,
+    ReturnValuesOnConditionCheckFailure, ScalarAttributeType, TransactWriteItem, Update,
 };
 use aws_sdk_dynamodb::Client;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
@@ -28,7 +28,10 @@ pub mod keys {
         (format!("ORG#{org}#MEMBER#{id}"), "MEMBER".into())
     }
     pub fn email(org: &OrgId, email: &Email) -> (String, String) {
-        (format!("ORG#{org}#EMAIL#{}", email.normalized()), "EMAIL".into())
+        (
+            format!("ORG#{org}#EMAIL#{}", email.normalized()),
+            "EMAIL".into(),
+        )
     }
     pub fn role(org: &OrgId, id: &CustomRoleId) -> (String, String) {
         (format!("ORG#{org}#ROLE#{id}"), "ROLE".into())
@@ -58,7 +61,10 @@ pub mod keys {
         [
             format!("ORG#{org}#MEMBERS#{status}"),
             format!("ORG#{org}#ROLE#{}#{status}", m.role.as_str()),
-            format!("ORG#{org}#HRIS#{}#{status}", m.hris_role.map_or("none", |r| r.as_str())),
+            format!(
+                "ORG#{org}#HRIS#{}#{status}",
+                m.hris_role.map_or("none", |r| r.as_str())
+            ),
             format!("ORG#{org}#DEPARTMENT#{}#{status}", m.department),
         ]
     }
@@ -221,7 +227,10 @@ pub struct DynamoStore {
 
 impl DynamoStore {
     pub fn new(client: Client, table: impl Into<String>) -> Self {
-        DynamoStore { client, table: table.into() }
+        DynamoStore {
+            client,
+            table: table.into(),
+        }
     }
 
     /// A client from the environment: region, credentials and `AWS_ENDPOINT_URL_DYNAMODB`
@@ -233,7 +242,8 @@ impl DynamoStore {
             .operation_attempt_timeout(Duration::from_secs(2))
             .operation_timeout(Duration::from_secs(5))
             .build();
-        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest()).timeout_config(timeouts);
+        let mut loader =
+            aws_config::defaults(aws_config::BehaviorVersion::latest()).timeout_config(timeouts);
         if let Some(url) = endpoint_url {
             loader = loader.endpoint_url(url);
         }
@@ -290,7 +300,11 @@ impl DynamoStore {
                         .index_name(*index)
                         .key_schema(key(pk, KeyType::Hash)?)
                         .key_schema(key(sk, KeyType::Range)?)
-                        .projection(Projection::builder().projection_type(ProjectionType::All).build())
+                        .projection(
+                            Projection::builder()
+                                .projection_type(ProjectionType::All)
+                                .build(),
+                        )
                         .build()
                         .map_err(|e| build_error("GlobalSecondaryIndex", e))?,
                 );
@@ -305,12 +319,15 @@ impl DynamoStore {
     /// Writes a new organisation and its first admin in one transaction.
     pub async fn create_organization(&self, new: &NewOrganization) -> Result<(), ApiError> {
         let mut items = vec![
-            put(&self.table, &OrgRecord {
-                pk: keys::org(&new.org.id).0,
-                sk: keys::org(&new.org.id).1,
-                entity: "organization".into(),
-                org: new.org.clone(),
-            })?,
+            put(
+                &self.table,
+                &OrgRecord {
+                    pk: keys::org(&new.org.id).0,
+                    sk: keys::org(&new.org.id).1,
+                    entity: "organization".into(),
+                    org: new.org.clone(),
+                },
+            )?,
             put(&self.table, &MemberRecord::new(&new.admin))?,
             put(&self.table, &email_guard(&new.admin))?,
             put(&self.table, &audit_record(&new.audit))?,
@@ -318,7 +335,13 @@ impl DynamoStore {
         for location in location_records(&new.admin) {
             items.push(put(&self.table, &location)?);
         }
-        match self.client.transact_write_items().set_transact_items(Some(items)).send().await {
+        match self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+            .await
+        {
             Ok(_) => Ok(()),
             Err(e) => Err(sdk_error("TransactWriteItems", e)),
         }
@@ -399,7 +422,10 @@ impl DynamoStore {
         Ok(key)
     }
 
-    async fn get<T: DeserializeOwned>(&self, (pk, sk): (String, String)) -> Result<Option<T>, ApiError> {
+    async fn get<T: DeserializeOwned>(
+        &self,
+        (pk, sk): (String, String),
+    ) -> Result<Option<T>, ApiError> {
         let out = self
             .client
             .get_item()
@@ -429,7 +455,10 @@ enum Guarded {
 
 impl Store for DynamoStore {
     async fn api_key_by_hash(&self, hash: &str) -> Result<Option<ApiKey>, ApiError> {
-        Ok(self.get::<ApiKeyRecord>(keys::api_key(hash)).await?.map(|r| r.key))
+        Ok(self
+            .get::<ApiKeyRecord>(keys::api_key(hash))
+            .await?
+            .map(|r| r.key))
     }
 
     async fn organization(&self, id: &OrgId) -> Result<Option<Organization>, ApiError> {
@@ -437,14 +466,25 @@ impl Store for DynamoStore {
     }
 
     async fn member(&self, org: &OrgId, id: &MemberId) -> Result<Option<Member>, ApiError> {
-        Ok(self.get::<MemberRecord>(keys::member(org, id)).await?.map(|r| r.member))
+        Ok(self
+            .get::<MemberRecord>(keys::member(org, id))
+            .await?
+            .map(|r| r.member))
     }
 
-    async fn idempotency_record(&self, org: &OrgId, key: &str) -> Result<Option<IdempotencyRecord>, ApiError> {
-        let found = self.get::<IdempotencyItem>(keys::idempotency(org, key)).await?;
+    async fn idempotency_record(
+        &self,
+        org: &OrgId,
+        key: &str,
+    ) -> Result<Option<IdempotencyRecord>, ApiError> {
+        let found = self
+            .get::<IdempotencyItem>(keys::idempotency(org, key))
+            .await?;
         let now = Timestamp::now().unix_seconds();
         // TTL deletion is lazy: an expired record is treated as gone.
-        Ok(found.filter(|item| item.expires_at > now).map(|item| item.record))
+        Ok(found
+            .filter(|item| item.expires_at > now)
+            .map(|item| item.record))
     }
 
     async fn create_member(&self, w: &CreateMember) -> Result<(), ApiError> {
@@ -465,7 +505,10 @@ impl Store for DynamoStore {
                 .condition_expression("attribute_exists(PK)")
                 .build()
                 .map_err(|e| build_error("ConditionCheck", e))?;
-            items.push((Guarded::CustomRole, TransactWriteItem::builder().condition_check(check).build()));
+            items.push((
+                Guarded::CustomRole,
+                TransactWriteItem::builder().condition_check(check).build(),
+            ));
         }
         if let Some((previous, audit)) = &w.previous_primary {
             let (pk, sk) = keys::member(&m.organization_id, previous);
@@ -473,7 +516,9 @@ impl Store for DynamoStore {
                 .table_name(t)
                 .key("PK", AttributeValue::S(pk))
                 .key("SK", AttributeValue::S(sk))
-                .update_expression("SET isPrimary = :false, version = version + :one, updatedAt = :now")
+                .update_expression(
+                    "SET isPrimary = :false, version = version + :one, updatedAt = :now",
+                )
                 .condition_expression("isPrimary = :true AND isActive = :true")
                 .expression_attribute_values(":false", AttributeValue::Bool(false))
                 .expression_attribute_values(":true", AttributeValue::Bool(true))
@@ -481,7 +526,10 @@ impl Store for DynamoStore {
                 .expression_attribute_values(":now", AttributeValue::S(m.updated_at.to_string()))
                 .build()
                 .map_err(|e| build_error("Update", e))?;
-            items.push((Guarded::PreviousPrimary, TransactWriteItem::builder().update(update).build()));
+            items.push((
+                Guarded::PreviousPrimary,
+                TransactWriteItem::builder().update(update).build(),
+            ));
             items.push((Guarded::Audit, put(t, &audit_record(audit))?));
         }
         if let Some(record) = &w.idempotency {
@@ -530,27 +578,42 @@ impl DynamoStore {
                     .collect(),
                 _ => return Err(sdk_error("TransactWriteItems", err)),
             };
-            let failed: Vec<Guarded> =
-                reasons.iter().filter(|(_, code)| code == "ConditionalCheckFailed").map(|(g, _)| *g).collect();
+            let failed: Vec<Guarded> = reasons
+                .iter()
+                .filter(|(_, code)| code == "ConditionalCheckFailed")
+                .map(|(g, _)| *g)
+                .collect();
             // A retry that lost to its own first attempt also fails the email guard: the
             // idempotency record speaks first, so the caller can answer with the first response.
-            if let Some(guard) = failed.iter().find(|g| **g == Guarded::Idempotency).or(failed.first()) {
+            if let Some(guard) = failed
+                .iter()
+                .find(|g| **g == Guarded::Idempotency)
+                .or(failed.first())
+            {
                 return Err(refusal(*guard));
             }
-            if reasons.iter().any(|(_, code)| code == "TransactionConflict") {
+            if reasons
+                .iter()
+                .any(|(_, code)| code == "TransactionConflict")
+            {
                 if attempt < 3 {
                     tokio::time::sleep(Duration::from_millis(10 * attempt)).await;
                     continue;
                 }
                 return Err(ApiError::Conflict {
                     code: "write_conflict",
-                    detail: "Another request was writing the same data; nothing was written. Retry."
-                        .into(),
+                    detail:
+                        "Another request was writing the same data; nothing was written. Retry."
+                            .into(),
                     field: None,
                 });
             }
-            if reasons.iter().any(|(_, code)| code == "ThrottlingError" || code == "ProvisionedThroughputExceeded") {
-                return Err(ApiError::Unavailable { retry_after_seconds: 1 });
+            if reasons.iter().any(|(_, code)| {
+                code == "ThrottlingError" || code == "ProvisionedThroughputExceeded"
+            }) {
+                return Err(ApiError::Unavailable {
+                    retry_after_seconds: 1,
+                });
             }
             tracing::error!(?reasons, "transaction cancelled for an unexpected reason");
             return Err(ApiError::Internal);
@@ -595,7 +658,8 @@ fn org_guard(table: &str, w: &CreateMember) -> Result<TransactWriteItem, ApiErro
     let (pk, sk) = keys::org(&w.org.id);
     let delta = w.member.counters();
     let mut condition = "attribute_exists(PK) AND hrisEnabled = :hris".to_owned();
-    let mut values: Item = HashMap::from([(":hris".into(), AttributeValue::Bool(w.org.hris_enabled))]);
+    let mut values: Item =
+        HashMap::from([(":hris".into(), AttributeValue::Bool(w.org.hris_enabled))]);
     let mut sets: Vec<String> = Vec::new();
     let mut adds: Vec<String> = Vec::new();
     if w.member.is_primary {
@@ -607,7 +671,10 @@ fn org_guard(table: &str, w: &CreateMember) -> Result<TransactWriteItem, ApiErro
             None => condition.push_str(" AND attribute_not_exists(primaryMemberId)"),
         }
         sets.push("primaryMemberId = :primary".into());
-        values.insert(":primary".into(), AttributeValue::S(w.member.id.to_string()));
+        values.insert(
+            ":primary".into(),
+            AttributeValue::S(w.member.id.to_string()),
+        );
     }
     for (attribute, amount) in [
         ("activeAdmins", delta.active_admins),
@@ -616,7 +683,10 @@ fn org_guard(table: &str, w: &CreateMember) -> Result<TransactWriteItem, ApiErro
     ] {
         if amount != 0 {
             adds.push(format!("{attribute} :{attribute}"));
-            values.insert(format!(":{attribute}"), AttributeValue::N(amount.to_string()));
+            values.insert(
+                format!(":{attribute}"),
+                AttributeValue::N(amount.to_string()),
+            );
         }
     }
     if sets.is_empty() && adds.is_empty() {
@@ -653,7 +723,12 @@ fn org_guard(table: &str, w: &CreateMember) -> Result<TransactWriteItem, ApiErro
 
 fn email_guard(m: &Member) -> EmailGuardRecord {
     let (pk, sk) = keys::email(&m.organization_id, &m.email);
-    EmailGuardRecord { pk, sk, entity: "emailGuard".into(), member_id: m.id.clone() }
+    EmailGuardRecord {
+        pk,
+        sk,
+        entity: "emailGuard".into(),
+        member_id: m.id.clone(),
+    }
 }
 
 fn location_records(m: &Member) -> Vec<LocationRecord> {
@@ -675,7 +750,12 @@ fn location_records(m: &Member) -> Vec<LocationRecord> {
 
 fn audit_record(e: &AuditEvent) -> AuditRecord {
     let (pk, sk) = keys::audit(&e.organization_id, &e.member_id, &e.id);
-    AuditRecord { pk, sk, entity: "auditEvent".into(), event: e.clone() }
+    AuditRecord {
+        pk,
+        sk,
+        entity: "auditEvent".into(),
+        event: e.clone(),
+    }
 }
 
 /// A conditional put that never overwrites.
@@ -742,11 +822,19 @@ pub fn sdk_error<E: ProvideErrorMetadata + std::fmt::Debug, R: std::fmt::Debug>(
     match &err {
         SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) | SdkError::ResponseError(_) => {
             tracing::warn!(operation, kind = "unreachable", "DynamoDB is unreachable");
-            ApiError::Unavailable { retry_after_seconds: 1 }
+            ApiError::Unavailable {
+                retry_after_seconds: 1,
+            }
         }
         SdkError::ServiceError(_) if err.code().is_some_and(|c| RETRYABLE.contains(&c)) => {
-            tracing::warn!(operation, code = err.code(), "DynamoDB is throttling or failing");
-            ApiError::Unavailable { retry_after_seconds: 1 }
+            tracing::warn!(
+                operation,
+                code = err.code(),
+                "DynamoDB is throttling or failing"
+            );
+            ApiError::Unavailable {
+                retry_after_seconds: 1,
+            }
         }
         _ => {
             tracing::error!(operation, code = err.code(), "DynamoDB call failed");
@@ -775,7 +863,10 @@ mod tests {
             role: Role::Builtin(BuiltinRole::Admin),
             hris_role: Some(HrisRole::HrisAdmin),
             department: Department::It,
-            locations: vec![MemberLocation { location_id: "l1".into(), role: vec![LocationRole::Admin] }],
+            locations: vec![MemberLocation {
+                location_id: "l1".into(),
+                role: vec![LocationRole::Admin],
+            }],
             collaboration_rules: vec![],
             is_primary: true,
             is_active: true,
@@ -798,9 +889,18 @@ mod tests {
     fn a_member_record_round_trips_through_an_item() {
         let m = member();
         let item = to_item(&MemberRecord::new(&m)).unwrap_or_else(|e| panic!("{e:?}"));
-        assert_eq!(item.get("PK"), Some(&AttributeValue::S("ORG#org_a#MEMBER#mem_1".into())));
-        assert_eq!(item.get("emailNormalized"), Some(&AttributeValue::S("ada@example.com".into())));
-        assert_eq!(item.get("GSI2PK"), Some(&AttributeValue::S("ORG#org_a#ROLE#admin#active".into())));
+        assert_eq!(
+            item.get("PK"),
+            Some(&AttributeValue::S("ORG#org_a#MEMBER#mem_1".into()))
+        );
+        assert_eq!(
+            item.get("emailNormalized"),
+            Some(&AttributeValue::S("ada@example.com".into()))
+        );
+        assert_eq!(
+            item.get("GSI2PK"),
+            Some(&AttributeValue::S("ORG#org_a#ROLE#admin#active".into()))
+        );
         assert_eq!(item.get("version"), Some(&AttributeValue::N("7".into())));
         let back: MemberRecord = from_item(item).unwrap_or_else(|e| panic!("{e:?}"));
         assert_eq!(back.member, m);
@@ -814,16 +914,31 @@ mod tests {
             name: "A".into(),
             hris_enabled: false,
             background_check_required: true,
-            counters: Counters { active_admins: 2, active_hris_admins: 1, active_dual_admins: 1 },
+            counters: Counters {
+                active_admins: 2,
+                active_hris_admins: 1,
+                active_dual_admins: 1,
+            },
             primary_member_id: None,
             version: 1,
             created_at: now,
             updated_at: now,
         };
-        let item = to_item(&OrgRecord { pk: "ORG#org_a".into(), sk: "ORG".into(), entity: "organization".into(), org: org.clone() })
-            .unwrap_or_else(|e| panic!("{e:?}"));
-        assert_eq!(item.get("activeAdmins"), Some(&AttributeValue::N("2".into())));
-        assert!(!item.contains_key("primaryMemberId"), "absent, so attribute_not_exists works");
+        let item = to_item(&OrgRecord {
+            pk: "ORG#org_a".into(),
+            sk: "ORG".into(),
+            entity: "organization".into(),
+            org: org.clone(),
+        })
+        .unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!(
+            item.get("activeAdmins"),
+            Some(&AttributeValue::N("2".into()))
+        );
+        assert!(
+            !item.contains_key("primaryMemberId"),
+            "absent, so attribute_not_exists works"
+        );
         let back: OrgRecord = from_item(item).unwrap_or_else(|e| panic!("{e:?}"));
         assert_eq!(back.org, org);
     }
@@ -832,13 +947,22 @@ mod tests {
     fn a_corrupt_item_is_an_error_not_a_skipped_row() {
         let mut item = to_item(&MemberRecord::new(&member())).unwrap_or_else(|e| panic!("{e:?}"));
         item.insert("role".into(), AttributeValue::S("emperor".into()));
-        assert!(matches!(from_item::<MemberRecord>(item), Err(ApiError::Internal)));
+        assert!(matches!(
+            from_item::<MemberRecord>(item),
+            Err(ApiError::Internal)
+        ));
     }
 
     #[test]
     fn secrets_in_keys_are_redacted_in_logs() {
         assert_eq!(redact_key("APIKEY#abcdef"), "APIKEY#[redacted]");
-        assert_eq!(redact_key("ORG#org_a#EMAIL#a@b.co"), "ORG#org_a#EMAIL#[redacted]");
-        assert_eq!(redact_key("ORG#org_a#MEMBER#mem_1"), "ORG#org_a#MEMBER#mem_1");
+        assert_eq!(
+            redact_key("ORG#org_a#EMAIL#a@b.co"),
+            "ORG#org_a#EMAIL#[redacted]"
+        );
+        assert_eq!(
+            redact_key("ORG#org_a#MEMBER#mem_1"),
+            "ORG#org_a#MEMBER#mem_1"
+        );
     }
 }

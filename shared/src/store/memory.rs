@@ -29,7 +29,9 @@ impl MemoryStore {
     fn with<T>(&self, f: impl FnOnce(&mut State) -> Result<T, ApiError>) -> Result<T, ApiError> {
         let mut state = self.state.lock().map_err(|_| ApiError::Internal)?;
         if state.unavailable {
-            return Err(ApiError::Unavailable { retry_after_seconds: 1 });
+            return Err(ApiError::Unavailable {
+                retry_after_seconds: 1,
+            });
         }
         f(&mut state)
     }
@@ -48,7 +50,11 @@ impl Store for MemoryStore {
         self.with(|s| Ok(s.members.get(&(org.clone(), id.clone())).cloned()))
     }
 
-    async fn idempotency_record(&self, org: &OrgId, key: &str) -> Result<Option<IdempotencyRecord>, ApiError> {
+    async fn idempotency_record(
+        &self,
+        org: &OrgId,
+        key: &str,
+    ) -> Result<Option<IdempotencyRecord>, ApiError> {
         self.with(|s| Ok(s.idempotency.get(&(org.clone(), key.to_owned())).cloned()))
     }
 
@@ -58,17 +64,32 @@ impl Store for MemoryStore {
             let org_id = m.organization_id.clone();
             let org = s.orgs.get_mut(&org_id).ok_or(ApiError::Internal)?;
             if org.hris_enabled != w.org.hris_enabled {
-                return Err(ApiError::Conflict { code: "organization_changed", detail: String::new(), field: None });
+                return Err(ApiError::Conflict {
+                    code: "organization_changed",
+                    detail: String::new(),
+                    field: None,
+                });
             }
             let email = (org_id.clone(), m.email.normalized());
             if s.emails.contains_key(&email) {
-                return Err(ApiError::Conflict { code: "email_taken", detail: String::new(), field: Some("email") });
+                return Err(ApiError::Conflict {
+                    code: "email_taken",
+                    detail: String::new(),
+                    field: Some("email"),
+                });
             }
             if let Some(record) = &w.idempotency {
-                if s.idempotency.contains_key(&(org_id.clone(), record.key.clone())) {
-                    return Err(ApiError::Conflict { code: "idempotency_conflict", detail: String::new(), field: None });
+                if s.idempotency
+                    .contains_key(&(org_id.clone(), record.key.clone()))
+                {
+                    return Err(ApiError::Conflict {
+                        code: "idempotency_conflict",
+                        detail: String::new(),
+                        field: None,
+                    });
                 }
-                s.idempotency.insert((org_id.clone(), record.key.clone()), record.clone());
+                s.idempotency
+                    .insert((org_id.clone(), record.key.clone()), record.clone());
             }
             let delta = m.counters();
             org.counters.active_admins += delta.active_admins;

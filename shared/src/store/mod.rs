@@ -59,9 +59,19 @@ pub struct NewApiKey {
 /// Everything the handlers need from storage. Every write is conditional; every method that
 /// can be refused by a rule returns the matching [`ApiError`].
 pub trait Store: Send + Sync {
-    fn api_key_by_hash(&self, hash: &str) -> impl Future<Output = Result<Option<ApiKey>, ApiError>> + Send;
-    fn organization(&self, id: &OrgId) -> impl Future<Output = Result<Option<Organization>, ApiError>> + Send;
-    fn member(&self, org: &OrgId, id: &MemberId) -> impl Future<Output = Result<Option<Member>, ApiError>> + Send;
+    fn api_key_by_hash(
+        &self,
+        hash: &str,
+    ) -> impl Future<Output = Result<Option<ApiKey>, ApiError>> + Send;
+    fn organization(
+        &self,
+        id: &OrgId,
+    ) -> impl Future<Output = Result<Option<Organization>, ApiError>> + Send;
+    fn member(
+        &self,
+        org: &OrgId,
+        id: &MemberId,
+    ) -> impl Future<Output = Result<Option<Member>, ApiError>> + Send;
     fn idempotency_record(
         &self,
         org: &OrgId,
@@ -69,5 +79,8 @@ pub trait Store: Send + Sync {
     ) -> impl Future<Output = Result<Option<IdempotencyRecord>, ApiError>> + Send;
     /// Writes a new member atomically. Refusals: `email_taken`, `unknown_role`,
     /// `organization_changed`, `idempotency_conflict` (another request with the same key won).
-    fn create_member(&self, write: &CreateMember) -> impl Future<Output = Result<(), ApiError>> + Send;
+    fn create_member(
+        &self,
+        write: &CreateMember,
+    ) -> impl Future<Output = Result<(), ApiError>> + Send;
 }

