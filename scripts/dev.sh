@@ -18,7 +18,7 @@ fi
 
 scripts/deps.sh
 echo "==> building (first time: a few minutes)" >&2
-cargo build --quiet -p membersctl -p create-member -p get-member
+cargo build --quiet -p membersctl $(for f in functions/*/; do printf -- "-p %s " "$(basename "$f")"; done)
 
 export AWS_REGION=${AWS_REGION:-us-east-1} AWS_DEFAULT_REGION=${AWS_DEFAULT_REGION:-us-east-1}
 export AWS_ACCESS_KEY_ID=${AWS_ACCESS_KEY_ID:-local} AWS_SECRET_ACCESS_KEY=${AWS_SECRET_ACCESS_KEY:-local}

@@ -174,6 +174,59 @@ pub fn apply(
     })
 }
 
+/// Rules 2 and 3 for a change of the organisation's counters by `delta`: refused when it
+/// would leave no active admin or, while HRIS is on, no active HRIS admin or no active
+/// admin + HRIS admin. The store enforces the same as conditions on the organisation item;
+/// this decides which rule a refusal was (and refuses early when the read already shows it).
+pub fn counter_violation(
+    counters: Counters,
+    delta: Counters,
+    hris_enabled: bool,
+) -> Option<ApiError> {
+    let after = |now: i64, d: i64| d < 0 && now + d < 1;
+    if after(counters.active_admins, delta.active_admins) {
+        return Some(ApiError::rule(
+            "last_admin",
+            Some("role"),
+            "this change would leave the organisation without an active admin",
+        ));
+    }
+    if hris_enabled && after(counters.active_hris_admins, delta.active_hris_admins) {
+        return Some(ApiError::rule(
+            "last_hris_admin",
+            Some("hrisRole"),
+            "this change would leave the organisation without an active HRIS admin while HRIS is enabled",
+        ));
+    }
+    if hris_enabled && after(counters.active_dual_admins, delta.active_dual_admins) {
+        return Some(ApiError::rule(
+            "last_admin_hris_admin",
+            Some("role"),
+            "this change would leave no active member who is both admin and hris_admin while HRIS is enabled",
+        ));
+    }
+    None
+}
+
+/// Rule 6 for an update: the primary member stays primary until another takes over.
+pub fn check_primary_kept(before: &Member, after: &Member) -> Result<(), ApiError> {
+    if before.is_primary && !after.is_primary {
+        return Err(ApiError::rule(
+            "primary_required",
+            Some("isPrimary"),
+            "the primary member stays primary until another member is made primary",
+        ));
+    }
+    Ok(())
+}
+
+/// Whether an update changes nothing that is stored (then nothing is written).
+pub fn is_noop(before: &Member, draft: &Draft) -> bool {
+    let mut after = draft.member.clone();
+    after.updated_at = before.updated_at;
+    after == *before && !draft.password_changed && draft.justification.is_none()
+}
+
 /// The collaboration-rule roles a member role may hold (SPEC vocabularies).
 pub fn allowed_collaboration_roles(role: &Role) -> &'static [CollaborationRole] {
     use CollaborationRole as C;
@@ -492,6 +545,37 @@ mod tests {
             let got = create(body, hris).err().map(|e| e.code());
             assert_eq!(got, expected, "{name}");
         }
+    }
+
+    #[test]
+    fn counter_rules_name_the_rule_that_breaks() {
+        let c = |a, h, d| Counters {
+            active_admins: a,
+            active_hris_admins: h,
+            active_dual_admins: d,
+        };
+        let code =
+            |counters, delta, hris| counter_violation(counters, delta, hris).map(|e| e.code());
+        assert_eq!(code(c(1, 1, 1), c(-1, 0, 0), false), Some("last_admin"));
+        assert_eq!(code(c(2, 1, 1), c(-1, 0, 0), false), None);
+        assert_eq!(
+            code(c(2, 1, 1), c(0, -1, -1), false),
+            None,
+            "HRIS off: HRIS counts may reach zero"
+        );
+        assert_eq!(
+            code(c(2, 1, 1), c(0, -1, -1), true),
+            Some("last_hris_admin")
+        );
+        assert_eq!(
+            code(c(2, 2, 1), c(-1, 0, -1), true),
+            Some("last_admin_hris_admin")
+        );
+        assert_eq!(
+            code(c(1, 1, 1), c(1, 1, 1), true),
+            None,
+            "growth never breaks a rule"
+        );
     }
 
     #[test]

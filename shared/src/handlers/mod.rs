@@ -3,9 +3,13 @@
 
 mod create_member;
 mod get_member;
+mod put_members;
+mod update_member;
 
 pub use create_member::create_member;
 pub use get_member::get_member;
+pub use put_members::put_members;
+pub use update_member::update_member;
 
 use crate::error::ApiError;
 use crate::http::ApiRequest;

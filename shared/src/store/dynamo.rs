@@ -1,19 +1,21 @@
 //! The DynamoDB single-table store: the only module that uses `aws_sdk_dynamodb`.
 //! Key design and access patterns: docs/design.md.
 
-use super::{CreateMember, IdempotencyRecord, NewApiKey, NewOrganization, Store};
+use super::{CreateMember, IdempotencyRecord, NewApiKey, NewOrganization, Store, UpdateMember};
 use crate::error::ApiError;
 use crate::model::*;
+use crate::rules::counter_violation;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, ConditionCheck, GlobalSecondaryIndex,
-    KeySchemaElement, KeyType, Projection, ProjectionType, Put,
+    AttributeDefinition, AttributeValue, BillingMode, ConditionCheck, Delete, GlobalSecondaryIndex,
+    KeySchemaElement, KeyType, KeysAndAttributes, Projection, ProjectionType, Put,
     ReturnValuesOnConditionCheckFailure, ScalarAttributeType, TransactWriteItem, Update,
 };
 use aws_sdk_dynamodb::Client;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use std::collections::HashMap;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 type Item = HashMap<String, AttributeValue>;
 
@@ -173,6 +175,7 @@ struct LocationRecord {
     #[serde(rename = "SK")]
     sk: String,
     entity: String,
+    location_id: String,
     member_id: MemberId,
     is_active: bool,
     role: Vec<LocationRole>,
@@ -223,14 +226,37 @@ struct IdempotencyItem {
 pub struct DynamoStore {
     client: Client,
     table: String,
+    key_cache: Option<KeyCache>,
 }
+
+/// Live API keys seen by this instance, kept for at most `ttl` (so a revoked key may work on
+/// a warm instance for up to that long; unknown keys are never cached).
+#[derive(Clone, Debug)]
+struct KeyCache {
+    ttl: Duration,
+    keys: Arc<Mutex<HashMap<String, (ApiKey, Instant)>>>,
+}
+
+/// The longest an instance may keep using a key without looking it up again.
+pub const MAX_KEY_CACHE: Duration = Duration::from_secs(60);
 
 impl DynamoStore {
     pub fn new(client: Client, table: impl Into<String>) -> Self {
         DynamoStore {
             client,
             table: table.into(),
+            key_cache: None,
         }
+    }
+
+    /// Caches live API keys for `ttl` (at most [`MAX_KEY_CACHE`]; zero turns caching off).
+    pub fn with_key_cache(mut self, ttl: Duration) -> Self {
+        let ttl = ttl.min(MAX_KEY_CACHE);
+        self.key_cache = (!ttl.is_zero()).then(|| KeyCache {
+            ttl,
+            keys: Arc::default(),
+        });
+        self
     }
 
     /// A client from the environment: region, credentials and `AWS_ENDPOINT_URL_DYNAMODB`
@@ -251,10 +277,15 @@ impl DynamoStore {
         Client::new(&config)
     }
 
-    /// The store for `TABLE_NAME` (default `members`).
+    /// The store for `TABLE_NAME` (default `members`), caching API keys for
+    /// `API_KEY_CACHE_SECONDS` (default and maximum 60; 0 turns the cache off).
     pub async fn from_env() -> Self {
         let table = std::env::var("TABLE_NAME").unwrap_or_else(|_| "members".into());
-        DynamoStore::new(Self::client_from_env(None).await, table)
+        let ttl = std::env::var("API_KEY_CACHE_SECONDS")
+            .ok()
+            .and_then(|s| s.parse::<u64>().ok())
+            .map_or(MAX_KEY_CACHE, Duration::from_secs);
+        DynamoStore::new(Self::client_from_env(None).await, table).with_key_cache(ttl)
     }
 
     pub fn table(&self) -> &str {
@@ -444,21 +475,50 @@ impl DynamoStore {
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Guarded {
     NewMember,
+    /// The member's version as read.
+    Member,
     EmailGuard,
+    OldEmailGuard,
     Organization,
     Audit,
     CustomRole,
+    OldCustomRole,
     PreviousPrimary,
     Idempotency,
     Location,
 }
 
+/// Why a transaction did not happen.
+enum TxFailure {
+    /// Conditions failed: the items, with their old values where DynamoDB returned them.
+    Refused(Vec<(Guarded, Option<Item>)>),
+    Error(ApiError),
+}
+
 impl Store for DynamoStore {
     async fn api_key_by_hash(&self, hash: &str) -> Result<Option<ApiKey>, ApiError> {
-        Ok(self
+        if let Some(cache) = &self.key_cache {
+            if let Ok(keys) = cache.keys.lock() {
+                if let Some((key, at)) = keys.get(hash) {
+                    if at.elapsed() < cache.ttl {
+                        return Ok(Some(key.clone()));
+                    }
+                }
+            }
+        }
+        let key = self
             .get::<ApiKeyRecord>(keys::api_key(hash))
             .await?
-            .map(|r| r.key))
+            .map(|r| r.key);
+        if let (Some(cache), Some(key)) = (&self.key_cache, &key) {
+            if key.revoked_at.is_none() {
+                if let Ok(mut keys) = cache.keys.lock() {
+                    keys.retain(|_, (_, at)| at.elapsed() < cache.ttl);
+                    keys.insert(hash.to_owned(), (key.clone(), Instant::now()));
+                }
+            }
+        }
+        Ok(key)
     }
 
     async fn organization(&self, id: &OrgId) -> Result<Option<Organization>, ApiError> {
@@ -546,15 +606,430 @@ impl Store for DynamoStore {
         for location in location_records(m) {
             items.push((Guarded::Location, put(t, &location)?));
         }
-        self.transact(items).await
+        self.transact(items, write_conflict)
+            .await
+            .map_err(|failure| match failure {
+                TxFailure::Error(e) => e,
+                TxFailure::Refused(failed) => {
+                    // A retry that lost to its own first attempt also fails the email guard: the
+                    // idempotency record speaks first, so the caller can answer as the first time.
+                    let first = failed
+                        .iter()
+                        .find(|(g, _)| *g == Guarded::Idempotency)
+                        .or(failed.first());
+                    first.map_or(ApiError::Internal, |(g, _)| refusal(*g))
+                }
+            })
     }
+
+    async fn member_and_org(
+        &self,
+        org: &OrgId,
+        id: &MemberId,
+    ) -> Result<(Option<Member>, Option<Organization>), ApiError> {
+        let key = |(pk, sk): (String, String)| {
+            HashMap::from([
+                ("PK".to_owned(), AttributeValue::S(pk)),
+                ("SK".to_owned(), AttributeValue::S(sk)),
+            ])
+        };
+        let mut wanted = KeysAndAttributes::builder()
+            .keys(key(keys::member(org, id)))
+            .keys(key(keys::org(org)))
+            .consistent_read(true)
+            .build()
+            .map_err(|e| build_error("KeysAndAttributes", e))?;
+        let (mut member, mut organization) = (None, None);
+        for attempt in 0..4 {
+            let out = self
+                .client
+                .batch_get_item()
+                .request_items(&self.table, wanted.clone())
+                .send()
+                .await
+                .map_err(|e| sdk_error("BatchGetItem", e))?;
+            for item in out
+                .responses()
+                .and_then(|r| r.get(&self.table))
+                .into_iter()
+                .flatten()
+            {
+                match item.get("SK") {
+                    Some(AttributeValue::S(sk)) if sk == "MEMBER" => {
+                        member = Some(from_item::<MemberRecord>(item.clone())?.member)
+                    }
+                    _ => organization = Some(from_item::<OrgRecord>(item.clone())?.org),
+                }
+            }
+            match out.unprocessed_keys().and_then(|u| u.get(&self.table)) {
+                Some(rest) if !rest.keys().is_empty() => {
+                    wanted = rest.clone();
+                    tokio::time::sleep(Duration::from_millis(20 << attempt)).await;
+                }
+                _ => return Ok((member, organization)),
+            }
+        }
+        Err(ApiError::Unavailable {
+            retry_after_seconds: 1,
+        })
+    }
+
+    async fn update_member(&self, w: &UpdateMember) -> Result<(), ApiError> {
+        let items = update_items(&self.table, w)?;
+        self.transact(items, || ApiError::UpdateInProgress)
+            .await
+            .map_err(|failure| match failure {
+                TxFailure::Error(e) => e,
+                TxFailure::Refused(failed) => update_refusal(w, failed),
+            })
+    }
+}
+
+fn write_conflict() -> ApiError {
+    ApiError::Conflict {
+        code: "write_conflict",
+        detail: "Another request was writing the same data; nothing was written. Retry.".into(),
+        field: None,
+    }
+}
+
+/// The items of an update, or of its dry run (the same conditions as checks, no writes).
+fn update_items(t: &str, w: &UpdateMember) -> Result<Vec<(Guarded, TransactWriteItem)>, ApiError> {
+    let (before, after) = (&w.before, &w.after);
+    let org = &after.organization_id;
+    let mut items = Vec::new();
+    let member_key = keys::member(org, &after.id);
+    let expected = HashMap::from([(
+        ":expected".to_owned(),
+        AttributeValue::N(before.version.to_string()),
+    )]);
+    let member_condition = "attribute_exists(PK) AND version = :expected";
+    items.push((
+        Guarded::Member,
+        if w.dry_run {
+            check(t, member_key, member_condition, expected)?
+        } else {
+            let put = Put::builder()
+                .table_name(t)
+                .set_item(Some(to_item(&MemberRecord::new(after))?))
+                .condition_expression(member_condition)
+                .set_expression_attribute_values(Some(expected))
+                .build()
+                .map_err(|e| build_error("Put", e))?;
+            TransactWriteItem::builder().put(put).build()
+        },
+    ));
+    if before.email.normalized() != after.email.normalized() {
+        let me = HashMap::from([(":me".to_owned(), AttributeValue::S(after.id.to_string()))]);
+        let old = keys::email(org, &before.email);
+        items.push((
+            Guarded::OldEmailGuard,
+            if w.dry_run {
+                check(t, old, "memberId = :me", me)?
+            } else {
+                delete(t, old, Some(("memberId = :me", me)))?
+            },
+        ));
+        items.push((
+            Guarded::EmailGuard,
+            if w.dry_run {
+                check(
+                    t,
+                    keys::email(org, &after.email),
+                    "attribute_not_exists(PK)",
+                    HashMap::new(),
+                )?
+            } else {
+                put(t, &email_guard(after))?
+            },
+        ));
+    }
+    if let Some(org_item) = org_update(t, w)? {
+        items.push((Guarded::Organization, org_item));
+    }
+    if let Some((previous, audit)) = &w.previous_primary {
+        let key = keys::member(org, previous);
+        let condition = "isPrimary = :true AND isActive = :true";
+        let values = HashMap::from([(":true".to_owned(), AttributeValue::Bool(true))]);
+        if w.dry_run {
+            items.push((Guarded::PreviousPrimary, check(t, key, condition, values)?));
+        } else {
+            let update = Update::builder()
+                .table_name(t)
+                .key("PK", AttributeValue::S(key.0))
+                .key("SK", AttributeValue::S(key.1))
+                .update_expression(
+                    "SET isPrimary = :false, version = version + :one, updatedAt = :now",
+                )
+                .condition_expression(condition)
+                .set_expression_attribute_values(Some(values))
+                .expression_attribute_values(":false", AttributeValue::Bool(false))
+                .expression_attribute_values(":one", AttributeValue::N("1".into()))
+                .expression_attribute_values(
+                    ":now",
+                    AttributeValue::S(after.updated_at.to_string()),
+                )
+                .build()
+                .map_err(|e| build_error("Update", e))?;
+            items.push((
+                Guarded::PreviousPrimary,
+                TransactWriteItem::builder().update(update).build(),
+            ));
+            items.push((Guarded::Audit, put(t, &audit_record(audit))?));
+        }
+    }
+    // Custom roles count their active holders, so that deleting a role and giving it to a
+    // member cannot both succeed.
+    let held = |m: &Member| match (&m.role, m.is_active) {
+        (Role::Custom(r), true) => Some(r.clone()),
+        _ => None,
+    };
+    let (was, now) = (held(before), held(after));
+    if was != now {
+        if let Some(role) = &now {
+            items.push((
+                Guarded::CustomRole,
+                role_holders(t, org, role, 1, w.dry_run)?,
+            ));
+        }
+        if let (Some(role), false) = (&was, w.dry_run) {
+            items.push((
+                Guarded::OldCustomRole,
+                role_holders(t, org, role, -1, false)?,
+            ));
+        }
+    }
+    if w.dry_run {
+        return Ok(items);
+    }
+    let status_changed = before.is_active != after.is_active;
+    for location in location_records(after) {
+        let unchanged = before
+            .locations
+            .iter()
+            .any(|l| l.location_id == location.location_id && l.role == location.role);
+        if status_changed || !unchanged {
+            let put = Put::builder()
+                .table_name(t)
+                .set_item(Some(to_item(&location)?))
+                .build()
+                .map_err(|e| build_error("Put", e))?;
+            items.push((
+                Guarded::Location,
+                TransactWriteItem::builder().put(put).build(),
+            ));
+        }
+    }
+    for gone in before.locations.iter().filter(|l| {
+        !after
+            .locations
+            .iter()
+            .any(|a| a.location_id == l.location_id)
+    }) {
+        items.push((
+            Guarded::Location,
+            delete(t, keys::location(org, &gone.location_id, &after.id), None)?,
+        ));
+    }
+    items.push((Guarded::Audit, put(t, &audit_record(&w.audit))?));
+    Ok(items)
+}
+
+/// The organisation item of an update: counters moved with conditions that keep rules 2
+/// and 3, the primary moved, or only a check of the HRIS state the validation relied on.
+/// `None` when the update changes nothing the organisation cares about (the common case:
+/// the hot organisation item is not touched).
+fn org_update(t: &str, w: &UpdateMember) -> Result<Option<TransactWriteItem>, ApiError> {
+    let (before, after) = (&w.before, &w.after);
+    let delta = after.counters().minus(before.counters());
+    let takes_primary = after.is_primary && !before.is_primary;
+    let hris_relevant = before.role != after.role
+        || before.hris_role != after.hris_role
+        || before.is_active != after.is_active;
+    if delta.is_zero() && !takes_primary && !hris_relevant {
+        return Ok(None);
+    }
+    let mut condition = vec![
+        "attribute_exists(PK)".to_owned(),
+        "hrisEnabled = :hris".to_owned(),
+    ];
+    let mut values: Item =
+        HashMap::from([(":hris".into(), AttributeValue::Bool(w.org.hris_enabled))]);
+    let mut adds = Vec::new();
+    for (attribute, amount, guarded) in [
+        ("activeAdmins", delta.active_admins, true),
+        (
+            "activeHrisAdmins",
+            delta.active_hris_admins,
+            w.org.hris_enabled,
+        ),
+        (
+            "activeDualAdmins",
+            delta.active_dual_admins,
+            w.org.hris_enabled,
+        ),
+    ] {
+        if amount == 0 {
+            continue;
+        }
+        adds.push(format!("{attribute} :{attribute}"));
+        values.insert(
+            format!(":{attribute}"),
+            AttributeValue::N(amount.to_string()),
+        );
+        if amount < 0 && guarded {
+            // At least one must remain: the count now must be ≥ 1 - amount.
+            condition.push(format!("{attribute} >= :min{attribute}"));
+            values.insert(
+                format!(":min{attribute}"),
+                AttributeValue::N((1 - amount).to_string()),
+            );
+        }
+    }
+    let mut sets = Vec::new();
+    if takes_primary {
+        match &w.org.primary_member_id {
+            Some(previous) => {
+                condition.push("primaryMemberId = :previous".into());
+                values.insert(":previous".into(), AttributeValue::S(previous.to_string()));
+            }
+            None => condition.push("attribute_not_exists(primaryMemberId)".into()),
+        }
+        sets.push("primaryMemberId = :primary");
+        values.insert(":primary".into(), AttributeValue::S(after.id.to_string()));
+    }
+    let condition = condition.join(" AND ");
+    let key = keys::org(&w.org.id);
+    if w.dry_run || (adds.is_empty() && sets.is_empty()) {
+        let values: Item = values
+            .into_iter()
+            .filter(|(k, _)| condition.contains(k.as_str()))
+            .collect();
+        return check(t, key, &condition, values).map(Some);
+    }
+    let mut expression = String::new();
+    if !sets.is_empty() {
+        expression.push_str(&format!("SET {} ", sets.join(", ")));
+    }
+    if !adds.is_empty() {
+        expression.push_str(&format!("ADD {}", adds.join(", ")));
+    }
+    let update = Update::builder()
+        .table_name(t)
+        .key("PK", AttributeValue::S(key.0))
+        .key("SK", AttributeValue::S(key.1))
+        .update_expression(expression.trim())
+        .condition_expression(condition)
+        .set_expression_attribute_values(Some(values))
+        .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+        .build()
+        .map_err(|e| build_error("Update", e))?;
+    Ok(Some(TransactWriteItem::builder().update(update).build()))
+}
+
+/// The domain error of a refused update: the member's version first (everything else may
+/// be a consequence of a concurrent change), then the organisation's rules.
+fn update_refusal(w: &UpdateMember, failed: Vec<(Guarded, Option<Item>)>) -> ApiError {
+    let has = |g: Guarded| failed.iter().any(|(f, _)| *f == g);
+    if has(Guarded::Member) || has(Guarded::OldEmailGuard) {
+        return if w.if_match {
+            ApiError::PreconditionFailed
+        } else {
+            ApiError::UpdateInProgress
+        };
+    }
+    if has(Guarded::EmailGuard) {
+        return refusal(Guarded::EmailGuard);
+    }
+    if let Some((_, old)) = failed.iter().find(|(g, _)| *g == Guarded::Organization) {
+        let current = old
+            .clone()
+            .and_then(|item| from_item::<OrgRecord>(item).ok())
+            .map(|r| r.org);
+        let delta = w.after.counters().minus(w.before.counters());
+        return match current {
+            Some(org) if org.hris_enabled == w.org.hris_enabled => {
+                counter_violation(org.counters, delta, org.hris_enabled)
+                    .unwrap_or_else(|| refusal(Guarded::Organization))
+            }
+            _ => refusal(Guarded::Organization),
+        };
+    }
+    failed
+        .first()
+        .map_or(ApiError::Internal, |(g, _)| refusal(*g))
+}
+
+fn check(
+    t: &str,
+    (pk, sk): (String, String),
+    condition: &str,
+    values: Item,
+) -> Result<TransactWriteItem, ApiError> {
+    let check = ConditionCheck::builder()
+        .table_name(t)
+        .key("PK", AttributeValue::S(pk))
+        .key("SK", AttributeValue::S(sk))
+        .condition_expression(condition)
+        .set_expression_attribute_values((!values.is_empty()).then_some(values))
+        .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+        .build()
+        .map_err(|e| build_error("ConditionCheck", e))?;
+    Ok(TransactWriteItem::builder().condition_check(check).build())
+}
+
+fn delete(
+    t: &str,
+    (pk, sk): (String, String),
+    condition: Option<(&str, Item)>,
+) -> Result<TransactWriteItem, ApiError> {
+    let mut delete = Delete::builder()
+        .table_name(t)
+        .key("PK", AttributeValue::S(pk))
+        .key("SK", AttributeValue::S(sk));
+    if let Some((expression, values)) = condition {
+        delete = delete
+            .condition_expression(expression)
+            .set_expression_attribute_values(Some(values));
+    }
+    Ok(TransactWriteItem::builder()
+        .delete(delete.build().map_err(|e| build_error("Delete", e))?)
+        .build())
+}
+
+/// Moves a custom role's count of active holders; the role must exist.
+fn role_holders(
+    t: &str,
+    org: &OrgId,
+    role: &CustomRoleId,
+    amount: i64,
+    dry_run: bool,
+) -> Result<TransactWriteItem, ApiError> {
+    let key = keys::role(org, role);
+    if dry_run {
+        return check(t, key, "attribute_exists(PK)", HashMap::new());
+    }
+    let update = Update::builder()
+        .table_name(t)
+        .key("PK", AttributeValue::S(key.0))
+        .key("SK", AttributeValue::S(key.1))
+        .update_expression("ADD activeHolders :n")
+        .condition_expression("attribute_exists(PK)")
+        .expression_attribute_values(":n", AttributeValue::N(amount.to_string()))
+        .build()
+        .map_err(|e| build_error("Update", e))?;
+    Ok(TransactWriteItem::builder().update(update).build())
 }
 
 impl DynamoStore {
     /// Runs one transaction, mapping a cancellation to the error of the item that failed.
     /// A `TransactionConflict` (real DynamoDB, never DynamoDB Local) is retried twice: the
     /// whole transaction failed, so running it again is safe.
-    async fn transact(&self, items: Vec<(Guarded, TransactWriteItem)>) -> Result<(), ApiError> {
+    async fn transact(
+        &self,
+        items: Vec<(Guarded, TransactWriteItem)>,
+        on_conflict: fn() -> ApiError,
+    ) -> Result<(), TxFailure> {
         let (guards, writes): (Vec<Guarded>, Vec<TransactWriteItem>) = items.into_iter().unzip();
         let mut attempt = 0;
         loop {
@@ -569,58 +1044,46 @@ impl DynamoStore {
                 Ok(_) => return Ok(()),
                 Err(err) => err,
             };
-            let reasons: Vec<(Guarded, String)> = match err.as_service_error() {
+            let reasons: Vec<(Guarded, String, Option<Item>)> = match err.as_service_error() {
                 Some(aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError::TransactionCanceledException(c)) => c
                     .cancellation_reasons()
                     .iter()
                     .zip(&guards)
-                    .filter_map(|(r, g)| r.code().filter(|c| *c != "None").map(|c| (*g, c.to_owned())))
+                    .filter_map(|(r, g)| r.code().filter(|c| *c != "None").map(|c| (*g, c.to_owned(), r.item().cloned())))
                     .collect(),
-                _ => return Err(sdk_error("TransactWriteItems", err)),
+                _ => return Err(TxFailure::Error(sdk_error("TransactWriteItems", err))),
             };
-            let failed: Vec<Guarded> = reasons
+            let refused: Vec<(Guarded, Option<Item>)> = reasons
                 .iter()
-                .filter(|(_, code)| code == "ConditionalCheckFailed")
-                .map(|(g, _)| *g)
+                .filter(|(_, code, _)| code == "ConditionalCheckFailed")
+                .map(|(g, _, item)| (*g, item.clone()))
                 .collect();
-            // A retry that lost to its own first attempt also fails the email guard: the
-            // idempotency record speaks first, so the caller can answer with the first response.
-            if let Some(guard) = failed
-                .iter()
-                .find(|g| **g == Guarded::Idempotency)
-                .or(failed.first())
-            {
-                return Err(refusal(*guard));
+            if !refused.is_empty() {
+                return Err(TxFailure::Refused(refused));
             }
             if reasons
                 .iter()
-                .any(|(_, code)| code == "TransactionConflict")
+                .any(|(_, code, _)| code == "TransactionConflict")
             {
                 if attempt < 3 {
                     tokio::time::sleep(Duration::from_millis(10 * attempt)).await;
                     continue;
                 }
-                return Err(ApiError::Conflict {
-                    code: "write_conflict",
-                    detail:
-                        "Another request was writing the same data; nothing was written. Retry."
-                            .into(),
-                    field: None,
-                });
+                return Err(TxFailure::Error(on_conflict()));
             }
-            if reasons.iter().any(|(_, code)| {
+            if reasons.iter().any(|(_, code, _)| {
                 code == "ThrottlingError" || code == "ProvisionedThroughputExceeded"
             }) {
-                return Err(ApiError::Unavailable {
+                return Err(TxFailure::Error(ApiError::Unavailable {
                     retry_after_seconds: 1,
-                });
+                }));
             }
-            tracing::error!(?reasons, "transaction cancelled for an unexpected reason");
-            return Err(ApiError::Internal);
+            let codes: Vec<&str> = reasons.iter().map(|(_, code, _)| code.as_str()).collect();
+            tracing::error!(?codes, "transaction cancelled for an unexpected reason");
+            return Err(TxFailure::Error(ApiError::Internal));
         }
     }
 }
-
 /// The domain error for a failed condition on one item of a member write.
 fn refusal(guard: Guarded) -> ApiError {
     match guard {
@@ -644,7 +1107,8 @@ fn refusal(guard: Guarded) -> ApiError {
             detail: "Another request with the same Idempotency-Key is being processed.".into(),
             field: None,
         },
-        Guarded::NewMember | Guarded::Audit | Guarded::Location => {
+        Guarded::Member | Guarded::OldEmailGuard => ApiError::UpdateInProgress,
+        Guarded::NewMember | Guarded::Audit | Guarded::Location | Guarded::OldCustomRole => {
             tracing::error!(?guard, "a freshly generated id already exists");
             ApiError::Internal
         }
@@ -740,6 +1204,7 @@ fn location_records(m: &Member) -> Vec<LocationRecord> {
                 pk,
                 sk,
                 entity: "memberLocation".into(),
+                location_id: l.location_id.clone(),
                 member_id: m.id.clone(),
                 is_active: m.is_active,
                 role: l.role.clone(),

@@ -2,9 +2,10 @@
 //! DynamoDB store (email guard, idempotency key, HRIS state) under one lock; the real
 //! conditions are proven against DynamoDB Local by the integration tests.
 
-use super::{CreateMember, IdempotencyRecord, Store};
+use super::{CreateMember, IdempotencyRecord, Store, UpdateMember};
 use crate::error::ApiError;
 use crate::model::*;
+use crate::rules::counter_violation;
 use std::collections::HashMap;
 use std::sync::Mutex;
 
@@ -107,6 +108,72 @@ impl Store for MemoryStore {
             }
             s.emails.insert(email, m.id.clone());
             s.members.insert((org_id, m.id.clone()), m.clone());
+            s.audit.push(w.audit.clone());
+            Ok(())
+        })
+    }
+
+    async fn member_and_org(
+        &self,
+        org: &OrgId,
+        id: &MemberId,
+    ) -> Result<(Option<Member>, Option<Organization>), ApiError> {
+        self.with(|s| {
+            Ok((
+                s.members.get(&(org.clone(), id.clone())).cloned(),
+                s.orgs.get(org).cloned(),
+            ))
+        })
+    }
+
+    async fn update_member(&self, w: &UpdateMember) -> Result<(), ApiError> {
+        self.with(|s| {
+            let (before, after) = (&w.before, &w.after);
+            let org_id = after.organization_id.clone();
+            let key = (org_id.clone(), after.id.clone());
+            let current = s.members.get(&key).ok_or(ApiError::NotFound)?;
+            if current.version != before.version {
+                return Err(if w.if_match {
+                    ApiError::PreconditionFailed
+                } else {
+                    ApiError::UpdateInProgress
+                });
+            }
+            let new_email = (org_id.clone(), after.email.normalized());
+            if before.email.normalized() != after.email.normalized()
+                && s.emails.contains_key(&new_email)
+            {
+                return Err(ApiError::Conflict {
+                    code: "email_taken",
+                    detail: String::new(),
+                    field: Some("email"),
+                });
+            }
+            let org = s.orgs.get_mut(&org_id).ok_or(ApiError::Internal)?;
+            let delta = after.counters().minus(before.counters());
+            if let Some(violation) = counter_violation(org.counters, delta, org.hris_enabled) {
+                return Err(violation);
+            }
+            if w.dry_run {
+                return Ok(());
+            }
+            org.counters.active_admins += delta.active_admins;
+            org.counters.active_hris_admins += delta.active_hris_admins;
+            org.counters.active_dual_admins += delta.active_dual_admins;
+            if after.is_primary && !before.is_primary {
+                org.primary_member_id = Some(after.id.clone());
+            }
+            if let Some((previous, event)) = &w.previous_primary {
+                if let Some(p) = s.members.get_mut(&(org_id.clone(), previous.clone())) {
+                    p.is_primary = false;
+                    p.version += 1;
+                }
+                s.audit.push(event.clone());
+            }
+            s.emails
+                .remove(&(org_id.clone(), before.email.normalized()));
+            s.emails.insert(new_email, after.id.clone());
+            s.members.insert(key, after.clone());
             s.audit.push(w.audit.clone());
             Ok(())
         })

@@ -26,6 +26,24 @@ pub struct CreateMember {
     pub idempotency: Option<IdempotencyRecord>,
 }
 
+/// An update of one member, as one all-or-nothing write conditioned on the version read:
+/// the member, its email guard (moved on an email change), the organisation's counters
+/// (conditioned so that no rule breaks), the primary handover, locations and the audit event.
+#[derive(Debug, Clone)]
+pub struct UpdateMember {
+    pub before: Member,
+    /// `version` is `before.version + 1`.
+    pub after: Member,
+    /// The organisation as read with the member.
+    pub org: Organization,
+    pub audit: AuditEvent,
+    pub previous_primary: Option<(MemberId, AuditEvent)>,
+    /// The client sent `If-Match`: losing the version race is then 412, not 422.
+    pub if_match: bool,
+    /// Evaluate every condition in one transaction of condition checks; write nothing.
+    pub dry_run: bool,
+}
+
 /// A stored response to a create with an `Idempotency-Key`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -77,6 +95,19 @@ pub trait Store: Send + Sync {
         org: &OrgId,
         key: &str,
     ) -> impl Future<Output = Result<Option<IdempotencyRecord>, ApiError>> + Send;
+    /// The member and its organisation, in one consistent read.
+    fn member_and_org(
+        &self,
+        org: &OrgId,
+        id: &MemberId,
+    ) -> impl Future<Output = Result<(Option<Member>, Option<Organization>), ApiError>> + Send;
+    /// Writes an update atomically (or, with `dry_run`, only checks it). Refusals:
+    /// `member_update_in_progress`, `precondition_failed`, `email_taken`, `last_admin`,
+    /// `last_hris_admin`, `last_admin_hris_admin`, `organization_changed`, `unknown_role`.
+    fn update_member(
+        &self,
+        write: &UpdateMember,
+    ) -> impl Future<Output = Result<(), ApiError>> + Send;
     /// Writes a new member atomically. Refusals: `email_taken`, `unknown_role`,
     /// `organization_changed`, `idempotency_conflict` (another request with the same key won).
     fn create_member(

@@ -1,0 +1,171 @@
+use super::member_id;
+use crate::audit::{self, Actor};
+use crate::auth::authenticate;
+use crate::error::ApiError;
+use crate::http::{etag_matches, record_ids, ApiRequest, ApiResponse};
+use crate::input::{parse_member_patch, MemberPatch};
+use crate::model::{ApiKey, Member, MemberId, Scope, Timestamp};
+use crate::rules;
+use crate::store::{Store, UpdateMember};
+use crate::wire::{etag, member_json};
+use std::sync::Arc;
+
+/// PATCH /v1/members/{id}: absent = unchanged, `null` = cleared. 200 with the whole member
+/// and its new `ETag`; `?dryRun=true` checks everything (the counter conditions included)
+/// and answers with the member as it would be, writing nothing.
+pub async fn update_member<S: Store>(
+    store: Arc<S>,
+    req: ApiRequest,
+) -> Result<ApiResponse, ApiError> {
+    let store = store.as_ref();
+    let key = authenticate(store, req.header("authorization"), Scope::WriteMembers).await?;
+    record_ids(&key.organization_id, req.path_id.as_deref());
+    let id = member_id(&req)?;
+    let dry_run = dry_run(&req)?;
+    let body = req.json_body()?;
+    let patch = parse_member_patch(&body).map_err(ApiError::Validation)?;
+    let outcome = apply_update(store, &key, &req, &id, patch, dry_run).await?;
+    Ok(outcome.response(member_json(&outcome.member)))
+}
+
+/// What an update did, for the wire formats to render.
+pub(crate) struct Outcome {
+    pub member: Member,
+    pub dry_run: bool,
+}
+
+impl Outcome {
+    pub fn response(&self, body: serde_json::Value) -> ApiResponse {
+        let response = ApiResponse::json(200, &body);
+        if self.dry_run {
+            return response.with_header("Dry-Run", "true");
+        }
+        response.with_header("ETag", etag(self.member.version))
+    }
+}
+
+/// `?dryRun=true|false`; any other query parameter is refused.
+fn dry_run(req: &ApiRequest) -> Result<bool, ApiError> {
+    let mut dry_run = false;
+    for (name, value) in &req.query {
+        match (name.as_str(), value.as_str()) {
+            ("dryRun", "true") => dry_run = true,
+            ("dryRun", "false") => dry_run = false,
+            ("dryRun", _) => {
+                return Err(ApiError::BadRequest {
+                    code: "invalid_query_parameter",
+                    detail: "dryRun must be true or false.".into(),
+                })
+            }
+            (other, _) => {
+                return Err(ApiError::BadRequest {
+                    code: "unknown_query_parameter",
+                    detail: format!(
+                        "Unknown query parameter {other:?}; this endpoint takes only dryRun."
+                    ),
+                })
+            }
+        }
+    }
+    Ok(dry_run)
+}
+
+/// The one update path under PATCH and PUT: one consistent read of the member and its
+/// organisation, the rules, then one conditional transaction (see `store::dynamo`).
+pub(crate) async fn apply_update(
+    store: &impl Store,
+    key: &ApiKey,
+    req: &ApiRequest,
+    id: &MemberId,
+    patch: MemberPatch,
+    dry_run: bool,
+) -> Result<Outcome, ApiError> {
+    let (member, org) = store.member_and_org(&key.organization_id, id).await?;
+    let before = member.ok_or(ApiError::NotFound)?;
+    let org = org.ok_or_else(|| {
+        tracing::error!("the API key's organisation does not exist");
+        ApiError::Internal
+    })?;
+    let if_match = req.header("if-match");
+    if if_match.is_some_and(|h| !etag_matches(h, &etag(before.version))) {
+        return Err(ApiError::PreconditionFailed);
+    }
+    let now = Timestamp::now();
+    let draft = rules::apply(patch, &before, &org, now)?;
+    rules::check_primary_kept(&before, &draft.member)?;
+    if rules::is_noop(&before, &draft) {
+        return Ok(Outcome {
+            member: before,
+            dry_run,
+        });
+    }
+    let mut after = draft.member;
+    after.version = before.version + 1;
+    if let Some(violation) = rules::counter_violation(
+        org.counters,
+        after.counters().minus(before.counters()),
+        org.hris_enabled,
+    ) {
+        return Err(violation);
+    }
+    let actor = Actor {
+        key_id: Some(key.id.clone()),
+        request_id: req.request_id.clone(),
+    };
+    let previous_primary = match (
+        &org.primary_member_id,
+        after.is_primary && !before.is_primary,
+    ) {
+        (Some(previous), true) if previous != &after.id => {
+            let old = store.member(&org.id, previous).await?.ok_or_else(|| {
+                tracing::error!(previous = %previous, "the organisation's primary member is missing");
+                ApiError::Internal
+            })?;
+            let mut demoted = old.clone();
+            demoted.is_primary = false;
+            demoted.version += 1;
+            demoted.updated_at = now;
+            Some((
+                previous.clone(),
+                audit::event(
+                    "member.primary_moved",
+                    &actor,
+                    Some(&old),
+                    &demoted,
+                    false,
+                    None,
+                ),
+            ))
+        }
+        _ => None,
+    };
+    let action = match (before.is_active, after.is_active) {
+        (true, false) => "member.deactivated",
+        (false, true) => "member.reactivated",
+        _ => "member.updated",
+    };
+    let write = UpdateMember {
+        audit: audit::event(
+            action,
+            &actor,
+            Some(&before),
+            &after,
+            draft.password_changed,
+            draft.justification,
+        ),
+        before,
+        after,
+        org,
+        previous_primary,
+        if_match: if_match.is_some(),
+        dry_run,
+    };
+    store.update_member(&write).await?;
+    if !dry_run {
+        tracing::info!(version = write.after.version, "member updated");
+    }
+    Ok(Outcome {
+        member: write.after,
+        dry_run,
+    })
+}
