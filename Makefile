@@ -7,7 +7,7 @@ export AWS_SECRET_ACCESS_KEY ?= local
 export CARGO_TERM_COLOR ?= never
 FUNCTIONS := $(notdir $(wildcard functions/*))
 
-.PHONY: help deps dev test unit integration lint fmt
+.PHONY: help deps dev test unit integration lint fmt bench
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -36,3 +36,6 @@ lint: deps ## rustfmt, clippy (warnings are errors) and cfn-lint on template.yam
 
 fmt: ## Format the code
 	cargo fmt --all
+
+bench: deps ## Benchmarks against DynamoDB Local (optimised build; prints figures and ratios)
+	cargo bench -p members-tests --bench patch

@@ -5,6 +5,7 @@
 mod create_get;
 mod faults;
 mod races;
+mod updates;
 
 use libtest_mimic::{Arguments, Failed, Trial};
 use members_tests::{Stack, TestResult};
@@ -25,6 +26,7 @@ macro_rules! tests {
 }
 
 fn main() {
+    members_tests::local_aws_env();
     let args = Arguments::from_args();
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
@@ -44,6 +46,17 @@ fn main() {
         races::concurrent_admin_creates_keep_counters_exact,
         races::concurrent_retries_with_one_idempotency_key_create_one_member,
         races::concurrent_primary_claims_leave_one_primary,
+        updates::admins_demoting_each_other_never_leave_zero,
+        updates::hris_admins_demoting_each_other_never_leave_zero,
+        updates::the_last_admin_and_hris_admin_pair_survives,
+        updates::deactivating_the_last_admins_at_once_keeps_one,
+        updates::thirty_two_clients_patch_one_member_through_watch,
+        updates::thirty_two_tasks_patch_one_member_in_process,
+        updates::email_races_never_duplicate_an_email,
+        updates::primary_transfer_races_leave_exactly_one,
+        updates::if_match_and_dry_run_over_http,
+        updates::put_members_over_http,
+        updates::transaction_conflicts_are_retried_then_refused_cleanly,
     ];
     let selected: Vec<_> = all
         .iter()

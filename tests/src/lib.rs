@@ -2,6 +2,8 @@
 //! each started on a free 127.0.0.1 port and stopped (with everything they spawned) on drop.
 //! Also a small HTTP client and table helpers that re-read what the API wrote.
 
+pub mod wiretap;
+
 use aws_sdk_dynamodb::types::AttributeValue;
 use serde_json::Value;
 use shared::admin::{create_organization, FirstAdmin};
@@ -200,6 +202,24 @@ pub struct Stack {
 
 pub const TABLE: &str = "members-it";
 
+/// How long the functions under test keep an API key (production default: 60).
+pub const KEY_CACHE_SECONDS: u64 = 2;
+
+/// Region and dummy credentials for DynamoDB Local, unless the caller set their own.
+/// Call it first thing in `main`, before any thread starts.
+pub fn local_aws_env() {
+    for (name, value) in [
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_DEFAULT_REGION", "us-east-1"),
+        ("AWS_ACCESS_KEY_ID", "local"),
+        ("AWS_SECRET_ACCESS_KEY", "local"),
+    ] {
+        if std::env::var_os(name).is_none() {
+            std::env::set_var(name, value);
+        }
+    }
+}
+
 impl Stack {
     /// `persistent`: DynamoDB Local keeps its data in a directory (for stop/start tests).
     pub async fn start(name: &str, persistent: bool) -> Result<Stack, String> {
@@ -237,6 +257,8 @@ impl Stack {
             .env("AWS_ENDPOINT_URL_DYNAMODB", dynamo.endpoint())
             .env("TABLE_NAME", TABLE)
             .env("LOG_FORMAT", "json")
+            // Short, so the revocation test sees the cache expire without waiting a minute.
+            .env("API_KEY_CACHE_SECONDS", KEY_CACHE_SECONDS.to_string())
             .env("LOG_LEVEL", "info");
         let watch = Process::spawn("cargo lambda watch", command, &watch_log)?;
         wait_for_port(port, Duration::from_secs(120), "cargo lambda watch")?;
@@ -407,6 +429,18 @@ impl Stack {
     }
 }
 
+impl Stack {
+    /// How many writes of an organisation DynamoDB itself refused with `code` (from the
+    /// functions' JSON logs): proof that a race was decided by a condition, not by a read.
+    pub fn refused_by_condition(&self, org: &OrgId, code: &str) -> usize {
+        let text = std::fs::read_to_string(&self.watch_log).unwrap_or_default();
+        text.lines()
+            .filter(|l| l.contains("write refused by a DynamoDB condition"))
+            .filter(|l| l.contains(&format!("\"code\":\"{code}\"")) && l.contains(org.as_str()))
+            .count()
+    }
+}
+
 impl Drop for Stack {
     fn drop(&mut self) {
         self.stop();
@@ -462,6 +496,63 @@ impl Tenant {
             &headers,
             None,
         )
+    }
+
+    pub fn patch_member(&self, id: &str, body: &Value) -> Result<Reply, String> {
+        let bearer = format!("Bearer {}", self.write_key);
+        let headers = [
+            ("Authorization", bearer.as_str()),
+            ("Content-Type", "application/json"),
+        ];
+        http(
+            "PATCH",
+            &format!("{}/v1/members/{id}", self.api),
+            Some(body.to_string().as_bytes()),
+            &headers,
+            None,
+        )
+    }
+
+    /// Creates a member and returns its id.
+    pub fn create(&self, body: &Value) -> Result<String, String> {
+        let r = self.post_member(body)?;
+        if r.status != 201 {
+            return Err(format!("create {body}: {} {}", r.status, r.text));
+        }
+        Ok(r.json()["id"].as_str().unwrap_or_default().to_owned())
+    }
+
+    /// Sends all `requests` (method, path, body) at the same instant, one thread each.
+    pub fn race(&self, requests: Vec<(&'static str, String, Value)>) -> Result<Vec<Reply>, String> {
+        let barrier = std::sync::Arc::new(std::sync::Barrier::new(requests.len()));
+        let handles: Vec<_> = requests
+            .into_iter()
+            .map(|(method, path, body)| {
+                let (barrier, url, bearer) = (
+                    barrier.clone(),
+                    format!("{}{path}", self.api),
+                    format!("Bearer {}", self.write_key),
+                );
+                std::thread::spawn(move || {
+                    let headers = [
+                        ("Authorization", bearer.as_str()),
+                        ("Content-Type", "application/json"),
+                    ];
+                    barrier.wait();
+                    http(
+                        method,
+                        &url,
+                        Some(body.to_string().as_bytes()),
+                        &headers,
+                        None,
+                    )
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().map_err(|_| "client thread panicked".to_owned())?)
+            .collect()
     }
 
     pub fn get_member(&self, id: &str) -> Result<Reply, String> {

@@ -263,6 +263,11 @@ impl DynamoStore {
     /// (DynamoDB Local) as the AWS SDK reads them, with short timeouts so that an unreachable
     /// store becomes a 503 within seconds rather than a Lambda timeout.
     pub async fn client_from_env(endpoint_url: Option<&str>) -> Client {
+        Client::new(&Self::sdk_config(endpoint_url).await)
+    }
+
+    /// The SDK configuration [`client_from_env`](Self::client_from_env) builds its client from.
+    pub async fn sdk_config(endpoint_url: Option<&str>) -> aws_config::SdkConfig {
         let timeouts = aws_config::timeout::TimeoutConfig::builder()
             .connect_timeout(Duration::from_secs(1))
             .operation_attempt_timeout(Duration::from_secs(2))
@@ -273,8 +278,7 @@ impl DynamoStore {
         if let Some(url) = endpoint_url {
             loader = loader.endpoint_url(url);
         }
-        let config = loader.load().await;
-        Client::new(&config)
+        loader.load().await
     }
 
     /// The store for `TABLE_NAME` (default `members`), caching API keys for
@@ -680,7 +684,15 @@ impl Store for DynamoStore {
             .await
             .map_err(|failure| match failure {
                 TxFailure::Error(e) => e,
-                TxFailure::Refused(failed) => update_refusal(w, failed),
+                TxFailure::Refused(failed) => {
+                    let refusal = update_refusal(w, failed);
+                    // Tells a race decided by DynamoDB from one decided by the read before it.
+                    tracing::info!(
+                        code = refusal.code(),
+                        "write refused by a DynamoDB condition"
+                    );
+                    refusal
+                }
             })
     }
 }

@@ -1,0 +1,210 @@
+//! `make bench`: a PATCH through the handler against DynamoDB Local, on a warm instance.
+//!
+//! 1. DynamoDB calls per PATCH, counted on the wire by `members_tests::wiretap` (target:
+//!    exactly 2, BatchGetItem of member + organisation and one TransactWriteItems; the API
+//!    key lookup is cached per instance for up to 60 s).
+//! 2. Latency of a PATCH through the handler ÷ latency of the bare BatchGetItem +
+//!    TransactWriteItems it issues, measured interleaved in the same run (target ≤ 1.15).
+
+use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, Put, TransactWriteItem};
+use members_tests::{free_port, local_aws_env, wiretap::tapped_client, DynamoLocal, TABLE};
+use serde_json::json;
+use shared::admin::{create_organization, FirstAdmin};
+use shared::auth::issue_key;
+use shared::http::ApiRequest;
+use shared::model::Scope;
+use shared::store::DynamoStore;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const ROUNDS: usize = 300;
+
+fn main() {
+    local_aws_env();
+    let rt = tokio::runtime::Runtime::new().unwrap_or_else(|e| panic!("tokio: {e}"));
+    if let Err(e) = rt.block_on(run()) {
+        eprintln!("bench failed: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn percentile(samples: &mut [Duration], p: f64) -> Duration {
+    samples.sort();
+    samples[((samples.len() - 1) as f64 * p).round() as usize]
+}
+
+async fn run() -> Result<(), String> {
+    let dir = std::env::temp_dir().join(format!("members-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let dynamo = DynamoLocal::start(free_port()?, None, &dir.join("dynamodb.log"))?;
+    let (client, tap) = tapped_client(&dynamo.endpoint()).await?;
+    let plain = DynamoStore::new(client.clone(), TABLE);
+    plain.create_table().await.map_err(|e| format!("{e:?}"))?;
+    let admin = FirstAdmin {
+        first_name: "Bench".into(),
+        last_name: None,
+        email: "bench@example.com".into(),
+    };
+    let (org, member) = create_organization(&plain, "Bench", false, &admin)
+        .await
+        .map_err(|e| format!("{e:?}"))?;
+    let key = issue_key(
+        &org.id,
+        "bench",
+        vec![Scope::ReadMembers, Scope::WriteMembers],
+    )?;
+    plain
+        .put_api_key(&key.record)
+        .await
+        .map_err(|e| format!("{e:?}"))?;
+    let store =
+        Arc::new(DynamoStore::new(client.clone(), TABLE).with_key_cache(Duration::from_secs(60)));
+
+    let patch = |i: usize| ApiRequest {
+        method: "PATCH".into(),
+        path: format!("/v1/members/{}", member.id),
+        path_id: Some(member.id.to_string()),
+        headers: HashMap::from([
+            ("authorization".to_owned(), format!("Bearer {}", key.secret)),
+            ("content-type".to_owned(), "application/json".to_owned()),
+        ]),
+        query: Vec::new(),
+        body: json!({"headline": format!("headline {i}"), "jobTitle": format!("title {i}")})
+            .to_string()
+            .into_bytes(),
+        request_id: Some(format!("bench-{i}")),
+    };
+    // Warm: the key is cached, the connection pool is open.
+    for i in 0..20 {
+        let r = shared::handlers::update_member(store.clone(), patch(i))
+            .await
+            .map_err(|e| format!("{e:?}"))?;
+        if r.status != 200 {
+            return Err(format!("warm-up PATCH answered {}", r.status));
+        }
+    }
+    tap.take_calls();
+
+    // The bare calls a PATCH makes, with the same items.
+    let (pk_member, pk_org) = (
+        format!("ORG#{}#MEMBER#{}", org.id, member.id),
+        format!("ORG#{}", org.id),
+    );
+    let key_of = |pk: &str, sk: &str| {
+        HashMap::from([
+            ("PK".to_owned(), AttributeValue::S(pk.to_owned())),
+            ("SK".to_owned(), AttributeValue::S(sk.to_owned())),
+        ])
+    };
+    let bare = |i: usize| {
+        let (client, pk_member) = (client.clone(), pk_member.clone());
+        let keys = KeysAndAttributes::builder()
+            .keys(key_of(&pk_member, "MEMBER"))
+            .keys(key_of(&pk_org, "ORG"))
+            .consistent_read(true)
+            .build();
+        async move {
+            let keys = keys.map_err(|e| e.to_string())?;
+            let out = client
+                .batch_get_item()
+                .request_items(TABLE, keys)
+                .send()
+                .await
+                .map_err(|e| format!("{e:?}"))?;
+            let mut item = out
+                .responses()
+                .and_then(|r| r.get(TABLE))
+                .and_then(|items| {
+                    items.iter().find(
+                        |i| matches!(i.get("SK"), Some(AttributeValue::S(s)) if s == "MEMBER"),
+                    )
+                })
+                .cloned()
+                .ok_or("member not read")?;
+            let version: u64 = match item.get("version") {
+                Some(AttributeValue::N(n)) => n.parse().map_err(|_| "version")?,
+                _ => return Err("no version".into()),
+            };
+            item.insert(
+                "version".into(),
+                AttributeValue::N((version + 1).to_string()),
+            );
+            item.insert("headline".into(), AttributeValue::S(format!("bare {i}")));
+            let mut audit = key_of(&format!("{pk_member}#AUDIT"), &format!("bench{i:06}"));
+            audit.insert("action".into(), AttributeValue::S("bench".into()));
+            let put_member = Put::builder()
+                .table_name(TABLE)
+                .set_item(Some(item))
+                .condition_expression("attribute_exists(PK) AND version = :v")
+                .expression_attribute_values(":v", AttributeValue::N(version.to_string()))
+                .build()
+                .map_err(|e| e.to_string())?;
+            let put_audit = Put::builder()
+                .table_name(TABLE)
+                .set_item(Some(audit))
+                .build()
+                .map_err(|e| e.to_string())?;
+            client
+                .transact_write_items()
+                .transact_items(TransactWriteItem::builder().put(put_member).build())
+                .transact_items(TransactWriteItem::builder().put(put_audit).build())
+                .send()
+                .await
+                .map_err(|e| format!("{e:?}"))?;
+            Ok::<(), String>(())
+        }
+    };
+
+    let (mut handler, mut baseline) = (Vec::with_capacity(ROUNDS), Vec::with_capacity(ROUNDS));
+    let mut calls = 0usize;
+    let mut by_operation = std::collections::BTreeMap::new();
+    for i in 0..ROUNDS {
+        let started = Instant::now();
+        let r = shared::handlers::update_member(store.clone(), patch(1000 + i))
+            .await
+            .map_err(|e| format!("{e:?}"))?;
+        handler.push(started.elapsed());
+        if r.status != 200 {
+            return Err(format!("PATCH answered {}", r.status));
+        }
+        for (op, n) in tap.take_calls() {
+            calls += n;
+            *by_operation.entry(op).or_insert(0) += n;
+        }
+        let started = Instant::now();
+        bare(i).await?;
+        baseline.push(started.elapsed());
+        tap.take_calls();
+    }
+    let (h50, b50) = (
+        percentile(&mut handler, 0.5),
+        percentile(&mut baseline, 0.5),
+    );
+    let (h99, b99) = (
+        percentile(&mut handler, 0.99),
+        percentile(&mut baseline, 0.99),
+    );
+    println!("PATCH /v1/members/{{id}} through the handler, warm instance, {ROUNDS} rounds against DynamoDB Local");
+    println!(
+        "  DynamoDB calls per PATCH: {:.2}  ({by_operation:?})",
+        calls as f64 / ROUNDS as f64
+    );
+    println!(
+        "  handler   p50 {:>8.3} ms   p99 {:>8.3} ms",
+        h50.as_secs_f64() * 1e3,
+        h99.as_secs_f64() * 1e3
+    );
+    println!(
+        "  bare calls p50 {:>8.3} ms   p99 {:>8.3} ms   (BatchGetItem + TransactWriteItems)",
+        b50.as_secs_f64() * 1e3,
+        b99.as_secs_f64() * 1e3
+    );
+    println!(
+        "  ratio handler / bare (p50): {:.3}  (target <= 1.15)",
+        h50.as_secs_f64() / b50.as_secs_f64()
+    );
+    drop(dynamo);
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}

@@ -1,0 +1,119 @@
+//! A wrapper around the SDK's own HTTP client that counts DynamoDB calls by operation and
+//! can answer the next N `TransactWriteItems` with the `TransactionConflict` cancellation
+//! that real DynamoDB sends and DynamoDB Local never does. Everything else goes through to
+//! the real client and the real DynamoDB Local.
+
+use aws_sdk_dynamodb::Client;
+use aws_smithy_runtime_api::client::http::{
+    HttpClient, HttpConnector, HttpConnectorFuture, HttpConnectorSettings, SharedHttpClient,
+    SharedHttpConnector,
+};
+use aws_smithy_runtime_api::client::orchestrator::{HttpRequest, HttpResponse};
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_runtime_api::http::StatusCode;
+use aws_smithy_types::body::SdkBody;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+#[derive(Debug, Default)]
+pub struct Tap {
+    calls: Mutex<BTreeMap<String, usize>>,
+    conflicts_to_inject: AtomicUsize,
+}
+
+impl Tap {
+    /// Calls per operation since the last `take_calls`.
+    pub fn take_calls(&self) -> BTreeMap<String, usize> {
+        self.calls
+            .lock()
+            .map(|mut c| std::mem::take(&mut *c))
+            .unwrap_or_default()
+    }
+
+    /// The next `n` TransactWriteItems calls are cancelled with `TransactionConflict`.
+    pub fn inject_conflicts(&self, n: usize) {
+        self.conflicts_to_inject.store(n, Ordering::SeqCst);
+    }
+}
+
+#[derive(Debug, Clone)]
+struct TapClient {
+    inner: SharedHttpClient,
+    tap: Arc<Tap>,
+}
+
+#[derive(Debug)]
+struct TapConnector {
+    inner: SharedHttpConnector,
+    tap: Arc<Tap>,
+}
+
+impl HttpClient for TapClient {
+    fn http_connector(
+        &self,
+        settings: &HttpConnectorSettings,
+        components: &RuntimeComponents,
+    ) -> SharedHttpConnector {
+        SharedHttpConnector::new(TapConnector {
+            inner: self.inner.http_connector(settings, components),
+            tap: self.tap.clone(),
+        })
+    }
+}
+
+impl HttpConnector for TapConnector {
+    fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
+        let operation = request
+            .headers()
+            .get("x-amz-target")
+            .and_then(|t| t.rsplit('.').next())
+            .unwrap_or("?")
+            .to_owned();
+        if let Ok(mut calls) = self.tap.calls.lock() {
+            *calls.entry(operation.clone()).or_default() += 1;
+        }
+        let inject = operation == "TransactWriteItems"
+            && self
+                .tap
+                .conflicts_to_inject
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok();
+        if inject {
+            return HttpConnectorFuture::ready(Ok(conflict()));
+        }
+        self.inner.call(request)
+    }
+}
+
+fn conflict() -> HttpResponse {
+    let body = r#"{"__type":"com.amazonaws.dynamodb.v20120810#TransactionCanceledException","Message":"Transaction cancelled, please refer cancellation reasons for specific reasons [TransactionConflict]","CancellationReasons":[{"Code":"TransactionConflict","Message":"Transaction is ongoing for the item"}]}"#;
+    let mut response = HttpResponse::new(
+        StatusCode::try_from(400u16).unwrap_or_else(|_| unreachable!()),
+        SdkBody::from(body),
+    );
+    response
+        .headers_mut()
+        .insert("content-type", "application/x-amz-json-1.0");
+    response
+}
+
+/// A DynamoDB client for `endpoint` whose calls go through a [`Tap`].
+pub async fn tapped_client(endpoint: &str) -> Result<(Client, Arc<Tap>), String> {
+    if !endpoint.starts_with("http://") {
+        return Err(format!(
+            "the wiretap speaks plain HTTP to DynamoDB Local, not {endpoint}"
+        ));
+    }
+    let config = shared::store::DynamoStore::sdk_config(Some(endpoint)).await;
+    // DynamoDB Local speaks plain HTTP: the SDK's client without TLS.
+    let inner = aws_smithy_http_client::Builder::new().build_http();
+    let tap = Arc::new(Tap::default());
+    let conf = aws_sdk_dynamodb::config::Builder::from(&config)
+        .http_client(TapClient {
+            inner,
+            tap: tap.clone(),
+        })
+        .build();
+    Ok((Client::from_conf(conf), tap))
+}
