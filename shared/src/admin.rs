@@ -28,17 +28,7 @@ pub async fn create_organization(
     let name = crate::input::text(200)(name)
         .map_err(|m| ApiError::field("name", "invalid_format", format!("name {m}")))?;
     let now = Timestamp::now();
-    let mut org = Organization {
-        id: OrgId::generate(),
-        name,
-        hris_enabled,
-        background_check_required: false,
-        counters: Counters::default(),
-        primary_member_id: None,
-        version: 1,
-        created_at: now,
-        updated_at: now,
-    };
+    let mut org = Organization::new(name, hris_enabled);
     let body = json!({
         "firstName": admin.first_name,
         "lastName": admin.last_name,

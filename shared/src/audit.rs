@@ -100,17 +100,7 @@ mod tests {
     #[test]
     fn a_create_event_lists_set_fields_and_never_the_password() {
         let now = Timestamp::now();
-        let org = Organization {
-            id: OrgId::parse("org_a").unwrap_or_else(|e| panic!("{e}")),
-            name: "A".into(),
-            hris_enabled: false,
-            background_check_required: false,
-            counters: Counters::default(),
-            primary_member_id: None,
-            version: 1,
-            created_at: now,
-            updated_at: now,
-        };
+        let org = Organization::new("A", false);
         let patch = parse_member_patch(&json!({
             "firstName": "Ada", "email": "ada@example.com", "role": "admin",
             "settings": {"password": "hunter2hunter2"}

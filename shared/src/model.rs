@@ -377,6 +377,24 @@ pub struct Organization {
     pub updated_at: Timestamp,
 }
 
+impl Organization {
+    /// A new organisation with no members counted yet.
+    pub fn new(name: impl Into<String>, hris_enabled: bool) -> Self {
+        let now = Timestamp::now();
+        Organization {
+            id: OrgId::generate(),
+            name: name.into(),
+            hris_enabled,
+            background_check_required: false,
+            counters: Counters::default(),
+            primary_member_id: None,
+            version: 1,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+}
+
 /// Counts of active members the rules depend on (SPEC rules 2 and 3).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

@@ -340,18 +340,9 @@ mod tests {
     use serde_json::{json, Value};
 
     fn org(hris: bool) -> Organization {
-        let now = Timestamp::now();
-        Organization {
-            id: OrgId::parse("org_test").unwrap_or_else(|e| panic!("{e}")),
-            name: "Test".into(),
-            hris_enabled: hris,
-            background_check_required: false,
-            counters: Counters::default(),
-            primary_member_id: None,
-            version: 1,
-            created_at: now,
-            updated_at: now,
-        }
+        let mut org = Organization::new("Test", hris);
+        org.id = OrgId::parse("org_test").unwrap_or_else(|e| panic!("{e}"));
+        org
     }
 
     fn create(body: Value, hris: bool) -> Result<Draft, ApiError> {

@@ -2,52 +2,25 @@
 //! `cargo lambda watch --concurrency 16`, then the table re-read and recounted.
 
 use crate::Ctx;
-use members_tests::{ensure, ensure_eq, http, s, Reply, TestResult};
+use members_tests::{ensure, ensure_eq, s, Reply, Tenant, TestResult};
 use serde_json::{json, Value};
-use std::sync::{Arc, Barrier};
+use std::sync::Arc;
 
 const CLIENTS: usize = 16;
 
-/// Sends `bodies[i]` from client `i`, all released at the same instant.
+/// Creates `bodies[i]` from client `i`, all released at the same instant.
 fn race(
-    api: &str,
-    key: &str,
+    t: &Tenant,
     bodies: Vec<Value>,
     idempotency_key: Option<&str>,
 ) -> Result<Vec<Reply>, String> {
-    let barrier = Arc::new(Barrier::new(bodies.len()));
-    let handles: Vec<_> = bodies
-        .into_iter()
-        .map(|body| {
-            let (barrier, url, bearer) = (
-                barrier.clone(),
-                format!("{api}/v1/members"),
-                format!("Bearer {key}"),
-            );
-            let idem = idempotency_key.map(str::to_owned);
-            std::thread::spawn(move || {
-                let mut headers = vec![
-                    ("Authorization", bearer.as_str()),
-                    ("Content-Type", "application/json"),
-                ];
-                if let Some(k) = &idem {
-                    headers.push(("Idempotency-Key", k.as_str()));
-                }
-                barrier.wait();
-                http(
-                    "POST",
-                    &url,
-                    Some(body.to_string().as_bytes()),
-                    &headers,
-                    None,
-                )
-            })
-        })
-        .collect();
-    handles
-        .into_iter()
-        .map(|h| h.join().map_err(|_| "client thread panicked".to_owned())?)
-        .collect()
+    t.race_with(
+        bodies
+            .into_iter()
+            .map(|b| ("POST", "/v1/members".to_owned(), b))
+            .collect(),
+        idempotency_key,
+    )
 }
 
 fn statuses(replies: &[Reply]) -> Vec<(u16, String)> {
@@ -64,7 +37,7 @@ pub async fn concurrent_creates_with_one_email_admit_one(ctx: Arc<Ctx>) -> TestR
         let bodies = (0..CLIENTS)
             .map(|i| json!({"firstName": format!("Client{i}"), "email": if i % 2 == 0 { email.clone() } else { email.to_uppercase() }, "role": "admin"}))
             .collect();
-        let replies = race(&t.api, &t.write_key, bodies, None)?;
+        let replies = race(&t, bodies, None)?;
         let created = replies.iter().filter(|r| r.status == 201).count();
         let taken = replies
             .iter()
@@ -97,7 +70,7 @@ pub async fn concurrent_admin_creates_keep_counters_exact(ctx: Arc<Ctx>) -> Test
             json!({"firstName": format!("P{i}"), "email": format!("p{i}@example.com"), "role": role, "hrisRole": hris})
         })
         .collect();
-    let replies = race(&t.api, &t.write_key, bodies, None)?;
+    let replies = race(&t, bodies, None)?;
     ensure!(
         replies.iter().all(|r| r.status == 201),
         "all created: {:?}",
@@ -123,12 +96,7 @@ pub async fn concurrent_retries_with_one_idempotency_key_create_one_member(
     let st = &ctx.stack;
     let t = st.tenant(false).await?;
     let body = json!({"firstName": "Once", "email": "once@example.com", "role": "simple"});
-    let replies = race(
-        &t.api,
-        &t.write_key,
-        vec![body; CLIENTS],
-        Some("one-key-many-retries"),
-    )?;
+    let replies = race(&t, vec![body; CLIENTS], Some("one-key-many-retries"))?;
     ensure!(
         replies.iter().all(|r| r.status == 201),
         "every retry gets the first answer: {:?}",
@@ -149,7 +117,7 @@ pub async fn concurrent_primary_claims_leave_one_primary(ctx: Arc<Ctx>) -> TestR
     let bodies = (0..CLIENTS)
         .map(|i| json!({"firstName": format!("C{i}"), "email": format!("c{i}@example.com"), "role": "simple", "isPrimary": true}))
         .collect();
-    let replies = race(&t.api, &t.write_key, bodies, None)?;
+    let replies = race(&t, bodies, None)?;
     let created = replies.iter().filter(|r| r.status == 201).count();
     let refused = replies
         .iter()

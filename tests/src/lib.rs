@@ -524,6 +524,15 @@ impl Tenant {
 
     /// Sends all `requests` (method, path, body) at the same instant, one thread each.
     pub fn race(&self, requests: Vec<(&'static str, String, Value)>) -> Result<Vec<Reply>, String> {
+        self.race_with(requests, None)
+    }
+
+    /// [`race`](Self::race), every request also carrying `Idempotency-Key: idempotency_key`.
+    pub fn race_with(
+        &self,
+        requests: Vec<(&'static str, String, Value)>,
+        idempotency_key: Option<&str>,
+    ) -> Result<Vec<Reply>, String> {
         let barrier = std::sync::Arc::new(std::sync::Barrier::new(requests.len()));
         let handles: Vec<_> = requests
             .into_iter()
@@ -533,11 +542,15 @@ impl Tenant {
                     format!("{}{path}", self.api),
                     format!("Bearer {}", self.write_key),
                 );
+                let idempotency_key = idempotency_key.map(str::to_owned);
                 std::thread::spawn(move || {
-                    let headers = [
+                    let mut headers = vec![
                         ("Authorization", bearer.as_str()),
                         ("Content-Type", "application/json"),
                     ];
+                    if let Some(k) = &idempotency_key {
+                        headers.push(("Idempotency-Key", k.as_str()));
+                    }
                     barrier.wait();
                     http(
                         method,

@@ -1,5 +1,4 @@
 use crate::audit::{self, Actor};
-use crate::auth::authenticate;
 use crate::error::ApiError;
 use crate::http::{record_ids, ApiRequest, ApiResponse};
 use crate::input::parse_member_patch;
@@ -17,8 +16,7 @@ pub async fn create_member<S: Store>(
     req: ApiRequest,
 ) -> Result<ApiResponse, ApiError> {
     let store = store.as_ref();
-    let key = authenticate(store, req.header("authorization"), Scope::WriteMembers).await?;
-    record_ids(&key.organization_id, None);
+    let key = super::caller(store, &req, Scope::WriteMembers).await?;
     let idempotency_key = idempotency_key(&req)?;
     let body = req.json_body()?;
     let patch = parse_member_patch(&body).map_err(ApiError::Validation)?;

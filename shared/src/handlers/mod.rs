@@ -11,9 +11,23 @@ pub use get_member::get_member;
 pub use put_members::put_members;
 pub use update_member::update_member;
 
+use crate::auth::authenticate;
 use crate::error::ApiError;
-use crate::http::ApiRequest;
-use crate::model::MemberId;
+use crate::http::{record_ids, ApiRequest};
+use crate::model::{ApiKey, MemberId, Scope};
+use crate::store::Store;
+
+/// The caller's live API key with `scope`; its organisation and the path's member id go on
+/// the request's log span.
+pub(crate) async fn caller(
+    store: &impl Store,
+    req: &ApiRequest,
+    scope: Scope,
+) -> Result<ApiKey, ApiError> {
+    let key = authenticate(store, req.header("authorization"), scope).await?;
+    record_ids(&key.organization_id, req.path_id.as_deref());
+    Ok(key)
+}
 
 /// The `{id}` of the path. A malformed id names no member: 404, as for any unknown one.
 pub(crate) fn member_id(req: &ApiRequest) -> Result<MemberId, ApiError> {

@@ -1,5 +1,4 @@
 use super::update_member::apply_update;
-use crate::auth::authenticate;
 use crate::error::{ApiError, FieldError};
 use crate::http::{record_ids, ApiRequest, ApiResponse};
 use crate::input::parse_member_patch;
@@ -24,8 +23,7 @@ pub async fn put_members<S: Store>(
     req: ApiRequest,
 ) -> Result<ApiResponse, ApiError> {
     let store = store.as_ref();
-    let key = authenticate(store, req.header("authorization"), Scope::WriteMembers).await?;
-    record_ids(&key.organization_id, None);
+    let key = super::caller(store, &req, Scope::WriteMembers).await?;
     let body = req.json_body()?;
     let obj = body
         .as_object()

@@ -75,22 +75,10 @@ fn fixture() -> Fixture {
 }
 
 fn blank_org(id: &OrgId) -> Organization {
-    let now = Timestamp::now();
-    Organization {
-        id: id.clone(),
-        name: "Acme".into(),
-        hris_enabled: false,
-        background_check_required: false,
-        counters: Counters {
-            active_admins: 1,
-            active_hris_admins: 0,
-            active_dual_admins: 0,
-        },
-        primary_member_id: None,
-        version: 1,
-        created_at: now,
-        updated_at: now,
-    }
+    let mut org = Organization::new("Acme", false);
+    org.id = id.clone();
+    org.counters.active_admins = 1;
+    org
 }
 
 fn event(raw: &str) -> ApiRequest {

@@ -1,8 +1,7 @@
 use super::member_id;
 use crate::audit::{self, Actor};
-use crate::auth::authenticate;
 use crate::error::ApiError;
-use crate::http::{etag_matches, record_ids, ApiRequest, ApiResponse};
+use crate::http::{etag_matches, ApiRequest, ApiResponse};
 use crate::input::{parse_member_patch, MemberPatch};
 use crate::model::{ApiKey, Member, MemberId, Scope, Timestamp};
 use crate::rules;
@@ -18,8 +17,7 @@ pub async fn update_member<S: Store>(
     req: ApiRequest,
 ) -> Result<ApiResponse, ApiError> {
     let store = store.as_ref();
-    let key = authenticate(store, req.header("authorization"), Scope::WriteMembers).await?;
-    record_ids(&key.organization_id, req.path_id.as_deref());
+    let key = super::caller(store, &req, Scope::WriteMembers).await?;
     let id = member_id(&req)?;
     let dry_run = dry_run(&req)?;
     let body = req.json_body()?;

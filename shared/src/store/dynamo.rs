@@ -558,41 +558,21 @@ impl Store for DynamoStore {
             (Guarded::NewMember, put(t, &MemberRecord::new(m))?),
             (Guarded::EmailGuard, put(t, &email_guard(m))?),
             (Guarded::Audit, put(t, &audit_record(&w.audit))?),
-            (Guarded::Organization, org_guard(t, w)?),
+            (
+                Guarded::Organization,
+                org_item(t, &w.org, None, m, false)?.ok_or(ApiError::Internal)?,
+            ),
         ];
-        if let Role::Custom(role) = &m.role {
-            let (pk, sk) = keys::role(&m.organization_id, role);
-            let check = ConditionCheck::builder()
-                .table_name(t)
-                .key("PK", AttributeValue::S(pk))
-                .key("SK", AttributeValue::S(sk))
-                .condition_expression("attribute_exists(PK)")
-                .build()
-                .map_err(|e| build_error("ConditionCheck", e))?;
+        if let (Role::Custom(role), true) = (&m.role, m.is_active) {
             items.push((
                 Guarded::CustomRole,
-                TransactWriteItem::builder().condition_check(check).build(),
+                role_holders(t, &m.organization_id, role, 1, false)?,
             ));
         }
         if let Some((previous, audit)) = &w.previous_primary {
-            let (pk, sk) = keys::member(&m.organization_id, previous);
-            let update = Update::builder()
-                .table_name(t)
-                .key("PK", AttributeValue::S(pk))
-                .key("SK", AttributeValue::S(sk))
-                .update_expression(
-                    "SET isPrimary = :false, version = version + :one, updatedAt = :now",
-                )
-                .condition_expression("isPrimary = :true AND isActive = :true")
-                .expression_attribute_values(":false", AttributeValue::Bool(false))
-                .expression_attribute_values(":true", AttributeValue::Bool(true))
-                .expression_attribute_values(":one", AttributeValue::N("1".into()))
-                .expression_attribute_values(":now", AttributeValue::S(m.updated_at.to_string()))
-                .build()
-                .map_err(|e| build_error("Update", e))?;
             items.push((
                 Guarded::PreviousPrimary,
-                TransactWriteItem::builder().update(update).build(),
+                demote_primary(t, &m.organization_id, previous, m.updated_at, false)?,
             ));
             items.push((Guarded::Audit, put(t, &audit_record(audit))?));
         }
@@ -756,37 +736,15 @@ fn update_items(t: &str, w: &UpdateMember) -> Result<Vec<(Guarded, TransactWrite
             },
         ));
     }
-    if let Some(org_item) = org_update(t, w)? {
-        items.push((Guarded::Organization, org_item));
+    if let Some(item) = org_item(t, &w.org, Some(before), after, w.dry_run)? {
+        items.push((Guarded::Organization, item));
     }
     if let Some((previous, audit)) = &w.previous_primary {
-        let key = keys::member(org, previous);
-        let condition = "isPrimary = :true AND isActive = :true";
-        let values = HashMap::from([(":true".to_owned(), AttributeValue::Bool(true))]);
-        if w.dry_run {
-            items.push((Guarded::PreviousPrimary, check(t, key, condition, values)?));
-        } else {
-            let update = Update::builder()
-                .table_name(t)
-                .key("PK", AttributeValue::S(key.0))
-                .key("SK", AttributeValue::S(key.1))
-                .update_expression(
-                    "SET isPrimary = :false, version = version + :one, updatedAt = :now",
-                )
-                .condition_expression(condition)
-                .set_expression_attribute_values(Some(values))
-                .expression_attribute_values(":false", AttributeValue::Bool(false))
-                .expression_attribute_values(":one", AttributeValue::N("1".into()))
-                .expression_attribute_values(
-                    ":now",
-                    AttributeValue::S(after.updated_at.to_string()),
-                )
-                .build()
-                .map_err(|e| build_error("Update", e))?;
-            items.push((
-                Guarded::PreviousPrimary,
-                TransactWriteItem::builder().update(update).build(),
-            ));
+        items.push((
+            Guarded::PreviousPrimary,
+            demote_primary(t, org, previous, after.updated_at, w.dry_run)?,
+        ));
+        if !w.dry_run {
             items.push((Guarded::Audit, put(t, &audit_record(audit))?));
         }
     }
@@ -847,17 +805,24 @@ fn update_items(t: &str, w: &UpdateMember) -> Result<Vec<(Guarded, TransactWrite
     Ok(items)
 }
 
-/// The organisation item of an update: counters moved with conditions that keep rules 2
-/// and 3, the primary moved, or only a check of the HRIS state the validation relied on.
-/// `None` when the update changes nothing the organisation cares about (the common case:
-/// the hot organisation item is not touched).
-fn org_update(t: &str, w: &UpdateMember) -> Result<Option<TransactWriteItem>, ApiError> {
-    let (before, after) = (&w.before, &w.after);
-    let delta = after.counters().minus(before.counters());
-    let takes_primary = after.is_primary && !before.is_primary;
-    let hris_relevant = before.role != after.role
-        || before.hris_role != after.hris_role
-        || before.is_active != after.is_active;
+/// The organisation item of a member write (`before` is `None` for a create): counters
+/// moved with conditions that keep rules 2 and 3, the primary moved, or only a check of the
+/// HRIS state the validation relied on. `None` when an update changes nothing the
+/// organisation cares about (the common case: the hot organisation item is not touched).
+fn org_item(
+    t: &str,
+    org: &Organization,
+    before: Option<&Member>,
+    after: &Member,
+    dry_run: bool,
+) -> Result<Option<TransactWriteItem>, ApiError> {
+    let delta = after
+        .counters()
+        .minus(before.map(Member::counters).unwrap_or_default());
+    let takes_primary = after.is_primary && !before.is_some_and(|b| b.is_primary);
+    let hris_relevant = before.is_none_or(|b| {
+        b.role != after.role || b.hris_role != after.hris_role || b.is_active != after.is_active
+    });
     if delta.is_zero() && !takes_primary && !hris_relevant {
         return Ok(None);
     }
@@ -866,19 +831,19 @@ fn org_update(t: &str, w: &UpdateMember) -> Result<Option<TransactWriteItem>, Ap
         "hrisEnabled = :hris".to_owned(),
     ];
     let mut values: Item =
-        HashMap::from([(":hris".into(), AttributeValue::Bool(w.org.hris_enabled))]);
+        HashMap::from([(":hris".into(), AttributeValue::Bool(org.hris_enabled))]);
     let mut adds = Vec::new();
     for (attribute, amount, guarded) in [
         ("activeAdmins", delta.active_admins, true),
         (
             "activeHrisAdmins",
             delta.active_hris_admins,
-            w.org.hris_enabled,
+            org.hris_enabled,
         ),
         (
             "activeDualAdmins",
             delta.active_dual_admins,
-            w.org.hris_enabled,
+            org.hris_enabled,
         ),
     ] {
         if amount == 0 {
@@ -900,7 +865,7 @@ fn org_update(t: &str, w: &UpdateMember) -> Result<Option<TransactWriteItem>, Ap
     }
     let mut sets = Vec::new();
     if takes_primary {
-        match &w.org.primary_member_id {
+        match &org.primary_member_id {
             Some(previous) => {
                 condition.push("primaryMemberId = :previous".into());
                 values.insert(":previous".into(), AttributeValue::S(previous.to_string()));
@@ -911,8 +876,8 @@ fn org_update(t: &str, w: &UpdateMember) -> Result<Option<TransactWriteItem>, Ap
         values.insert(":primary".into(), AttributeValue::S(after.id.to_string()));
     }
     let condition = condition.join(" AND ");
-    let key = keys::org(&w.org.id);
-    if w.dry_run || (adds.is_empty() && sets.is_empty()) {
+    let key = keys::org(&org.id);
+    if dry_run || (adds.is_empty() && sets.is_empty()) {
         let values: Item = values
             .into_iter()
             .filter(|(k, _)| condition.contains(k.as_str()))
@@ -937,6 +902,35 @@ fn org_update(t: &str, w: &UpdateMember) -> Result<Option<TransactWriteItem>, Ap
         .build()
         .map_err(|e| build_error("Update", e))?;
     Ok(Some(TransactWriteItem::builder().update(update).build()))
+}
+
+/// The previous primary member stops being primary (its version moves), while it still is.
+fn demote_primary(
+    t: &str,
+    org: &OrgId,
+    previous: &MemberId,
+    now: Timestamp,
+    dry_run: bool,
+) -> Result<TransactWriteItem, ApiError> {
+    let key = keys::member(org, previous);
+    let condition = "isPrimary = :true AND isActive = :true";
+    let values = HashMap::from([(":true".to_owned(), AttributeValue::Bool(true))]);
+    if dry_run {
+        return check(t, key, condition, values);
+    }
+    let update = Update::builder()
+        .table_name(t)
+        .key("PK", AttributeValue::S(key.0))
+        .key("SK", AttributeValue::S(key.1))
+        .update_expression("SET isPrimary = :false, version = version + :one, updatedAt = :now")
+        .condition_expression(condition)
+        .set_expression_attribute_values(Some(values))
+        .expression_attribute_values(":false", AttributeValue::Bool(false))
+        .expression_attribute_values(":one", AttributeValue::N("1".into()))
+        .expression_attribute_values(":now", AttributeValue::S(now.to_string()))
+        .build()
+        .map_err(|e| build_error("Update", e))?;
+    Ok(TransactWriteItem::builder().update(update).build())
 }
 
 /// The domain error of a refused update: the member's version first (everything else may
@@ -1125,76 +1119,6 @@ fn refusal(guard: Guarded) -> ApiError {
             ApiError::Internal
         }
     }
-}
-
-/// The organisation item of a create: an update when a counted fact or the primary changes,
-/// else a plain condition check (the organisation item is the hot item: no needless writes).
-/// Either way the write holds only while HRIS is as it was read and the primary is unchanged.
-fn org_guard(table: &str, w: &CreateMember) -> Result<TransactWriteItem, ApiError> {
-    let (pk, sk) = keys::org(&w.org.id);
-    let delta = w.member.counters();
-    let mut condition = "attribute_exists(PK) AND hrisEnabled = :hris".to_owned();
-    let mut values: Item =
-        HashMap::from([(":hris".into(), AttributeValue::Bool(w.org.hris_enabled))]);
-    let mut sets: Vec<String> = Vec::new();
-    let mut adds: Vec<String> = Vec::new();
-    if w.member.is_primary {
-        match &w.org.primary_member_id {
-            Some(previous) => {
-                condition.push_str(" AND primaryMemberId = :previous");
-                values.insert(":previous".into(), AttributeValue::S(previous.to_string()));
-            }
-            None => condition.push_str(" AND attribute_not_exists(primaryMemberId)"),
-        }
-        sets.push("primaryMemberId = :primary".into());
-        values.insert(
-            ":primary".into(),
-            AttributeValue::S(w.member.id.to_string()),
-        );
-    }
-    for (attribute, amount) in [
-        ("activeAdmins", delta.active_admins),
-        ("activeHrisAdmins", delta.active_hris_admins),
-        ("activeDualAdmins", delta.active_dual_admins),
-    ] {
-        if amount != 0 {
-            adds.push(format!("{attribute} :{attribute}"));
-            values.insert(
-                format!(":{attribute}"),
-                AttributeValue::N(amount.to_string()),
-            );
-        }
-    }
-    if sets.is_empty() && adds.is_empty() {
-        let check = ConditionCheck::builder()
-            .table_name(table)
-            .key("PK", AttributeValue::S(pk))
-            .key("SK", AttributeValue::S(sk))
-            .condition_expression(condition)
-            .set_expression_attribute_values(Some(values))
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-            .build()
-            .map_err(|e| build_error("ConditionCheck", e))?;
-        return Ok(TransactWriteItem::builder().condition_check(check).build());
-    }
-    let mut expression = String::new();
-    if !sets.is_empty() {
-        expression.push_str(&format!("SET {}", sets.join(", ")));
-    }
-    if !adds.is_empty() {
-        expression.push_str(&format!(" ADD {}", adds.join(", ")));
-    }
-    let update = Update::builder()
-        .table_name(table)
-        .key("PK", AttributeValue::S(pk))
-        .key("SK", AttributeValue::S(sk))
-        .update_expression(expression.trim())
-        .condition_expression(condition)
-        .set_expression_attribute_values(Some(values))
-        .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-        .build()
-        .map_err(|e| build_error("Update", e))?;
-    Ok(TransactWriteItem::builder().update(update).build())
 }
 
 fn email_guard(m: &Member) -> EmailGuardRecord {
