@@ -80,7 +80,7 @@ pub fn event(
     AuditEvent {
         id: AuditEventId::generate(),
         organization_id: after.organization_id.clone(),
-        member_id: after.id.clone(),
+        member_id: Some(after.id.clone()),
         actor_key_id: actor.key_id.clone(),
         action: action.to_owned(),
         changes: changes(before, after, password_changed),

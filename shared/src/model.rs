@@ -254,17 +254,18 @@ pub struct Timestamp(OffsetDateTime);
 
 impl Timestamp {
     pub fn now() -> Self {
-        // Millisecond precision: what the seeds show and what survives a round trip.
-        let now = OffsetDateTime::now_utc();
-        Timestamp(
-            now.replace_nanosecond(now.millisecond() as u32 * 1_000_000)
-                .unwrap_or(now),
-        )
+        Timestamp(Self::millis(OffsetDateTime::now_utc()))
+    }
+
+    /// Millisecond precision: what the seeds show and what survives a round trip.
+    fn millis(t: OffsetDateTime) -> OffsetDateTime {
+        t.replace_nanosecond(t.millisecond() as u32 * 1_000_000)
+            .unwrap_or(t)
     }
 
     pub fn parse(s: &str) -> Result<Self, String> {
         OffsetDateTime::parse(s, &Rfc3339)
-            .map(|t| Timestamp(t.to_offset(time::UtcOffset::UTC)))
+            .map(|t| Timestamp(Self::millis(t.to_offset(time::UtcOffset::UTC))))
             .map_err(|_| "must be an RFC 3339 date-time, e.g. 2026-01-15T00:00:00Z".to_owned())
     }
 
@@ -279,7 +280,11 @@ impl Timestamp {
 
 impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let text = self.0.format(&Rfc3339).map_err(|_| fmt::Error)?;
+        // Fixed width (milliseconds, `Z`), so that stored timestamps sort as text.
+        let format = time::macros::format_description!(
+            "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+        );
+        let text = self.0.format(&format).map_err(|_| fmt::Error)?;
         f.write_str(&text)
     }
 }
@@ -395,16 +400,36 @@ impl Organization {
     }
 }
 
-/// Counts of active members the rules depend on (SPEC rules 2 and 3).
+/// Counts of active members the rules depend on (SPEC rules 2, 3 and 4).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Counters {
     pub active_admins: i64,
     pub active_hris_admins: i64,
     pub active_dual_admins: i64,
+    /// Active members with role `no_access`: HRIS cannot be switched off while there are any.
+    #[serde(default)]
+    pub active_no_access: i64,
+    /// Active `no_access` + `hris_no_access` members: HRIS cannot be switched on while there are any.
+    #[serde(default)]
+    pub active_no_access_hris_no_access: i64,
 }
 
 impl Counters {
+    /// The attribute names of the counters on the organisation item, with their values.
+    pub fn fields(self) -> [(&'static str, i64); 5] {
+        [
+            ("activeAdmins", self.active_admins),
+            ("activeHrisAdmins", self.active_hris_admins),
+            ("activeDualAdmins", self.active_dual_admins),
+            ("activeNoAccess", self.active_no_access),
+            (
+                "activeNoAccessHrisNoAccess",
+                self.active_no_access_hris_no_access,
+            ),
+        ]
+    }
+
     /// What one member contributes to the counters.
     pub fn of(is_active: bool, role: &Role, hris_role: Option<HrisRole>) -> Counters {
         if !is_active {
@@ -412,19 +437,37 @@ impl Counters {
         }
         let admin = role.is_admin();
         let hris_admin = hris_role == Some(HrisRole::HrisAdmin);
+        let no_access = *role == Role::Builtin(BuiltinRole::NoAccess);
         Counters {
             active_admins: admin as i64,
             active_hris_admins: hris_admin as i64,
             active_dual_admins: (admin && hris_admin) as i64,
+            active_no_access: no_access as i64,
+            active_no_access_hris_no_access: (no_access
+                && hris_role == Some(HrisRole::HrisNoAccess))
+                as i64,
+        }
+    }
+
+    pub fn plus(self, other: Counters) -> Counters {
+        Counters {
+            active_admins: self.active_admins + other.active_admins,
+            active_hris_admins: self.active_hris_admins + other.active_hris_admins,
+            active_dual_admins: self.active_dual_admins + other.active_dual_admins,
+            active_no_access: self.active_no_access + other.active_no_access,
+            active_no_access_hris_no_access: self.active_no_access_hris_no_access
+                + other.active_no_access_hris_no_access,
         }
     }
 
     pub fn minus(self, other: Counters) -> Counters {
-        Counters {
-            active_admins: self.active_admins - other.active_admins,
-            active_hris_admins: self.active_hris_admins - other.active_hris_admins,
-            active_dual_admins: self.active_dual_admins - other.active_dual_admins,
-        }
+        self.plus(Counters {
+            active_admins: -other.active_admins,
+            active_hris_admins: -other.active_hris_admins,
+            active_dual_admins: -other.active_dual_admins,
+            active_no_access: -other.active_no_access,
+            active_no_access_hris_no_access: -other.active_no_access_hris_no_access,
+        })
     }
 
     pub fn is_zero(self) -> bool {
@@ -510,15 +553,79 @@ impl ApiKey {
 pub struct AuditEvent {
     pub id: AuditEventId,
     pub organization_id: OrgId,
-    pub member_id: MemberId,
+    /// The member changed; `None` for a change of the organisation itself.
+    #[serde(default)]
+    pub member_id: Option<MemberId>,
     pub actor_key_id: Option<ApiKeyId>,
     pub action: String,
     /// `{field: {before, after}}`, secrets already redacted.
     pub changes: serde_json::Map<String, serde_json::Value>,
     pub justification: Option<String>,
     pub request_id: Option<String>,
+    /// The version of the member (or organisation) the change produced.
     pub member_version: u64,
     pub occurred_at: Timestamp,
+}
+
+/// A custom role of an organisation (seed 000: a member's role may be a custom role id).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CustomRole {
+    pub id: CustomRoleId,
+    pub organization_id: OrgId,
+    pub name: String,
+    pub description: Option<String>,
+    /// Active members holding the role, kept by the same transactions that give or take it.
+    #[serde(default)]
+    pub active_holders: i64,
+    pub created_at: Timestamp,
+}
+
+/// Which members a list shows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StatusFilter {
+    Active,
+    Inactive,
+    All,
+}
+
+/// GET /v1/members: filters (all optional, combined with AND), page size and position.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ListQuery {
+    pub status: StatusFilter,
+    pub role: Option<Role>,
+    pub hris_role: Option<HrisRole>,
+    pub department: Option<Department>,
+    pub location_id: Option<String>,
+    pub email: Option<Email>,
+    pub updated_since: Option<Timestamp>,
+    pub limit: usize,
+    /// The sort key of the last position already returned (from the cursor).
+    pub after: Option<String>,
+}
+
+impl ListQuery {
+    /// Whether a member passes every filter.
+    pub fn matches(&self, m: &Member) -> bool {
+        let status = match self.status {
+            StatusFilter::Active => m.is_active,
+            StatusFilter::Inactive => !m.is_active,
+            StatusFilter::All => true,
+        };
+        status
+            && self.role.as_ref().is_none_or(|r| *r == m.role)
+            && self.hris_role.is_none_or(|h| Some(h) == m.hris_role)
+            && self.department.is_none_or(|d| d == m.department)
+            && self
+                .location_id
+                .as_ref()
+                .is_none_or(|l| m.locations.iter().any(|ml| &ml.location_id == l))
+            && self
+                .email
+                .as_ref()
+                .is_none_or(|e| e.normalized() == m.email.normalized())
+            && self.updated_since.is_none_or(|t| m.updated_at >= t)
+    }
 }
 
 #[cfg(test)]
@@ -571,7 +678,13 @@ mod tests {
     #[test]
     fn timestamps_are_rfc3339_and_normalised_to_utc() {
         let t = Timestamp::parse("2026-01-15T02:00:00+02:00").map(|t| t.to_string());
-        assert_eq!(t, Ok("2026-01-15T00:00:00Z".to_owned()));
+        assert_eq!(t, Ok("2026-01-15T00:00:00.000Z".to_owned()));
+        let precise = Timestamp::parse("2026-01-15T00:00:00.123456Z").map(|t| t.to_string());
+        assert_eq!(
+            precise,
+            Ok("2026-01-15T00:00:00.123Z".to_owned()),
+            "sorted as text: fixed width"
+        );
         assert!(Timestamp::parse("2026-01-15").is_err());
         assert!(Timestamp::parse("yesterday").is_err());
     }
@@ -581,13 +694,26 @@ mod tests {
         let admin = Role::Builtin(BuiltinRole::Admin);
         let c = Counters::of(true, &admin, Some(HrisRole::HrisAdmin));
         assert_eq!(
-            c,
-            Counters {
-                active_admins: 1,
-                active_hris_admins: 1,
-                active_dual_admins: 1
-            }
+            (c.active_admins, c.active_hris_admins, c.active_dual_admins),
+            (1, 1, 1)
         );
+        assert_eq!(
+            (c.active_no_access, c.active_no_access_hris_no_access),
+            (0, 0)
+        );
+        let blocked = Counters::of(
+            true,
+            &Role::Builtin(BuiltinRole::NoAccess),
+            Some(HrisRole::HrisNoAccess),
+        );
+        assert_eq!(
+            (
+                blocked.active_no_access,
+                blocked.active_no_access_hris_no_access
+            ),
+            (1, 1)
+        );
+        assert!(blocked.minus(blocked).is_zero());
         assert!(Counters::of(false, &admin, Some(HrisRole::HrisAdmin)).is_zero());
         let custom = Role::Custom(CustomRoleId::parse("rol_x").unwrap_or_else(|e| panic!("{e}")));
         assert!(Counters::of(true, &custom, None).is_zero());

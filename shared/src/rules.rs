@@ -544,6 +544,7 @@ mod tests {
             active_admins: a,
             active_hris_admins: h,
             active_dual_admins: d,
+            ..Counters::default()
         };
         let code =
             |counters, delta, hris| counter_violation(counters, delta, hris).map(|e| e.code());

@@ -104,3 +104,55 @@ pub fn member_json(m: &Member) -> serde_json::Value {
 pub fn etag(version: u64) -> String {
     format!("\"{version}\"")
 }
+
+/// The organisation's settings and the counts its rules rest on.
+pub fn organization_json(o: &Organization) -> serde_json::Value {
+    let c = o.counters;
+    serde_json::json!({
+        "id": o.id,
+        "name": o.name,
+        "hrisEnabled": o.hris_enabled,
+        "backgroundCheckRequired": o.background_check_required,
+        "primaryMemberId": o.primary_member_id,
+        "counts": {
+            "activeAdmins": c.active_admins,
+            "activeHrisAdmins": c.active_hris_admins,
+            "activeAdminHrisAdmins": c.active_dual_admins,
+            "activeNoAccess": c.active_no_access,
+            "activeNoAccessHrisNoAccess": c.active_no_access_hris_no_access,
+        },
+        "createdAt": o.created_at,
+        "updatedAt": o.updated_at,
+        "version": o.version,
+    })
+}
+
+/// What each built-in role is for.
+pub fn builtin_role_description(role: BuiltinRole) -> &'static str {
+    match role {
+        BuiltinRole::Admin => "Full access, including members and organisation settings",
+        BuiltinRole::Simple => "Standard access to the work assigned by collaboration rules",
+        BuiltinRole::Reviewer => "Reviews the work assigned by collaboration rules",
+        BuiltinRole::NoAccess => "No access to the application; HRIS only (needs HRIS enabled)",
+    }
+}
+
+pub fn builtin_role_json(role: BuiltinRole) -> serde_json::Value {
+    serde_json::json!({
+        "id": role.as_str(),
+        "name": role.as_str(),
+        "description": builtin_role_description(role),
+        "builtIn": true,
+    })
+}
+
+pub fn custom_role_json(role: &CustomRole) -> serde_json::Value {
+    serde_json::json!({
+        "id": role.id,
+        "name": role.name,
+        "description": role.description,
+        "builtIn": false,
+        "activeHolders": role.active_holders,
+        "createdAt": role.created_at,
+    })
+}

@@ -41,7 +41,7 @@ pub async fn create_then_get_round_trips(ctx: Arc<Ctx>) -> TestResult {
         json!({"id": m["userId"], "name": "Grace Hopper", "email": "Grace@Example.com"}),
         "user"
     );
-    ensure_eq!(m["createdAt"], "2024-01-15T00:00:00Z", "join date");
+    ensure_eq!(m["createdAt"], "2024-01-15T00:00:00.000Z", "join date");
     ensure_eq!(m["isActive"], true, "active");
     ensure_eq!(m["deactivated"], false, "deactivated");
     ensure_eq!(

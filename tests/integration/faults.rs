@@ -59,7 +59,9 @@ pub async fn dynamodb_stopped_gives_503_and_writes_nothing() -> TestResult {
     ensure_eq!(again.status, 201, "after restart: {}", again.text);
     st.check_invariants(&t.org).await?;
     st.stop();
-    no_secret_in(&st.watch_log)
+    no_secret_in(&st.watch_log)?;
+    st.clean_up();
+    Ok(())
 }
 
 /// Scans a log for what must never be logged: API keys, password hashes, passwords and

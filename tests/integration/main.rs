@@ -5,6 +5,7 @@
 mod create_get;
 mod faults;
 mod races;
+mod rest;
 mod updates;
 
 use libtest_mimic::{Arguments, Failed, Trial};
@@ -57,6 +58,11 @@ fn main() {
         updates::if_match_and_dry_run_over_http,
         updates::put_members_over_http,
         updates::transaction_conflicts_are_retried_then_refused_cleanly,
+        rest::lists_page_filter_and_refuse_bad_queries,
+        rest::deactivate_and_reactivate,
+        rest::audit_history_pages_newest_first,
+        rest::organization_settings_keep_the_hris_rules,
+        rest::custom_roles_cannot_vanish_under_a_member,
     ];
     let selected: Vec<_> = all
         .iter()
@@ -127,8 +133,10 @@ fn main() {
     if let Some(ctx) = ctx {
         if conclusion.has_failed() || scan.has_failed() {
             eprintln!("logs kept in {}", ctx.stack.dir.display());
+            ctx.stack.stop();
+        } else {
+            ctx.stack.clean_up();
         }
-        ctx.stack.stop();
     }
     drop(rt);
     if conclusion.has_failed() || scan.has_failed() {

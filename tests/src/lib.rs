@@ -202,6 +202,23 @@ pub struct Stack {
 
 pub const TABLE: &str = "members-it";
 
+/// Every route of the API (as in the watch router, template.yaml and openapi.yaml).
+pub const ROUTES: &[(&str, &str)] = &[
+    ("POST", "/v1/members"),
+    ("GET", "/v1/members"),
+    ("PUT", "/v1/members"),
+    ("GET", "/v1/members/{id}"),
+    ("PATCH", "/v1/members/{id}"),
+    ("DELETE", "/v1/members/{id}"),
+    ("POST", "/v1/members/{id}/reactivate"),
+    ("GET", "/v1/members/{id}/audit-events"),
+    ("GET", "/v1/organization"),
+    ("PATCH", "/v1/organization"),
+    ("GET", "/v1/roles"),
+    ("POST", "/v1/roles"),
+    ("DELETE", "/v1/roles/{id}"),
+];
+
 /// How long the functions under test keep an API key (production default: 60).
 pub const KEY_CACHE_SECONDS: u64 = 2;
 
@@ -278,7 +295,8 @@ impl Stack {
     /// anything or racing anything.
     fn warm_up(&self) -> TestResult {
         let deadline = Instant::now() + Duration::from_secs(300);
-        for (method, path) in [("GET", "/v1/members/mem_warmup"), ("POST", "/v1/members")] {
+        for (method, path) in ROUTES {
+            let path = path.replace("{id}", "mem_warmup");
             loop {
                 match http(method, &format!("{}{path}", self.api), None, &[], None) {
                     Ok(r) if r.status == 401 => break,
@@ -392,25 +410,27 @@ impl Stack {
     pub async fn check_invariants(&self, org: &OrgId) -> TestResult {
         let members = self.members_of(org).await?;
         let active: Vec<_> = members.iter().filter(|m| b(m, "isActive")).collect();
-        let admins = active.iter().filter(|m| s(m, "role") == "admin").count() as i64;
-        let hris = active
-            .iter()
-            .filter(|m| s(m, "hrisRole") == "hris_admin")
-            .count() as i64;
-        let dual = active
-            .iter()
-            .filter(|m| s(m, "role") == "admin" && s(m, "hrisRole") == "hris_admin")
-            .count() as i64;
-        let o = self.organization(org).await?;
-        ensure_eq!(
-            (
-                o.counters.active_admins,
-                o.counters.active_hris_admins,
-                o.counters.active_dual_admins
-            ),
-            (admins, hris, dual),
-            "counters vs recount"
+        let count = |f: &dyn Fn(&HashMap<String, AttributeValue>) -> bool| {
+            active.iter().filter(|m| f(m)).count() as i64
+        };
+        let admins = count(&|m| s(m, "role") == "admin");
+        let recount = (
+            admins,
+            count(&|m| s(m, "hrisRole") == "hris_admin"),
+            count(&|m| s(m, "role") == "admin" && s(m, "hrisRole") == "hris_admin"),
+            count(&|m| s(m, "role") == "no_access"),
+            count(&|m| s(m, "role") == "no_access" && s(m, "hrisRole") == "hris_no_access"),
         );
+        let o = self.organization(org).await?;
+        let c = o.counters;
+        let stored = (
+            c.active_admins,
+            c.active_hris_admins,
+            c.active_dual_admins,
+            c.active_no_access,
+            c.active_no_access_hris_no_access,
+        );
+        ensure_eq!(stored, recount, "counters vs recount");
         ensure!(admins >= 1, "an organisation must keep an active admin");
         let primaries: Vec<String> = members
             .iter()
@@ -425,6 +445,35 @@ impl Stack {
         );
         let guards = self.items(&format!("ORG#{org}#EMAIL#")).await?;
         ensure_eq!(guards.len(), members.len(), "one email guard per member");
+        // One location item per (member, location), in the partition of the member's status.
+        let mut expected: Vec<String> = Vec::new();
+        for m in &members {
+            if let Some(AttributeValue::L(locations)) = m.get("locations") {
+                for l in locations {
+                    if let AttributeValue::M(l) = l {
+                        let status = if b(m, "isActive") {
+                            "active"
+                        } else {
+                            "inactive"
+                        };
+                        expected.push(format!(
+                            "ORG#{org}#LOCATION#{}#{status}|{}",
+                            s(l, "locationId"),
+                            s(m, "id")
+                        ));
+                    }
+                }
+            }
+        }
+        let mut stored: Vec<String> = self
+            .items(&format!("ORG#{org}#LOCATION#"))
+            .await?
+            .iter()
+            .map(|i| format!("{}|{}", s(i, "PK"), s(i, "SK")))
+            .collect();
+        expected.sort();
+        stored.sort();
+        ensure_eq!(stored, expected, "location items follow the members");
         Ok(())
     }
 }
@@ -438,6 +487,14 @@ impl Stack {
             .filter(|l| l.contains("write refused by a DynamoDB condition"))
             .filter(|l| l.contains(&format!("\"code\":\"{code}\"")) && l.contains(org.as_str()))
             .count()
+    }
+}
+
+impl Stack {
+    /// Removes the stack's logs and data; call it when everything passed.
+    pub fn clean_up(&self) {
+        self.stop();
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -568,6 +625,23 @@ impl Tenant {
             .collect()
     }
 
+    /// Any request with the read/write key and a JSON body (or none).
+    pub fn call(&self, method: &str, path: &str, body: Option<&Value>) -> Result<Reply, String> {
+        let bearer = format!("Bearer {}", self.write_key);
+        let mut headers = vec![("Authorization", bearer.as_str())];
+        if body.is_some() {
+            headers.push(("Content-Type", "application/json"));
+        }
+        let body = body.map(|b| b.to_string().into_bytes());
+        http(
+            method,
+            &format!("{}{path}", self.api),
+            body.as_deref(),
+            &headers,
+            None,
+        )
+    }
+
     pub fn get_member(&self, id: &str) -> Result<Reply, String> {
         let bearer = format!("Bearer {}", self.read_key);
         http(
@@ -674,6 +748,39 @@ mod layout {
             binaries,
             functions.len(),
             "template.yaml deploys a function that has no crate"
+        );
+    }
+
+    /// The routes the tests know are the ones API Gateway and the local router serve.
+    #[test]
+    fn template_router_and_routes_list_the_same_routes() {
+        let root = workspace_root();
+        let template = std::fs::read_to_string(root.join("template.yaml")).unwrap_or_default();
+        let manifest = std::fs::read_to_string(root.join("Cargo.toml")).unwrap_or_default();
+        for (method, path) in super::ROUTES {
+            let in_template = format!("Method: {method}\n            Path: {path}\n");
+            assert!(
+                template.contains(&in_template),
+                "template.yaml lacks {method} {path}"
+            );
+            let start = manifest
+                .find(&format!("\"{path}\" = ["))
+                .unwrap_or_else(|| panic!("router lacks {path}"));
+            let entry = &manifest[start..start + manifest[start..].find(']').unwrap_or(0)];
+            assert!(
+                entry.contains(&format!("method = \"{method}\"")),
+                "router lacks {method} {path}"
+            );
+        }
+        assert_eq!(
+            template.matches("            Method: ").count(),
+            super::ROUTES.len(),
+            "template.yaml has a route the tests do not know"
+        );
+        assert_eq!(
+            manifest.matches("method = \"").count(),
+            super::ROUTES.len(),
+            "the router has a route the tests do not know"
         );
     }
 }

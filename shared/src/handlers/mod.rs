@@ -1,14 +1,25 @@
 //! One async function per endpoint, generic over the [`Store`](crate::store::Store) port.
 //! Each `functions/<name>/main.rs` wires one of them to the Lambda runtime.
 
+mod audit_events;
 mod create_member;
+mod deactivate;
 mod get_member;
+mod list_members;
+mod organization;
+mod paging;
 mod put_members;
+mod roles;
 mod update_member;
 
+pub use audit_events::list_audit_events;
 pub use create_member::create_member;
+pub use deactivate::{deactivate_member, reactivate_member};
 pub use get_member::get_member;
+pub use list_members::list_members;
+pub use organization::{get_organization, update_organization};
 pub use put_members::put_members;
+pub use roles::{create_role, delete_role, list_roles};
 pub use update_member::update_member;
 
 use crate::auth::authenticate;

@@ -1,6 +1,12 @@
 //! The DynamoDB single-table store: the only module that uses `aws_sdk_dynamodb`.
 //! Key design and access patterns: docs/design.md.
 
+mod queries;
+mod settings;
+
+pub use queries::READ_CAP;
+pub use settings::hris_switch_refusal;
+
 use super::{CreateMember, IdempotencyRecord, NewApiKey, NewOrganization, Store, UpdateMember};
 use crate::error::ApiError;
 use crate::model::*;
@@ -38,11 +44,27 @@ pub mod keys {
     pub fn role(org: &OrgId, id: &CustomRoleId) -> (String, String) {
         (format!("ORG#{org}#ROLE#{id}"), "ROLE".into())
     }
-    pub fn location(org: &OrgId, location_id: &str, id: &MemberId) -> (String, String) {
-        (format!("ORG#{org}#LOCATION#{location_id}"), id.to_string())
+    /// A member's place in a location's list, by status like the member indexes.
+    pub fn location(
+        org: &OrgId,
+        location_id: &str,
+        active: bool,
+        id: &MemberId,
+    ) -> (String, String) {
+        (location_partition(org, location_id, active), id.to_string())
     }
-    pub fn audit(org: &OrgId, member: &MemberId, id: &AuditEventId) -> (String, String) {
-        (format!("ORG#{org}#MEMBER#{member}#AUDIT"), id.to_string())
+    pub fn location_partition(org: &OrgId, location_id: &str, active: bool) -> String {
+        format!("ORG#{org}#LOCATION#{location_id}#{}", status(active))
+    }
+    /// A member's history, or (`None`) the organisation's own.
+    pub fn audit(org: &OrgId, member: Option<&MemberId>, id: &AuditEventId) -> (String, String) {
+        (audit_partition(org, member), id.to_string())
+    }
+    pub fn audit_partition(org: &OrgId, member: Option<&MemberId>) -> String {
+        match member {
+            Some(member) => format!("ORG#{org}#MEMBER#{member}#AUDIT"),
+            None => format!("ORG#{org}#AUDIT"),
+        }
     }
     pub fn api_key(hash: &str) -> (String, String) {
         (format!("APIKEY#{hash}"), "APIKEY".into())
@@ -490,6 +512,9 @@ enum Guarded {
     PreviousPrimary,
     Idempotency,
     Location,
+    /// A custom role item, and its name guard.
+    Role,
+    RoleName,
 }
 
 /// Why a transaction did not happen.
@@ -604,6 +629,51 @@ impl Store for DynamoStore {
                     first.map_or(ApiError::Internal, |(g, _)| refusal(*g))
                 }
             })
+    }
+
+    async fn list_members(
+        &self,
+        org: &OrgId,
+        query: &ListQuery,
+    ) -> Result<crate::store::ListPage, ApiError> {
+        self.list(org, query).await
+    }
+
+    async fn audit_events(
+        &self,
+        org: &OrgId,
+        member: Option<&MemberId>,
+        limit: usize,
+        before: Option<&str>,
+    ) -> Result<(Vec<AuditEvent>, Option<String>), ApiError> {
+        self.audit_page(org, member, limit, before).await
+    }
+
+    async fn update_organization(
+        &self,
+        write: &crate::store::UpdateOrganization,
+    ) -> Result<(), ApiError> {
+        self.write_organization(write).await
+    }
+
+    async fn custom_roles(&self, org: &OrgId) -> Result<Vec<CustomRole>, ApiError> {
+        self.roles(org).await
+    }
+
+    async fn custom_role(
+        &self,
+        org: &OrgId,
+        id: &CustomRoleId,
+    ) -> Result<Option<CustomRole>, ApiError> {
+        self.role(org, id).await
+    }
+
+    async fn create_role(&self, role: &CustomRole) -> Result<(), ApiError> {
+        self.insert_role(role).await
+    }
+
+    async fn delete_role(&self, role: &CustomRole) -> Result<(), ApiError> {
+        self.remove_role(role).await
     }
 
     async fn member_and_org(
@@ -772,7 +842,11 @@ fn update_items(t: &str, w: &UpdateMember) -> Result<Vec<(Guarded, TransactWrite
     if w.dry_run {
         return Ok(items);
     }
+    // Location items live in a partition per status: a status change moves them all.
     let status_changed = before.is_active != after.is_active;
+    let kept = |l: &MemberLocation, among: &[MemberLocation]| {
+        among.iter().any(|o| o.location_id == l.location_id)
+    };
     for location in location_records(after) {
         let unchanged = before
             .locations
@@ -790,16 +864,13 @@ fn update_items(t: &str, w: &UpdateMember) -> Result<Vec<(Guarded, TransactWrite
             ));
         }
     }
-    for gone in before.locations.iter().filter(|l| {
-        !after
-            .locations
-            .iter()
-            .any(|a| a.location_id == l.location_id)
-    }) {
-        items.push((
-            Guarded::Location,
-            delete(t, keys::location(org, &gone.location_id, &after.id), None)?,
-        ));
+    for gone in before
+        .locations
+        .iter()
+        .filter(|l| status_changed || !kept(l, &after.locations))
+    {
+        let key = keys::location(org, &gone.location_id, before.is_active, &after.id);
+        items.push((Guarded::Location, delete(t, key, None)?));
     }
     items.push((Guarded::Audit, put(t, &audit_record(&w.audit))?));
     Ok(items)
@@ -833,19 +904,13 @@ fn org_item(
     let mut values: Item =
         HashMap::from([(":hris".into(), AttributeValue::Bool(org.hris_enabled))]);
     let mut adds = Vec::new();
-    for (attribute, amount, guarded) in [
-        ("activeAdmins", delta.active_admins, true),
-        (
-            "activeHrisAdmins",
-            delta.active_hris_admins,
-            org.hris_enabled,
-        ),
-        (
-            "activeDualAdmins",
-            delta.active_dual_admins,
-            org.hris_enabled,
-        ),
-    ] {
+    // Rules 2 and 3 guard the admin counts; the rule-4 counts only follow the members.
+    let guarded = |attribute: &str| match attribute {
+        "activeAdmins" => true,
+        "activeHrisAdmins" | "activeDualAdmins" => org.hris_enabled,
+        _ => false,
+    };
+    for (attribute, amount) in delta.fields() {
         if amount == 0 {
             continue;
         }
@@ -854,7 +919,7 @@ fn org_item(
             format!(":{attribute}"),
             AttributeValue::N(amount.to_string()),
         );
-        if amount < 0 && guarded {
+        if amount < 0 && guarded(attribute) {
             // At least one must remain: the count now must be ≥ 1 - amount.
             condition.push(format!("{attribute} >= :min{attribute}"));
             values.insert(
@@ -1114,7 +1179,12 @@ fn refusal(guard: Guarded) -> ApiError {
             field: None,
         },
         Guarded::Member | Guarded::OldEmailGuard => ApiError::UpdateInProgress,
-        Guarded::NewMember | Guarded::Audit | Guarded::Location | Guarded::OldCustomRole => {
+        Guarded::NewMember
+        | Guarded::Audit
+        | Guarded::Location
+        | Guarded::OldCustomRole
+        | Guarded::Role
+        | Guarded::RoleName => {
             tracing::error!(?guard, "a freshly generated id already exists");
             ApiError::Internal
         }
@@ -1135,7 +1205,7 @@ fn location_records(m: &Member) -> Vec<LocationRecord> {
     m.locations
         .iter()
         .map(|l| {
-            let (pk, sk) = keys::location(&m.organization_id, &l.location_id, &m.id);
+            let (pk, sk) = keys::location(&m.organization_id, &l.location_id, m.is_active, &m.id);
             LocationRecord {
                 pk,
                 sk,
@@ -1150,7 +1220,7 @@ fn location_records(m: &Member) -> Vec<LocationRecord> {
 }
 
 fn audit_record(e: &AuditEvent) -> AuditRecord {
-    let (pk, sk) = keys::audit(&e.organization_id, &e.member_id, &e.id);
+    let (pk, sk) = keys::audit(&e.organization_id, e.member_id.as_ref(), &e.id);
     AuditRecord {
         pk,
         sk,
@@ -1238,7 +1308,13 @@ pub fn sdk_error<E: ProvideErrorMetadata + std::fmt::Debug, R: std::fmt::Debug>(
             }
         }
         _ => {
-            tracing::error!(operation, code = err.code(), "DynamoDB call failed");
+            // DynamoDB's messages name attributes and placeholders, never their values.
+            tracing::error!(
+                operation,
+                code = err.code(),
+                message = err.message(),
+                "DynamoDB call failed"
+            );
             ApiError::Internal
         }
     }
@@ -1319,6 +1395,7 @@ mod tests {
                 active_admins: 2,
                 active_hris_admins: 1,
                 active_dual_admins: 1,
+                ..Counters::default()
             },
             primary_member_id: None,
             version: 1,

@@ -2,7 +2,7 @@
 //! DynamoDB store (email guard, idempotency key, HRIS state) under one lock; the real
 //! conditions are proven against DynamoDB Local by the integration tests.
 
-use super::{CreateMember, IdempotencyRecord, Store, UpdateMember};
+use super::{CreateMember, IdempotencyRecord, ListPage, Store, UpdateMember, UpdateOrganization};
 use crate::error::ApiError;
 use crate::model::*;
 use crate::rules::counter_violation;
@@ -22,6 +22,7 @@ pub struct State {
     pub emails: HashMap<(OrgId, String), MemberId>,
     pub idempotency: HashMap<(OrgId, String), IdempotencyRecord>,
     pub audit: Vec<AuditEvent>,
+    pub roles: HashMap<(OrgId, CustomRoleId), CustomRole>,
     /// When set, every call fails as if DynamoDB were unreachable.
     pub unavailable: bool,
 }
@@ -93,9 +94,7 @@ impl Store for MemoryStore {
                     .insert((org_id.clone(), record.key.clone()), record.clone());
             }
             let delta = m.counters();
-            org.counters.active_admins += delta.active_admins;
-            org.counters.active_hris_admins += delta.active_hris_admins;
-            org.counters.active_dual_admins += delta.active_dual_admins;
+            org.counters = org.counters.plus(delta);
             if m.is_primary {
                 org.primary_member_id = Some(m.id.clone());
             }
@@ -157,9 +156,7 @@ impl Store for MemoryStore {
             if w.dry_run {
                 return Ok(());
             }
-            org.counters.active_admins += delta.active_admins;
-            org.counters.active_hris_admins += delta.active_hris_admins;
-            org.counters.active_dual_admins += delta.active_dual_admins;
+            org.counters = org.counters.plus(delta);
             if after.is_primary && !before.is_primary {
                 org.primary_member_id = Some(after.id.clone());
             }
@@ -175,6 +172,142 @@ impl Store for MemoryStore {
             s.emails.insert(new_email, after.id.clone());
             s.members.insert(key, after.clone());
             s.audit.push(w.audit.clone());
+            Ok(())
+        })
+    }
+
+    async fn list_members(&self, org: &OrgId, q: &ListQuery) -> Result<ListPage, ApiError> {
+        self.with(|s| {
+            let mut members: Vec<Member> = s
+                .members
+                .values()
+                .filter(|m| &m.organization_id == org && q.matches(m))
+                .filter(|m| q.after.as_deref().is_none_or(|a| m.id.as_str() > a))
+                .cloned()
+                .collect();
+            members.sort_by(|a, b| a.id.cmp(&b.id));
+            let more = members.len() > q.limit;
+            members.truncate(q.limit);
+            let next = if more {
+                members.last().map(|m| m.id.to_string())
+            } else {
+                None
+            };
+            Ok(ListPage {
+                items_read: members.len(),
+                calls: 1,
+                members,
+                next,
+            })
+        })
+    }
+
+    async fn audit_events(
+        &self,
+        org: &OrgId,
+        member: Option<&MemberId>,
+        limit: usize,
+        before: Option<&str>,
+    ) -> Result<(Vec<AuditEvent>, Option<String>), ApiError> {
+        self.with(|s| {
+            let mut events: Vec<AuditEvent> = s
+                .audit
+                .iter()
+                .filter(|e| &e.organization_id == org && e.member_id.as_ref() == member)
+                .filter(|e| before.is_none_or(|b| e.id.as_str() < b))
+                .cloned()
+                .collect();
+            events.sort_by(|a, b| b.id.cmp(&a.id));
+            let more = events.len() > limit;
+            events.truncate(limit);
+            let next = if more {
+                events.last().map(|e| e.id.to_string())
+            } else {
+                None
+            };
+            Ok((events, next))
+        })
+    }
+
+    async fn update_organization(&self, w: &UpdateOrganization) -> Result<(), ApiError> {
+        self.with(|s| {
+            let org = s.orgs.get_mut(&w.after.id).ok_or(ApiError::NotFound)?;
+            if org.version != w.before.version {
+                return Err(if w.if_match {
+                    ApiError::PreconditionFailed
+                } else {
+                    ApiError::UpdateInProgress
+                });
+            }
+            if w.after.hris_enabled != org.hris_enabled {
+                if let Some(refusal) =
+                    crate::store::dynamo::hris_switch_refusal(&org.counters, w.after.hris_enabled)
+                {
+                    return Err(refusal);
+                }
+            }
+            let counters = org.counters;
+            *org = w.after.clone();
+            org.counters = counters;
+            s.audit.push(w.audit.clone());
+            Ok(())
+        })
+    }
+
+    async fn custom_roles(&self, org: &OrgId) -> Result<Vec<CustomRole>, ApiError> {
+        self.with(|s| {
+            Ok(s.roles
+                .values()
+                .filter(|r| &r.organization_id == org)
+                .cloned()
+                .collect())
+        })
+    }
+
+    async fn custom_role(
+        &self,
+        org: &OrgId,
+        id: &CustomRoleId,
+    ) -> Result<Option<CustomRole>, ApiError> {
+        self.with(|s| Ok(s.roles.get(&(org.clone(), id.clone())).cloned()))
+    }
+
+    async fn create_role(&self, role: &CustomRole) -> Result<(), ApiError> {
+        self.with(|s| {
+            let taken = s.roles.values().any(|r| {
+                r.organization_id == role.organization_id
+                    && r.name.to_lowercase() == role.name.to_lowercase()
+            });
+            if taken {
+                return Err(ApiError::Conflict {
+                    code: "role_name_taken",
+                    detail: String::new(),
+                    field: Some("name"),
+                });
+            }
+            s.roles.insert(
+                (role.organization_id.clone(), role.id.clone()),
+                role.clone(),
+            );
+            Ok(())
+        })
+    }
+
+    async fn delete_role(&self, role: &CustomRole) -> Result<(), ApiError> {
+        self.with(|s| {
+            let key = (role.organization_id.clone(), role.id.clone());
+            let held = s
+                .members
+                .values()
+                .any(|m| m.is_active && m.role == Role::Custom(role.id.clone()));
+            if held {
+                return Err(ApiError::Conflict {
+                    code: "role_in_use",
+                    detail: String::new(),
+                    field: None,
+                });
+            }
+            s.roles.remove(&key);
             Ok(())
         })
     }

@@ -44,6 +44,28 @@ pub struct UpdateMember {
     pub dry_run: bool,
 }
 
+/// One page of a member list, with what it cost (for benchmarks and logs).
+#[derive(Debug, Clone, Default)]
+pub struct ListPage {
+    pub members: Vec<Member>,
+    /// The sort position to continue after, when there is more.
+    pub next: Option<String>,
+    /// Items DynamoDB read (scanned count) to make this page.
+    pub items_read: usize,
+    /// DynamoDB calls made.
+    pub calls: usize,
+}
+
+/// A change of the organisation's settings, with its audit event.
+#[derive(Debug, Clone)]
+pub struct UpdateOrganization {
+    pub before: Organization,
+    /// `version` is `before.version + 1`.
+    pub after: Organization,
+    pub audit: AuditEvent,
+    pub if_match: bool,
+}
+
 /// A stored response to a create with an `Idempotency-Key`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -108,6 +130,42 @@ pub trait Store: Send + Sync {
         &self,
         write: &UpdateMember,
     ) -> impl Future<Output = Result<(), ApiError>> + Send;
+    /// One page of the organisation's members matching the query, in a stable order.
+    fn list_members(
+        &self,
+        org: &OrgId,
+        query: &ListQuery,
+    ) -> impl Future<Output = Result<ListPage, ApiError>> + Send;
+    /// A member's (or, with `None`, the organisation's) history, newest first: at most
+    /// `limit` events older than the event id `before`, and the id to continue from.
+    fn audit_events(
+        &self,
+        org: &OrgId,
+        member: Option<&MemberId>,
+        limit: usize,
+        before: Option<&str>,
+    ) -> impl Future<Output = Result<(Vec<AuditEvent>, Option<String>), ApiError>> + Send;
+    /// Writes new settings, conditioned on the version read and, when HRIS is switched, on
+    /// the counters rule 3 and 4 need. Refusals: `precondition_failed`,
+    /// `organization_changed`, `hris_requires_admin_hris_admin`, `hris_blocked_by_members`.
+    fn update_organization(
+        &self,
+        write: &UpdateOrganization,
+    ) -> impl Future<Output = Result<(), ApiError>> + Send;
+    /// The organisation's custom roles, oldest first.
+    fn custom_roles(
+        &self,
+        org: &OrgId,
+    ) -> impl Future<Output = Result<Vec<CustomRole>, ApiError>> + Send;
+    fn custom_role(
+        &self,
+        org: &OrgId,
+        id: &CustomRoleId,
+    ) -> impl Future<Output = Result<Option<CustomRole>, ApiError>> + Send;
+    /// Refusal: `role_name_taken` (names are unique per organisation, case-insensitively).
+    fn create_role(&self, role: &CustomRole) -> impl Future<Output = Result<(), ApiError>> + Send;
+    /// Refusal: `role_in_use` while an active member holds it (race-proof: see design.md).
+    fn delete_role(&self, role: &CustomRole) -> impl Future<Output = Result<(), ApiError>> + Send;
     /// Writes a new member atomically. Refusals: `email_taken`, `unknown_role`,
     /// `organization_changed`, `idempotency_conflict` (another request with the same key won).
     fn create_member(

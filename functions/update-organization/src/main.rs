@@ -1,0 +1,19 @@
+//! Lambda entry point for PATCH /v1/organization: wiring only; the logic is `shared::handlers::update_organization`.
+
+use lambda_http::{run_concurrent, service_fn, Error};
+use shared::handlers::update_organization;
+use shared::http::serve;
+use shared::store::DynamoStore;
+use std::sync::Arc;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    shared::telemetry::init();
+    // Built once per instance, reused by every invocation.
+    let store = Arc::new(DynamoStore::from_env().await);
+    // Sequential in classic Lambda; concurrent where AWS_LAMBDA_MAX_CONCURRENCY > 1.
+    run_concurrent(service_fn(move |req| {
+        serve(store.clone(), req, update_organization)
+    }))
+    .await
+}

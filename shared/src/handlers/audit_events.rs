@@ -1,0 +1,40 @@
+use super::member_id;
+use super::paging::{self, decode_cursor, encode_cursor, fingerprint};
+use crate::error::ApiError;
+use crate::http::{ApiRequest, ApiResponse};
+use crate::model::Scope;
+use crate::store::Store;
+use serde_json::json;
+use std::sync::Arc;
+
+/// GET /v1/members/{id}/audit-events: the member's change history, newest first, each
+/// event as stored (changes before → after, secrets redacted), `limit` and `cursor`.
+pub async fn list_audit_events<S: Store>(
+    store: Arc<S>,
+    req: ApiRequest,
+) -> Result<ApiResponse, ApiError> {
+    let store = store.as_ref();
+    let key = super::caller(store, &req, Scope::ReadMembers).await?;
+    let id = member_id(&req)?;
+    let mut limit = paging::DEFAULT_LIMIT;
+    let mut cursor = None;
+    for (name, value) in paging::query(&req, &["limit", "cursor"])? {
+        match name {
+            "limit" => limit = paging::limit(value)?,
+            _ => cursor = Some(value),
+        }
+    }
+    let print = fingerprint(&[id.as_str()]);
+    let before = cursor.map(|c| decode_cursor(c, &print)).transpose()?;
+    if store.member(&key.organization_id, &id).await?.is_none() {
+        return Err(ApiError::NotFound);
+    }
+    let (events, next) = store
+        .audit_events(&key.organization_id, Some(&id), limit, before.as_deref())
+        .await?;
+    let next = next.map(|p| encode_cursor(&p, &print));
+    Ok(ApiResponse::json(
+        200,
+        &json!({"events": events, "nextCursor": next}),
+    ))
+}

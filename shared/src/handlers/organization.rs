@@ -1,0 +1,171 @@
+use crate::audit::Actor;
+use crate::error::ApiError;
+use crate::http::{etag_matches, ApiRequest, ApiResponse};
+use crate::input::{text, Reader};
+use crate::model::*;
+use crate::store::dynamo::hris_switch_refusal;
+use crate::store::{Store, UpdateOrganization};
+use crate::wire::{etag, organization_json};
+use serde_json::{json, Map};
+use std::sync::Arc;
+
+/// GET /v1/organization: the caller's organisation, with its `ETag`.
+pub async fn get_organization<S: Store>(
+    store: Arc<S>,
+    req: ApiRequest,
+) -> Result<ApiResponse, ApiError> {
+    let store = store.as_ref();
+    let key = super::caller(store, &req, Scope::ReadMembers).await?;
+    let org = organization(store, &key.organization_id).await?;
+    let tag = etag(org.version);
+    if req
+        .header("if-none-match")
+        .is_some_and(|h| etag_matches(h, &tag))
+    {
+        return Ok(ApiResponse::empty(304).with_header("ETag", tag));
+    }
+    Ok(ApiResponse::json(200, &organization_json(&org)).with_header("ETag", tag))
+}
+
+/// PATCH /v1/organization: `name`, `hrisEnabled`, `backgroundCheckRequired`. Switching
+/// HRIS on needs an active admin + hris_admin and no active no_access + hris_no_access
+/// member; switching it off needs no active no_access member (rules 3 and 4). A refusal
+/// names the members that block it. Conditional on the organisation's version.
+pub async fn update_organization<S: Store>(
+    store: Arc<S>,
+    req: ApiRequest,
+) -> Result<ApiResponse, ApiError> {
+    let store = store.as_ref();
+    let key = super::caller(store, &req, Scope::WriteMembers).await?;
+    if !req.query.is_empty() {
+        return Err(ApiError::BadRequest {
+            code: "unknown_query_parameter",
+            detail: "This endpoint takes no query parameters.".into(),
+        });
+    }
+    let body = req.json_body()?;
+    let obj = body
+        .as_object()
+        .ok_or_else(|| ApiError::field("", "invalid_type", "the body must be a JSON object"))?;
+    let mut r = Reader::new(obj, "");
+    r.check_keys(
+        &["name", "hrisEnabled", "backgroundCheckRequired"],
+        &[
+            "id",
+            "counts",
+            "primaryMemberId",
+            "createdAt",
+            "updatedAt",
+            "version",
+        ],
+    );
+    let name = r.not_null("name", text(200));
+    let hris = r.boolean("hrisEnabled");
+    let background = r.boolean("backgroundCheckRequired");
+    if !r.errors.is_empty() {
+        return Err(ApiError::Validation(r.errors));
+    }
+    let before = organization(store, &key.organization_id).await?;
+    let if_match = req.header("if-match");
+    if if_match.is_some_and(|h| !etag_matches(h, &etag(before.version))) {
+        return Err(ApiError::PreconditionFailed);
+    }
+    let mut after = before.clone();
+    after.name = name.unwrap_or(after.name);
+    after.hris_enabled = hris.unwrap_or(after.hris_enabled);
+    after.background_check_required = background.unwrap_or(after.background_check_required);
+    if after == before {
+        return Ok(ApiResponse::json(200, &organization_json(&before))
+            .with_header("ETag", etag(before.version)));
+    }
+    after.version += 1;
+    after.updated_at = Timestamp::now();
+    if after.hris_enabled != before.hris_enabled {
+        if let Some(refusal) = hris_switch_refusal(&before.counters, after.hris_enabled) {
+            return Err(name_blockers(store, &before.id, after.hris_enabled, refusal).await);
+        }
+    }
+    let actor = Actor {
+        key_id: Some(key.id.clone()),
+        request_id: req.request_id.clone(),
+    };
+    let write = UpdateOrganization {
+        audit: event(&actor, &before, &after),
+        before,
+        after,
+        if_match: if_match.is_some(),
+    };
+    if let Err(refusal) = store.update_organization(&write).await {
+        return Err(name_blockers(store, &write.after.id, write.after.hris_enabled, refusal).await);
+    }
+    tracing::info!(version = write.after.version, "organisation updated");
+    Ok(ApiResponse::json(200, &organization_json(&write.after))
+        .with_header("ETag", etag(write.after.version)))
+}
+
+async fn organization(store: &impl Store, id: &OrgId) -> Result<Organization, ApiError> {
+    store.organization(id).await?.ok_or_else(|| {
+        tracing::error!("the API key's organisation does not exist");
+        ApiError::Internal
+    })
+}
+
+/// For `hris_blocked_by_members`, the answer lists (up to 100 of) the members in the way.
+async fn name_blockers(store: &impl Store, org: &OrgId, on: bool, refusal: ApiError) -> ApiError {
+    if refusal.code() != "hris_blocked_by_members" {
+        return refusal;
+    }
+    let q = ListQuery {
+        status: StatusFilter::Active,
+        role: Some(Role::Builtin(BuiltinRole::NoAccess)),
+        hris_role: on.then_some(HrisRole::HrisNoAccess),
+        department: None,
+        location_id: None,
+        email: None,
+        updated_since: None,
+        limit: 100,
+        after: None,
+    };
+    let ids: Vec<String> = match store.list_members(org, &q).await {
+        Ok(page) => page.members.iter().map(|m| m.id.to_string()).collect(),
+        Err(_) => return refusal,
+    };
+    let ApiError::Rule {
+        code,
+        detail,
+        field,
+    } = refusal
+    else {
+        return refusal;
+    };
+    ApiError::Rule {
+        code,
+        detail: format!("{detail}: {}", ids.join(", ")),
+        field,
+    }
+}
+
+fn event(actor: &Actor, before: &Organization, after: &Organization) -> AuditEvent {
+    let (old, new) = (organization_json(before), organization_json(after));
+    let mut changes = Map::new();
+    for field in ["name", "hrisEnabled", "backgroundCheckRequired"] {
+        if old[field] != new[field] {
+            changes.insert(
+                field.into(),
+                json!({"before": old[field], "after": new[field]}),
+            );
+        }
+    }
+    AuditEvent {
+        id: AuditEventId::generate(),
+        organization_id: after.id.clone(),
+        member_id: None,
+        actor_key_id: actor.key_id.clone(),
+        action: "organization.updated".into(),
+        changes,
+        justification: None,
+        request_id: actor.request_id.clone(),
+        member_version: after.version,
+        occurred_at: after.updated_at,
+    }
+}

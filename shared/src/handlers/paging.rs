@@ -1,0 +1,135 @@
+//! Query strings of the list endpoints: every parameter checked, unknown ones refused, and
+//! opaque cursors that hold only a sort position and the query they belong to.
+
+use crate::error::ApiError;
+use crate::http::ApiRequest;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+pub const DEFAULT_LIMIT: usize = 25;
+pub const MAX_LIMIT: usize = 100;
+
+pub fn bad_parameter(detail: impl Into<String>) -> ApiError {
+    ApiError::BadRequest {
+        code: "invalid_query_parameter",
+        detail: detail.into(),
+    }
+}
+
+/// The query parameters, refusing any not in `allowed` and any given twice.
+pub fn query<'a>(
+    req: &'a ApiRequest,
+    allowed: &[&str],
+) -> Result<Vec<(&'a str, &'a str)>, ApiError> {
+    let mut seen: Vec<&str> = Vec::new();
+    let mut out = Vec::new();
+    for (name, value) in &req.query {
+        if !allowed.contains(&name.as_str()) {
+            return Err(ApiError::BadRequest {
+                code: "unknown_query_parameter",
+                detail: format!(
+                    "Unknown query parameter {name:?}; this endpoint takes {}.",
+                    allowed.join(", ")
+                ),
+            });
+        }
+        if seen.contains(&name.as_str()) {
+            return Err(bad_parameter(format!("{name} is given more than once.")));
+        }
+        seen.push(name);
+        out.push((name.as_str(), value.as_str()));
+    }
+    Ok(out)
+}
+
+/// `limit`: 1 to 100.
+pub fn limit(value: &str) -> Result<usize, ApiError> {
+    match value.parse::<usize>() {
+        Ok(n) if (1..=MAX_LIMIT).contains(&n) => Ok(n),
+        _ => Err(bad_parameter(format!(
+            "limit must be a whole number from 1 to {MAX_LIMIT}."
+        ))),
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct Cursor {
+    /// The sort position to continue after.
+    p: String,
+    /// The query this cursor belongs to.
+    q: String,
+}
+
+/// A fingerprint of a query's filters: a cursor only continues the query it came from.
+pub fn fingerprint(parts: &[&str]) -> String {
+    hex::encode(&Sha256::digest(parts.join("\u{1f}").as_bytes())[..8])
+}
+
+pub fn encode_cursor(position: &str, fingerprint: &str) -> String {
+    let json = serde_json::json!({"p": position, "q": fingerprint}).to_string();
+    URL_SAFE_NO_PAD.encode(json)
+}
+
+pub fn decode_cursor(cursor: &str, fingerprint: &str) -> Result<String, ApiError> {
+    let invalid = |detail: &str| ApiError::BadRequest {
+        code: "invalid_cursor",
+        detail: detail.into(),
+    };
+    let bytes = URL_SAFE_NO_PAD
+        .decode(cursor.trim())
+        .map_err(|_| invalid("The cursor is not one this API issued."))?;
+    let c: Cursor = serde_json::from_slice(&bytes)
+        .map_err(|_| invalid("The cursor is not one this API issued."))?;
+    if c.q != fingerprint {
+        return Err(invalid(
+            "The cursor belongs to a query with other filters; repeat the same filters with it.",
+        ));
+    }
+    if c.p.is_empty() || c.p.len() > 200 {
+        return Err(invalid("The cursor is not one this API issued."));
+    }
+    Ok(c.p)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip_and_refuse_other_queries_and_forgeries() {
+        let f = fingerprint(&["active", "admin"]);
+        let c = encode_cursor("mem_01abc", &f);
+        assert_eq!(decode_cursor(&c, &f).ok().as_deref(), Some("mem_01abc"));
+        let other = fingerprint(&["inactive", "admin"]);
+        assert_eq!(
+            decode_cursor(&c, &other).err().map(|e| e.code()),
+            Some("invalid_cursor")
+        );
+        for forged in [
+            "",
+            "!!!",
+            "bm90IGpzb24",
+            &URL_SAFE_NO_PAD.encode(r#"{"p":"","q":"x"}"#),
+        ] {
+            assert_eq!(
+                decode_cursor(forged, &f).err().map(|e| e.code()),
+                Some("invalid_cursor"),
+                "{forged}"
+            );
+        }
+    }
+
+    #[test]
+    fn limits_are_one_to_a_hundred() {
+        for bad in ["0", "101", "abc", "-1", "1.5", ""] {
+            assert_eq!(
+                limit(bad).err().map(|e| e.code()),
+                Some("invalid_query_parameter"),
+                "{bad}"
+            );
+        }
+        assert_eq!(limit("100").ok(), Some(100));
+    }
+}

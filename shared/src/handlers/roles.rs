@@ -1,0 +1,110 @@
+use crate::error::ApiError;
+use crate::http::{ApiRequest, ApiResponse};
+use crate::input::{text, Reader};
+use crate::model::*;
+use crate::store::Store;
+use crate::wire::{builtin_role_json, custom_role_json};
+use serde_json::json;
+use std::sync::Arc;
+
+/// GET /v1/roles: the built-in roles, then the organisation's custom roles.
+pub async fn list_roles<S: Store>(store: Arc<S>, req: ApiRequest) -> Result<ApiResponse, ApiError> {
+    let store = store.as_ref();
+    let key = super::caller(store, &req, Scope::ReadMembers).await?;
+    no_query(&req)?;
+    let mut roles: Vec<_> = BuiltinRole::ALL
+        .iter()
+        .map(|r| builtin_role_json(*r))
+        .collect();
+    let mut custom = store.custom_roles(&key.organization_id).await?;
+    custom.sort_by(|a, b| a.id.cmp(&b.id));
+    roles.extend(custom.iter().map(custom_role_json));
+    Ok(ApiResponse::json(200, &json!({"roles": roles})))
+}
+
+/// POST /v1/roles: a custom role (`name` unique per organisation, case-insensitively;
+/// optional `description`). 201 with `Location`.
+pub async fn create_role<S: Store>(
+    store: Arc<S>,
+    req: ApiRequest,
+) -> Result<ApiResponse, ApiError> {
+    let store = store.as_ref();
+    let key = super::caller(store, &req, Scope::WriteMembers).await?;
+    no_query(&req)?;
+    let body = req.json_body()?;
+    let obj = body
+        .as_object()
+        .ok_or_else(|| ApiError::field("", "invalid_type", "the body must be a JSON object"))?;
+    let mut r = Reader::new(obj, "");
+    r.check_keys(
+        &["name", "description"],
+        &["id", "builtIn", "activeHolders", "createdAt"],
+    );
+    let name = r.not_null("name", text(100));
+    let description = r.nullable("description", text(500)).flatten();
+    if name.is_none() && !obj.contains_key("name") {
+        r.push("name", "required", "name is required");
+    }
+    if name
+        .as_deref()
+        .is_some_and(|n| BuiltinRole::parse(&n.to_lowercase()).is_some())
+    {
+        r.push(
+            "name",
+            "reserved_name",
+            "name may not be the name of a built-in role",
+        );
+    }
+    let (Some(name), true) = (name, r.errors.is_empty()) else {
+        return Err(ApiError::Validation(r.errors));
+    };
+    let role = CustomRole {
+        id: CustomRoleId::generate(),
+        organization_id: key.organization_id.clone(),
+        name,
+        description,
+        active_holders: 0,
+        created_at: Timestamp::now(),
+    };
+    store.create_role(&role).await?;
+    tracing::info!(role_id = %role.id, "custom role created");
+    Ok(ApiResponse::json(201, &custom_role_json(&role))
+        .with_header("Location", format!("/v1/roles/{}", role.id)))
+}
+
+/// DELETE /v1/roles/{id}: 204. A built-in role cannot be deleted (422 `builtin_role`); a
+/// custom role an active member holds is refused with 409 `role_in_use`, race-proof.
+pub async fn delete_role<S: Store>(
+    store: Arc<S>,
+    req: ApiRequest,
+) -> Result<ApiResponse, ApiError> {
+    let store = store.as_ref();
+    let key = super::caller(store, &req, Scope::WriteMembers).await?;
+    no_query(&req)?;
+    let raw = req.path_id.as_deref().unwrap_or("");
+    if BuiltinRole::parse(raw).is_some() {
+        return Err(ApiError::rule(
+            "builtin_role",
+            None,
+            "built-in roles cannot be deleted",
+        ));
+    }
+    let id = CustomRoleId::parse(raw).map_err(|_| ApiError::NotFound)?;
+    let role = store
+        .custom_role(&key.organization_id, &id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    store.delete_role(&role).await?;
+    tracing::info!(role_id = %role.id, "custom role deleted");
+    Ok(ApiResponse::empty(204))
+}
+
+fn no_query(req: &ApiRequest) -> Result<(), ApiError> {
+    if req.query.is_empty() {
+        return Ok(());
+    }
+    Err(ApiError::BadRequest {
+        code: "unknown_query_parameter",
+        detail: "This endpoint takes no query parameters.".into(),
+    })
+}

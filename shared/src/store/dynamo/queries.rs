@@ -1,0 +1,435 @@
+//! Reads that return pages: the member list and audit histories.
+//!
+//! A list is served from the most selective key it has (docs/design.md): the email guard,
+//! a location's member list, or one of the member indexes (role, HRIS role, department,
+//! updated-since, status). Each has a partition per status; `status=all` merges the two.
+//! Other filters become a `FilterExpression`. Pages continue after a sort position, so a
+//! cursor holds no key of the table and cannot point into another organisation.
+
+use super::{
+    from_item, keys, sdk_error, AuditRecord, DynamoStore, EmailGuardRecord, Item, MemberRecord,
+};
+use crate::error::ApiError;
+use crate::model::*;
+use crate::store::ListPage;
+use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
+use std::collections::HashMap;
+
+/// The most items one list request reads when combined filters make matches sparse; the
+/// page then comes back short, with a cursor to continue.
+pub const READ_CAP: usize = 1000;
+
+/// Where a list reads from.
+enum Source {
+    /// A member index: its name, key attribute names, and the partition for a status.
+    Index {
+        index: &'static str,
+        pk: &'static str,
+        sk: &'static str,
+        partition: Box<dyn Fn(bool) -> String + Send + Sync>,
+    },
+    /// A location's member list (main table): ids, then the members.
+    Location { org: OrgId, location: String },
+}
+
+/// What one partition gave.
+struct Run {
+    /// (sort key, member), ascending.
+    found: Vec<(String, Member)>,
+    /// The last sort key read when the partition has more.
+    more_after: Option<String>,
+}
+
+impl DynamoStore {
+    pub(super) async fn list(&self, org: &OrgId, q: &ListQuery) -> Result<ListPage, ApiError> {
+        let mut page = ListPage::default();
+        if let Some(email) = &q.email {
+            return self.list_by_email(org, email, q, page).await;
+        }
+        let source = choose_source(org, q);
+        let statuses: &[bool] = match q.status {
+            StatusFilter::Active => &[true],
+            StatusFilter::Inactive => &[false],
+            StatusFilter::All => &[true, false],
+        };
+        // One partition: one more than a page tells whether there is a next one. Two: a page
+        // from each, merged, reads at most 2 × limit.
+        let want = if statuses.len() == 1 {
+            q.limit + 1
+        } else {
+            q.limit
+        };
+        let mut runs = Vec::new();
+        for &active in statuses {
+            runs.push(self.run(&source, active, q, want, &mut page).await?);
+        }
+        // Everything up to the smallest position a partition stopped at is known: return
+        // only that, so no unread item can be skipped.
+        let bound = runs.iter().filter_map(|r| r.more_after.clone()).min();
+        let mut found: Vec<(String, Member)> = runs
+            .into_iter()
+            .flat_map(|r| r.found)
+            .filter(|(k, _)| bound.as_ref().is_none_or(|b| k <= b))
+            .collect();
+        found.sort_by(|a, b| a.0.cmp(&b.0));
+        let full = found.len() > q.limit || (found.len() == q.limit && bound.is_some());
+        found.truncate(q.limit);
+        page.next = if full {
+            found.last().map(|(k, _)| k.clone())
+        } else {
+            bound
+        };
+        page.members = found.into_iter().map(|(_, m)| m).collect();
+        Ok(page)
+    }
+
+    async fn list_by_email(
+        &self,
+        org: &OrgId,
+        email: &Email,
+        q: &ListQuery,
+        mut page: ListPage,
+    ) -> Result<ListPage, ApiError> {
+        page.calls += 1;
+        page.items_read += 1;
+        let Some(guard) = self
+            .get::<EmailGuardRecord>(keys::email(org, email))
+            .await?
+        else {
+            return Ok(page);
+        };
+        page.calls += 1;
+        page.items_read += 1;
+        let member = self
+            .get::<MemberRecord>(keys::member(org, &guard.member_id))
+            .await?
+            .map(|r| r.member);
+        let after = q.after.as_deref();
+        page.members = member
+            .filter(|m| q.matches(m) && after.is_none_or(|a| m.id.as_str() > a))
+            .into_iter()
+            .collect();
+        Ok(page)
+    }
+
+    /// Reads one status partition of a source until `want` matches, the end, or the cap.
+    async fn run(
+        &self,
+        source: &Source,
+        active: bool,
+        q: &ListQuery,
+        want: usize,
+        page: &mut ListPage,
+    ) -> Result<Run, ApiError> {
+        let mut found = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let (items, last) = match source {
+                Source::Index {
+                    index,
+                    pk,
+                    sk,
+                    partition,
+                } => {
+                    let (filter, mut names, mut values) = filter_expression(q);
+                    let mut condition = format!("{pk} = :pk");
+                    values.insert(":pk".into(), AttributeValue::S(partition(active)));
+                    if let Some(after) = &q.after {
+                        condition.push_str(&format!(" AND {sk} > :after"));
+                        values.insert(":after".into(), AttributeValue::S(after.clone()));
+                    } else if let (Some(since), "GSI5SK") = (q.updated_since, *sk) {
+                        condition.push_str(&format!(" AND {sk} >= :since"));
+                        values.insert(":since".into(), AttributeValue::S(since.to_string()));
+                    }
+                    names.retain(|k, _| filter.as_deref().is_some_and(|f| f.contains(k.as_str())));
+                    let out = self
+                        .client
+                        .query()
+                        .table_name(&self.table)
+                        .index_name(*index)
+                        .key_condition_expression(condition)
+                        .set_filter_expression(filter)
+                        .set_expression_attribute_names((!names.is_empty()).then_some(names))
+                        .set_expression_attribute_values(Some(values))
+                        .limit(want.max(1) as i32)
+                        .set_exclusive_start_key(start.take())
+                        .send()
+                        .await
+                        .map_err(|e| sdk_error("Query", e))?;
+                    page.calls += 1;
+                    page.items_read += out.scanned_count() as usize;
+                    let mut items = Vec::new();
+                    for item in out.items() {
+                        let key = sort_key(item, sk)?;
+                        items.push((key, from_item::<MemberRecord>(item.clone())?.member));
+                    }
+                    (items, out.last_evaluated_key().cloned())
+                }
+                Source::Location { org, location } => {
+                    let mut values = HashMap::from([(
+                        ":pk".to_owned(),
+                        AttributeValue::S(keys::location_partition(org, location, active)),
+                    )]);
+                    let mut condition = "PK = :pk".to_owned();
+                    if let Some(after) = &q.after {
+                        condition.push_str(" AND SK > :after");
+                        values.insert(":after".into(), AttributeValue::S(after.clone()));
+                    }
+                    let out = self
+                        .client
+                        .query()
+                        .table_name(&self.table)
+                        .key_condition_expression(condition)
+                        .set_expression_attribute_values(Some(values))
+                        .consistent_read(true)
+                        .limit(want.max(1) as i32)
+                        .set_exclusive_start_key(start.take())
+                        .send()
+                        .await
+                        .map_err(|e| sdk_error("Query", e))?;
+                    page.calls += 1;
+                    page.items_read += out.scanned_count() as usize;
+                    let ids: Vec<String> = out
+                        .items()
+                        .iter()
+                        .map(|i| sort_key(i, "SK"))
+                        .collect::<Result<_, _>>()?;
+                    let members = self.members_by_id(org, &ids, page).await?;
+                    let items = ids
+                        .into_iter()
+                        .filter_map(|id| members.get(&id).cloned().map(|m| (id, m)))
+                        .filter(|(_, m)| q.matches(m))
+                        .collect();
+                    (items, out.last_evaluated_key().cloned())
+                }
+            };
+            found.extend(items);
+            let sk_name = match source {
+                Source::Index { sk, .. } => *sk,
+                Source::Location { .. } => "SK",
+            };
+            match last {
+                Some(key) if found.len() < want && page.items_read < READ_CAP => start = Some(key),
+                Some(key) => {
+                    return Ok(Run {
+                        found,
+                        more_after: Some(sort_key(&key, sk_name)?),
+                    })
+                }
+                None => {
+                    return Ok(Run {
+                        found,
+                        more_after: None,
+                    })
+                }
+            }
+        }
+    }
+
+    /// Members by id, in one consistent BatchGetItem per 100.
+    async fn members_by_id(
+        &self,
+        org: &OrgId,
+        ids: &[String],
+        page: &mut ListPage,
+    ) -> Result<HashMap<String, Member>, ApiError> {
+        let mut out = HashMap::new();
+        for chunk in ids.chunks(100) {
+            let mut wanted = KeysAndAttributes::builder().consistent_read(true);
+            for id in chunk {
+                let member = MemberId::parse(id).map_err(|_| ApiError::Internal)?;
+                let (pk, sk) = keys::member(org, &member);
+                wanted = wanted.keys(HashMap::from([
+                    ("PK".to_owned(), AttributeValue::S(pk)),
+                    ("SK".to_owned(), AttributeValue::S(sk)),
+                ]));
+            }
+            let mut wanted = Some(
+                wanted
+                    .build()
+                    .map_err(|e| super::build_error("KeysAndAttributes", e))?,
+            );
+            let mut attempts = 0;
+            while let Some(request) = wanted.take() {
+                attempts += 1;
+                let result = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.table, request)
+                    .send()
+                    .await
+                    .map_err(|e| sdk_error("BatchGetItem", e))?;
+                page.calls += 1;
+                for item in result
+                    .responses()
+                    .and_then(|r| r.get(&self.table))
+                    .into_iter()
+                    .flatten()
+                {
+                    page.items_read += 1;
+                    let m = from_item::<MemberRecord>(item.clone())?.member;
+                    out.insert(m.id.to_string(), m);
+                }
+                wanted = result
+                    .unprocessed_keys()
+                    .and_then(|u| u.get(&self.table))
+                    .filter(|k| !k.keys().is_empty())
+                    .cloned();
+                if wanted.is_some() && attempts >= 4 {
+                    return Err(ApiError::Unavailable {
+                        retry_after_seconds: 1,
+                    });
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    pub(super) async fn audit_page(
+        &self,
+        org: &OrgId,
+        member: Option<&MemberId>,
+        limit: usize,
+        before: Option<&str>,
+    ) -> Result<(Vec<AuditEvent>, Option<String>), ApiError> {
+        let mut values = HashMap::from([(
+            ":pk".to_owned(),
+            AttributeValue::S(keys::audit_partition(org, member)),
+        )]);
+        let mut condition = "PK = :pk".to_owned();
+        if let Some(before) = before {
+            condition.push_str(" AND SK < :before");
+            values.insert(":before".into(), AttributeValue::S(before.to_owned()));
+        }
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression(condition)
+            .set_expression_attribute_values(Some(values))
+            .scan_index_forward(false)
+            .consistent_read(true)
+            .limit(limit as i32 + 1)
+            .send()
+            .await
+            .map_err(|e| sdk_error("Query", e))?;
+        let mut events: Vec<AuditEvent> = out
+            .items()
+            .iter()
+            .map(|i| from_item::<AuditRecord>(i.clone()).map(|r| r.event))
+            .collect::<Result<_, _>>()?;
+        let more = events.len() > limit;
+        events.truncate(limit);
+        let next = if more {
+            events.last().map(|e| e.id.to_string())
+        } else {
+            None
+        };
+        Ok((events, next))
+    }
+}
+
+/// The most selective key the query has (email is handled before this).
+fn choose_source(org: &OrgId, q: &ListQuery) -> Source {
+    let org = org.clone();
+    let index =
+        |index, pk, sk, partition: Box<dyn Fn(bool) -> String + Send + Sync>| Source::Index {
+            index,
+            pk,
+            sk,
+            partition,
+        };
+    if let Some(location) = &q.location_id {
+        return Source::Location {
+            org,
+            location: location.clone(),
+        };
+    }
+    if let Some(role) = &q.role {
+        let role = role.as_str().to_owned();
+        return index(
+            "GSI2",
+            "GSI2PK",
+            "GSI2SK",
+            Box::new(move |a| format!("ORG#{org}#ROLE#{role}#{}", keys::status(a))),
+        );
+    }
+    if let Some(hris) = q.hris_role {
+        return index(
+            "GSI3",
+            "GSI3PK",
+            "GSI3SK",
+            Box::new(move |a| format!("ORG#{org}#HRIS#{hris}#{}", keys::status(a))),
+        );
+    }
+    if let Some(department) = q.department {
+        return index(
+            "GSI4",
+            "GSI4PK",
+            "GSI4SK",
+            Box::new(move |a| format!("ORG#{org}#DEPARTMENT#{department}#{}", keys::status(a))),
+        );
+    }
+    let by_status = move |a| format!("ORG#{org}#MEMBERS#{}", keys::status(a));
+    if q.updated_since.is_some() {
+        return index("GSI5", "GSI5PK", "GSI5SK", Box::new(by_status));
+    }
+    index("GSI1", "GSI1PK", "GSI1SK", Box::new(by_status))
+}
+
+/// The filters the chosen index does not already apply, as a FilterExpression (with
+/// attribute names, since `role` is a reserved word).
+fn filter_expression(q: &ListQuery) -> (Option<String>, HashMap<String, String>, Item) {
+    let mut parts = Vec::new();
+    let mut values = Item::new();
+    let names = HashMap::from([
+        ("#role".to_owned(), "role".to_owned()),
+        ("#hrisRole".to_owned(), "hrisRole".to_owned()),
+        ("#department".to_owned(), "department".to_owned()),
+        ("#updatedAt".to_owned(), "updatedAt".to_owned()),
+    ]);
+    // In the order choose_source prefers: each filter after the first is a filter here.
+    let mut indexed = q.location_id.is_some();
+    if let Some(role) = &q.role {
+        if indexed {
+            parts.push("#role = :role");
+            values.insert(":role".into(), AttributeValue::S(role.as_str().to_owned()));
+        }
+        indexed = true;
+    }
+    if let Some(hris) = q.hris_role {
+        if indexed {
+            parts.push("#hrisRole = :hris");
+            values.insert(":hris".into(), AttributeValue::S(hris.as_str().to_owned()));
+        }
+        indexed = true;
+    }
+    if let Some(department) = q.department {
+        if indexed {
+            parts.push("#department = :department");
+            values.insert(
+                ":department".into(),
+                AttributeValue::S(department.as_str().to_owned()),
+            );
+        }
+        indexed = true;
+    }
+    if let Some(since) = q.updated_since {
+        if indexed {
+            parts.push("#updatedAt >= :since");
+            values.insert(":since".into(), AttributeValue::S(since.to_string()));
+        }
+    }
+    let filter = (!parts.is_empty()).then(|| parts.join(" AND "));
+    (filter, names, values)
+}
+
+fn sort_key(item: &Item, name: &str) -> Result<String, ApiError> {
+    match item.get(name) {
+        Some(AttributeValue::S(s)) => Ok(s.clone()),
+        _ => {
+            tracing::error!(attribute = name, "an index item has no sort key");
+            Err(ApiError::Internal)
+        }
+    }
+}

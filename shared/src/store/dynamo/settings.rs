@@ -1,0 +1,284 @@
+//! The organisation's own settings and its custom roles.
+
+use super::{
+    audit_record, build_error, delete, from_item, keys, put, sdk_error, DynamoStore, Guarded, Item,
+    OrgRecord, TxFailure,
+};
+use crate::error::ApiError;
+use crate::model::*;
+use crate::store::UpdateOrganization;
+use aws_sdk_dynamodb::types::{
+    AttributeValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
+};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+
+#[derive(Serialize, Deserialize)]
+pub(super) struct RoleRecord {
+    #[serde(rename = "PK")]
+    pk: String,
+    #[serde(rename = "SK")]
+    sk: String,
+    entity: String,
+    #[serde(rename = "GSI1PK")]
+    gsi1pk: String,
+    #[serde(rename = "GSI1SK")]
+    gsi1sk: String,
+    #[serde(flatten)]
+    role: CustomRole,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RoleNameGuard {
+    #[serde(rename = "PK")]
+    pk: String,
+    #[serde(rename = "SK")]
+    sk: String,
+    entity: String,
+    role_id: CustomRoleId,
+}
+
+fn roles_of(org: &OrgId) -> String {
+    format!("ORG#{org}#ROLES")
+}
+
+fn role_name_key(org: &OrgId, name: &str) -> (String, String) {
+    (
+        format!("ORG#{org}#ROLENAME#{}", name.to_lowercase()),
+        "ROLENAME".into(),
+    )
+}
+
+impl DynamoStore {
+    pub(super) async fn write_organization(&self, w: &UpdateOrganization) -> Result<(), ApiError> {
+        let (before, after) = (&w.before, &w.after);
+        let (pk, sk) = keys::org(&after.id);
+        let mut condition = vec!["attribute_exists(PK)", "version = :expected"];
+        let mut values: Item = HashMap::from([
+            (
+                ":expected".to_owned(),
+                AttributeValue::N(before.version.to_string()),
+            ),
+            (
+                ":version".to_owned(),
+                AttributeValue::N(after.version.to_string()),
+            ),
+            (":name".to_owned(), AttributeValue::S(after.name.clone())),
+            (":hris".to_owned(), AttributeValue::Bool(after.hris_enabled)),
+            (
+                ":bg".to_owned(),
+                AttributeValue::Bool(after.background_check_required),
+            ),
+            (
+                ":now".to_owned(),
+                AttributeValue::S(after.updated_at.to_string()),
+            ),
+        ]);
+        let turning_on = after.hris_enabled && !before.hris_enabled;
+        let turning_off = !after.hris_enabled && before.hris_enabled;
+        if turning_on {
+            // Rule 3: someone is admin + hris_admin; rule 4: nobody is no_access + hris_no_access.
+            condition.push("activeDualAdmins >= :one");
+            condition.push("(attribute_not_exists(activeNoAccessHrisNoAccess) OR activeNoAccessHrisNoAccess = :zero)");
+        }
+        if turning_off {
+            // Rule 4: no_access needs HRIS.
+            condition.push("(attribute_not_exists(activeNoAccess) OR activeNoAccess = :zero)");
+        }
+        if turning_on {
+            values.insert(":one".into(), AttributeValue::N("1".into()));
+        }
+        if turning_on || turning_off {
+            values.insert(":zero".into(), AttributeValue::N("0".into()));
+        }
+        let update = Update::builder()
+            .table_name(&self.table)
+            .key("PK", AttributeValue::S(pk))
+            .key("SK", AttributeValue::S(sk))
+            .update_expression(
+                "SET #name = :name, hrisEnabled = :hris, backgroundCheckRequired = :bg, version = :version, updatedAt = :now",
+            )
+            .condition_expression(condition.join(" AND "))
+            .expression_attribute_names("#name", "name")
+            .set_expression_attribute_values(Some(values))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .build()
+            .map_err(|e| build_error("Update", e))?;
+        let items = vec![
+            (
+                Guarded::Organization,
+                TransactWriteItem::builder().update(update).build(),
+            ),
+            (Guarded::Audit, put(&self.table, &audit_record(&w.audit))?),
+        ];
+        self.transact(items, || ApiError::Conflict {
+            code: "organization_changed",
+            detail:
+                "The organisation was being changed by another request; nothing was written. Retry."
+                    .into(),
+            field: None,
+        })
+        .await
+        .map_err(|failure| match failure {
+            TxFailure::Error(e) => e,
+            TxFailure::Refused(failed) => {
+                let current = failed
+                    .into_iter()
+                    .find(|(g, _)| *g == Guarded::Organization)
+                    .and_then(|(_, old)| old)
+                    .and_then(|item| from_item::<OrgRecord>(item).ok())
+                    .map(|r| r.org);
+                organization_refusal(w, current)
+            }
+        })
+    }
+
+    pub(super) async fn roles(&self, org: &OrgId) -> Result<Vec<CustomRole>, ApiError> {
+        let mut out = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name("GSI1")
+                .key_condition_expression("GSI1PK = :pk")
+                .expression_attribute_values(":pk", AttributeValue::S(roles_of(org)))
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| sdk_error("Query", e))?;
+            for item in page.items() {
+                out.push(from_item::<RoleRecord>(item.clone())?.role);
+            }
+            start = page.last_evaluated_key().cloned();
+            if start.is_none() {
+                return Ok(out);
+            }
+        }
+    }
+
+    pub(super) async fn role(
+        &self,
+        org: &OrgId,
+        id: &CustomRoleId,
+    ) -> Result<Option<CustomRole>, ApiError> {
+        Ok(self
+            .get::<RoleRecord>(keys::role(org, id))
+            .await?
+            .map(|r| r.role))
+    }
+
+    pub(super) async fn insert_role(&self, role: &CustomRole) -> Result<(), ApiError> {
+        let (pk, sk) = keys::role(&role.organization_id, &role.id);
+        let record = RoleRecord {
+            pk,
+            sk,
+            entity: "customRole".into(),
+            gsi1pk: roles_of(&role.organization_id),
+            gsi1sk: role.id.to_string(),
+            role: role.clone(),
+        };
+        let (gpk, gsk) = role_name_key(&role.organization_id, &role.name);
+        let guard = RoleNameGuard {
+            pk: gpk,
+            sk: gsk,
+            entity: "roleNameGuard".into(),
+            role_id: role.id.clone(),
+        };
+        let items = vec![
+            (Guarded::Role, put(&self.table, &record)?),
+            (Guarded::RoleName, put(&self.table, &guard)?),
+        ];
+        self.transact(items, super::write_conflict)
+            .await
+            .map_err(|failure| match failure {
+                TxFailure::Error(e) => e,
+                TxFailure::Refused(failed)
+                    if failed.iter().any(|(g, _)| *g == Guarded::RoleName) =>
+                {
+                    ApiError::Conflict {
+                        code: "role_name_taken",
+                        detail: "The organisation already has a role with this name.".into(),
+                        field: Some("name"),
+                    }
+                }
+                TxFailure::Refused(_) => ApiError::Internal,
+            })
+    }
+
+    pub(super) async fn remove_role(&self, role: &CustomRole) -> Result<(), ApiError> {
+        let key = keys::role(&role.organization_id, &role.id);
+        let idle = "attribute_exists(PK) AND (attribute_not_exists(activeHolders) OR activeHolders <= :zero)";
+        let zero = HashMap::from([(":zero".to_owned(), AttributeValue::N("0".into()))]);
+        let items = vec![
+            (Guarded::Role, delete(&self.table, key, Some((idle, zero)))?),
+            (
+                Guarded::RoleName,
+                delete(
+                    &self.table,
+                    role_name_key(&role.organization_id, &role.name),
+                    None,
+                )?,
+            ),
+        ];
+        self.transact(items, super::write_conflict)
+            .await
+            .map_err(|failure| match failure {
+                TxFailure::Error(e) => e,
+                TxFailure::Refused(_) => ApiError::Conflict {
+                    code: "role_in_use",
+                    detail: "An active member holds this role; give them another role first."
+                        .into(),
+                    field: None,
+                },
+            })
+    }
+}
+
+/// Which rule a refused settings change broke, from the organisation as it is now.
+fn organization_refusal(w: &UpdateOrganization, current: Option<Organization>) -> ApiError {
+    let Some(current) = current else {
+        return ApiError::Internal;
+    };
+    if current.version != w.before.version {
+        return if w.if_match {
+            ApiError::PreconditionFailed
+        } else {
+            ApiError::Conflict {
+                code: "organization_changed",
+                detail: "The organisation changed during this request; nothing was written. Fetch it and retry.".into(),
+                field: None,
+            }
+        };
+    }
+    hris_switch_refusal(&current.counters, w.after.hris_enabled).unwrap_or(ApiError::Internal)
+}
+
+/// Rules 3 and 4 for switching HRIS to `on`, from the counters.
+pub fn hris_switch_refusal(counters: &Counters, on: bool) -> Option<ApiError> {
+    if on && counters.active_dual_admins < 1 {
+        return Some(ApiError::rule(
+            "hris_requires_admin_hris_admin",
+            Some("hrisEnabled"),
+            "HRIS can be enabled only while an active member is both admin and hris_admin",
+        ));
+    }
+    let blocked = if on {
+        counters.active_no_access_hris_no_access
+    } else {
+        counters.active_no_access
+    };
+    (blocked > 0).then(|| {
+        ApiError::rule(
+            "hris_blocked_by_members",
+            Some("hrisEnabled"),
+            if on {
+                "active members with role no_access and hrisRole hris_no_access would break rule 4"
+            } else {
+                "active members with role no_access need HRIS (rule 4)"
+            },
+        )
+    })
+}

@@ -1,0 +1,692 @@
+//! The rest of the API: lists, deactivation, history, organisation settings, custom roles.
+
+use crate::Ctx;
+use members_tests::{ensure, ensure_eq, Reply, Tenant, TestResult};
+use serde_json::{json, Value};
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+/// Every page of a list, following `nextCursor`; checks pages are full but the last.
+fn all_pages(t: &Tenant, query: &str, limit: usize) -> Result<Vec<Value>, String> {
+    let mut out = Vec::new();
+    let mut cursor: Option<String> = None;
+    for page_number in 0..1000 {
+        let mut path = format!("/v1/members?limit={limit}{query}");
+        if let Some(c) = &cursor {
+            path.push_str(&format!("&cursor={c}"));
+        }
+        let r = t.call("GET", &path, None)?;
+        if r.status != 200 {
+            return Err(format!("{path}: {} {}", r.status, r.text));
+        }
+        let body = r.json();
+        let members = body["members"].as_array().cloned().unwrap_or_default();
+        cursor = body["nextCursor"].as_str().map(str::to_owned);
+        if cursor.is_some() && members.len() != limit {
+            return Err(format!(
+                "{query}: page {page_number} has {} members but is not the last",
+                members.len()
+            ));
+        }
+        out.extend(members);
+        if cursor.is_none() {
+            return Ok(out);
+        }
+    }
+    Err("no last page".into())
+}
+
+fn ids(members: &[Value]) -> Vec<String> {
+    members
+        .iter()
+        .map(|m| m["id"].as_str().unwrap_or("").to_owned())
+        .collect()
+}
+
+pub async fn lists_page_filter_and_refuse_bad_queries(ctx: Arc<Ctx>) -> TestResult {
+    let t = ctx.stack.tenant(false).await?;
+    let roles = ["simple", "reviewer", "admin"];
+    let departments = ["it", "hr", "qms", "none"];
+    let mut created = vec![(
+        t.root.to_string(),
+        "admin",
+        "none",
+        Vec::<&str>::new(),
+        true,
+    )];
+    for i in 0..30 {
+        let locations: Vec<&str> = if i % 3 == 0 {
+            vec!["loc_a"]
+        } else if i % 3 == 1 {
+            vec!["loc_a", "loc_b"]
+        } else {
+            vec![]
+        };
+        let body = json!({
+            "firstName": format!("M{i}"), "email": format!("m{i}@example.com"), "role": roles[i % 3],
+            "department": departments[i % 4],
+            "locations": locations.iter().map(|l| json!({"locationId": l, "role": ["viewer"]})).collect::<Vec<_>>(),
+        });
+        let id = t.create(&body)?;
+        let active = i % 5 != 0;
+        if !active {
+            ensure_eq!(
+                t.call("DELETE", &format!("/v1/members/{id}"), None)?.status,
+                200,
+                "deactivate"
+            );
+        }
+        created.push((id, roles[i % 3], departments[i % 4], locations, active));
+    }
+    let expect = |f: &dyn Fn(&(String, &str, &str, Vec<&str>, bool)) -> bool| -> Vec<String> {
+        let mut v: Vec<String> = created
+            .iter()
+            .filter(|c| f(c))
+            .map(|c| c.0.clone())
+            .collect();
+        v.sort();
+        v
+    };
+    // (query, expected ids in order)
+    let cases: Vec<(&str, Vec<String>)> = vec![
+        ("", expect(&|c| c.4)),
+        ("&status=inactive", expect(&|c| !c.4)),
+        ("&status=all", expect(&|_| true)),
+        ("&role=reviewer", expect(&|c| c.4 && c.1 == "reviewer")),
+        ("&role=admin&status=all", expect(&|c| c.1 == "admin")),
+        ("&department=hr", expect(&|c| c.4 && c.2 == "hr")),
+        (
+            "&locationId=loc_b",
+            expect(&|c| c.4 && c.3.contains(&"loc_b")),
+        ),
+        (
+            "&locationId=loc_a&status=inactive",
+            expect(&|c| !c.4 && c.3.contains(&"loc_a")),
+        ),
+        (
+            "&locationId=loc_a&role=simple",
+            expect(&|c| c.4 && c.1 == "simple" && c.3.contains(&"loc_a")),
+        ),
+        (
+            "&role=simple&department=it&status=all",
+            expect(&|c| c.1 == "simple" && c.2 == "it"),
+        ),
+        ("&hrisRole=hris_admin", expect(&|c| c.0 == t.root.as_str())),
+        (
+            "&email=M7%40EXAMPLE.com&status=all",
+            expect(&|c| c.0 == created[8].0),
+        ),
+        ("&email=nobody%40example.com", vec![]),
+    ];
+    for (query, expected) in cases {
+        for limit in [1, 4, 100] {
+            let got = ids(&all_pages(&t, query, limit)?);
+            ensure_eq!(got, expected, "GET /v1/members?limit={limit}{query}");
+        }
+    }
+    // updatedSince: members changed at or after an instant, in the order they changed.
+    let stamp = shared::model::Timestamp::now().to_string();
+    let touched: Vec<String> = [&created[3].0, &created[2].0]
+        .iter()
+        .map(|id| id.to_string())
+        .collect();
+    for id in &touched {
+        ensure_eq!(
+            t.patch_member(id, &json!({"headline": "touched"}))?.status,
+            200,
+            "touch"
+        );
+    }
+    let got = ids(&all_pages(
+        &t,
+        &format!("&updatedSince={}", stamp.replace(':', "%3A")),
+        1,
+    )?);
+    ensure_eq!(got, touched, "updatedSince, in update order");
+
+    let first = t
+        .call("GET", "/v1/members?limit=2&role=simple", None)?
+        .json();
+    let cursor = first["nextCursor"].as_str().unwrap_or_default().to_owned();
+    let bad: Vec<(String, u16, &str)> = vec![
+        ("/v1/members?limit=0".into(), 400, "invalid_query_parameter"),
+        (
+            "/v1/members?limit=101".into(),
+            400,
+            "invalid_query_parameter",
+        ),
+        (
+            "/v1/members?limit=abc".into(),
+            400,
+            "invalid_query_parameter",
+        ),
+        (
+            "/v1/members?status=deleted".into(),
+            400,
+            "invalid_query_parameter",
+        ),
+        (
+            "/v1/members?role=owner".into(),
+            400,
+            "invalid_query_parameter",
+        ),
+        (
+            "/v1/members?department=sales".into(),
+            400,
+            "invalid_query_parameter",
+        ),
+        (
+            "/v1/members?email=not-an-email".into(),
+            400,
+            "invalid_query_parameter",
+        ),
+        (
+            "/v1/members?updatedSince=yesterday".into(),
+            400,
+            "invalid_query_parameter",
+        ),
+        (
+            "/v1/members?sort=name".into(),
+            400,
+            "unknown_query_parameter",
+        ),
+        ("/v1/members?cursor=garbage".into(), 400, "invalid_cursor"),
+        (
+            format!("/v1/members?role=reviewer&cursor={cursor}"),
+            400,
+            "invalid_cursor",
+        ),
+    ];
+    for (path, status, code) in bad {
+        let r = t.call("GET", &path, None)?;
+        ensure_eq!(
+            (r.status, r.code()),
+            (status, code.to_owned()),
+            "{path}: {}",
+            r.text
+        );
+        ensure_eq!(
+            r.header("content-type"),
+            Some("application/problem+json"),
+            "{path}"
+        );
+    }
+    // Another organisation's cursor position shows nothing of this one's.
+    let other = ctx.stack.tenant(false).await?;
+    let foreign = other.call(
+        "GET",
+        &format!("/v1/members?role=simple&limit=2&cursor={cursor}"),
+        None,
+    )?;
+    ensure_eq!(foreign.status, 200, "a cursor is only a position");
+    ensure!(
+        foreign.json()["members"]
+            .as_array()
+            .is_some_and(|m| m.is_empty()),
+        "no foreign data: {}",
+        foreign.text
+    );
+    ctx.stack.check_invariants(&t.org).await
+}
+
+pub async fn deactivate_and_reactivate(ctx: Arc<Ctx>) -> TestResult {
+    let st = &ctx.stack;
+    let t = st.tenant(false).await?;
+    let id = t.create(&json!({"firstName": "D", "email": "d@example.com", "role": "admin", "locations": [{"locationId": "loc_x", "role": ["admin"]}]}))?;
+    let path = format!("/v1/members/{id}");
+    let gone = t.call("DELETE", &path, None)?;
+    ensure_eq!(
+        (
+            gone.status,
+            gone.json()["isActive"].clone(),
+            gone.json()["deactivated"].clone()
+        ),
+        (200, json!(false), json!(true)),
+        "{}",
+        gone.text
+    );
+    ensure_eq!(gone.header("etag"), Some("\"2\""), "version moved");
+    let again = t.call("DELETE", &path, None)?;
+    ensure_eq!(
+        (again.status, again.header("etag")),
+        (200, Some("\"2\"")),
+        "idempotent"
+    );
+    st.check_invariants(&t.org).await?;
+    let back = t.call("POST", &format!("{path}/reactivate"), None)?;
+    ensure_eq!(
+        (back.status, back.json()["isActive"].clone()),
+        (200, json!(true)),
+        "{}",
+        back.text
+    );
+    ensure_eq!(
+        t.call("POST", &format!("{path}/reactivate"), Some(&json!({})))?
+            .status,
+        200,
+        "idempotent, {{}} accepted"
+    );
+    let body = t.call(
+        "POST",
+        &format!("{path}/reactivate"),
+        Some(&json!({"force": true})),
+    )?;
+    ensure_eq!(body.status, 422, "reactivate takes no body");
+    let root = t.call("DELETE", &format!("/v1/members/{}", t.root), None)?;
+    ensure_eq!(
+        (root.status, root.code()),
+        (422, "primary_must_be_active".to_owned()),
+        "the primary member"
+    );
+    t.create(
+        &json!({"firstName": "P", "email": "p@example.com", "role": "simple", "isPrimary": true}),
+    )?;
+    ensure_eq!(
+        t.call("DELETE", &path, None)?.status,
+        200,
+        "one of two admins"
+    );
+    let last = t.call("DELETE", &format!("/v1/members/{}", t.root), None)?;
+    ensure_eq!(
+        (last.status, last.code()),
+        (422, "last_admin".to_owned()),
+        "the last admin"
+    );
+    ensure_eq!(
+        t.call("DELETE", "/v1/members/mem_nobody", None)?.status,
+        404,
+        "unknown"
+    );
+    let audit = t.call("GET", &format!("{path}/audit-events"), None)?.json();
+    let actions: Vec<&str> = audit["events"]
+        .as_array()
+        .map(|e| e.iter().filter_map(|e| e["action"].as_str()).collect())
+        .unwrap_or_default();
+    ensure_eq!(
+        actions,
+        vec![
+            "member.deactivated",
+            "member.reactivated",
+            "member.deactivated",
+            "member.created"
+        ],
+        "history, newest first"
+    );
+    st.check_invariants(&t.org).await
+}
+
+pub async fn audit_history_pages_newest_first(ctx: Arc<Ctx>) -> TestResult {
+    let t = ctx.stack.tenant(false).await?;
+    let id = t.create(&json!({"firstName": "H", "email": "h@example.com", "role": "simple", "settings": {"password": "first-password"}}))?;
+    for i in 0..5 {
+        ensure_eq!(t.patch_member(&id, &json!({"headline": format!("h{i}"), "settings": {"password": format!("password-number-{i}")}}))?.status, 200, "patch");
+    }
+    let mut versions = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let r = t.call(
+            "GET",
+            &format!("/v1/members/{id}/audit-events?limit=2{cursor}"),
+            None,
+        )?;
+        ensure_eq!(r.status, 200, "{}", r.text);
+        let body = r.json();
+        for e in body["events"].as_array().cloned().unwrap_or_default() {
+            ensure!(
+                !e.to_string().contains("password-number"),
+                "no password in history"
+            );
+            ensure_eq!(
+                e["actorKeyId"].as_str().map(|k| k.starts_with("key_")),
+                Some(true),
+                "actor"
+            );
+            versions.push(e["memberVersion"].as_u64().unwrap_or(0));
+        }
+        match body["nextCursor"].as_str() {
+            Some(c) => cursor = format!("&cursor={c}"),
+            None => break,
+        }
+    }
+    ensure_eq!(
+        versions,
+        vec![6, 5, 4, 3, 2, 1],
+        "every event once, newest first"
+    );
+    let other = ctx.stack.tenant(false).await?;
+    ensure_eq!(
+        other
+            .call("GET", &format!("/v1/members/{id}/audit-events"), None)?
+            .status,
+        404,
+        "another organisation's member"
+    );
+    ensure_eq!(
+        t.call(
+            "GET",
+            &format!("/v1/members/{id}/audit-events?limit=0"),
+            None
+        )?
+        .status,
+        400,
+        "bad limit"
+    );
+    Ok(())
+}
+
+pub async fn organization_settings_keep_the_hris_rules(ctx: Arc<Ctx>) -> TestResult {
+    let st = &ctx.stack;
+    let t = st.tenant(false).await?;
+    let org = t.call("GET", "/v1/organization", None)?;
+    ensure_eq!(
+        (
+            org.status,
+            org.json()["hrisEnabled"].clone(),
+            org.json()["counts"]["activeAdmins"].clone()
+        ),
+        (200, json!(false), json!(1)),
+        "{}",
+        org.text
+    );
+    let tag = org.header("etag").unwrap_or("").to_owned();
+    let renamed = t.call(
+        "PATCH",
+        "/v1/organization",
+        Some(&json!({"name": "Renamed", "backgroundCheckRequired": true})),
+    )?;
+    ensure_eq!(
+        (renamed.status, renamed.json()["name"].clone()),
+        (200, json!("Renamed")),
+        "{}",
+        renamed.text
+    );
+    let bearer = format!("Bearer {}", t.write_key);
+    let stale = members_tests::http(
+        "PATCH",
+        &format!("{}/v1/organization", t.api),
+        Some(br#"{"name":"X"}"#),
+        &[
+            ("Authorization", &bearer),
+            ("Content-Type", "application/json"),
+            ("If-Match", &tag),
+        ],
+        None,
+    )?;
+    ensure_eq!(
+        (stale.status, stale.code()),
+        (412, "precondition_failed".to_owned()),
+        "stale If-Match"
+    );
+    let bad = t.call(
+        "PATCH",
+        "/v1/organization",
+        Some(&json!({"counts": {}, "hrisEnabled": "yes"})),
+    )?;
+    ensure_eq!(
+        (bad.status, bad.code()),
+        (422, "validation_failed".to_owned()),
+        "read-only and wrong type"
+    );
+
+    // HRIS on needs an admin + hris_admin: take the root's HRIS role away first (allowed while off).
+    ensure_eq!(
+        t.patch_member(t.root.as_str(), &json!({"hrisRole": "hris_employee"}))?
+            .status,
+        200,
+        "demote hris"
+    );
+    let refused = t.call(
+        "PATCH",
+        "/v1/organization",
+        Some(&json!({"hrisEnabled": true})),
+    )?;
+    ensure_eq!(
+        (refused.status, refused.code()),
+        (422, "hris_requires_admin_hris_admin".to_owned()),
+        "{}",
+        refused.text
+    );
+    ensure_eq!(
+        t.patch_member(t.root.as_str(), &json!({"hrisRole": "hris_admin"}))?
+            .status,
+        200,
+        "promote hris"
+    );
+    ensure_eq!(
+        t.call(
+            "PATCH",
+            "/v1/organization",
+            Some(&json!({"hrisEnabled": true}))
+        )?
+        .status,
+        200,
+        "HRIS on"
+    );
+
+    // HRIS off is refused while no_access members exist, naming them.
+    let x = t.create(&json!({"firstName": "X", "email": "x@example.com", "role": "no_access", "hrisRole": "hris_employee"}))?;
+    let blocked = t.call(
+        "PATCH",
+        "/v1/organization",
+        Some(&json!({"hrisEnabled": false})),
+    )?;
+    ensure_eq!(
+        (blocked.status, blocked.code()),
+        (422, "hris_blocked_by_members".to_owned()),
+        "{}",
+        blocked.text
+    );
+    ensure!(
+        blocked.text.contains(&x),
+        "the answer names the blocking member: {}",
+        blocked.text
+    );
+
+    // Racing: HRIS off against a member becoming no_access. Never both.
+    let y = t.create(&json!({"firstName": "Y", "email": "y@example.com", "role": "simple", "hrisRole": "hris_employee"}))?;
+    ensure_eq!(
+        t.patch_member(&x, &json!({"role": "simple"}))?.status,
+        200,
+        "unblock"
+    );
+    for round in 0..20 {
+        let replies: Vec<Reply> = t.race(vec![
+            (
+                "PATCH",
+                "/v1/organization".into(),
+                json!({"hrisEnabled": false}),
+            ),
+            (
+                "PATCH",
+                format!("/v1/members/{y}"),
+                json!({"role": "no_access"}),
+            ),
+        ])?;
+        let expected = [
+            "",
+            "hris_blocked_by_members",
+            "organization_changed",
+            "member_update_in_progress",
+        ];
+        ensure!(
+            replies
+                .iter()
+                .all(|r| r.status < 500 && expected.contains(&r.code().as_str())),
+            "round {round}: unexpected answers: {:?}",
+            replies
+                .iter()
+                .map(|r| (r.status, r.code()))
+                .collect::<Vec<_>>()
+        );
+        let org = st.organization(&t.org).await?;
+        let member = t.get_member(&y)?.json();
+        ensure!(
+            org.hris_enabled || member["role"] != "no_access",
+            "round {round}: HRIS off with a no_access member: {:?}",
+            replies
+                .iter()
+                .map(|r| (r.status, r.code()))
+                .collect::<Vec<_>>()
+        );
+        st.check_invariants(&t.org).await?;
+        // Back to the start: HRIS on, y simple.
+        if member["role"] == "no_access" {
+            ensure_eq!(
+                t.patch_member(&y, &json!({"role": "simple"}))?.status,
+                200,
+                "round {round}: reset y"
+            );
+        }
+        if !org.hris_enabled {
+            ensure_eq!(
+                t.call(
+                    "PATCH",
+                    "/v1/organization",
+                    Some(&json!({"hrisEnabled": true}))
+                )?
+                .status,
+                200,
+                "round {round}: reset HRIS"
+            );
+        }
+    }
+    let history = st.items(&format!("ORG#{}#AUDIT", t.org)).await?;
+    ensure!(
+        history.len() >= 2,
+        "organisation changes are audited: {}",
+        history.len()
+    );
+    st.check_invariants(&t.org).await
+}
+
+pub async fn custom_roles_cannot_vanish_under_a_member(ctx: Arc<Ctx>) -> TestResult {
+    let st = &ctx.stack;
+    let t = st.tenant(false).await?;
+    let made = t.call(
+        "POST",
+        "/v1/roles",
+        Some(&json!({"name": "Auditor", "description": "Reads audit trails"})),
+    )?;
+    ensure_eq!(made.status, 201, "{}", made.text);
+    let role = made.json()["id"].as_str().unwrap_or_default().to_owned();
+    ensure_eq!(
+        made.header("location").map(str::to_owned),
+        Some(format!("/v1/roles/{role}")),
+        "Location"
+    );
+    let dup = t.call("POST", "/v1/roles", Some(&json!({"name": "AUDITOR"})))?;
+    ensure_eq!(
+        (dup.status, dup.code()),
+        (409, "role_name_taken".to_owned()),
+        "names are unique"
+    );
+    let builtin_name = t.call("POST", "/v1/roles", Some(&json!({"name": "Admin"})))?;
+    ensure_eq!(builtin_name.status, 422, "built-in names are reserved");
+    let list = t.call("GET", "/v1/roles", None)?.json();
+    let names: Vec<&str> = list["roles"]
+        .as_array()
+        .map(|r| r.iter().filter_map(|r| r["name"].as_str()).collect())
+        .unwrap_or_default();
+    ensure_eq!(
+        names,
+        vec!["admin", "simple", "reviewer", "no_access", "Auditor"],
+        "built-in, then custom"
+    );
+
+    let holder = t.create(&json!({"firstName": "R", "email": "r@example.com", "role": role}))?;
+    let in_use = t.call("DELETE", &format!("/v1/roles/{role}"), None)?;
+    ensure_eq!(
+        (in_use.status, in_use.code()),
+        (409, "role_in_use".to_owned()),
+        "{}",
+        in_use.text
+    );
+    ensure_eq!(
+        t.call("DELETE", &format!("/v1/members/{holder}"), None)?
+            .status,
+        200,
+        "deactivate the holder"
+    );
+    ensure_eq!(
+        t.call("DELETE", &format!("/v1/roles/{role}"), None)?.status,
+        204,
+        "unused: deleted"
+    );
+    let reactivate = t.call("POST", &format!("/v1/members/{holder}/reactivate"), None)?;
+    ensure_eq!(
+        (reactivate.status, reactivate.code()),
+        (422, "unknown_role".to_owned()),
+        "its role is gone"
+    );
+    ensure_eq!(
+        t.call("DELETE", "/v1/roles/admin", None)?.code(),
+        "builtin_role",
+        "built-in"
+    );
+    ensure_eq!(
+        t.call("DELETE", "/v1/roles/rol_nosuchrole", None)?.status,
+        404,
+        "unknown"
+    );
+    let other = st.tenant(false).await?;
+    let foreign = other.create(&json!({"firstName": "F", "email": "f@example.com", "role": role}));
+    ensure!(
+        foreign.is_err(),
+        "another organisation's role id is not a role here"
+    );
+
+    // Racing: giving a role and deleting it at the same instant never leaves a holder of a
+    // deleted role.
+    let member =
+        t.create(&json!({"firstName": "S", "email": "s@example.com", "role": "simple"}))?;
+    for round in 0..20 {
+        let made = t.call(
+            "POST",
+            "/v1/roles",
+            Some(&json!({"name": format!("Race {round}")})),
+        )?;
+        let role = made.json()["id"].as_str().unwrap_or_default().to_owned();
+        let replies = t.race(vec![
+            (
+                "PATCH",
+                format!("/v1/members/{member}"),
+                json!({"role": role}),
+            ),
+            ("DELETE", format!("/v1/roles/{role}"), json!(null)),
+        ])?;
+        ensure!(
+            replies.iter().all(|r| [200, 204].contains(&r.status)
+                || ["role_in_use", "unknown_role"].contains(&r.code().as_str())),
+            "round {round}: unexpected answers: {:?}",
+            replies
+                .iter()
+                .map(|r| (r.status, r.code()))
+                .collect::<Vec<_>>()
+        );
+        let holds = t.get_member(&member)?.json()["role"] == role.as_str();
+        let exists = t.call("GET", "/v1/roles", None)?.text.contains(&role);
+        ensure!(
+            !holds || exists,
+            "round {round}: a member holds a deleted role: {:?}",
+            replies
+                .iter()
+                .map(|r| (r.status, r.code()))
+                .collect::<Vec<_>>()
+        );
+        if holds {
+            ensure_eq!(
+                t.patch_member(&member, &json!({"role": "simple"}))?.status,
+                200,
+                "round {round}: reset"
+            );
+        }
+    }
+    let ids: BTreeSet<String> = st
+        .items(&format!("ORG#{}#ROLE#", t.org))
+        .await?
+        .iter()
+        .map(|i| members_tests::s(i, "id"))
+        .collect();
+    ensure!(ids.len() <= 21, "roles: {ids:?}");
+    st.check_invariants(&t.org).await
+}
