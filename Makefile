@@ -20,6 +20,9 @@ dev: ## Run the API locally: DynamoDB Local + table + demo org and key + cargo l
 
 test: deps lint ## Everything CI runs: lint, unit tests, integration tests
 	cargo build --workspace --all-targets
+	@# The functions as `cargo lambda watch` builds them (their own features, not the
+	@# workspace's), so no function compiles inside a test request.
+	cargo build $(addprefix -p ,$(FUNCTIONS))
 	cargo test --workspace --no-fail-fast
 
 unit: ## Unit tests only (no local stack)
@@ -39,3 +42,4 @@ fmt: ## Format the code
 
 bench: deps ## Benchmarks against DynamoDB Local (optimised build; prints figures and ratios)
 	cargo bench -p members-tests --bench patch
+	cargo bench -p members-tests --bench list

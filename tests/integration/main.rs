@@ -113,14 +113,23 @@ fn main() {
     ));
     let conclusion = libtest_mimic::run(&args, trials);
 
-    // Only after every request: nothing secret may have reached a log line.
+    // Only after every request: nothing secret reached a log line, and every response the
+    // tests received is what openapi.yaml documents.
     let scan = match &ctx {
         Some(ctx) if !conclusion.has_failed() => libtest_mimic::run(
             &args,
-            vec![Trial::test("logs::no_secret_in_any_log_line", {
-                let log = ctx.stack.watch_log.clone();
-                move || faults::no_secret_in(&log).map_err(Failed::from)
-            })],
+            vec![
+                Trial::test("logs::no_secret_in_any_log_line", {
+                    let log = ctx.stack.watch_log.clone();
+                    move || faults::no_secret_in(&log).map_err(Failed::from)
+                }),
+                Trial::test("contract::every_response_matches_openapi", || {
+                    let checked =
+                        members_tests::contract::check_all(&members_tests::contract::recorded())?;
+                    println!("{checked} responses checked against openapi.yaml");
+                    Ok(())
+                }),
+            ],
         ),
         _ => libtest_mimic::Conclusion {
             num_filtered_out: 0,

@@ -507,6 +507,7 @@ pub async fn organization_settings_keep_the_hris_rules(ctx: Arc<Ctx>) -> TestRes
             "hris_blocked_by_members",
             "organization_changed",
             "member_update_in_progress",
+            "no_access_requires_hris",
         ];
         ensure!(
             replies

@@ -169,13 +169,13 @@ fn field_change(i: usize) -> (String, Value) {
         "firstName",
         "lastName",
         "name",
-        "department",
+        "userId",
         "fleetDmLabelId",
         "onboardDate",
     ];
     let field = fields[i % fields.len()];
     let value = match field {
-        "department" => json!(["it", "hr", "gov", "qms", "itsm", "admin"][i % 6]),
+        "userId" => json!(format!("usr_client{i}")),
         "fleetDmLabelId" => json!(1000 + i),
         "onboardDate" => json!(format!("2025-01-{:02}T00:00:00Z", 1 + i % 28)),
         _ => json!(format!("{field}-{i}")),
