@@ -1,13 +1,13 @@
 # Two commands for a newcomer: `make dev` runs the API locally, `make test` runs every test.
 SHELL := /bin/bash
-export AWS_REGION ?= us-east-1
-export AWS_DEFAULT_REGION ?= us-east-1
-export AWS_ACCESS_KEY_ID ?= local
-export AWS_SECRET_ACCESS_KEY ?= local
+# Local runs set their own region and dummy credentials (scripts/dev.sh, the tests); real
+# credentials are only ever read by `make deploy-staging`, from your environment.
 export CARGO_TERM_COLOR ?= never
+export SAM_CLI_TELEMETRY = 0
+VENV := .local/venv/bin
 FUNCTIONS := $(notdir $(wildcard functions/*))
 
-.PHONY: help deps dev test unit integration lint fmt bench
+.PHONY: help deps dev test unit integration lint fmt bench build validate deploy-staging
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -32,10 +32,13 @@ integration: deps ## Integration tests only (DynamoDB Local + cargo lambda watch
 	cargo build $(addprefix -p ,$(FUNCTIONS))
 	cargo test -p members-tests --test integration
 
-lint: deps ## rustfmt, clippy (warnings are errors) and cfn-lint on template.yaml
+lint: deps validate ## rustfmt, clippy (warnings are errors), and the SAM template checks
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets --quiet -- -D warnings
-	.local/venv/bin/cfn-lint template.yaml
+
+validate: deps ## cfn-lint and `sam validate --lint` on template.yaml (offline)
+	$(VENV)/cfn-lint template.yaml
+	AWS_DEFAULT_REGION=eu-west-1 $(VENV)/sam validate --lint --template template.yaml
 
 fmt: ## Format the code
 	cargo fmt --all
@@ -43,3 +46,23 @@ fmt: ## Format the code
 bench: deps ## Benchmarks against DynamoDB Local (optimised build; prints figures and ratios)
 	cargo bench -p members-tests --bench patch
 	cargo bench -p members-tests --bench list
+	cargo bench -p members-tests --bench init
+
+build: deps ## Release build of every function for Lambda (arm64), with a size table
+	@start=$$(date +%s); \
+	PATH="$(CURDIR)/$(VENV):$$PATH" cargo lambda build --release --arm64 $(addprefix --bin ,$(FUNCTIONS)) || exit 1; \
+	end=$$(date +%s); \
+	printf '\n%-22s %10s %10s\n' function bytes gzipped; \
+	for f in $(FUNCTIONS); do \
+	  b=target/lambda/$$f/bootstrap; \
+	  printf '%-22s %10s %10s\n' $$f $$(stat -c %s $$b) $$(gzip -9c $$b | wc -c); \
+	done; \
+	echo "release build: $$((end - start)) s"
+
+deploy-staging: deps ## sam build + sam deploy --config-env staging (needs AWS credentials)
+	@if [ -z "$$AWS_ACCESS_KEY_ID$$AWS_PROFILE$$AWS_WEB_IDENTITY_TOKEN_FILE" ] && [ ! -f "$$HOME/.aws/credentials" ] && [ ! -f "$$HOME/.aws/config" ]; then \
+	  echo "No AWS credentials found: set AWS_PROFILE (or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY) for the account to deploy to." >&2; exit 1; fi
+	@if [ "$$AWS_ACCESS_KEY_ID" = "local" ]; then \
+	  echo "AWS_ACCESS_KEY_ID is the local dummy 'local'; unset it or use your real credentials." >&2; exit 1; fi
+	PATH="$(CURDIR)/$(VENV):$$PATH" $(VENV)/sam build
+	$(VENV)/sam deploy --config-env staging

