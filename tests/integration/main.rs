@@ -6,6 +6,7 @@ mod create_get;
 mod faults;
 mod races;
 mod rest;
+mod security;
 mod updates;
 
 use libtest_mimic::{Arguments, Failed, Trial};
@@ -63,6 +64,8 @@ fn main() {
         rest::audit_history_pages_newest_first,
         rest::organization_settings_keep_the_hris_rules,
         rest::custom_roles_cannot_vanish_under_a_member,
+        security::every_route_refuses_bad_credentials_alike,
+        security::mass_assignment_and_hostile_input_are_refused,
     ];
     let selected: Vec<_> = all
         .iter()
