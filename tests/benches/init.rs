@@ -59,13 +59,21 @@ fn read_request(stream: &mut TcpStream) -> Result<(String, Vec<u8>), String> {
     Ok((line, body))
 }
 
-fn respond(stream: &mut TcpStream, status: &str, headers: &[(&str, String)], body: &[u8]) -> Result<(), String> {
+fn respond(
+    stream: &mut TcpStream,
+    status: &str,
+    headers: &[(&str, String)],
+    body: &[u8],
+) -> Result<(), String> {
     let mut out = format!("HTTP/1.1 {status}\r\ncontent-length: {}\r\n", body.len());
     for (k, v) in headers {
         out.push_str(&format!("{k}: {v}\r\n"));
     }
     out.push_str("\r\n");
-    stream.write_all(out.as_bytes()).and_then(|_| stream.write_all(body)).map_err(|e| e.to_string())
+    stream
+        .write_all(out.as_bytes())
+        .and_then(|_| stream.write_all(body))
+        .map_err(|e| e.to_string())
 }
 
 fn run() -> Result<(), String> {
@@ -112,8 +120,19 @@ fn run() -> Result<(), String> {
             "200 OK",
             &[
                 ("lambda-runtime-aws-request-id", "bench-1".into()),
-                ("lambda-runtime-deadline-ms", (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_err(|e| e.to_string())?.as_millis() + 10_000).to_string()),
-                ("lambda-runtime-invoked-function-arn", "arn:aws:lambda:eu-west-1:123456789012:function:get-member".into()),
+                (
+                    "lambda-runtime-deadline-ms",
+                    (std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_err(|e| e.to_string())?
+                        .as_millis()
+                        + 10_000)
+                        .to_string(),
+                ),
+                (
+                    "lambda-runtime-invoked-function-arn",
+                    "arn:aws:lambda:eu-west-1:123456789012:function:get-member".into(),
+                ),
                 ("content-type", "application/json".into()),
             ],
             &event,
@@ -131,11 +150,16 @@ fn run() -> Result<(), String> {
         };
         answered.push(started.elapsed());
         if !line.contains("/bench-1/response") {
-            return Err(format!("unexpected answer: {line} {}", String::from_utf8_lossy(&body)));
+            return Err(format!(
+                "unexpected answer: {line} {}",
+                String::from_utf8_lossy(&body)
+            ));
         }
         let text = String::from_utf8_lossy(&body);
         if !text.contains("401") {
-            return Err(format!("expected the event's unknown key to get a 401: {text}"));
+            return Err(format!(
+                "expected the event's unknown key to get a 401: {text}"
+            ));
         }
         respond(&mut answer, "202 Accepted", &[], b"")?;
         let _ = child.kill();
@@ -146,8 +170,14 @@ fn run() -> Result<(), String> {
     answered.sort();
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
     println!("get-member cold start on this machine (x86_64, bench profile), {RUNS} runs, median:");
-    println!("  process start -> first poll of the Runtime API (init):      {:>7.1} ms", ms(polled[RUNS / 2]));
-    println!("  process start -> first answer (init + one DynamoDB call):   {:>7.1} ms", ms(answered[RUNS / 2]));
+    println!(
+        "  process start -> first poll of the Runtime API (init):      {:>7.1} ms",
+        ms(polled[RUNS / 2])
+    );
+    println!(
+        "  process start -> first answer (init + one DynamoDB call):   {:>7.1} ms",
+        ms(answered[RUNS / 2])
+    );
     drop(dynamo);
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())

@@ -104,18 +104,38 @@ async fn burst_through_an_outage(st: &mut Stack) -> TestResult {
         replies.extend(c.join().map_err(|_| "client panicked".to_owned())??);
     }
     let unavailable = replies.iter().filter(|r| r.0 == 503).count();
-    let acknowledged: Vec<String> = replies.iter().filter(|r| r.0 == 201).filter_map(|r| r.2.clone()).collect();
-    println!("outage burst: {} requests, {} acknowledged creates, {unavailable} answered 503", replies.len(), acknowledged.len());
+    let acknowledged: Vec<String> = replies
+        .iter()
+        .filter(|r| r.0 == 201)
+        .filter_map(|r| r.2.clone())
+        .collect();
+    println!(
+        "outage burst: {} requests, {} acknowledged creates, {unavailable} answered 503",
+        replies.len(),
+        acknowledged.len()
+    );
     for (status, code, _, retry_after) in &replies {
-        ensure!(*status < 500 || (*status == 503 && *retry_after && code == "service_unavailable"), "{status} {code}: only 503 with Retry-After may fail a request");
-        ensure!(*status != 409 || code == "organization_changed" || code == "write_conflict", "{status} {code}");
+        ensure!(
+            *status < 500 || (*status == 503 && *retry_after && code == "service_unavailable"),
+            "{status} {code}: only 503 with Retry-After may fail a request"
+        );
+        ensure!(
+            *status != 409 || code == "organization_changed" || code == "write_conflict",
+            "{status} {code}"
+        );
     }
-    ensure!(unavailable > 0, "the outage was not noticed: did DynamoDB Local stop?");
+    ensure!(
+        unavailable > 0,
+        "the outage was not noticed: did DynamoDB Local stop?"
+    );
     let stored = st.members_of(&t.org).await?;
-    let ids: std::collections::BTreeSet<String> = stored.iter().map(|m| members_tests::s(m, "id")).collect();
+    let ids: std::collections::BTreeSet<String> =
+        stored.iter().map(|m| members_tests::s(m, "id")).collect();
     for id in &acknowledged {
         ensure!(ids.contains(id), "acknowledged create {id} is missing");
-        let audit = st.items(&format!("ORG#{}#MEMBER#{id}#AUDIT", t.org)).await?;
+        let audit = st
+            .items(&format!("ORG#{}#MEMBER#{id}#AUDIT", t.org))
+            .await?;
         ensure!(!audit.is_empty(), "{id} has no audit event");
     }
     st.check_invariants(&t.org).await

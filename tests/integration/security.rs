@@ -15,53 +15,120 @@ fn is_write(method: &str) -> bool {
 pub async fn every_route_refuses_bad_credentials_alike(ctx: Arc<Ctx>) -> TestResult {
     let st = &ctx.stack;
     let (a, b) = (st.tenant(false).await?, st.tenant(false).await?);
-    let victim = a.create(&json!({"firstName": "V", "email": "victim@example.com", "role": "simple"}))?;
-    let role = a.call("POST", "/v1/roles", Some(&json!({"name": "Private"})))?.json()["id"].as_str().unwrap_or("").to_owned();
+    let victim =
+        a.create(&json!({"firstName": "V", "email": "victim@example.com", "role": "simple"}))?;
+    let role = a
+        .call("POST", "/v1/roles", Some(&json!({"name": "Private"})))?
+        .json()["id"]
+        .as_str()
+        .unwrap_or("")
+        .to_owned();
     // A key of a's, revoked; and the cache's time for it to be forgotten everywhere.
-    let revoked = issue_key(&a.org, "revoked", vec![Scope::ReadMembers, Scope::WriteMembers])?;
-    st.store.put_api_key(&revoked.record).await.map_err(|e| format!("{e:?}"))?;
-    st.store.revoke_api_key(&a.org, &revoked.record.key.id).await.map_err(|e| format!("{e:?}"))?;
+    let revoked = issue_key(
+        &a.org,
+        "revoked",
+        vec![Scope::ReadMembers, Scope::WriteMembers],
+    )?;
+    st.store
+        .put_api_key(&revoked.record)
+        .await
+        .map_err(|e| format!("{e:?}"))?;
+    st.store
+        .revoke_api_key(&a.org, &revoked.record.key.id)
+        .await
+        .map_err(|e| format!("{e:?}"))?;
     tokio::time::sleep(Duration::from_secs(KEY_CACHE_SECONDS) + Duration::from_millis(500)).await;
 
     let unknown = format!("mapi_{}", "0f".repeat(32));
     let body = br#"{}"#;
     for (method, template) in ROUTES {
-        let path = template.replace("{id}", if template.starts_with("/v1/roles") { &role } else { &victim });
+        let path = template.replace(
+            "{id}",
+            if template.starts_with("/v1/roles") {
+                &role
+            } else {
+                &victim
+            },
+        );
         let url = format!("{}{path}", a.api);
         let send = |auth: Option<String>| {
             let mut headers = vec![("Content-Type", "application/json".to_owned())];
             if let Some(auth) = auth {
                 headers.push(("Authorization", auth));
             }
-            let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            let headers: Vec<(&str, &str)> =
+                headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
             http(method, &url, Some(body), &headers, None)
         };
         let route = format!("{method} {template}");
         let none = send(None)?;
-        ensure_eq!((none.status, none.code()), (401, "missing_api_key".to_owned()), "{route}: no key");
-        for garbage in ["Bearer", "Bearer ", "Basic YTpi", "Bearer mapi_short", "bearer  mapi_zz", "Token abc", &format!("Bearer {unknown}x")] {
+        ensure_eq!(
+            (none.status, none.code()),
+            (401, "missing_api_key".to_owned()),
+            "{route}: no key"
+        );
+        for garbage in [
+            "Bearer",
+            "Bearer ",
+            "Basic YTpi",
+            "Bearer mapi_short",
+            "bearer  mapi_zz",
+            "Token abc",
+            &format!("Bearer {unknown}x"),
+        ] {
             let r = send(Some(garbage.to_owned()))?;
-            ensure_eq!((r.status, r.code()), (401, "invalid_api_key".to_owned()), "{route}: {garbage:?}");
+            ensure_eq!(
+                (r.status, r.code()),
+                (401, "invalid_api_key".to_owned()),
+                "{route}: {garbage:?}"
+            );
         }
         let unknown_reply = send(Some(format!("Bearer {unknown}")))?;
         let revoked_reply = send(Some(format!("Bearer {}", revoked.secret)))?;
         ensure_eq!(unknown_reply.status, 401, "{route}: unknown key");
-        ensure_eq!(revoked_reply.text, unknown_reply.text, "{route}: revoked and unknown keys get the same body");
-        ensure_eq!(revoked_reply.header("www-authenticate"), Some("Bearer"), "{route}");
+        ensure_eq!(
+            revoked_reply.text,
+            unknown_reply.text,
+            "{route}: revoked and unknown keys get the same body"
+        );
+        ensure_eq!(
+            revoked_reply.header("www-authenticate"),
+            Some("Bearer"),
+            "{route}"
+        );
         if is_write(method) {
             let r = send(Some(format!("Bearer {}", a.read_key)))?;
-            ensure_eq!((r.status, r.code()), (403, "insufficient_scope".to_owned()), "{route}: read-only key");
+            ensure_eq!(
+                (r.status, r.code()),
+                (403, "insufficient_scope".to_owned()),
+                "{route}: read-only key"
+            );
         }
         // Another organisation's key never sees or touches a's data.
         let foreign = send(Some(format!("Bearer {}", b.write_key)))?;
-        ensure!(!foreign.text.contains(&victim) && !foreign.text.contains(a.org.as_str()), "{route}: a's data leaked to b: {}", foreign.text);
+        ensure!(
+            !foreign.text.contains(&victim) && !foreign.text.contains(a.org.as_str()),
+            "{route}: a's data leaked to b: {}",
+            foreign.text
+        );
         if template.contains("{id}") {
-            ensure_eq!(foreign.status, 404, "{route}: another organisation's resource is a 404");
+            ensure_eq!(
+                foreign.status,
+                404,
+                "{route}: another organisation's resource is a 404"
+            );
         }
     }
     // a's member and role are untouched by all of that.
-    ensure_eq!(a.get_member(&victim)?.json()["version"], json!(1), "victim unchanged");
-    ensure!(a.call("GET", "/v1/roles", None)?.text.contains(&role), "role still there");
+    ensure_eq!(
+        a.get_member(&victim)?.json()["version"],
+        json!(1),
+        "victim unchanged"
+    );
+    ensure!(
+        a.call("GET", "/v1/roles", None)?.text.contains(&role),
+        "role still there"
+    );
     st.check_invariants(&a.org).await
 }
 
@@ -73,47 +140,219 @@ pub async fn mass_assignment_and_hostile_input_are_refused(ctx: Arc<Ctx>) -> Tes
     // (case, method, path, body, status, code)
     let long = "x".repeat(60 * 1024);
     let cases: Vec<(&str, &str, String, serde_json::Value, u16, &str)> = vec![
-        ("id", "PATCH", path.clone(), json!({"id": "mem_other"}), 422, "validation_failed"),
-        ("version", "PATCH", path.clone(), json!({"version": 99}), 422, "validation_failed"),
-        ("updatedAt", "PATCH", path.clone(), json!({"updatedAt": "2030-01-01T00:00:00Z"}), 422, "validation_failed"),
-        ("backgroundCheckRequests", "PATCH", path.clone(), json!({"backgroundCheckRequests": [{"id": "x", "status": "clear", "requestedAt": "2026-01-01T00:00:00Z"}]}), 422, "validation_failed"),
-        ("user", "PATCH", path.clone(), json!({"user": {"email": "evil@example.com"}}), 422, "validation_failed"),
-        ("passwordHash", "PATCH", path.clone(), json!({"passwordHash": "$argon2id$v=19$..."}), 422, "validation_failed"),
-        ("another organisation", "PATCH", path.clone(), json!({"organizationId": "org_01someoneelse"}), 422, "organization_mismatch"),
-        ("settings.hasPassword", "PATCH", path.clone(), json!({"settings": {"hasPassword": true}}), 422, "validation_failed"),
-        ("organisation counters", "PATCH", "/v1/organization".into(), json!({"counts": {"activeAdmins": 0}}), 422, "validation_failed"),
-        ("organisation id", "PATCH", "/v1/organization".into(), json!({"id": "org_x"}), 422, "validation_failed"),
-        ("role holders", "POST", "/v1/roles".into(), json!({"name": "R", "activeHolders": -5}), 422, "validation_failed"),
-        ("a very long string", "PATCH", path.clone(), json!({"headline": long}), 422, "validation_failed"),
-        ("control characters", "PATCH", path.clone(), json!({"jobTitle": "a\u{0000}b\u{001b}[31m"}), 422, "validation_failed"),
-        ("a huge array", "PATCH", path.clone(), json!({"locations": vec![json!({"locationId": "l", "role": ["viewer"]}); 1000]}), 422, "validation_failed"),
-        ("a number for a string", "PATCH", path.clone(), json!({"email": 12}), 422, "validation_failed"),
-        ("an object for a list", "PATCH", path.clone(), json!({"collaborationRules": {"role": "simple"}}), 422, "validation_failed"),
-        ("a float label", "PATCH", path.clone(), json!({"fleetDmLabelId": 1.5}), 422, "validation_failed"),
-        ("a huge label", "PATCH", path.clone(), json!({"fleetDmLabelId": 18446744073709551615u64}), 422, "validation_failed"),
-        ("a negative label", "PATCH", path.clone(), json!({"fleetDmLabelId": -1}), 422, "validation_failed"),
+        (
+            "id",
+            "PATCH",
+            path.clone(),
+            json!({"id": "mem_other"}),
+            422,
+            "validation_failed",
+        ),
+        (
+            "version",
+            "PATCH",
+            path.clone(),
+            json!({"version": 99}),
+            422,
+            "validation_failed",
+        ),
+        (
+            "updatedAt",
+            "PATCH",
+            path.clone(),
+            json!({"updatedAt": "2030-01-01T00:00:00Z"}),
+            422,
+            "validation_failed",
+        ),
+        (
+            "backgroundCheckRequests",
+            "PATCH",
+            path.clone(),
+            json!({"backgroundCheckRequests": [{"id": "x", "status": "clear", "requestedAt": "2026-01-01T00:00:00Z"}]}),
+            422,
+            "validation_failed",
+        ),
+        (
+            "user",
+            "PATCH",
+            path.clone(),
+            json!({"user": {"email": "evil@example.com"}}),
+            422,
+            "validation_failed",
+        ),
+        (
+            "passwordHash",
+            "PATCH",
+            path.clone(),
+            json!({"passwordHash": "$argon2id$v=19$..."}),
+            422,
+            "validation_failed",
+        ),
+        (
+            "another organisation",
+            "PATCH",
+            path.clone(),
+            json!({"organizationId": "org_01someoneelse"}),
+            422,
+            "organization_mismatch",
+        ),
+        (
+            "settings.hasPassword",
+            "PATCH",
+            path.clone(),
+            json!({"settings": {"hasPassword": true}}),
+            422,
+            "validation_failed",
+        ),
+        (
+            "organisation counters",
+            "PATCH",
+            "/v1/organization".into(),
+            json!({"counts": {"activeAdmins": 0}}),
+            422,
+            "validation_failed",
+        ),
+        (
+            "organisation id",
+            "PATCH",
+            "/v1/organization".into(),
+            json!({"id": "org_x"}),
+            422,
+            "validation_failed",
+        ),
+        (
+            "role holders",
+            "POST",
+            "/v1/roles".into(),
+            json!({"name": "R", "activeHolders": -5}),
+            422,
+            "validation_failed",
+        ),
+        (
+            "a very long string",
+            "PATCH",
+            path.clone(),
+            json!({"headline": long}),
+            422,
+            "validation_failed",
+        ),
+        (
+            "control characters",
+            "PATCH",
+            path.clone(),
+            json!({"jobTitle": "a\u{0000}b\u{001b}[31m"}),
+            422,
+            "validation_failed",
+        ),
+        (
+            "a huge array",
+            "PATCH",
+            path.clone(),
+            json!({"locations": vec![json!({"locationId": "l", "role": ["viewer"]}); 1000]}),
+            422,
+            "validation_failed",
+        ),
+        (
+            "a number for a string",
+            "PATCH",
+            path.clone(),
+            json!({"email": 12}),
+            422,
+            "validation_failed",
+        ),
+        (
+            "an object for a list",
+            "PATCH",
+            path.clone(),
+            json!({"collaborationRules": {"role": "simple"}}),
+            422,
+            "validation_failed",
+        ),
+        (
+            "a float label",
+            "PATCH",
+            path.clone(),
+            json!({"fleetDmLabelId": 1.5}),
+            422,
+            "validation_failed",
+        ),
+        (
+            "a huge label",
+            "PATCH",
+            path.clone(),
+            json!({"fleetDmLabelId": 18446744073709551615u64}),
+            422,
+            "validation_failed",
+        ),
+        (
+            "a negative label",
+            "PATCH",
+            path.clone(),
+            json!({"fleetDmLabelId": -1}),
+            422,
+            "validation_failed",
+        ),
     ];
     for (case, method, path, body, status, code) in cases {
         let r = t.call(method, &path, Some(&body))?;
-        ensure_eq!((r.status, r.code()), (status, code.to_owned()), "{case}: {}", r.text.chars().take(300).collect::<String>());
+        ensure_eq!(
+            (r.status, r.code()),
+            (status, code.to_owned()),
+            "{case}: {}",
+            r.text.chars().take(300).collect::<String>()
+        );
     }
     let bearer = format!("Bearer {}", t.write_key);
     let url = format!("{}{path}", t.api);
     let raw: Vec<(&str, Vec<u8>, u16)> = vec![
-        ("deep nesting", format!("{}{}", "[".repeat(100_000), "]".repeat(100_000)).into_bytes(), 413),
-        ("deep nesting under 64 KiB", format!("{{\"a\":{}{}}}", "[".repeat(20_000), "]".repeat(20_000)).into_bytes(), 400),
-        ("a lone surrogate", br#"{"headline":"\ud800"}"#.to_vec(), 400),
+        (
+            "deep nesting",
+            format!("{}{}", "[".repeat(100_000), "]".repeat(100_000)).into_bytes(),
+            413,
+        ),
+        (
+            "deep nesting under 64 KiB",
+            format!("{{\"a\":{}{}}}", "[".repeat(20_000), "]".repeat(20_000)).into_bytes(),
+            400,
+        ),
+        (
+            "a lone surrogate",
+            br#"{"headline":"\ud800"}"#.to_vec(),
+            400,
+        ),
         ("trailing garbage", br#"{"headline":"x"} {"#.to_vec(), 400),
-        ("duplicate keys", br#"{"headline":"x","headline":"y"}"#.to_vec(), 200),
+        (
+            "duplicate keys",
+            br#"{"headline":"x","headline":"y"}"#.to_vec(),
+            200,
+        ),
         ("a bare string", br#""hello""#.to_vec(), 422),
         ("null", b"null".to_vec(), 422),
     ];
     for (case, body, status) in raw {
-        let r = http("PATCH", &url, Some(&body), &[("Authorization", &bearer), ("Content-Type", "application/json")], None)?;
-        ensure_eq!(r.status, status, "{case}: {}", r.text.chars().take(300).collect::<String>());
+        let r = http(
+            "PATCH",
+            &url,
+            Some(&body),
+            &[
+                ("Authorization", &bearer),
+                ("Content-Type", "application/json"),
+            ],
+            None,
+        )?;
+        ensure_eq!(
+            r.status,
+            status,
+            "{case}: {}",
+            r.text.chars().take(300).collect::<String>()
+        );
         ensure!(r.status < 500, "{case}: never a 5xx");
     }
     let m = t.get_member(&id)?.json();
-    ensure_eq!((m["email"].clone(), m["organizationId"].clone()), (json!("m@example.com"), json!(t.org.as_str())), "nothing was assigned");
+    ensure_eq!(
+        (m["email"].clone(), m["organizationId"].clone()),
+        (json!("m@example.com"), json!(t.org.as_str())),
+        "nothing was assigned"
+    );
     st.check_invariants(&t.org).await
 }
