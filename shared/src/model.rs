@@ -605,6 +605,21 @@ pub struct ListQuery {
 }
 
 impl ListQuery {
+    /// Active members, no other filter, from the start.
+    pub fn new(limit: usize) -> Self {
+        ListQuery {
+            status: StatusFilter::Active,
+            role: None,
+            hris_role: None,
+            department: None,
+            location_id: None,
+            email: None,
+            updated_since: None,
+            limit,
+            after: None,
+        }
+    }
+
     /// Whether a member passes every filter.
     pub fn matches(&self, m: &Member) -> bool {
         let status = match self.status {

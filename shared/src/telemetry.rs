@@ -12,9 +12,10 @@ pub fn init() {
         .or_else(|_| std::env::var("RUST_LOG"))
         .unwrap_or_else(|_| "info".into());
     // The SDK's own crates are chatty at info; keep them at warn unless asked for.
-    let filter: Targets = format!("aws_config=warn,aws_smithy_runtime=warn,aws_sdk_dynamodb=warn,{level}")
-        .parse()
-        .unwrap_or_else(|_| Targets::new().with_default(LevelFilter::INFO));
+    let filter: Targets =
+        format!("aws_config=warn,aws_smithy_runtime=warn,aws_sdk_dynamodb=warn,{level}")
+            .parse()
+            .unwrap_or_else(|_| Targets::new().with_default(LevelFilter::INFO));
     let json = match std::env::var("LOG_FORMAT") {
         Ok(format) => format.eq_ignore_ascii_case("json"),
         Err(_) => std::env::var("AWS_LAMBDA_FUNCTION_NAME").is_ok(),
@@ -32,5 +33,7 @@ pub fn init() {
         fmt::layer().with_target(false).boxed()
     };
     // A second init (tests) keeps the first subscriber.
-    let _ = tracing_subscriber::registry().with(layer.with_filter(filter)).try_init();
+    let _ = tracing_subscriber::registry()
+        .with(layer.with_filter(filter))
+        .try_init();
 }

@@ -90,6 +90,14 @@ fn run() -> Result<(), String> {
     let dir = std::env::temp_dir().join(format!("members-bench-init-{}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
     let dynamo = DynamoLocal::start(free_port()?, None, &dir.join("dynamodb.log"))?;
+    let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
+    runtime.block_on(async {
+        let client = shared::store::DynamoStore::client_from_env(Some(&dynamo.endpoint())).await;
+        shared::store::DynamoStore::new(client, TABLE)
+            .create_table()
+            .await
+            .map_err(|e| format!("{e:?}"))
+    })?;
     let event = std::fs::read(root.join("events/get-member.json")).map_err(|e| e.to_string())?;
 
     let (mut polled, mut answered) = (Vec::new(), Vec::new());

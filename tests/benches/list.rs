@@ -120,17 +120,7 @@ async fn run() -> Result<(), String> {
     for (query, index, partition) in cases {
         let q = format!("limit={LIMIT}&{query}");
         let (mut through, mut bare) = (Vec::new(), Vec::new());
-        let mut q_struct = ListQuery {
-            status: StatusFilter::Active,
-            role: None,
-            hris_role: None,
-            department: None,
-            location_id: None,
-            email: None,
-            updated_since: None,
-            limit: LIMIT,
-            after: None,
-        };
+        let mut q_struct = ListQuery::new(LIMIT);
         for part in query.split('&') {
             match part {
                 "department=qms" => q_struct.department = Some(Department::Qms),

@@ -45,12 +45,7 @@ async fn set_active(
 ) -> Result<ApiResponse, ApiError> {
     let key = super::caller(store, &req, Scope::WriteMembers).await?;
     let id = member_id(&req)?;
-    if !req.query.is_empty() {
-        return Err(ApiError::BadRequest {
-            code: "unknown_query_parameter",
-            detail: "This endpoint takes no query parameters.".into(),
-        });
-    }
+    super::no_query(&req)?;
     let patch = MemberPatch {
         is_active: Some(active),
         ..MemberPatch::default()

@@ -57,17 +57,7 @@ pub async fn list_members<S: Store>(
 }
 
 fn parse(req: &ApiRequest) -> Result<(ListQuery, Option<&str>), ApiError> {
-    let mut q = ListQuery {
-        status: StatusFilter::Active,
-        role: None,
-        hris_role: None,
-        department: None,
-        location_id: None,
-        email: None,
-        updated_since: None,
-        limit: paging::DEFAULT_LIMIT,
-        after: None,
-    };
+    let mut q = ListQuery::new(paging::DEFAULT_LIMIT);
     let mut cursor = None;
     for (name, value) in paging::query(req, PARAMETERS)? {
         match name {

@@ -40,6 +40,31 @@ pub(crate) async fn caller(
     Ok(key)
 }
 
+/// Refuses any query parameter, for endpoints that take none.
+pub(crate) fn no_query(req: &ApiRequest) -> Result<(), ApiError> {
+    if req.query.is_empty() {
+        return Ok(());
+    }
+    Err(ApiError::BadRequest {
+        code: "unknown_query_parameter",
+        detail: "This endpoint takes no query parameters.".into(),
+    })
+}
+
+/// The body as a JSON object (400/413/415 from `json_body`, 422 for any other JSON).
+pub(crate) fn object_body(
+    req: &ApiRequest,
+) -> Result<serde_json::Map<String, serde_json::Value>, ApiError> {
+    match req.json_body()? {
+        serde_json::Value::Object(obj) => Ok(obj),
+        _ => Err(ApiError::field(
+            "",
+            "invalid_type",
+            "the body must be a JSON object",
+        )),
+    }
+}
+
 /// The `{id}` of the path. A malformed id names no member: 404, as for any unknown one.
 pub(crate) fn member_id(req: &ApiRequest) -> Result<MemberId, ApiError> {
     req.path_id

@@ -37,17 +37,9 @@ pub async fn update_organization<S: Store>(
 ) -> Result<ApiResponse, ApiError> {
     let store = store.as_ref();
     let key = super::caller(store, &req, Scope::WriteMembers).await?;
-    if !req.query.is_empty() {
-        return Err(ApiError::BadRequest {
-            code: "unknown_query_parameter",
-            detail: "This endpoint takes no query parameters.".into(),
-        });
-    }
-    let body = req.json_body()?;
-    let obj = body
-        .as_object()
-        .ok_or_else(|| ApiError::field("", "invalid_type", "the body must be a JSON object"))?;
-    let mut r = Reader::new(obj, "");
+    super::no_query(&req)?;
+    let obj = super::object_body(&req)?;
+    let mut r = Reader::new(&obj, "");
     r.check_keys(
         &["name", "hrisEnabled", "backgroundCheckRequired"],
         &[
@@ -116,15 +108,9 @@ async fn name_blockers(store: &impl Store, org: &OrgId, on: bool, refusal: ApiEr
         return refusal;
     }
     let q = ListQuery {
-        status: StatusFilter::Active,
         role: Some(Role::Builtin(BuiltinRole::NoAccess)),
         hris_role: on.then_some(HrisRole::HrisNoAccess),
-        department: None,
-        location_id: None,
-        email: None,
-        updated_since: None,
-        limit: 100,
-        after: None,
+        ..ListQuery::new(100)
     };
     let ids: Vec<String> = match store.list_members(org, &q).await {
         Ok(page) => page.members.iter().map(|m| m.id.to_string()).collect(),

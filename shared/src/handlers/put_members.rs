@@ -24,10 +24,7 @@ pub async fn put_members<S: Store>(
 ) -> Result<ApiResponse, ApiError> {
     let store = store.as_ref();
     let key = super::caller(store, &req, Scope::WriteMembers).await?;
-    let body = req.json_body()?;
-    let obj = body
-        .as_object()
-        .ok_or_else(|| ApiError::field("", "invalid_type", "the body must be a JSON object"))?;
+    let obj = super::object_body(&req)?;
 
     let mut errors = Vec::new();
     for k in obj

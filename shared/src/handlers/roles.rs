@@ -1,3 +1,4 @@
+use super::{no_query, object_body};
 use crate::error::ApiError;
 use crate::http::{ApiRequest, ApiResponse};
 use crate::input::{text, Reader};
@@ -31,11 +32,8 @@ pub async fn create_role<S: Store>(
     let store = store.as_ref();
     let key = super::caller(store, &req, Scope::WriteMembers).await?;
     no_query(&req)?;
-    let body = req.json_body()?;
-    let obj = body
-        .as_object()
-        .ok_or_else(|| ApiError::field("", "invalid_type", "the body must be a JSON object"))?;
-    let mut r = Reader::new(obj, "");
+    let obj = object_body(&req)?;
+    let mut r = Reader::new(&obj, "");
     r.check_keys(
         &["name", "description"],
         &["id", "builtIn", "activeHolders", "createdAt"],
@@ -97,14 +95,4 @@ pub async fn delete_role<S: Store>(
     store.delete_role(&role).await?;
     tracing::info!(role_id = %role.id, "custom role deleted");
     Ok(ApiResponse::empty(204))
-}
-
-fn no_query(req: &ApiRequest) -> Result<(), ApiError> {
-    if req.query.is_empty() {
-        return Ok(());
-    }
-    Err(ApiError::BadRequest {
-        code: "unknown_query_parameter",
-        detail: "This endpoint takes no query parameters.".into(),
-    })
 }
