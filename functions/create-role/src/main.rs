@@ -10,7 +10,7 @@ use std::sync::Arc;
 async fn main() -> Result<(), Error> {
     shared::telemetry::init();
     // Built once per instance, reused by every invocation.
-    let store = Arc::new(DynamoStore::from_env().await);
+    let store = Arc::new(DynamoStore::from_env()?);
     // Sequential in classic Lambda; concurrent where AWS_LAMBDA_MAX_CONCURRENCY > 1.
     run_concurrent(service_fn(move |req| {
         serve(store.clone(), req, create_role)

@@ -81,16 +81,33 @@ pub mod keys {
     }
     /// GSI partitions of a member: by status, role, HRIS role, department (each with status).
     pub fn member_indexes(m: &Member) -> [String; 4] {
-        let (org, status) = (&m.organization_id, status(m.is_active));
+        let (org, active) = (&m.organization_id, m.is_active);
         [
-            format!("ORG#{org}#MEMBERS#{status}"),
-            format!("ORG#{org}#ROLE#{}#{status}", m.role.as_str()),
-            format!(
-                "ORG#{org}#HRIS#{}#{status}",
-                m.hris_role.map_or("none", |r| r.as_str())
-            ),
-            format!("ORG#{org}#DEPARTMENT#{}#{status}", m.department),
+            members_partition(org, active),
+            role_partition(org, &m.role, active),
+            hris_partition(org, m.hris_role, active),
+            department_partition(org, m.department, active),
         ]
+    }
+    /// GSI1 and GSI5: an organisation's members by status.
+    pub fn members_partition(org: &OrgId, active: bool) -> String {
+        format!("ORG#{org}#MEMBERS#{}", status(active))
+    }
+    /// GSI2.
+    pub fn role_partition(org: &OrgId, role: &Role, active: bool) -> String {
+        format!("ORG#{org}#ROLE#{}#{}", role.as_str(), status(active))
+    }
+    /// GSI3 (`none` for members without an HRIS role).
+    pub fn hris_partition(org: &OrgId, hris: Option<HrisRole>, active: bool) -> String {
+        format!(
+            "ORG#{org}#HRIS#{}#{}",
+            hris.map_or("none", |r| r.as_str()),
+            status(active)
+        )
+    }
+    /// GSI4.
+    pub fn department_partition(org: &OrgId, department: Department, active: bool) -> String {
+        format!("ORG#{org}#DEPARTMENT#{department}#{}", status(active))
     }
     pub fn api_keys_of(org: &OrgId) -> String {
         format!("ORG#{org}#APIKEYS")
@@ -281,44 +298,62 @@ impl DynamoStore {
         self
     }
 
-    /// A client from the environment: region, credentials and `AWS_ENDPOINT_URL_DYNAMODB`
-    /// (DynamoDB Local) as the AWS SDK reads them, with short timeouts so that an unreachable
-    /// store becomes a 503 within seconds rather than a Lambda timeout.
+    /// The operator's client (membersctl, tests): region, credentials (profiles, SSO, …)
+    /// and `AWS_ENDPOINT_URL_DYNAMODB` as the AWS SDK's full loader reads them.
+    #[cfg(feature = "aws-config")]
     pub async fn client_from_env(endpoint_url: Option<&str>) -> Client {
         Client::new(&Self::sdk_config(endpoint_url).await)
     }
 
     /// The SDK configuration [`client_from_env`](Self::client_from_env) builds its client from.
+    #[cfg(feature = "aws-config")]
     pub async fn sdk_config(endpoint_url: Option<&str>) -> aws_config::SdkConfig {
-        let timeouts = aws_config::timeout::TimeoutConfig::builder()
-            .connect_timeout(Duration::from_secs(1))
-            .operation_attempt_timeout(Duration::from_secs(2))
-            .operation_timeout(Duration::from_secs(5))
-            .build();
-        // rustls on ring: the same TLS as the SDK's default client, a smaller binary.
-        let https = aws_smithy_http_client::Builder::new()
-            .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
-                aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
-            ))
-            .build_https();
         let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .timeout_config(timeouts)
-            .http_client(https);
+            .timeout_config(timeouts())
+            .http_client(https_client());
         if let Some(url) = endpoint_url {
             loader = loader.endpoint_url(url);
         }
         loader.load().await
     }
 
+    /// The functions' client, from what Lambda puts in the environment: `AWS_REGION`, the
+    /// execution role's `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` / `AWS_SESSION_TOKEN`,
+    /// and `AWS_ENDPOINT_URL_DYNAMODB` (or `AWS_ENDPOINT_URL`) for DynamoDB Local. Built
+    /// without the SDK's config loader, which would add a megabyte to every function.
+    pub fn lambda_client() -> Result<Client, String> {
+        use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        let region = var("AWS_REGION")
+            .or_else(|| var("AWS_DEFAULT_REGION"))
+            .ok_or("AWS_REGION is not set")?;
+        let (Some(key), Some(secret)) = (var("AWS_ACCESS_KEY_ID"), var("AWS_SECRET_ACCESS_KEY"))
+        else {
+            return Err("AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY are not set".into());
+        };
+        let credentials =
+            Credentials::new(key, secret, var("AWS_SESSION_TOKEN"), None, "environment");
+        let mut config = aws_sdk_dynamodb::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new(region))
+            .credentials_provider(credentials)
+            .timeout_config(timeouts())
+            .http_client(https_client());
+        if let Some(url) = var("AWS_ENDPOINT_URL_DYNAMODB").or_else(|| var("AWS_ENDPOINT_URL")) {
+            config = config.endpoint_url(url);
+        }
+        Ok(Client::from_conf(config.build()))
+    }
+
     /// The store for `TABLE_NAME` (default `members`), caching API keys for
     /// `API_KEY_CACHE_SECONDS` (default and maximum 60; 0 turns the cache off).
-    pub async fn from_env() -> Self {
+    pub fn from_env() -> Result<Self, String> {
         let table = std::env::var("TABLE_NAME").unwrap_or_else(|_| "members".into());
         let ttl = std::env::var("API_KEY_CACHE_SECONDS")
             .ok()
             .and_then(|s| s.parse::<u64>().ok())
             .map_or(MAX_KEY_CACHE, Duration::from_secs);
-        DynamoStore::new(Self::client_from_env(None).await, table).with_key_cache(ttl)
+        Ok(DynamoStore::new(Self::lambda_client()?, table).with_key_cache(ttl))
     }
 
     pub fn table(&self) -> &str {
@@ -501,6 +536,25 @@ impl DynamoStore {
             .map_err(|e| sdk_error("GetItem", e))?;
         out.item.map(from_item).transpose()
     }
+}
+
+/// Short timeouts, so that an unreachable store becomes a 503 within seconds rather than a
+/// Lambda timeout.
+fn timeouts() -> aws_sdk_dynamodb::config::timeout::TimeoutConfig {
+    aws_sdk_dynamodb::config::timeout::TimeoutConfig::builder()
+        .connect_timeout(Duration::from_secs(1))
+        .operation_attempt_timeout(Duration::from_secs(2))
+        .operation_timeout(Duration::from_secs(5))
+        .build()
+}
+
+/// rustls on ring: the same TLS as the SDK's default client, a smaller binary.
+fn https_client() -> aws_smithy_runtime_api::client::http::SharedHttpClient {
+    aws_smithy_http_client::Builder::new()
+        .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
+            aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
+        ))
+        .build_https()
 }
 
 /// What each item of a transaction stands for, so that a cancellation reason at index `i`

@@ -131,7 +131,7 @@ impl DynamoStore {
                     sk,
                     partition,
                 } => {
-                    let (filter, mut names, mut values) = filter_expression(q);
+                    let (filter, names, mut values) = filter_expression(q);
                     let mut condition = format!("{pk} = :pk");
                     values.insert(":pk".into(), AttributeValue::S(partition(active)));
                     if let Some(after) = &q.after {
@@ -141,7 +141,6 @@ impl DynamoStore {
                         condition.push_str(&format!(" AND {sk} >= :since"));
                         values.insert(":since".into(), AttributeValue::S(since.to_string()));
                     }
-                    names.retain(|k, _| filter.as_deref().is_some_and(|f| f.contains(k.as_str())));
                     let out = self
                         .client
                         .query()
@@ -345,13 +344,12 @@ fn choose_source(org: &OrgId, q: &ListQuery) -> Source {
             location: location.clone(),
         };
     }
-    if let Some(role) = &q.role {
-        let role = role.as_str().to_owned();
+    if let Some(role) = q.role.clone() {
         return index(
             "GSI2",
             "GSI2PK",
             "GSI2SK",
-            Box::new(move |a| format!("ORG#{org}#ROLE#{role}#{}", keys::status(a))),
+            Box::new(move |a| keys::role_partition(&org, &role, a)),
         );
     }
     if let Some(hris) = q.hris_role {
@@ -359,7 +357,7 @@ fn choose_source(org: &OrgId, q: &ListQuery) -> Source {
             "GSI3",
             "GSI3PK",
             "GSI3SK",
-            Box::new(move |a| format!("ORG#{org}#HRIS#{hris}#{}", keys::status(a))),
+            Box::new(move |a| keys::hris_partition(&org, Some(hris), a)),
         );
     }
     if let Some(department) = q.department {
@@ -367,10 +365,10 @@ fn choose_source(org: &OrgId, q: &ListQuery) -> Source {
             "GSI4",
             "GSI4PK",
             "GSI4SK",
-            Box::new(move |a| format!("ORG#{org}#DEPARTMENT#{department}#{}", keys::status(a))),
+            Box::new(move |a| keys::department_partition(&org, department, a)),
         );
     }
-    let by_status = move |a| format!("ORG#{org}#MEMBERS#{}", keys::status(a));
+    let by_status = move |a| keys::members_partition(&org, a);
     if q.updated_since.is_some() {
         return index("GSI5", "GSI5PK", "GSI5SK", Box::new(by_status));
     }
@@ -380,45 +378,28 @@ fn choose_source(org: &OrgId, q: &ListQuery) -> Source {
 /// The filters the chosen index does not already apply, as a FilterExpression (with
 /// attribute names, since `role` is a reserved word).
 fn filter_expression(q: &ListQuery) -> (Option<String>, HashMap<String, String>, Item) {
-    let mut parts = Vec::new();
-    let mut values = Item::new();
-    let names = HashMap::from([
-        ("#role".to_owned(), "role".to_owned()),
-        ("#hrisRole".to_owned(), "hrisRole".to_owned()),
-        ("#department".to_owned(), "department".to_owned()),
-        ("#updatedAt".to_owned(), "updatedAt".to_owned()),
-    ]);
-    // In the order choose_source prefers: each filter after the first is a filter here.
+    // In the order choose_source prefers them; the first one present is the index's.
+    let candidates: [(&str, &str, Option<String>); 4] = [
+        ("role", "=", q.role.as_ref().map(|r| r.as_str().to_owned())),
+        ("hrisRole", "=", q.hris_role.map(|h| h.as_str().to_owned())),
+        (
+            "department",
+            "=",
+            q.department.map(|d| d.as_str().to_owned()),
+        ),
+        ("updatedAt", ">=", q.updated_since.map(|t| t.to_string())),
+    ];
     let mut indexed = q.location_id.is_some();
-    if let Some(role) = &q.role {
+    let (mut parts, mut names, mut values) = (Vec::new(), HashMap::new(), Item::new());
+    for (attribute, operator, value) in candidates {
+        let Some(value) = value else { continue };
         if indexed {
-            parts.push("#role = :role");
-            values.insert(":role".into(), AttributeValue::S(role.as_str().to_owned()));
+            // Names for all: `role` is a reserved word.
+            parts.push(format!("#{attribute} {operator} :{attribute}"));
+            names.insert(format!("#{attribute}"), attribute.to_owned());
+            values.insert(format!(":{attribute}"), AttributeValue::S(value));
         }
         indexed = true;
-    }
-    if let Some(hris) = q.hris_role {
-        if indexed {
-            parts.push("#hrisRole = :hris");
-            values.insert(":hris".into(), AttributeValue::S(hris.as_str().to_owned()));
-        }
-        indexed = true;
-    }
-    if let Some(department) = q.department {
-        if indexed {
-            parts.push("#department = :department");
-            values.insert(
-                ":department".into(),
-                AttributeValue::S(department.as_str().to_owned()),
-            );
-        }
-        indexed = true;
-    }
-    if let Some(since) = q.updated_since {
-        if indexed {
-            parts.push("#updatedAt >= :since");
-            values.insert(":since".into(), AttributeValue::S(since.to_string()));
-        }
     }
     let filter = (!parts.is_empty()).then(|| parts.join(" AND "));
     (filter, names, values)
