@@ -12,7 +12,7 @@ FUNCTIONS := $(notdir $(wildcard functions/*))
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
-deps: ## Install Java, DynamoDB Local, cargo-lambda (into .local/) if missing
+deps: ## Install what is missing: Java, DynamoDB Local, cargo-lambda, cfn-lint, aws-sam-cli (into .local/)
 	@scripts/deps.sh
 
 dev: ## Run the API locally: DynamoDB Local + table + demo org and key + cargo lambda watch
