@@ -4,11 +4,9 @@
 //! the same index, interleaved in the same run.
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use members_tests::{free_port, local_aws_env, DynamoLocal, TABLE};
+use members_tests::{free_port, local_aws_env, new_tenant, DynamoLocal, TABLE};
 use serde_json::json;
-use shared::admin::{create_organization, FirstAdmin};
 use shared::audit::{self, Actor};
-use shared::auth::issue_key;
 use shared::http::ApiRequest;
 use shared::input::parse_member_patch;
 use shared::model::*;
@@ -43,19 +41,12 @@ async fn run() -> Result<(), String> {
     let store =
         Arc::new(DynamoStore::new(client.clone(), TABLE).with_key_cache(Duration::from_secs(60)));
     store.create_table().await.map_err(|e| format!("{e:?}"))?;
-    let admin = FirstAdmin {
-        first_name: "Bench".into(),
-        last_name: None,
-        email: "bench@example.com".into(),
-    };
-    let (org, _) = create_organization(&store, "Bench", false, &admin)
+    let t = new_tenant(&store, "", false).await?;
+    let org = store
+        .organization(&t.org)
         .await
-        .map_err(|e| format!("{e:?}"))?;
-    let key = issue_key(&org.id, "bench", vec![Scope::ReadMembers])?;
-    store
-        .put_api_key(&key.record)
-        .await
-        .map_err(|e| format!("{e:?}"))?;
+        .map_err(|e| format!("{e:?}"))?
+        .ok_or("no organisation")?;
 
     // 10,000 members: 1% in department qms (half of them reviewers), 1% reviewers elsewhere.
     let started = Instant::now();
@@ -87,7 +78,7 @@ async fn run() -> Result<(), String> {
         method: "GET".into(),
         path: "/v1/members".into(),
         path_id: None,
-        headers: HashMap::from([("authorization".to_owned(), format!("Bearer {}", key.secret))]),
+        headers: HashMap::from([("authorization".to_owned(), format!("Bearer {}", t.read_key))]),
         query: query
             .split('&')
             .filter(|p| !p.is_empty())

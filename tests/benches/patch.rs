@@ -7,12 +7,11 @@
 //!    TransactWriteItems it issues, measured interleaved in the same run (target ≤ 1.15).
 
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, Put, TransactWriteItem};
-use members_tests::{free_port, local_aws_env, wiretap::tapped_client, DynamoLocal, TABLE};
+use members_tests::{
+    free_port, local_aws_env, new_tenant, wiretap::tapped_client, DynamoLocal, TABLE,
+};
 use serde_json::json;
-use shared::admin::{create_organization, FirstAdmin};
-use shared::auth::issue_key;
 use shared::http::ApiRequest;
-use shared::model::Scope;
 use shared::store::DynamoStore;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -41,32 +40,17 @@ async fn run() -> Result<(), String> {
     let (client, tap) = tapped_client(&dynamo.endpoint()).await?;
     let plain = DynamoStore::new(client.clone(), TABLE);
     plain.create_table().await.map_err(|e| format!("{e:?}"))?;
-    let admin = FirstAdmin {
-        first_name: "Bench".into(),
-        last_name: None,
-        email: "bench@example.com".into(),
-    };
-    let (org, member) = create_organization(&plain, "Bench", false, &admin)
-        .await
-        .map_err(|e| format!("{e:?}"))?;
-    let key = issue_key(
-        &org.id,
-        "bench",
-        vec![Scope::ReadMembers, Scope::WriteMembers],
-    )?;
-    plain
-        .put_api_key(&key.record)
-        .await
-        .map_err(|e| format!("{e:?}"))?;
+    let t = new_tenant(&plain, "", false).await?;
+    let (org, member, secret) = (t.org.clone(), t.root.clone(), t.write_key.clone());
     let store =
         Arc::new(DynamoStore::new(client.clone(), TABLE).with_key_cache(Duration::from_secs(60)));
 
     let patch = |i: usize| ApiRequest {
         method: "PATCH".into(),
-        path: format!("/v1/members/{}", member.id),
-        path_id: Some(member.id.to_string()),
+        path: format!("/v1/members/{member}"),
+        path_id: Some(member.to_string()),
         headers: HashMap::from([
-            ("authorization".to_owned(), format!("Bearer {}", key.secret)),
+            ("authorization".to_owned(), format!("Bearer {secret}")),
             ("content-type".to_owned(), "application/json".to_owned()),
         ]),
         query: Vec::new(),
@@ -87,10 +71,7 @@ async fn run() -> Result<(), String> {
     tap.take_calls();
 
     // The bare calls a PATCH makes, with the same items.
-    let (pk_member, pk_org) = (
-        format!("ORG#{}#MEMBER#{}", org.id, member.id),
-        format!("ORG#{}", org.id),
-    );
+    let (pk_member, pk_org) = (format!("ORG#{org}#MEMBER#{member}"), format!("ORG#{org}"));
     let key_of = |pk: &str, sk: &str| {
         HashMap::from([
             ("PK".to_owned(), AttributeValue::S(pk.to_owned())),

@@ -321,33 +321,7 @@ impl Stack {
 
     /// A fresh organisation with its first admin and keys, so tests never share data.
     pub async fn tenant(&self, hris: bool) -> Result<Tenant, String> {
-        let admin = FirstAdmin {
-            first_name: "Root".into(),
-            last_name: Some("Admin".into()),
-            email: "root@example.com".into(),
-        };
-        let (org, root) = create_organization(&self.store, "Test Org", hris, &admin)
-            .await
-            .map_err(|e| format!("create org: {e:?}"))?;
-        let mut keys = Vec::new();
-        for scopes in [
-            vec![Scope::ReadMembers, Scope::WriteMembers],
-            vec![Scope::ReadMembers],
-        ] {
-            let issued = issue_key(&org.id, "it", scopes)?;
-            self.store
-                .put_api_key(&issued.record)
-                .await
-                .map_err(|e| format!("{e:?}"))?;
-            keys.push(issued.secret);
-        }
-        Ok(Tenant {
-            org: org.id,
-            root: root.id,
-            write_key: keys[0].clone(),
-            read_key: keys[1].clone(),
-            api: self.api.clone(),
-        })
+        new_tenant(&self.store, &self.api, hris).await
     }
 
     pub async fn organization(&self, org: &OrgId) -> Result<Organization, String> {
@@ -503,6 +477,38 @@ impl Drop for Stack {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// A fresh organisation with its first admin, a read/write key and a read-only key, so
+/// tests (and benchmarks) never share data. `api` is where its API is served, if anywhere.
+pub async fn new_tenant(store: &DynamoStore, api: &str, hris: bool) -> Result<Tenant, String> {
+    let admin = FirstAdmin {
+        first_name: "Root".into(),
+        last_name: Some("Admin".into()),
+        email: "root@example.com".into(),
+    };
+    let (org, root) = create_organization(store, "Test Org", hris, &admin)
+        .await
+        .map_err(|e| format!("create org: {e:?}"))?;
+    let mut keys = Vec::new();
+    for scopes in [
+        vec![Scope::ReadMembers, Scope::WriteMembers],
+        vec![Scope::ReadMembers],
+    ] {
+        let issued = issue_key(&org.id, "it", scopes)?;
+        store
+            .put_api_key(&issued.record)
+            .await
+            .map_err(|e| format!("{e:?}"))?;
+        keys.push(issued.secret);
+    }
+    Ok(Tenant {
+        org: org.id,
+        root: root.id,
+        write_key: keys[0].clone(),
+        read_key: keys[1].clone(),
+        api: api.to_owned(),
+    })
 }
 
 /// A string attribute ("" when absent).
