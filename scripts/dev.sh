@@ -51,7 +51,7 @@ port_busy "$DYNAMODB_PORT" || { echo "DynamoDB Local did not start; see .local/d
 exports=$(target/debug/membersctl demo --api-url "http://127.0.0.1:$API_PORT")
 
 echo "==> API on http://127.0.0.1:$API_PORT (cargo lambda watch, 16 concurrent instances per function)" >&2
-setsid .local/venv/bin/cargo-lambda lambda watch --ignore-changes -A 127.0.0.1 -P "$API_PORT" --concurrency 16 &
+setsid .local/venv/bin/cargo-lambda lambda watch --ignore-changes --disable-cors -A 127.0.0.1 -P "$API_PORT" --concurrency 16 &
 pids+=($!)
 for _ in $(seq 600); do port_busy "$API_PORT" && break; sleep 0.1; done
 

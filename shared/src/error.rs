@@ -41,6 +41,9 @@ pub enum ApiError {
     MissingScope(&'static str),
     #[error("not found")]
     NotFound,
+    /// A known path asked with a method it does not serve; `allow` lists the ones it does.
+    #[error("method not allowed")]
+    MethodNotAllowed { allow: String },
     #[error("validation failed")]
     Validation(Vec<FieldError>),
     /// A rule of the SPEC (422 unless the rule says otherwise).
@@ -73,6 +76,8 @@ pub struct Problem {
     pub body: serde_json::Value,
     pub retry_after: Option<u32>,
     pub www_authenticate: bool,
+    /// The `Allow` header of a 405.
+    pub allow: Option<String>,
 }
 
 const TYPE_BASE: &str = "https://members-api.dev/problems/";
@@ -105,6 +110,7 @@ impl ApiError {
             ApiError::InvalidApiKey => "invalid_api_key",
             ApiError::MissingScope(_) => "insufficient_scope",
             ApiError::NotFound => "not_found",
+            ApiError::MethodNotAllowed { .. } => "method_not_allowed",
             ApiError::Validation(_) => "validation_failed",
             ApiError::Rule { code, .. } | ApiError::Conflict { code, .. } => code,
             ApiError::PreconditionFailed => "precondition_failed",
@@ -144,6 +150,11 @@ impl ApiError {
                 format!("The API key lacks the scope {scope} this request needs."),
             ),
             ApiError::NotFound => (404, "Not found", "No such resource.".into()),
+            ApiError::MethodNotAllowed { allow } => (
+                405,
+                "Method not allowed",
+                format!("This path answers {allow} only (see the Allow header)."),
+            ),
             ApiError::Validation(errors) => (
                 422,
                 "Validation failed",
@@ -212,6 +223,10 @@ impl ApiError {
                 _ => None,
             },
             www_authenticate: matches!(self, ApiError::MissingApiKey | ApiError::InvalidApiKey),
+            allow: match self {
+                ApiError::MethodNotAllowed { allow } => Some(allow.clone()),
+                _ => None,
+            },
         }
     }
 }
@@ -242,6 +257,13 @@ mod tests {
                 "insufficient_scope",
             ),
             (ApiError::NotFound, 404, "not_found"),
+            (
+                ApiError::MethodNotAllowed {
+                    allow: "GET, PATCH".into(),
+                },
+                405,
+                "method_not_allowed",
+            ),
             (
                 ApiError::field("email", "required", "is required"),
                 422,

@@ -163,6 +163,9 @@ impl ApiResponse {
         if p.www_authenticate {
             response = response.with_header("WWW-Authenticate", "Bearer");
         }
+        if let Some(allow) = p.allow {
+            response = response.with_header("Allow", allow);
+        }
         response
     }
 

@@ -5,7 +5,8 @@
 //! - [`rules`]: the SPEC's rules that one member and its organisation decide
 //! - [`store`]: the storage port and its DynamoDB implementation (counters, guards, conditions)
 //! - [`auth`], [`audit`], [`wire`], [`http`], [`error`]: keys, history, responses, Lambda glue
-//! - [`handlers`]: one function per endpoint; [`admin`]: what the operator CLI does
+//! - [`handlers`]: one function per endpoint (and the [`fallback`](handlers::fallback) for
+//!   what no route serves), listed in [`routes`]; [`admin`]: what the operator CLI does
 
 pub mod admin;
 pub mod audit;
@@ -15,6 +16,7 @@ pub mod handlers;
 pub mod http;
 pub mod input;
 pub mod model;
+pub mod routes;
 pub mod rules;
 pub mod store;
 pub mod telemetry;

@@ -64,6 +64,7 @@ fn main() {
         rest::audit_history_pages_newest_first,
         rest::organization_settings_keep_the_hris_rules,
         rest::custom_roles_cannot_vanish_under_a_member,
+        rest::other_methods_get_405_and_unknown_paths_404,
         security::every_route_refuses_bad_credentials_alike,
         security::mass_assignment_and_hostile_input_are_refused,
     ];
@@ -124,7 +125,7 @@ fn main() {
             vec![
                 Trial::test("logs::no_secret_in_any_log_line", {
                     let log = ctx.stack.watch_log.clone();
-                    move || faults::no_secret_in(&log).map_err(Failed::from)
+                    move || members_tests::no_secret_in(&log).map_err(Failed::from)
                 }),
                 Trial::test("contract::every_response_matches_openapi", || {
                     let checked =

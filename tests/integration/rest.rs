@@ -691,3 +691,70 @@ pub async fn custom_roles_cannot_vanish_under_a_member(ctx: Arc<Ctx>) -> TestRes
     ensure!(ids.len() <= 21, "roles: {ids:?}");
     st.check_invariants(&t.org).await
 }
+
+/// A method a path does not serve gets 405 with `Allow` naming the ones it does; a path the
+/// API does not have gets 404; both problem+json, with or without a key, and nothing written.
+pub async fn other_methods_get_405_and_unknown_paths_404(ctx: Arc<Ctx>) -> TestResult {
+    let st = &ctx.stack;
+    let t = st.tenant(false).await?;
+    let before = st.members_of(&t.org).await?.len();
+    let mut paths: Vec<&str> = members_tests::ROUTES.iter().map(|(_, p)| *p).collect();
+    paths.dedup();
+    for template in paths {
+        let path = template.replace("{id}", t.root.as_str());
+        let allow: Vec<&str> = members_tests::ROUTES
+            .iter()
+            .filter(|(_, p)| *p == template)
+            .map(|(m, _)| *m)
+            .collect();
+        for method in [
+            "GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", "TRACE", "QUERY",
+        ] {
+            if allow.contains(&method) {
+                continue;
+            }
+            for reply in [
+                t.call(method, &path, Some(&json!({"role": "simple"})))?,
+                members_tests::http(method, &format!("{}{path}", t.api), None, &[], None)?,
+            ] {
+                ensure_eq!(reply.status, 405, "{method} {path}: {}", reply.text);
+                let expected = allow.join(", ");
+                ensure_eq!(
+                    reply.header("allow"),
+                    Some(expected.as_str()),
+                    "{method} {path}: Allow"
+                );
+                if method != "HEAD" {
+                    ensure_eq!(reply.code(), "method_not_allowed", "{method} {path}");
+                    ensure_eq!(
+                        reply.header("content-type"),
+                        Some("application/problem+json"),
+                        "{method} {path}"
+                    );
+                }
+            }
+        }
+    }
+    for path in [
+        "/v2/members",
+        "/v1/members/x/y",
+        "/v1/organizations",
+        "/v1/roles/x/y",
+    ] {
+        for method in ["GET", "POST"] {
+            let r = t.call(method, path, None)?;
+            ensure_eq!(
+                (r.status, r.code()),
+                (404, "not_found".to_owned()),
+                "{method} {path}: {}",
+                r.text
+            );
+        }
+    }
+    ensure_eq!(
+        st.members_of(&t.org).await?.len(),
+        before,
+        "nothing was written"
+    );
+    st.check_invariants(&t.org).await
+}

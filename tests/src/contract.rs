@@ -63,21 +63,50 @@ pub fn check_all(recorded: &[Recorded]) -> Result<usize, String> {
     let mut validators: std::collections::HashMap<String, jsonschema::Validator> =
         Default::default();
     for r in recorded {
-        let Some(route) = route_of(&r.path) else {
-            failures.push(format!("{} {}: no such route in the API", r.method, r.path));
-            continue;
+        // What no route serves is the fallback's: an unknown path is the document's
+        // `NotFound` response, an undeclared method on a known path its `MethodNotAllowed`.
+        let (route, response) = match route_of(&r.path) {
+            None if r.status == 404 => (
+                "(any other path)",
+                &doc["components"]["responses"]["NotFound"],
+            ),
+            None => {
+                failures.push(format!(
+                    "{} {}: no such route, yet {}",
+                    r.method, r.path, r.status
+                ));
+                continue;
+            }
+            Some(route) => {
+                let operation = &doc["paths"][route][r.method.to_lowercase()];
+                if operation.is_null() && r.status == 405 {
+                    (route, &doc["components"]["responses"]["MethodNotAllowed"])
+                } else if operation.is_null() {
+                    failures.push(format!(
+                        "{} {route}: not in openapi.yaml, yet {}",
+                        r.method, r.status
+                    ));
+                    continue;
+                } else {
+                    (
+                        route,
+                        deref(&doc, &operation["responses"][r.status.to_string()]),
+                    )
+                }
+            }
         };
-        let operation = &doc["paths"][route][r.method.to_lowercase()];
-        if operation.is_null() {
-            failures.push(format!("{} {route}: not in openapi.yaml", r.method));
-            continue;
-        }
-        let response = deref(&doc, &operation["responses"][r.status.to_string()]);
         if response.is_null() {
             failures.push(format!(
                 "{} {route}: status {} is not documented ({})",
                 r.method, r.status, r.body
             ));
+            continue;
+        }
+        // The answer to a HEAD has the headers of the answer to a GET, never a body.
+        if r.method == "HEAD" {
+            if !r.body.is_empty() {
+                failures.push(format!("HEAD {route} {}: a body", r.status));
+            }
             continue;
         }
         let Some(content) = response.get("content").and_then(Value::as_object) else {

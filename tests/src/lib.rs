@@ -3,6 +3,8 @@
 //! Also a small HTTP client and table helpers that re-read what the API wrote.
 
 pub mod contract;
+pub mod fuzz;
+pub mod load;
 pub mod wiretap;
 
 use aws_sdk_dynamodb::types::AttributeValue;
@@ -204,21 +206,7 @@ pub struct Stack {
 pub const TABLE: &str = "members-it";
 
 /// Every route of the API (as in the watch router, template.yaml and openapi.yaml).
-pub const ROUTES: &[(&str, &str)] = &[
-    ("POST", "/v1/members"),
-    ("GET", "/v1/members"),
-    ("PUT", "/v1/members"),
-    ("GET", "/v1/members/{id}"),
-    ("PATCH", "/v1/members/{id}"),
-    ("DELETE", "/v1/members/{id}"),
-    ("POST", "/v1/members/{id}/reactivate"),
-    ("GET", "/v1/members/{id}/audit-events"),
-    ("GET", "/v1/organization"),
-    ("PATCH", "/v1/organization"),
-    ("GET", "/v1/roles"),
-    ("POST", "/v1/roles"),
-    ("DELETE", "/v1/roles/{id}"),
-];
+pub use shared::routes::ROUTES;
 
 /// How long the functions under test keep an API key (production default: 60).
 pub const KEY_CACHE_SECONDS: u64 = 2;
@@ -266,6 +254,8 @@ impl Stack {
                 "lambda",
                 "watch",
                 "--ignore-changes",
+                // API Gateway has no CORS configuration here either: OPTIONS reaches the routes.
+                "--disable-cors",
                 "-A",
                 "127.0.0.1",
                 "-P",
@@ -296,14 +286,17 @@ impl Stack {
     /// anything or racing anything.
     fn warm_up(&self) -> TestResult {
         let deadline = Instant::now() + Duration::from_secs(300);
-        for (method, path) in ROUTES {
+        // Every endpoint refuses a request without a key; the fallback refuses a method.
+        let fallback = [("DELETE", "/v1/organization", 405)];
+        let routes = ROUTES.iter().map(|(m, p)| (*m, *p, 401)).chain(fallback);
+        for (method, path, expected) in routes {
             let path = path.replace("{id}", "mem_warmup");
             loop {
                 match http(method, &format!("{}{path}", self.api), None, &[], None) {
-                    Ok(r) if r.status == 401 => break,
+                    Ok(r) if r.status == expected => break,
                     _ if Instant::now() > deadline => {
                         return Err(format!(
-                            "{method} {path} never answered 401; see {}",
+                            "{method} {path} never answered {expected}; see {}",
                             self.watch_log.display()
                         ))
                     }
@@ -745,6 +738,30 @@ pub fn http(
     })
 }
 
+/// Scans a log for what must never be logged: API keys, password hashes, passwords and
+/// emails the tests sent, request bodies.
+pub fn no_secret_in(log: &Path) -> TestResult {
+    let text = std::fs::read_to_string(log).map_err(|e| format!("{}: {e}", log.display()))?;
+    ensure!(
+        text.contains("request finished"),
+        "the log has request lines at all ({})",
+        log.display()
+    );
+    for needle in [
+        "mapi_",
+        "$argon2",
+        "never-shown",
+        "@example.com",
+        "password\":",
+        "firstName",
+    ] {
+        if let Some(line) = text.lines().find(|l| l.contains(needle)) {
+            return Err(format!("{needle:?} appears in {}: {line}", log.display()));
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod layout {
     use super::workspace_root;
@@ -781,6 +798,44 @@ mod layout {
         );
     }
 
+    /// Every path answers every other method with the fallback (405 with `Allow`), in the
+    /// local router (each method listed) and in template.yaml (an `ANY` route); any other path
+    /// reaches the fallback too.
+    #[test]
+    fn every_path_has_a_fallback_for_other_methods() {
+        let root = workspace_root();
+        let template = std::fs::read_to_string(root.join("template.yaml")).unwrap_or_default();
+        let manifest = std::fs::read_to_string(root.join("Cargo.toml")).unwrap_or_default();
+        let mut paths: Vec<&str> = super::ROUTES.iter().map(|(_, p)| *p).collect();
+        paths.dedup();
+        for path in paths {
+            assert!(
+                template.contains(&format!("Method: ANY\n            Path: {path}\n")),
+                "template.yaml lacks ANY {path}"
+            );
+            let start = manifest
+                .find(&format!("\"{path}\" = ["))
+                .unwrap_or_else(|| panic!("router lacks {path}"));
+            let entry = &manifest[start..start + manifest[start..].find("\n]").unwrap_or(0)];
+            for method in [
+                "GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", "TRACE", "QUERY",
+            ] {
+                assert!(
+                    entry.contains(&format!("method = \"{method}\"")),
+                    "router: {method} {path} reaches no function"
+                );
+            }
+        }
+        assert!(
+            manifest.contains("\"/{*path}\" = \"fallback\""),
+            "router: no catch-all"
+        );
+        assert!(
+            template.contains("        Default:\n          Type: HttpApi\n          Properties:\n            ApiId: !Ref MembersApi\n\n"),
+            "template.yaml: no $default route"
+        );
+    }
+
     /// The routes the tests know are the ones API Gateway and the local router serve.
     #[test]
     fn template_router_and_routes_list_the_same_routes() {
@@ -803,12 +858,14 @@ mod layout {
             );
         }
         assert_eq!(
-            template.matches("            Method: ").count(),
+            template.matches("            Method: ").count()
+                - template.matches("            Method: ANY\n").count(),
             super::ROUTES.len(),
             "template.yaml has a route the tests do not know"
         );
         assert_eq!(
-            manifest.matches("method = \"").count(),
+            manifest.matches("method = \"").count()
+                - manifest.matches("function = \"fallback\"").count(),
             super::ROUTES.len(),
             "the router has a route the tests do not know"
         );

@@ -4,6 +4,7 @@
 mod audit_events;
 mod create_member;
 mod deactivate;
+mod fallback;
 mod get_member;
 mod list_members;
 mod organization;
@@ -15,6 +16,7 @@ mod update_member;
 pub use audit_events::list_audit_events;
 pub use create_member::create_member;
 pub use deactivate::{deactivate_member, reactivate_member};
+pub use fallback::fallback;
 pub use get_member::get_member;
 pub use list_members::list_members;
 pub use organization::{get_organization, update_organization};

@@ -814,3 +814,27 @@ async fn put_speaks_seed_002() {
         .map(|e| e.code());
     assert_eq!(unknown, Some("not_found"));
 }
+
+#[tokio::test]
+async fn the_fallback_answers_405_with_allow_on_a_known_path_and_404_elsewhere() {
+    let mut req = event(GET_EVENT);
+    req.method = "PUT".into();
+    req.headers.remove("authorization");
+    let err = super::fallback(Arc::new(()), req.clone())
+        .await
+        .err()
+        .unwrap_or_else(|| panic!("the fallback never succeeds"));
+    let response = crate::http::ApiResponse::problem(&err);
+    assert_eq!(response.status, 405);
+    assert_eq!(response.header("Allow"), Some("GET, PATCH, DELETE"));
+    assert_eq!(body_of(&response)["code"], "method_not_allowed");
+
+    req.path = "/v1/members/mem_1/avatar".into();
+    let err = super::fallback(Arc::new(()), req)
+        .await
+        .err()
+        .unwrap_or_else(|| panic!("the fallback never succeeds"));
+    let response = crate::http::ApiResponse::problem(&err);
+    assert_eq!((response.status, response.header("Allow")), (404, None));
+    assert_eq!(body_of(&response)["code"], "not_found");
+}
