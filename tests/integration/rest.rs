@@ -707,8 +707,9 @@ pub async fn other_methods_get_405_and_unknown_paths_404(ctx: Arc<Ctx>) -> TestR
             .filter(|(_, p)| *p == template)
             .map(|(m, _)| *m)
             .collect();
+        // (QUERY too reaches the fallback, but the test's HTTP client refuses to send it.)
         for method in [
-            "GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", "TRACE", "QUERY",
+            "GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", "TRACE",
         ] {
             if allow.contains(&method) {
                 continue;
