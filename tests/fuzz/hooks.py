@@ -2,9 +2,9 @@
 
 One failure is dropped, and only this one: `cargo lambda watch`, the local stand-in for API
 Gateway, cannot hand a function a request body that is not UTF-8; it answers with its own 500
-(an http-api-problem page, not one of ours) before any function runs. Behind API Gateway the
-function receives such a body and answers 400 `malformed_json` (unit test "invalid utf-8" in
-shared/src/http.rs). tests/src/fuzz.rs counts these answers and reports them.
+(an http-api-problem page, not one of ours) before any function runs. Given such a body, the
+function answers 400 `malformed_json` (unit test "invalid utf-8" in shared/src/http.rs).
+tests/src/fuzz.rs counts these answers and reports them.
 """
 
 import schemathesis

@@ -24,8 +24,8 @@ pub struct FuzzRun {
     /// What the HAR showed that the gate forbids.
     pub problems: Vec<String>,
     /// Requests with a body that is not UTF-8, which `cargo lambda watch` answered with its own
-    /// 500 before any function ran (tests/fuzz/hooks.py drops these failures; API Gateway
-    /// hands such a body to the function, which answers 400 `malformed_json`).
+    /// 500 before any function ran (tests/fuzz/hooks.py drops these failures; given such a
+    /// body, the function answers 400 `malformed_json`).
     pub emulator_refused: usize,
 }
 

@@ -132,7 +132,7 @@ async fn run(stack: &Stack, fuzz_config: &FuzzConfig, load_config: LoadConfig) -
                         passed: run.passed,
                         requests: run.requests,
                         figures: format!(
-                            "{:.0} s; answers {}; {} gate violations; {} non-UTF-8 bodies refused by the emulator",
+                            "{:.0} s; answers {}; gate violations: {}; non-UTF-8 bodies the emulator refused: {}",
                             started.elapsed().as_secs_f64(),
                             statuses.join(" "),
                             run.problems.len(),
