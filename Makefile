@@ -12,7 +12,7 @@ FUNCTIONS := $(notdir $(wildcard functions/*))
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
-deps: ## Install what is missing: Java, DynamoDB Local, cargo-lambda, cfn-lint, aws-sam-cli (into .local/)
+deps: ## Install what is missing: Java, DynamoDB Local, cargo-lambda, cfn-lint, aws-sam-cli, schemathesis (into .local/)
 	@scripts/deps.sh
 
 dev: ## Run the API locally: DynamoDB Local + table + demo org and key + cargo lambda watch
@@ -26,7 +26,7 @@ test: deps lint ## Everything CI runs: lint, unit, integration, robustness (sche
 	@cargo test --workspace --no-fail-fast 2>&1 | tee target/test-output.log; \
 	  status=$${PIPESTATUS[0]}; scripts/summary.sh target/test-output.log; exit $$status
 
-verify: test ## The same full run as `make test` (the issue's name for it); its last lines are the summary table
+verify: test ## Another name for `make test`: the full run, ending with the robustness summary table
 
 unit: ## Unit tests only (no local stack)
 	cargo test --workspace --lib --bins
