@@ -3,7 +3,7 @@
 //! the optimised `get-member` binary to its answer reaching the emulator (init + first
 //! request, which makes one DynamoDB call to DynamoDB Local), and to its first poll.
 
-use members_tests::{free_port, local_aws_env, workspace_root, DynamoLocal, TABLE};
+use members_tests::{free_port, workspace_root, DynamoLocal, TABLE};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Command, Stdio};
@@ -12,11 +12,7 @@ use std::time::{Duration, Instant};
 const RUNS: usize = 10;
 
 fn main() {
-    local_aws_env();
-    if let Err(e) = run() {
-        eprintln!("bench failed: {e}");
-        std::process::exit(1);
-    }
+    members_tests::bench_main(|| async { run() });
 }
 
 /// One HTTP request: (request line, body).

@@ -4,7 +4,7 @@
 //! the same index, interleaved in the same run.
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use members_tests::{free_port, local_aws_env, new_tenant, DynamoLocal, TABLE};
+use members_tests::{free_port, new_tenant, DynamoLocal, TABLE};
 use serde_json::json;
 use shared::audit::{self, Actor};
 use shared::http::ApiRequest;
@@ -20,12 +20,7 @@ const ROUNDS: usize = 200;
 const LIMIT: usize = 25;
 
 fn main() {
-    local_aws_env();
-    let rt = tokio::runtime::Runtime::new().unwrap_or_else(|e| panic!("tokio: {e}"));
-    if let Err(e) = rt.block_on(run()) {
-        eprintln!("bench failed: {e}");
-        std::process::exit(1);
-    }
+    members_tests::bench_main(run);
 }
 
 fn p50(samples: &mut [Duration]) -> Duration {

@@ -7,9 +7,7 @@
 //!    TransactWriteItems it issues, measured interleaved in the same run (target ≤ 1.15).
 
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, Put, TransactWriteItem};
-use members_tests::{
-    free_port, local_aws_env, new_tenant, wiretap::tapped_client, DynamoLocal, TABLE,
-};
+use members_tests::{free_port, new_tenant, wiretap::tapped_client, DynamoLocal, TABLE};
 use serde_json::json;
 use shared::http::ApiRequest;
 use shared::store::DynamoStore;
@@ -20,12 +18,7 @@ use std::time::{Duration, Instant};
 const ROUNDS: usize = 300;
 
 fn main() {
-    local_aws_env();
-    let rt = tokio::runtime::Runtime::new().unwrap_or_else(|e| panic!("tokio: {e}"));
-    if let Err(e) = rt.block_on(run()) {
-        eprintln!("bench failed: {e}");
-        std::process::exit(1);
-    }
+    members_tests::bench_main(run);
 }
 
 fn percentile(samples: &mut [Duration], p: f64) -> Duration {

@@ -116,6 +116,10 @@ fn main() {
         },
     ));
     let conclusion = libtest_mimic::run(&args, trials);
+    let retried = members_tests::emulator_retries();
+    if retried > 0 {
+        println!("{retried} GETs asked again: cargo lambda watch lost their answer");
+    }
 
     // Only after every request: nothing secret reached a log line, and every response the
     // tests received is what openapi.yaml documents.

@@ -389,11 +389,8 @@ pub async fn organization_settings_keep_the_hris_rules(ctx: Arc<Ctx>) -> TestRes
         org.text
     );
     let tag = org.header("etag").unwrap_or("").to_owned();
-    let renamed = t.call(
-        "PATCH",
-        "/v1/organization",
-        Some(&json!({"name": "Renamed", "backgroundCheckRequired": true})),
-    )?;
+    let renamed =
+        t.patch_organization(&json!({"name": "Renamed", "backgroundCheckRequired": true}))?;
     ensure_eq!(
         (renamed.status, renamed.json()["name"].clone()),
         (200, json!("Renamed")),
@@ -417,11 +414,7 @@ pub async fn organization_settings_keep_the_hris_rules(ctx: Arc<Ctx>) -> TestRes
         (412, "precondition_failed".to_owned()),
         "stale If-Match"
     );
-    let bad = t.call(
-        "PATCH",
-        "/v1/organization",
-        Some(&json!({"counts": {}, "hrisEnabled": "yes"})),
-    )?;
+    let bad = t.patch_organization(&json!({"counts": {}, "hrisEnabled": "yes"}))?;
     ensure_eq!(
         (bad.status, bad.code()),
         (422, "validation_failed".to_owned()),
@@ -435,11 +428,7 @@ pub async fn organization_settings_keep_the_hris_rules(ctx: Arc<Ctx>) -> TestRes
         200,
         "demote hris"
     );
-    let refused = t.call(
-        "PATCH",
-        "/v1/organization",
-        Some(&json!({"hrisEnabled": true})),
-    )?;
+    let refused = t.patch_organization(&json!({"hrisEnabled": true}))?;
     ensure_eq!(
         (refused.status, refused.code()),
         (422, "hris_requires_admin_hris_admin".to_owned()),
@@ -453,23 +442,14 @@ pub async fn organization_settings_keep_the_hris_rules(ctx: Arc<Ctx>) -> TestRes
         "promote hris"
     );
     ensure_eq!(
-        t.call(
-            "PATCH",
-            "/v1/organization",
-            Some(&json!({"hrisEnabled": true}))
-        )?
-        .status,
+        t.patch_organization(&json!({"hrisEnabled": true}))?.status,
         200,
         "HRIS on"
     );
 
     // HRIS off is refused while no_access members exist, naming them.
     let x = t.create(&json!({"firstName": "X", "email": "x@example.com", "role": "no_access", "hrisRole": "hris_employee"}))?;
-    let blocked = t.call(
-        "PATCH",
-        "/v1/organization",
-        Some(&json!({"hrisEnabled": false})),
-    )?;
+    let blocked = t.patch_organization(&json!({"hrisEnabled": false}))?;
     ensure_eq!(
         (blocked.status, blocked.code()),
         (422, "hris_blocked_by_members".to_owned()),
@@ -540,12 +520,7 @@ pub async fn organization_settings_keep_the_hris_rules(ctx: Arc<Ctx>) -> TestRes
         }
         if !org.hris_enabled {
             ensure_eq!(
-                t.call(
-                    "PATCH",
-                    "/v1/organization",
-                    Some(&json!({"hrisEnabled": true}))
-                )?
-                .status,
+                t.patch_organization(&json!({"hrisEnabled": true}))?.status,
                 200,
                 "round {round}: reset HRIS"
             );

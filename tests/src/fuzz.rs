@@ -94,14 +94,15 @@ pub fn run(api: &str, key: &str, dir: &Path, config: &FuzzConfig) -> Result<Fuzz
             e["request"]["method"].as_str().unwrap_or("?"),
             e["request"]["url"].as_str().unwrap_or("?")
         );
-        let ours = e["response"]["content"]["text"]
-            .as_str()
-            .is_some_and(|t| t.contains("members-api.dev/problems/"));
+        let emulator_page = crate::from_emulator(
+            status,
+            e["response"]["content"]["text"].as_str().unwrap_or(""),
+        );
         // The HAR writes the bytes of a body that is not UTF-8 as U+FFFD.
         let not_utf8 = e["request"]["postData"]["text"]
             .as_str()
             .is_some_and(|t| t.contains('\u{FFFD}'));
-        if status == 500 && !ours && not_utf8 {
+        if emulator_page && not_utf8 {
             emulator_refused += 1;
         } else if status >= 500 || status == 0 {
             problems.push(format!("{what}: a server error"));

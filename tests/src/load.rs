@@ -3,7 +3,7 @@
 //! and the figures a reader asks for: throughput, p50/p99 per kind of request, the error mix.
 //! Afterwards [`LoadRun::check`] proves from the table that no update was lost.
 
-use crate::{http, Reply, Tenant};
+use crate::{emulator_retries, from_emulator, http, Tenant};
 use serde_json::json;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -83,9 +83,8 @@ pub struct Outcome {
     pub code: String,
     pub problem_json: bool,
     pub latency: Duration,
-    /// `cargo lambda watch` answered with its own 500 (no function's answer): for a PATCH
-    /// the outcome is unknown, a GET was asked again.
-    pub emulator_errors: usize,
+    /// `cargo lambda watch` answered with its own 500, not the function's answer: for an
+    /// update, whether it was applied is unknown ([`http`] asks a GET again by itself).
     pub unknown_outcome: bool,
 }
 
@@ -95,6 +94,8 @@ pub struct LoadRun {
     pub elapsed: Duration,
     /// Each member's `version` before the run.
     pub versions_before: HashMap<String, i64>,
+    /// GETs [`http`] asked again during the run because the emulator lost their answer.
+    pub retried_gets: usize,
 }
 
 /// A deterministic 64-bit mix (splitmix64): the same seed gives the same workload.
@@ -153,6 +154,7 @@ pub fn run(t: &Tenant, people: &Population, config: LoadConfig) -> Result<LoadRu
         people.hot.clone(),
         people.admins.clone(),
     ));
+    let retries_before = emulator_retries();
     let started = Instant::now();
     let clients: Vec<_> = (0..config.clients)
         .map(|_| {
@@ -183,6 +185,7 @@ pub fn run(t: &Tenant, people: &Population, config: LoadConfig) -> Result<LoadRu
         outcomes,
         elapsed,
         versions_before,
+        retried_gets: emulator_retries() - retries_before,
     })
 }
 
@@ -235,23 +238,13 @@ fn one_request(t: &Tenant, people: &People, seed: u64, i: usize) -> Result<Outco
     }
     let bytes = body.as_ref().map(|b| b.to_string().into_bytes());
     let started = Instant::now();
-    let mut emulator_errors = 0;
-    let reply: Reply = loop {
-        let reply = http(
-            method,
-            &format!("{}{path}", t.api),
-            bytes.as_deref(),
-            &headers,
-            None,
-        )?;
-        if !from_emulator(&reply) {
-            break reply;
-        }
-        emulator_errors += 1;
-        if method != "GET" || emulator_errors == 3 {
-            break reply;
-        }
-    };
+    let reply = http(
+        method,
+        &format!("{}{path}", t.api),
+        bytes.as_deref(),
+        &headers,
+        None,
+    )?;
     let latency = started.elapsed();
     Ok(Outcome {
         kind,
@@ -261,15 +254,8 @@ fn one_request(t: &Tenant, people: &People, seed: u64, i: usize) -> Result<Outco
         code: reply.code(),
         problem_json: reply.header("content-type") == Some("application/problem+json"),
         latency,
-        emulator_errors,
-        unknown_outcome: from_emulator(&reply),
+        unknown_outcome: from_emulator(reply.status, &reply.text),
     })
-}
-
-/// A 5xx that is not one of ours (our problems all have a `type` under members-api.dev): the
-/// local emulator's own error page, given when it lost track of an invocation.
-pub fn from_emulator(reply: &Reply) -> bool {
-    reply.status >= 500 && !reply.text.contains("members-api.dev/problems/")
 }
 
 /// Every member's `version`, read through the API.
@@ -378,8 +364,9 @@ impl LoadRun {
         out
     }
 
+    /// Answers the emulator lost: GETs asked again, and updates whose outcome is unknown.
     pub fn emulator_errors(&self) -> usize {
-        self.outcomes.iter().map(|o| o.emulator_errors).sum()
+        self.retried_gets + self.outcomes.iter().filter(|o| o.unknown_outcome).count()
     }
 
     /// Every answer is one its request may get (never a 5xx of ours), every refusal is

@@ -186,13 +186,7 @@ impl Store for MemoryStore {
                 .cloned()
                 .collect();
             members.sort_by(|a, b| a.id.cmp(&b.id));
-            let more = members.len() > q.limit;
-            members.truncate(q.limit);
-            let next = if more {
-                members.last().map(|m| m.id.to_string())
-            } else {
-                None
-            };
+            let (members, next) = super::cut_page(members, q.limit, |m| m.id.to_string());
             Ok(ListPage {
                 items_read: members.len(),
                 calls: 1,
@@ -218,14 +212,7 @@ impl Store for MemoryStore {
                 .cloned()
                 .collect();
             events.sort_by(|a, b| b.id.cmp(&a.id));
-            let more = events.len() > limit;
-            events.truncate(limit);
-            let next = if more {
-                events.last().map(|e| e.id.to_string())
-            } else {
-                None
-            };
-            Ok((events, next))
+            Ok(super::cut_page(events, limit, |e| e.id.to_string()))
         })
     }
 

@@ -56,6 +56,19 @@ pub struct ListPage {
     pub calls: usize,
 }
 
+/// A page of items read one past `limit`: the first `limit`, and when there were more, the
+/// cursor to continue after (the last kept item's `cursor`).
+pub(crate) fn cut_page<T>(
+    mut items: Vec<T>,
+    limit: usize,
+    cursor: impl Fn(&T) -> String,
+) -> (Vec<T>, Option<String>) {
+    let more = items.len() > limit;
+    items.truncate(limit);
+    let next = if more { items.last().map(cursor) } else { None };
+    (items, next)
+}
+
 /// A change of the organisation's settings, with its audit event.
 #[derive(Debug, Clone)]
 pub struct UpdateOrganization {

@@ -165,15 +165,10 @@ impl DynamoStore {
                     (items, out.last_evaluated_key().cloned())
                 }
                 Source::Location { org, location } => {
-                    let mut values = HashMap::from([(
-                        ":pk".to_owned(),
-                        AttributeValue::S(keys::location_partition(org, location, active)),
-                    )]);
-                    let mut condition = "PK = :pk".to_owned();
-                    if let Some(after) = &q.after {
-                        condition.push_str(" AND SK > :after");
-                        values.insert(":after".into(), AttributeValue::S(after.clone()));
-                    }
+                    let (condition, values) = table_key_condition(
+                        keys::location_partition(org, location, active),
+                        q.after.as_deref().map(|after| (">", after)),
+                    );
                     let out = self
                         .client
                         .query()
@@ -291,15 +286,10 @@ impl DynamoStore {
         limit: usize,
         before: Option<&str>,
     ) -> Result<(Vec<AuditEvent>, Option<String>), ApiError> {
-        let mut values = HashMap::from([(
-            ":pk".to_owned(),
-            AttributeValue::S(keys::audit_partition(org, member)),
-        )]);
-        let mut condition = "PK = :pk".to_owned();
-        if let Some(before) = before {
-            condition.push_str(" AND SK < :before");
-            values.insert(":before".into(), AttributeValue::S(before.to_owned()));
-        }
+        let (condition, values) = table_key_condition(
+            keys::audit_partition(org, member),
+            before.map(|before| ("<", before)),
+        );
         let out = self
             .client
             .query()
@@ -312,19 +302,12 @@ impl DynamoStore {
             .send()
             .await
             .map_err(|e| sdk_error("Query", e))?;
-        let mut events: Vec<AuditEvent> = out
+        let events: Vec<AuditEvent> = out
             .items()
             .iter()
             .map(|i| from_item::<AuditRecord>(i.clone()).map(|r| r.event))
             .collect::<Result<_, _>>()?;
-        let more = events.len() > limit;
-        events.truncate(limit);
-        let next = if more {
-            events.last().map(|e| e.id.to_string())
-        } else {
-            None
-        };
-        Ok((events, next))
+        Ok(crate::store::cut_page(events, limit, |e| e.id.to_string()))
     }
 }
 
@@ -413,4 +396,19 @@ fn sort_key(item: &Item, name: &str) -> Result<String, ApiError> {
             Err(ApiError::Internal)
         }
     }
+}
+
+/// `PK = :pk`, narrowed to `SK <op> :bound` when there is a bound: the key condition of a
+/// query on the table itself, with its values.
+fn table_key_condition(
+    partition: String,
+    bound: Option<(&str, &str)>,
+) -> (String, HashMap<String, AttributeValue>) {
+    let mut values = HashMap::from([(":pk".to_owned(), AttributeValue::S(partition))]);
+    let mut condition = "PK = :pk".to_owned();
+    if let Some((op, value)) = bound {
+        condition.push_str(&format!(" AND SK {op} :bound"));
+        values.insert(":bound".into(), AttributeValue::S(value.to_owned()));
+    }
+    (condition, values)
 }
