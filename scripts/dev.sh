@@ -50,8 +50,10 @@ port_busy "$DYNAMODB_PORT" || { echo "DynamoDB Local did not start; see .local/d
 
 exports=$(target/debug/membersctl demo --api-url "http://127.0.0.1:$API_PORT")
 
-echo "==> API on http://127.0.0.1:$API_PORT (cargo lambda watch, 16 concurrent instances per function)" >&2
-setsid .local/venv/bin/cargo-lambda lambda watch --ignore-changes --disable-cors -A 127.0.0.1 -P "$API_PORT" --concurrency 16 &
+echo "==> API on http://127.0.0.1:$API_PORT (cargo lambda watch; each function serves 16 requests at once)" >&2
+# One process per function, 16 invocations at a time inside it (shared/src/local.rs says why
+# not watch's --concurrency).
+MEMBERS_LOCAL_CONCURRENCY=16 setsid .local/venv/bin/cargo-lambda lambda watch --ignore-changes --disable-cors -A 127.0.0.1 -P "$API_PORT" &
 pids+=($!)
 for _ in $(seq 600); do port_busy "$API_PORT" && break; sleep 0.1; done
 

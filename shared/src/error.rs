@@ -65,6 +65,10 @@ pub enum ApiError {
     UpdateInProgress,
     #[error("the store is unavailable")]
     Unavailable { retry_after_seconds: u32 },
+    /// A write was sent but its answer never came (timeout, lost connection), and asking
+    /// again with the same client token did not settle it: it may have been applied.
+    #[error("the outcome of a write is unknown")]
+    OutcomeUnknown { retry_after_seconds: u32 },
     #[error("internal error")]
     Internal,
 }
@@ -81,6 +85,11 @@ pub struct Problem {
 }
 
 const TYPE_BASE: &str = "https://members-api.dev/problems/";
+
+/// At most this many field errors are listed in a problem; `errorsOmitted` counts the rest.
+pub const MAX_FIELD_ERRORS: usize = 50;
+/// A field name echoed in an error is cut to this many characters.
+pub const MAX_FIELD_NAME: usize = 128;
 
 impl ApiError {
     pub fn field(field: impl Into<String>, code: &'static str, message: impl Into<String>) -> Self {
@@ -116,6 +125,7 @@ impl ApiError {
             ApiError::PreconditionFailed => "precondition_failed",
             ApiError::UpdateInProgress => "member_update_in_progress",
             ApiError::Unavailable { .. } => "service_unavailable",
+            ApiError::OutcomeUnknown { .. } => "outcome_unknown",
             ApiError::Internal => "internal_error",
         }
     }
@@ -182,6 +192,14 @@ impl ApiError {
                 "The data store is unavailable or throttling; nothing was written. Retry later."
                     .into(),
             ),
+            ApiError::OutcomeUnknown { .. } => (
+                503,
+                "Outcome unknown",
+                "The data store did not confirm the write in time: it may or may not have been \
+                 applied. Retry the same request: with its If-Match (or Idempotency-Key) a retry \
+                 cannot apply it twice; or read the resource first."
+                    .into(),
+            ),
             ApiError::Internal => (
                 500,
                 "Internal server error",
@@ -210,14 +228,29 @@ impl ApiError {
             } => Some(vec![FieldError::new(*field, code, detail.clone())]),
             _ => None,
         };
-        if let Some(errors) = errors {
+        if let Some(mut errors) = errors {
+            // Bounded in bytes whatever the body held (64 KiB of one-letter unknown keys would
+            // otherwise echo ~700 KB): the first MAX_FIELD_ERRORS, each field name cut to
+            // MAX_FIELD_NAME characters, and the count of the rest.
+            let omitted = errors.len().saturating_sub(MAX_FIELD_ERRORS);
+            errors.truncate(MAX_FIELD_ERRORS);
+            for e in &mut errors {
+                cut(&mut e.field, MAX_FIELD_NAME);
+                cut(&mut e.message, 2 * MAX_FIELD_NAME);
+            }
             body["errors"] = json!(errors);
+            if omitted > 0 {
+                body["errorsOmitted"] = json!(omitted);
+            }
         }
         Problem {
             status,
             body,
             retry_after: match self {
                 ApiError::Unavailable {
+                    retry_after_seconds,
+                }
+                | ApiError::OutcomeUnknown {
                     retry_after_seconds,
                 } => Some(*retry_after_seconds),
                 _ => None,
@@ -231,9 +264,43 @@ impl ApiError {
     }
 }
 
+/// Cuts `s` to `max` characters, marking the cut with an ellipsis.
+fn cut(s: &mut String, max: usize) {
+    if let Some((at, _)) = s.char_indices().nth(max) {
+        s.truncate(at);
+        s.push('…');
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn field_errors_are_bounded_in_count_and_length() {
+        let many: Vec<FieldError> = (0..10_000)
+            .map(|i| FieldError::new(format!("k{i}"), "unknown_field", "x"))
+            .collect();
+        let body = ApiError::Validation(many).problem().body;
+        assert_eq!(
+            body["errors"].as_array().map(Vec::len),
+            Some(MAX_FIELD_ERRORS)
+        );
+        assert_eq!(body["errorsOmitted"], 10_000 - MAX_FIELD_ERRORS);
+        assert!(body["detail"].as_str().is_some_and(|d| d.contains("10000")));
+        let long = "é".repeat(60_000);
+        let body = ApiError::field(long.clone(), "unknown_field", format!("{long} is bad"))
+            .problem()
+            .body;
+        let field = body["errors"][0]["field"].as_str().unwrap_or_default();
+        assert_eq!(field.chars().count(), MAX_FIELD_NAME + 1);
+        assert!(
+            body.to_string().len() < 2_000,
+            "{} bytes",
+            body.to_string().len()
+        );
+        assert!(body.get("errorsOmitted").is_none());
+    }
 
     #[test]
     fn every_problem_has_the_rfc9457_members_and_a_stable_code() {

@@ -15,6 +15,7 @@ pub mod error;
 pub mod handlers;
 pub mod http;
 pub mod input;
+pub mod local;
 pub mod model;
 pub mod routes;
 pub mod rules;

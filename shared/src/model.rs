@@ -263,18 +263,36 @@ impl Timestamp {
             .unwrap_or(t)
     }
 
+    /// The earliest and latest years a timestamp may have in UTC: what the fixed-width text
+    /// form (`YYYY-…`) holds, so that whatever is accepted is stored and read back.
+    pub const YEARS: std::ops::RangeInclusive<i32> = 1..=9999;
+
+    /// An RFC 3339 date-time whose UTC form lies in years 0001–9999. No input can make this
+    /// panic: the conversion to UTC is checked (a `9999-12-31T23:00:00-01:00` is year 10000).
     pub fn parse(s: &str) -> Result<Self, String> {
-        OffsetDateTime::parse(s, &Rfc3339)
-            .map(|t| Timestamp(Self::millis(t.to_offset(time::UtcOffset::UTC))))
-            .map_err(|_| "must be an RFC 3339 date-time, e.g. 2026-01-15T00:00:00Z".to_owned())
+        let t = OffsetDateTime::parse(s, &Rfc3339)
+            .map_err(|_| "must be an RFC 3339 date-time, e.g. 2026-01-15T00:00:00Z".to_owned())?;
+        t.checked_to_offset(time::UtcOffset::UTC)
+            .filter(|utc| Self::YEARS.contains(&utc.year()))
+            .map(|utc| Timestamp(Self::millis(utc)))
+            .ok_or_else(|| {
+                "must lie between 0001-01-01T00:00:00Z and 9999-12-31T23:59:59.999Z".to_owned()
+            })
     }
 
     pub fn unix_seconds(self) -> i64 {
         self.0.unix_timestamp()
     }
 
+    /// `self` moved by `seconds`, held inside [`Self::YEARS`] (saturating at either end).
     pub fn plus_seconds(self, seconds: i64) -> Self {
-        Timestamp(self.0 + time::Duration::seconds(seconds))
+        let last = time::macros::datetime!(9999-12-31 23:59:59.999 UTC);
+        let first = time::macros::datetime!(0001-01-01 00:00:00 UTC);
+        let moved = self
+            .0
+            .checked_add(time::Duration::seconds(seconds))
+            .unwrap_or(if seconds < 0 { first } else { last });
+        Timestamp(moved.clamp(first, last))
     }
 }
 
@@ -702,6 +720,45 @@ mod tests {
         );
         assert!(Timestamp::parse("2026-01-15").is_err());
         assert!(Timestamp::parse("yesterday").is_err());
+    }
+
+    #[test]
+    fn timestamps_outside_years_0001_to_9999_in_utc_are_refused_without_panicking() {
+        for bad in [
+            "0000-01-01T00:00:00+01:00", // year -1 in UTC
+            "0000-12-31T23:59:59Z",
+            "0001-01-01T00:00:00+00:01",
+            "9999-12-31T23:00:00-01:00", // year 10000 in UTC: used to panic
+            "9999-12-31T23:59:59.999-23:59",
+        ] {
+            assert!(Timestamp::parse(bad).is_err(), "{bad}");
+        }
+        for (good, utc) in [
+            ("0001-01-01T00:00:00Z", "0001-01-01T00:00:00.000Z"),
+            ("0001-01-01T01:00:00+01:00", "0001-01-01T00:00:00.000Z"),
+            ("9999-12-31T23:59:59.999999Z", "9999-12-31T23:59:59.999Z"),
+            ("9999-12-31T22:59:59-01:00", "9999-12-31T23:59:59.000Z"),
+        ] {
+            let t = Timestamp::parse(good).map(|t| t.to_string());
+            assert_eq!(t, Ok(utc.to_owned()), "{good}");
+            let back = Timestamp::parse(utc).map(|t| t.to_string());
+            assert_eq!(back, Ok(utc.to_owned()), "{utc} reads back");
+        }
+    }
+
+    #[test]
+    fn moving_a_timestamp_never_panics_and_stays_in_range() {
+        let last = Timestamp::parse("9999-12-31T23:59:59.999Z").unwrap_or_else(|e| panic!("{e}"));
+        let first = Timestamp::parse("0001-01-01T00:00:00Z").unwrap_or_else(|e| panic!("{e}"));
+        for t in [first, last, Timestamp::now()] {
+            for by in [i64::MIN, -1, 0, 1, 24 * 3600, i64::MAX] {
+                let moved = t.plus_seconds(by).to_string();
+                assert_eq!(
+                    Timestamp::parse(&moved).map(|m| m.to_string()),
+                    Ok(moved.clone())
+                );
+            }
+        }
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! Every test makes its own organisation, so they run in parallel on one stack.
 
 mod create_get;
+mod edges;
 mod faults;
 mod races;
 mod rest;
@@ -67,6 +68,13 @@ fn main() {
         rest::other_methods_get_405_and_unknown_paths_404,
         security::every_route_refuses_bad_credentials_alike,
         security::mass_assignment_and_hostile_input_are_refused,
+        edges::instants_outside_years_1_to_9999_are_refused_not_stored,
+        edges::a_history_over_one_megabyte_reads_back_to_its_first_event,
+        edges::large_members_list_in_pages_under_lambdas_limit,
+        edges::roles_come_in_pages,
+        edges::field_errors_stay_small_whatever_the_body,
+        edges::an_expired_idempotency_record_frees_its_key,
+        edges::unsettled_transactions_are_settled_by_their_token,
     ];
     let selected: Vec<_> = all
         .iter()

@@ -274,7 +274,9 @@ impl Stack {
                 "-P",
             ])
             .arg(port.to_string())
-            .args(["--concurrency", "16"])
+            // One process per function serving up to 32 invocations at once (the race tests
+            // send 32 together), not watch's `--concurrency`: see shared::local.
+            .env(shared::local::CONCURRENCY_VAR, "32")
             .env("AWS_ENDPOINT_URL_DYNAMODB", dynamo.endpoint())
             .env("TABLE_NAME", TABLE)
             .env("LOG_FORMAT", "json")
@@ -756,6 +758,7 @@ pub fn http(
                     headers,
                     text,
                 };
+                lambda_answer_fits(&reply).map_err(|e| format!("{method} {url}: {e}"))?;
                 if !(retry && from_emulator(reply.status, &reply.text)) {
                     break reply;
                 }
@@ -775,6 +778,30 @@ pub fn http(
         body: reply.text.clone(),
     });
     Ok(reply)
+}
+
+/// What Lambda lets a synchronous invocation answer: 6 MB (6 MiB), the whole response
+/// document API Gateway receives from the function (`statusCode`, headers, the body as a JSON
+/// string). Past it, Lambda fails the invocation and API Gateway answers 500.
+pub const LAMBDA_ANSWER_LIMIT: usize = 6 * 1024 * 1024;
+
+/// Fails an answer that Lambda would not have let through, as API Gateway on AWS would have
+/// failed it: `cargo lambda watch` passes answers of any size on.
+pub fn lambda_answer_fits(reply: &Reply) -> TestResult {
+    let body = serde_json::to_string(&reply.text).map_or(usize::MAX, |s| s.len());
+    let headers: usize = reply
+        .headers
+        .iter()
+        .map(|(k, v)| k.len() + v.len() + 6)
+        .sum();
+    let size = body.saturating_add(headers).saturating_add(64);
+    ensure!(
+        size <= LAMBDA_ANSWER_LIMIT,
+        "the function answered {size} bytes ({} of body): over Lambda's {LAMBDA_ANSWER_LIMIT}-byte \
+         limit for a synchronous answer, which API Gateway turns into a 500 on AWS",
+        reply.text.len()
+    );
+    Ok(())
 }
 
 /// Scans a log for what must never be logged: API keys, password hashes, passwords and

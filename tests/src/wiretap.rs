@@ -1,7 +1,8 @@
 //! A wrapper around the SDK's own HTTP client that counts DynamoDB calls by operation and
-//! can answer the next N `TransactWriteItems` with the `TransactionConflict` cancellation
-//! that real DynamoDB sends and DynamoDB Local never does. Everything else goes through to
-//! the real client and the real DynamoDB Local.
+//! can play, on the next N `TransactWriteItems`, what real DynamoDB and real networks do and
+//! DynamoDB Local never does: a `TransactionConflict` cancellation, a
+//! `TransactionInProgressException`, or an answer lost after the transaction committed (a
+//! timeout). Everything else goes through to the real client and the real DynamoDB Local.
 
 use aws_sdk_dynamodb::Client;
 use aws_smithy_runtime_api::client::http::{
@@ -9,6 +10,7 @@ use aws_smithy_runtime_api::client::http::{
     SharedHttpConnector,
 };
 use aws_smithy_runtime_api::client::orchestrator::{HttpRequest, HttpResponse};
+use aws_smithy_runtime_api::client::result::ConnectorError;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_runtime_api::http::StatusCode;
 use aws_smithy_types::body::SdkBody;
@@ -20,6 +22,8 @@ use std::sync::{Arc, Mutex};
 pub struct Tap {
     calls: Mutex<BTreeMap<String, usize>>,
     conflicts_to_inject: AtomicUsize,
+    in_progress_to_inject: AtomicUsize,
+    answers_to_lose: AtomicUsize,
 }
 
 impl Tap {
@@ -34,6 +38,18 @@ impl Tap {
     /// The next `n` TransactWriteItems calls are cancelled with `TransactionConflict`.
     pub fn inject_conflicts(&self, n: usize) {
         self.conflicts_to_inject.store(n, Ordering::SeqCst);
+    }
+
+    /// The next `n` TransactWriteItems calls are answered `TransactionInProgressException`
+    /// (not sent on), as DynamoDB answers while the same client token is still running.
+    pub fn inject_in_progress(&self, n: usize) {
+        self.in_progress_to_inject.store(n, Ordering::SeqCst);
+    }
+
+    /// The next `n` TransactWriteItems calls reach DynamoDB and commit, but their answers
+    /// are lost: the caller sees a timeout.
+    pub fn lose_answers(&self, n: usize) {
+        self.answers_to_lose.store(n, Ordering::SeqCst);
     }
 }
 
@@ -73,17 +89,43 @@ impl HttpConnector for TapConnector {
         if let Ok(mut calls) = self.tap.calls.lock() {
             *calls.entry(operation.clone()).or_default() += 1;
         }
-        let inject = operation == "TransactWriteItems"
-            && self
-                .tap
-                .conflicts_to_inject
-                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-                .is_ok();
-        if inject {
+        let take = |counter: &AtomicUsize| {
+            operation == "TransactWriteItems"
+                && counter
+                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                    .is_ok()
+        };
+        if take(&self.tap.conflicts_to_inject) {
             return HttpConnectorFuture::ready(Ok(conflict()));
+        }
+        if take(&self.tap.in_progress_to_inject) {
+            return HttpConnectorFuture::ready(Ok(in_progress()));
+        }
+        if take(&self.tap.answers_to_lose) {
+            let sent = self.inner.call(request);
+            return HttpConnectorFuture::new(async move {
+                let answer = sent.await?;
+                // Committed (or refused) by DynamoDB; the caller never hears of it.
+                drop(answer);
+                Err(ConnectorError::timeout(
+                    "the answer was lost after the request reached DynamoDB".into(),
+                ))
+            });
         }
         self.inner.call(request)
     }
+}
+
+fn in_progress() -> HttpResponse {
+    let body = r#"{"__type":"com.amazonaws.dynamodb.v20120810#TransactionInProgressException","Message":"Transaction with the same client token is in progress"}"#;
+    let mut response = HttpResponse::new(
+        StatusCode::try_from(400u16).unwrap_or_else(|_| unreachable!()),
+        SdkBody::from(body),
+    );
+    response
+        .headers_mut()
+        .insert("content-type", "application/x-amz-json-1.0");
+    response
 }
 
 fn conflict() -> HttpResponse {

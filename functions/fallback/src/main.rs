@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
+    shared::local::apply_concurrency();
     shared::telemetry::init();
     // No store: the answer depends on the path and the method only.
     let nothing = Arc::new(());

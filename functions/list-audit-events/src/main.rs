@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
+    shared::local::apply_concurrency();
     shared::telemetry::init();
     // Built once per instance, reused by every invocation.
     let store = Arc::new(DynamoStore::from_env()?);

@@ -32,9 +32,18 @@ pub async fn list_audit_events<S: Store>(
     let (events, next) = store
         .audit_events(&key.organization_id, Some(&id), limit, before.as_deref())
         .await?;
+    // Events carry the changed fields before and after (collaboration rules up to 64 KiB
+    // each way): a page stops at its byte budget and continues after its last event.
+    let (json, cut) = paging::fit(&events, |e| json!(e));
+    let next = match cut {
+        true => events
+            .get(json.len().wrapping_sub(1))
+            .map(|e| e.id.to_string()),
+        false => next,
+    };
     let next = next.map(|p| encode_cursor(&p, &print));
     Ok(ApiResponse::json(
         200,
-        &json!({"events": events, "nextCursor": next}),
+        &json!({"events": json, "nextCursor": next}),
     ))
 }

@@ -22,19 +22,17 @@ pub async fn create_member<S: Store>(
     let patch = parse_member_patch(&body).map_err(ApiError::Validation)?;
 
     let request_hash = hex::encode(Sha256::digest(body.to_string().as_bytes()));
-    if let Some(k) = &idempotency_key {
-        if let Some(done) = store.idempotency_record(&key.organization_id, k).await? {
-            return replay(&done, &request_hash);
-        }
+    // One consistent read for both: the organisation decides the rules, the record a replay.
+    let (org, done) = store
+        .organization_and_idempotency(&key.organization_id, idempotency_key.as_deref())
+        .await?;
+    if let Some(done) = done {
+        return replay(&done, &request_hash);
     }
-
-    let org = store
-        .organization(&key.organization_id)
-        .await?
-        .ok_or_else(|| {
-            tracing::error!("the API key's organisation does not exist");
-            ApiError::Internal
-        })?;
+    let org = org.ok_or_else(|| {
+        tracing::error!("the API key's organisation does not exist");
+        ApiError::Internal
+    })?;
     let now = Timestamp::now();
     let draft = rules::new_member(patch, &org, now)?;
     let member = draft.member;

@@ -41,14 +41,19 @@ pub async fn list_members<S: Store>(
     if let Some(cursor) = cursor {
         q.after = Some(decode_cursor(cursor, &print)?);
     }
-    let page = store.list_members(&key.organization_id, &q).await?;
+    let mut page = store.list_members(&key.organization_id, &q).await?;
     tracing::info!(
         items_read = page.items_read,
         calls = page.calls,
         returned = page.members.len(),
         "members listed"
     );
-    let members: Vec<_> = page.members.iter().map(member_json).collect();
+    // A page stops at its byte budget (members may carry ~70 KB each) and continues after
+    // its last member.
+    let (members, cut) = paging::fit(&page.members, member_json);
+    if cut {
+        page.keep(members.len());
+    }
     let next = page.next.map(|p| encode_cursor(&p, &print));
     Ok(ApiResponse::json(
         200,

@@ -11,6 +11,38 @@ use sha2::{Digest, Sha256};
 pub const DEFAULT_LIMIT: usize = 25;
 pub const MAX_LIMIT: usize = 100;
 
+/// The most bytes the items of one page may take in the function's answer. Lambda lets a
+/// synchronous answer be 6 MB at most, body included as a JSON string (every `"` and `\`
+/// escaped once more); this leaves room for that, the envelope and the headers.
+pub const PAGE_BYTES: usize = 4 * 1024 * 1024;
+
+/// What `value` costs in the Lambda answer: its JSON text, plus one byte for each character
+/// the answer's envelope escapes again.
+pub fn answer_bytes(value: &serde_json::Value) -> usize {
+    let text = value.to_string();
+    text.len() + text.bytes().filter(|b| matches!(b, b'"' | b'\\')).count()
+}
+
+/// The items of a page in their JSON form, as many from the front as fit in
+/// [`PAGE_BYTES`] (always at least one: no single item comes near it), and whether any
+/// were left out.
+pub fn fit<T>(
+    items: &[T],
+    to_json: impl Fn(&T) -> serde_json::Value,
+) -> (Vec<serde_json::Value>, bool) {
+    let mut out = Vec::with_capacity(items.len());
+    let mut used = 0;
+    for item in items {
+        let json = to_json(item);
+        used += answer_bytes(&json) + 1;
+        if used > PAGE_BYTES && !out.is_empty() {
+            return (out, true);
+        }
+        out.push(json);
+    }
+    (out, false)
+}
+
 pub fn bad_parameter(detail: impl Into<String>) -> ApiError {
     ApiError::BadRequest {
         code: "invalid_query_parameter",
@@ -119,6 +151,25 @@ mod tests {
                 "{forged}"
             );
         }
+    }
+
+    #[test]
+    fn a_page_is_cut_to_its_byte_budget_and_keeps_at_least_one_item() {
+        let big = "\"".repeat(PAGE_BYTES / 16);
+        let items = vec![big.clone(); 10];
+        let (kept, cut) = fit(&items, |s| serde_json::json!({ "x": s }));
+        assert!(cut);
+        assert_eq!(
+            kept.len(),
+            3,
+            "each item costs a quarter of the budget, escaped twice"
+        );
+        let total: usize = kept.iter().map(answer_bytes).sum();
+        assert!(total <= PAGE_BYTES);
+        let (one, cut) = fit(&["x".repeat(PAGE_BYTES)], |s| serde_json::json!(s));
+        assert_eq!((one.len(), cut), (1, false));
+        let (none, cut) = fit(&Vec::<String>::new(), |s| serde_json::json!(s));
+        assert_eq!((none.len(), cut), (0, false));
     }
 
     #[test]

@@ -1,4 +1,4 @@
-use super::{no_query, object_body};
+use super::{no_query, object_body, paging};
 use crate::error::ApiError;
 use crate::http::{ApiRequest, ApiResponse};
 use crate::input::{text, Reader};
@@ -8,19 +8,40 @@ use crate::wire::{builtin_role_json, custom_role_json};
 use serde_json::json;
 use std::sync::Arc;
 
-/// GET /v1/roles: the built-in roles, then the organisation's custom roles.
+/// GET /v1/roles: the built-in roles (first page), then the organisation's custom roles in
+/// creation order, `limit` (default and most 100) a page: an organisation may create any
+/// number of roles, and an answer must stay under Lambda's 6 MB.
 pub async fn list_roles<S: Store>(store: Arc<S>, req: ApiRequest) -> Result<ApiResponse, ApiError> {
     let store = store.as_ref();
     let key = super::caller(store, &req, Scope::ReadMembers).await?;
-    no_query(&req)?;
-    let mut roles: Vec<_> = BuiltinRole::ALL
-        .iter()
-        .map(|r| builtin_role_json(*r))
-        .collect();
-    let mut custom = store.custom_roles(&key.organization_id).await?;
-    custom.sort_by(|a, b| a.id.cmp(&b.id));
+    let mut limit = paging::MAX_LIMIT;
+    let mut cursor = None;
+    for (name, value) in paging::query(&req, &["limit", "cursor"])? {
+        match name {
+            "limit" => limit = paging::limit(value)?,
+            _ => cursor = Some(value),
+        }
+    }
+    let print = paging::fingerprint(&["roles"]);
+    let after = cursor
+        .map(|c| paging::decode_cursor(c, &print))
+        .transpose()?;
+    let mut roles: Vec<_> = match after {
+        None => BuiltinRole::ALL
+            .iter()
+            .map(|r| builtin_role_json(*r))
+            .collect(),
+        Some(_) => Vec::new(),
+    };
+    let (custom, next) = store
+        .custom_roles(&key.organization_id, limit, after.as_deref())
+        .await?;
     roles.extend(custom.iter().map(custom_role_json));
-    Ok(ApiResponse::json(200, &json!({"roles": roles})))
+    let next = next.map(|p| paging::encode_cursor(&p, &print));
+    Ok(ApiResponse::json(
+        200,
+        &json!({"roles": roles, "nextCursor": next}),
+    ))
 }
 
 /// POST /v1/roles: a custom role (`name` unique per organisation, case-insensitively;

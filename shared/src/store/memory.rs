@@ -112,6 +112,19 @@ impl Store for MemoryStore {
         })
     }
 
+    async fn organization_and_idempotency(
+        &self,
+        org: &OrgId,
+        key: Option<&str>,
+    ) -> Result<(Option<Organization>, Option<IdempotencyRecord>), ApiError> {
+        self.with(|s| {
+            Ok((
+                s.orgs.get(org).cloned(),
+                key.and_then(|k| s.idempotency.get(&(org.clone(), k.to_owned())).cloned()),
+            ))
+        })
+    }
+
     async fn member_and_org(
         &self,
         org: &OrgId,
@@ -190,6 +203,8 @@ impl Store for MemoryStore {
             Ok(ListPage {
                 items_read: members.len(),
                 calls: 1,
+                positions: members.iter().map(|m| m.id.to_string()).collect(),
+                read_units: 0.0,
                 members,
                 next,
             })
@@ -241,13 +256,22 @@ impl Store for MemoryStore {
         })
     }
 
-    async fn custom_roles(&self, org: &OrgId) -> Result<Vec<CustomRole>, ApiError> {
+    async fn custom_roles(
+        &self,
+        org: &OrgId,
+        limit: usize,
+        after: Option<&str>,
+    ) -> Result<(Vec<CustomRole>, Option<String>), ApiError> {
         self.with(|s| {
-            Ok(s.roles
+            let mut roles: Vec<CustomRole> = s
+                .roles
                 .values()
                 .filter(|r| &r.organization_id == org)
+                .filter(|r| after.is_none_or(|a| r.id.as_str() > a))
                 .cloned()
-                .collect())
+                .collect();
+            roles.sort_by(|a, b| a.id.cmp(&b.id));
+            Ok(super::cut_page(roles, limit, |r| r.id.to_string()))
         })
     }
 

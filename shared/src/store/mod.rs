@@ -48,12 +48,28 @@ pub struct UpdateMember {
 #[derive(Debug, Clone, Default)]
 pub struct ListPage {
     pub members: Vec<Member>,
+    /// Each member's sort position, in the same order: what a cursor continues after.
+    pub positions: Vec<String>,
     /// The sort position to continue after, when there is more.
     pub next: Option<String>,
     /// Items DynamoDB read (scanned count) to make this page.
     pub items_read: usize,
     /// DynamoDB calls made.
     pub calls: usize,
+    /// Read capacity units those calls consumed (as DynamoDB reports them).
+    pub read_units: f64,
+}
+
+impl ListPage {
+    /// Keeps the first `n` members; when that leaves any out, the page continues after the
+    /// last one kept.
+    pub fn keep(&mut self, n: usize) {
+        if n < self.members.len() {
+            self.members.truncate(n);
+            self.positions.truncate(n);
+            self.next = self.positions.last().cloned().or(self.next.take());
+        }
+    }
 }
 
 /// A page of items read one past `limit`: the first `limit`, and when there were more, the
@@ -130,6 +146,13 @@ pub trait Store: Send + Sync {
         org: &OrgId,
         key: &str,
     ) -> impl Future<Output = Result<Option<IdempotencyRecord>, ApiError>> + Send;
+    /// The organisation and, when `key` is given, the live idempotency record of a create
+    /// under that key, in one consistent read.
+    fn organization_and_idempotency(
+        &self,
+        org: &OrgId,
+        key: Option<&str>,
+    ) -> impl Future<Output = Result<(Option<Organization>, Option<IdempotencyRecord>), ApiError>> + Send;
     /// The member and its organisation, in one consistent read.
     fn member_and_org(
         &self,
@@ -165,11 +188,14 @@ pub trait Store: Send + Sync {
         &self,
         write: &UpdateOrganization,
     ) -> impl Future<Output = Result<(), ApiError>> + Send;
-    /// The organisation's custom roles, oldest first.
+    /// At most `limit` of the organisation's custom roles after the role id `after`, oldest
+    /// first, and the id to continue after when there are more.
     fn custom_roles(
         &self,
         org: &OrgId,
-    ) -> impl Future<Output = Result<Vec<CustomRole>, ApiError>> + Send;
+        limit: usize,
+        after: Option<&str>,
+    ) -> impl Future<Output = Result<(Vec<CustomRole>, Option<String>), ApiError>> + Send;
     fn custom_role(
         &self,
         org: &OrgId,

@@ -6,18 +6,26 @@
 //! Other filters become a `FilterExpression`. Pages continue after a sort position, so a
 //! cursor holds no key of the table and cannot point into another organisation.
 
-use super::{
-    from_item, keys, sdk_error, AuditRecord, DynamoStore, EmailGuardRecord, Item, MemberRecord,
-};
+use super::errors::sdk_error;
+use super::records::{from_item, AuditRecord, EmailGuardRecord, MemberRecord};
+use super::{keys, DynamoStore, Item};
 use crate::error::ApiError;
 use crate::model::*;
 use crate::store::ListPage;
-use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
+use aws_sdk_dynamodb::types::{
+    AttributeValue, ConsumedCapacity, KeysAndAttributes, ReturnConsumedCapacity,
+};
 use std::collections::HashMap;
 
 /// The most items one list request reads when combined filters make matches sparse; the
 /// page then comes back short, with a cursor to continue.
 pub const READ_CAP: usize = 1000;
+
+/// The most read capacity units one list request consumes, whatever its items weigh: ~8 MB
+/// of index reads (0.5 unit per 4 KB) or ~4 MB of consistent ones. Items are counted by
+/// [`READ_CAP`], bytes by this: a two-filter list over large non-matching members stops here
+/// with a short page and a cursor, instead of reading tens of MB.
+pub const READ_UNITS_CAP: f64 = 1024.0;
 
 /// Where a list reads from.
 enum Source {
@@ -79,7 +87,7 @@ impl DynamoStore {
         } else {
             bound
         };
-        page.members = found.into_iter().map(|(_, m)| m).collect();
+        (page.positions, page.members) = found.into_iter().unzip();
         Ok(page)
     }
 
@@ -109,6 +117,7 @@ impl DynamoStore {
             .filter(|m| q.matches(m) && after.is_none_or(|a| m.id.as_str() > a))
             .into_iter()
             .collect();
+        page.positions = page.members.iter().map(|m| m.id.to_string()).collect();
         Ok(page)
     }
 
@@ -152,11 +161,13 @@ impl DynamoStore {
                         .set_expression_attribute_values(Some(values))
                         .limit(want.max(1) as i32)
                         .set_exclusive_start_key(start.take())
+                        .return_consumed_capacity(ReturnConsumedCapacity::Total)
                         .send()
                         .await
                         .map_err(|e| sdk_error("Query", e))?;
                     page.calls += 1;
                     page.items_read += out.scanned_count() as usize;
+                    page.read_units += units(out.consumed_capacity());
                     let mut items = Vec::new();
                     for item in out.items() {
                         let key = sort_key(item, sk)?;
@@ -178,11 +189,13 @@ impl DynamoStore {
                         .consistent_read(true)
                         .limit(want.max(1) as i32)
                         .set_exclusive_start_key(start.take())
+                        .return_consumed_capacity(ReturnConsumedCapacity::Total)
                         .send()
                         .await
                         .map_err(|e| sdk_error("Query", e))?;
                     page.calls += 1;
                     page.items_read += out.scanned_count() as usize;
+                    page.read_units += units(out.consumed_capacity());
                     let ids: Vec<String> = out
                         .items()
                         .iter()
@@ -203,7 +216,13 @@ impl DynamoStore {
                 Source::Location { .. } => "SK",
             };
             match last {
-                Some(key) if found.len() < want && page.items_read < READ_CAP => start = Some(key),
+                Some(key)
+                    if found.len() < want
+                        && page.items_read < READ_CAP
+                        && page.read_units < READ_UNITS_CAP =>
+                {
+                    start = Some(key)
+                }
                 Some(key) => {
                     return Ok(Run {
                         found,
@@ -241,7 +260,7 @@ impl DynamoStore {
             let mut wanted = Some(
                 wanted
                     .build()
-                    .map_err(|e| super::build_error("KeysAndAttributes", e))?,
+                    .map_err(|e| super::errors::build_error("KeysAndAttributes", e))?,
             );
             let mut attempts = 0;
             while let Some(request) = wanted.take() {
@@ -250,10 +269,16 @@ impl DynamoStore {
                     .client
                     .batch_get_item()
                     .request_items(&self.table, request)
+                    .return_consumed_capacity(ReturnConsumedCapacity::Total)
                     .send()
                     .await
                     .map_err(|e| sdk_error("BatchGetItem", e))?;
                 page.calls += 1;
+                page.read_units += result
+                    .consumed_capacity()
+                    .iter()
+                    .filter_map(|c| c.capacity_units())
+                    .sum::<f64>();
                 for item in result
                     .responses()
                     .and_then(|r| r.get(&self.table))
@@ -279,6 +304,9 @@ impl DynamoStore {
         Ok(out)
     }
 
+    /// A history page, newest first: Query pages followed until `limit + 1` events or the
+    /// end. A Query stops at 1 MB, and events carry the changed fields before and after, so
+    /// one Query can return far fewer than it was asked for while more remain.
     pub(super) async fn audit_page(
         &self,
         org: &OrgId,
@@ -290,25 +318,36 @@ impl DynamoStore {
             keys::audit_partition(org, member),
             before.map(|before| ("<", before)),
         );
-        let out = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .key_condition_expression(condition)
-            .set_expression_attribute_values(Some(values))
-            .scan_index_forward(false)
-            .consistent_read(true)
-            .limit(limit as i32 + 1)
-            .send()
-            .await
-            .map_err(|e| sdk_error("Query", e))?;
-        let events: Vec<AuditEvent> = out
-            .items()
-            .iter()
-            .map(|i| from_item::<AuditRecord>(i.clone()).map(|r| r.event))
-            .collect::<Result<_, _>>()?;
-        Ok(crate::store::cut_page(events, limit, |e| e.id.to_string()))
+        let mut events = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression(&condition)
+                .set_expression_attribute_values(Some(values.clone()))
+                .scan_index_forward(false)
+                .consistent_read(true)
+                .limit((limit + 1 - events.len()) as i32)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| sdk_error("Query", e))?;
+            for item in out.items() {
+                events.push(from_item::<AuditRecord>(item.clone())?.event);
+            }
+            start = out.last_evaluated_key().cloned();
+            if start.is_none() || events.len() > limit {
+                return Ok(crate::store::cut_page(events, limit, |e| e.id.to_string()));
+            }
+        }
     }
+}
+
+/// The capacity units one call reports having consumed.
+fn units(consumed: Option<&ConsumedCapacity>) -> f64 {
+    consumed.and_then(|c| c.capacity_units()).unwrap_or(0.0)
 }
 
 /// The most selective key the query has (email is handled before this).

@@ -1,9 +1,9 @@
 //! The organisation's own settings and its custom roles.
 
-use super::{
-    audit_record, build_error, delete, from_item, keys, put, sdk_error, DynamoStore, Guarded, Item,
-    OrgRecord, TxFailure,
-};
+use super::errors::{build_error, sdk_error};
+use super::records::{audit_record, from_item, OrgRecord};
+use super::tx::{delete, put, Guarded, TxFailure};
+use super::{keys, DynamoStore, Item};
 use crate::error::ApiError;
 use crate::model::*;
 use crate::store::UpdateOrganization;
@@ -134,17 +134,31 @@ impl DynamoStore {
         })
     }
 
-    pub(super) async fn roles(&self, org: &OrgId) -> Result<Vec<CustomRole>, ApiError> {
+    /// A page of custom roles in id (creation) order after `after`: Query pages of GSI1
+    /// followed until `limit + 1` roles or the end (a Query stops at 1 MB).
+    pub(super) async fn roles(
+        &self,
+        org: &OrgId,
+        limit: usize,
+        after: Option<&str>,
+    ) -> Result<(Vec<CustomRole>, Option<String>), ApiError> {
         let mut out = Vec::new();
         let mut start: Option<Item> = None;
+        let mut condition = "GSI1PK = :pk".to_owned();
+        let mut values = HashMap::from([(":pk".to_owned(), AttributeValue::S(roles_of(org)))]);
+        if let Some(after) = after {
+            condition.push_str(" AND GSI1SK > :after");
+            values.insert(":after".into(), AttributeValue::S(after.to_owned()));
+        }
         loop {
             let page = self
                 .client
                 .query()
                 .table_name(&self.table)
                 .index_name("GSI1")
-                .key_condition_expression("GSI1PK = :pk")
-                .expression_attribute_values(":pk", AttributeValue::S(roles_of(org)))
+                .key_condition_expression(&condition)
+                .set_expression_attribute_values(Some(values.clone()))
+                .limit((limit + 1 - out.len()) as i32)
                 .set_exclusive_start_key(start)
                 .send()
                 .await
@@ -153,8 +167,8 @@ impl DynamoStore {
                 out.push(from_item::<RoleRecord>(item.clone())?.role);
             }
             start = page.last_evaluated_key().cloned();
-            if start.is_none() {
-                return Ok(out);
+            if start.is_none() || out.len() > limit {
+                return Ok(crate::store::cut_page(out, limit, |r| r.id.to_string()));
             }
         }
     }
@@ -191,7 +205,7 @@ impl DynamoStore {
             (Guarded::Role, put(&self.table, &record)?),
             (Guarded::RoleName, put(&self.table, &guard)?),
         ];
-        self.transact(items, super::write_conflict)
+        self.transact(items, super::errors::write_conflict)
             .await
             .map_err(|failure| match failure {
                 TxFailure::Error(e) => e,
@@ -223,7 +237,7 @@ impl DynamoStore {
                 )?,
             ),
         ];
-        self.transact(items, super::write_conflict)
+        self.transact(items, super::errors::write_conflict)
             .await
             .map_err(|failure| match failure {
                 TxFailure::Error(e) => e,

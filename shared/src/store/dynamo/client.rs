@@ -1,0 +1,74 @@
+//! The DynamoDB client: HTTPS, short timeouts, and its configuration from the environment
+//! (the SDK's full loader for the operator, or only what Lambda provides for the functions).
+
+use super::DynamoStore;
+use aws_sdk_dynamodb::Client;
+use std::time::Duration;
+
+impl DynamoStore {
+    /// The operator's client (membersctl, tests): region, credentials (profiles, SSO, …)
+    /// and `AWS_ENDPOINT_URL_DYNAMODB` as the AWS SDK's full loader reads them.
+    #[cfg(feature = "aws-config")]
+    pub async fn client_from_env(endpoint_url: Option<&str>) -> Client {
+        Client::new(&Self::sdk_config(endpoint_url).await)
+    }
+
+    /// The SDK configuration [`client_from_env`](Self::client_from_env) builds its client from.
+    #[cfg(feature = "aws-config")]
+    pub async fn sdk_config(endpoint_url: Option<&str>) -> aws_config::SdkConfig {
+        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .timeout_config(timeouts())
+            .http_client(https_client());
+        if let Some(url) = endpoint_url {
+            loader = loader.endpoint_url(url);
+        }
+        loader.load().await
+    }
+
+    /// The functions' client, from what Lambda puts in the environment: `AWS_REGION`, the
+    /// execution role's `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` / `AWS_SESSION_TOKEN`,
+    /// and `AWS_ENDPOINT_URL_DYNAMODB` (or `AWS_ENDPOINT_URL`) for DynamoDB Local. Built
+    /// without the SDK's config loader, which would add a megabyte to every function.
+    pub fn lambda_client() -> Result<Client, String> {
+        use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        let region = var("AWS_REGION")
+            .or_else(|| var("AWS_DEFAULT_REGION"))
+            .ok_or("AWS_REGION is not set")?;
+        let (Some(key), Some(secret)) = (var("AWS_ACCESS_KEY_ID"), var("AWS_SECRET_ACCESS_KEY"))
+        else {
+            return Err("AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY are not set".into());
+        };
+        let credentials =
+            Credentials::new(key, secret, var("AWS_SESSION_TOKEN"), None, "environment");
+        let mut config = aws_sdk_dynamodb::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new(region))
+            .credentials_provider(credentials)
+            .timeout_config(timeouts())
+            .http_client(https_client());
+        if let Some(url) = var("AWS_ENDPOINT_URL_DYNAMODB").or_else(|| var("AWS_ENDPOINT_URL")) {
+            config = config.endpoint_url(url);
+        }
+        Ok(Client::from_conf(config.build()))
+    }
+}
+
+/// Short timeouts, so that an unreachable store becomes a 503 within seconds rather than a
+/// Lambda timeout.
+fn timeouts() -> aws_sdk_dynamodb::config::timeout::TimeoutConfig {
+    aws_sdk_dynamodb::config::timeout::TimeoutConfig::builder()
+        .connect_timeout(Duration::from_secs(1))
+        .operation_attempt_timeout(Duration::from_secs(2))
+        .operation_timeout(Duration::from_secs(5))
+        .build()
+}
+
+/// rustls on ring: the same TLS as the SDK's default client, a smaller binary.
+fn https_client() -> aws_smithy_runtime_api::client::http::SharedHttpClient {
+    aws_smithy_http_client::Builder::new()
+        .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
+            aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
+        ))
+        .build_https()
+}

@@ -1,0 +1,135 @@
+//! Errors: failed SDK calls, and refused conditions mapped to the domain's errors.
+
+use super::records::{from_item, OrgRecord};
+use super::tx::Guarded;
+use super::Item;
+use crate::error::ApiError;
+use crate::rules::counter_violation;
+use crate::store::UpdateMember;
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+
+pub(super) fn build_error(what: &str, e: impl std::fmt::Display) -> ApiError {
+    tracing::error!(error = %e, "could not build a DynamoDB {what}");
+    ApiError::Internal
+}
+
+/// Maps an SDK failure: unreachable, timed out or throttled is a 503 (retry), the rest a 500.
+/// Logs the operation and error code only, never the request.
+pub fn sdk_error<E: ProvideErrorMetadata + std::fmt::Debug, R: std::fmt::Debug>(
+    operation: &'static str,
+    err: SdkError<E, R>,
+) -> ApiError {
+    const RETRYABLE: &[&str] = &[
+        "ThrottlingException",
+        "ProvisionedThroughputExceededException",
+        "RequestLimitExceeded",
+        "InternalServerError",
+        "ServiceUnavailable",
+        "LimitExceededException",
+    ];
+    match &err {
+        SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) | SdkError::ResponseError(_) => {
+            tracing::warn!(operation, kind = "unreachable", "DynamoDB is unreachable");
+            ApiError::Unavailable {
+                retry_after_seconds: 1,
+            }
+        }
+        SdkError::ServiceError(_) if err.code().is_some_and(|c| RETRYABLE.contains(&c)) => {
+            tracing::warn!(
+                operation,
+                code = err.code(),
+                "DynamoDB is throttling or failing"
+            );
+            ApiError::Unavailable {
+                retry_after_seconds: 1,
+            }
+        }
+        _ => {
+            // DynamoDB's messages name attributes and placeholders, never their values.
+            tracing::error!(
+                operation,
+                code = err.code(),
+                message = err.message(),
+                "DynamoDB call failed"
+            );
+            ApiError::Internal
+        }
+    }
+}
+
+pub(super) fn write_conflict() -> ApiError {
+    ApiError::Conflict {
+        code: "write_conflict",
+        detail: "Another request was writing the same data; nothing was written. Retry.".into(),
+        field: None,
+    }
+}
+
+/// The domain error for a failed condition on one item of a member write.
+pub(super) fn refusal(guard: Guarded) -> ApiError {
+    match guard {
+        Guarded::EmailGuard => ApiError::Conflict {
+            code: "email_taken",
+            detail: "Another member of this organisation already has this email address.".into(),
+            field: Some("email"),
+        },
+        Guarded::CustomRole => ApiError::rule(
+            "unknown_role",
+            Some("role"),
+            "role is not a built-in role nor a custom role of this organisation",
+        ),
+        Guarded::Organization | Guarded::PreviousPrimary => ApiError::Conflict {
+            code: "organization_changed",
+            detail: "The organisation's settings or primary member changed during this request; nothing was written. Retry.".into(),
+            field: None,
+        },
+        Guarded::Idempotency => ApiError::Conflict {
+            code: "idempotency_conflict",
+            detail: "Another request with the same Idempotency-Key is being processed.".into(),
+            field: None,
+        },
+        Guarded::Member | Guarded::OldEmailGuard => ApiError::UpdateInProgress,
+        Guarded::NewMember
+        | Guarded::Audit
+        | Guarded::Location
+        | Guarded::OldCustomRole
+        | Guarded::Role
+        | Guarded::RoleName => {
+            tracing::error!(?guard, "a freshly generated id already exists");
+            ApiError::Internal
+        }
+    }
+}
+
+/// The domain error of a refused update: the member's version first (everything else may
+/// be a consequence of a concurrent change), then the organisation's rules.
+pub(super) fn update_refusal(w: &UpdateMember, failed: Vec<(Guarded, Option<Item>)>) -> ApiError {
+    let has = |g: Guarded| failed.iter().any(|(f, _)| *f == g);
+    if has(Guarded::Member) || has(Guarded::OldEmailGuard) {
+        return if w.if_match {
+            ApiError::PreconditionFailed
+        } else {
+            ApiError::UpdateInProgress
+        };
+    }
+    if has(Guarded::EmailGuard) {
+        return refusal(Guarded::EmailGuard);
+    }
+    if let Some((_, old)) = failed.iter().find(|(g, _)| *g == Guarded::Organization) {
+        let current = old
+            .clone()
+            .and_then(|item| from_item::<OrgRecord>(item).ok())
+            .map(|r| r.org);
+        let delta = w.after.counters().minus(w.before.counters());
+        return match current {
+            Some(org) if org.hris_enabled == w.org.hris_enabled => {
+                counter_violation(org.counters, delta, org.hris_enabled)
+                    .unwrap_or_else(|| refusal(Guarded::Organization))
+            }
+            _ => refusal(Guarded::Organization),
+        };
+    }
+    failed
+        .first()
+        .map_or(ApiError::Internal, |(g, _)| refusal(*g))
+}

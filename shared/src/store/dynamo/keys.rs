@@ -1,0 +1,92 @@
+//! Key builders: the only place that knows how keys are spelled, and the names of the
+//! global secondary indexes.
+
+use crate::model::*;
+
+pub fn org(org: &OrgId) -> (String, String) {
+    (format!("ORG#{org}"), "ORG".into())
+}
+pub fn member(org: &OrgId, id: &MemberId) -> (String, String) {
+    (format!("ORG#{org}#MEMBER#{id}"), "MEMBER".into())
+}
+pub fn email(org: &OrgId, email: &Email) -> (String, String) {
+    (
+        format!("ORG#{org}#EMAIL#{}", email.normalized()),
+        "EMAIL".into(),
+    )
+}
+pub fn role(org: &OrgId, id: &CustomRoleId) -> (String, String) {
+    (format!("ORG#{org}#ROLE#{id}"), "ROLE".into())
+}
+/// A member's place in a location's list, by status like the member indexes.
+pub fn location(org: &OrgId, location_id: &str, active: bool, id: &MemberId) -> (String, String) {
+    (location_partition(org, location_id, active), id.to_string())
+}
+pub fn location_partition(org: &OrgId, location_id: &str, active: bool) -> String {
+    format!("ORG#{org}#LOCATION#{location_id}#{}", status(active))
+}
+/// A member's history, or (`None`) the organisation's own.
+pub fn audit(org: &OrgId, member: Option<&MemberId>, id: &AuditEventId) -> (String, String) {
+    (audit_partition(org, member), id.to_string())
+}
+pub fn audit_partition(org: &OrgId, member: Option<&MemberId>) -> String {
+    match member {
+        Some(member) => format!("ORG#{org}#MEMBER#{member}#AUDIT"),
+        None => format!("ORG#{org}#AUDIT"),
+    }
+}
+pub fn api_key(hash: &str) -> (String, String) {
+    (format!("APIKEY#{hash}"), "APIKEY".into())
+}
+pub fn idempotency(org: &OrgId, key: &str) -> (String, String) {
+    (format!("ORG#{org}#IDEMPOTENCY#{key}"), "IDEMPOTENCY".into())
+}
+pub fn status(active: bool) -> &'static str {
+    if active {
+        "active"
+    } else {
+        "inactive"
+    }
+}
+/// GSI partitions of a member: by status, role, HRIS role, department (each with status).
+pub fn member_indexes(m: &Member) -> [String; 4] {
+    let (org, active) = (&m.organization_id, m.is_active);
+    [
+        members_partition(org, active),
+        role_partition(org, &m.role, active),
+        hris_partition(org, m.hris_role, active),
+        department_partition(org, m.department, active),
+    ]
+}
+/// GSI1 and GSI5: an organisation's members by status.
+pub fn members_partition(org: &OrgId, active: bool) -> String {
+    format!("ORG#{org}#MEMBERS#{}", status(active))
+}
+/// GSI2.
+pub fn role_partition(org: &OrgId, role: &Role, active: bool) -> String {
+    format!("ORG#{org}#ROLE#{}#{}", role.as_str(), status(active))
+}
+/// GSI3 (`none` for members without an HRIS role).
+pub fn hris_partition(org: &OrgId, hris: Option<HrisRole>, active: bool) -> String {
+    format!(
+        "ORG#{org}#HRIS#{}#{}",
+        hris.map_or("none", |r| r.as_str()),
+        status(active)
+    )
+}
+/// GSI4.
+pub fn department_partition(org: &OrgId, department: Department, active: bool) -> String {
+    format!("ORG#{org}#DEPARTMENT#{department}#{}", status(active))
+}
+pub fn api_keys_of(org: &OrgId) -> String {
+    format!("ORG#{org}#APIKEYS")
+}
+
+/// The global secondary indexes, their partition and sort key attribute names.
+pub const INDEXES: &[(&str, &str, &str)] = &[
+    ("GSI1", "GSI1PK", "GSI1SK"),
+    ("GSI2", "GSI2PK", "GSI2SK"),
+    ("GSI3", "GSI3PK", "GSI3SK"),
+    ("GSI4", "GSI4PK", "GSI4SK"),
+    ("GSI5", "GSI5PK", "GSI5SK"),
+];

@@ -1,0 +1,197 @@
+//! Member writes and their reads: the create and update transactions, a member read
+//! together with its organisation, and a create's idempotency record.
+
+use super::errors::{build_error, refusal, sdk_error, update_refusal, write_conflict};
+use super::member_items::{demote_primary, org_item, role_holders, update_items};
+use super::records::{
+    audit_record, email_guard, from_item, location_records, IdempotencyItem, MemberRecord,
+    OrgRecord, IDEMPOTENCY_TTL_SECONDS,
+};
+use super::tx::{put, put_unless_live, Guarded, TxFailure};
+use super::{keys, DynamoStore};
+use crate::error::ApiError;
+use crate::model::*;
+use crate::store::{CreateMember, IdempotencyRecord, UpdateMember};
+use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
+use std::collections::HashMap;
+use std::time::Duration;
+
+impl DynamoStore {
+    pub(super) async fn idempotency(
+        &self,
+        org: &OrgId,
+        key: &str,
+    ) -> Result<Option<IdempotencyRecord>, ApiError> {
+        let found = self
+            .get::<IdempotencyItem>(keys::idempotency(org, key))
+            .await?;
+        let now = Timestamp::now().unix_seconds();
+        // TTL deletion is lazy: an expired record is treated as gone.
+        Ok(found
+            .filter(|item| item.expires_at > now)
+            .map(|item| item.record))
+    }
+
+    /// The organisation and, with a key, the create's idempotency record, in one consistent
+    /// BatchGetItem (both decide the create). An expired record reads as absent.
+    pub(super) async fn org_with_idempotency(
+        &self,
+        org: &OrgId,
+        key: Option<&str>,
+    ) -> Result<(Option<Organization>, Option<IdempotencyRecord>), ApiError> {
+        let mut wanted = vec![keys::org(org)];
+        wanted.extend(key.map(|k| keys::idempotency(org, k)));
+        let (mut organization, mut record) = (None, None);
+        for item in self.batch_get(wanted).await? {
+            match item.get("SK") {
+                Some(AttributeValue::S(sk)) if sk == "IDEMPOTENCY" => {
+                    let found = from_item::<IdempotencyItem>(item)?;
+                    let now = Timestamp::now().unix_seconds();
+                    record = (found.expires_at > now).then_some(found.record);
+                }
+                _ => organization = Some(from_item::<OrgRecord>(item)?.org),
+            }
+        }
+        Ok((organization, record))
+    }
+
+    /// Items by key in one consistent BatchGetItem (at most 100 keys), following
+    /// `UnprocessedKeys` with a short backoff; still unprocessed after four tries is a 503.
+    pub(super) async fn batch_get(
+        &self,
+        wanted: Vec<(String, String)>,
+    ) -> Result<Vec<HashMap<String, AttributeValue>>, ApiError> {
+        let mut request = KeysAndAttributes::builder().consistent_read(true);
+        for (pk, sk) in wanted {
+            request = request.keys(HashMap::from([
+                ("PK".to_owned(), AttributeValue::S(pk)),
+                ("SK".to_owned(), AttributeValue::S(sk)),
+            ]));
+        }
+        let mut request = request
+            .build()
+            .map_err(|e| build_error("KeysAndAttributes", e))?;
+        let mut found = Vec::new();
+        for attempt in 0..4 {
+            let out = self
+                .client
+                .batch_get_item()
+                .request_items(&self.table, request.clone())
+                .send()
+                .await
+                .map_err(|e| sdk_error("BatchGetItem", e))?;
+            found.extend(
+                out.responses()
+                    .and_then(|r| r.get(&self.table))
+                    .into_iter()
+                    .flatten()
+                    .cloned(),
+            );
+            match out.unprocessed_keys().and_then(|u| u.get(&self.table)) {
+                Some(rest) if !rest.keys().is_empty() => {
+                    request = rest.clone();
+                    tokio::time::sleep(Duration::from_millis(20 << attempt)).await;
+                }
+                _ => return Ok(found),
+            }
+        }
+        Err(ApiError::Unavailable {
+            retry_after_seconds: 1,
+        })
+    }
+
+    pub(super) async fn insert_member(&self, w: &CreateMember) -> Result<(), ApiError> {
+        let t = &self.table;
+        let m = &w.member;
+        let mut items = vec![
+            (Guarded::NewMember, put(t, &MemberRecord::new(m))?),
+            (Guarded::EmailGuard, put(t, &email_guard(m))?),
+            (Guarded::Audit, put(t, &audit_record(&w.audit))?),
+            (
+                Guarded::Organization,
+                org_item(t, &w.org, None, m, false)?.ok_or(ApiError::Internal)?,
+            ),
+        ];
+        if let (Role::Custom(role), true) = (&m.role, m.is_active) {
+            items.push((
+                Guarded::CustomRole,
+                role_holders(t, &m.organization_id, role, 1, false)?,
+            ));
+        }
+        if let Some((previous, audit)) = &w.previous_primary {
+            items.push((
+                Guarded::PreviousPrimary,
+                demote_primary(t, &m.organization_id, previous, m.updated_at, false)?,
+            ));
+            items.push((Guarded::Audit, put(t, &audit_record(audit))?));
+        }
+        if let Some(record) = &w.idempotency {
+            let (pk, sk) = keys::idempotency(&record.organization_id, &record.key);
+            let item = IdempotencyItem {
+                pk,
+                sk,
+                entity: "idempotency".into(),
+                expires_at: record.created_at.unix_seconds() + IDEMPOTENCY_TTL_SECONDS,
+                record: record.clone(),
+            };
+            // An expired record (TTL deletes lazily, within days) no longer holds its key.
+            let now = Timestamp::now().unix_seconds();
+            items.push((Guarded::Idempotency, put_unless_live(t, &item, now)?));
+        }
+        for location in location_records(m) {
+            items.push((Guarded::Location, put(t, &location)?));
+        }
+        self.transact(items, write_conflict)
+            .await
+            .map_err(|failure| match failure {
+                TxFailure::Error(e) => e,
+                TxFailure::Refused(failed) => {
+                    // A retry that lost to its own first attempt also fails the email guard: the
+                    // idempotency record speaks first, so the caller can answer as the first time.
+                    let first = failed
+                        .iter()
+                        .find(|(g, _)| *g == Guarded::Idempotency)
+                        .or(failed.first());
+                    first.map_or(ApiError::Internal, |(g, _)| refusal(*g))
+                }
+            })
+    }
+
+    pub(super) async fn member_with_org(
+        &self,
+        org: &OrgId,
+        id: &MemberId,
+    ) -> Result<(Option<Member>, Option<Organization>), ApiError> {
+        let (mut member, mut organization) = (None, None);
+        for item in self
+            .batch_get(vec![keys::member(org, id), keys::org(org)])
+            .await?
+        {
+            match item.get("SK") {
+                Some(AttributeValue::S(sk)) if sk == "MEMBER" => {
+                    member = Some(from_item::<MemberRecord>(item)?.member)
+                }
+                _ => organization = Some(from_item::<OrgRecord>(item)?.org),
+            }
+        }
+        Ok((member, organization))
+    }
+
+    pub(super) async fn write_member(&self, w: &UpdateMember) -> Result<(), ApiError> {
+        let items = update_items(&self.table, w)?;
+        self.transact(items, || ApiError::UpdateInProgress)
+            .await
+            .map_err(|failure| match failure {
+                TxFailure::Error(e) => e,
+                TxFailure::Refused(failed) => {
+                    let refusal = update_refusal(w, failed);
+                    // Tells a race decided by DynamoDB from one decided by the read before it.
+                    tracing::info!(
+                        code = refusal.code(),
+                        "write refused by a DynamoDB condition"
+                    );
+                    refusal
+                }
+            })
+    }
+}

@@ -1,0 +1,244 @@
+//! The DynamoDB single-table store: the only module that uses `aws_sdk_dynamodb`.
+//! Key design and access patterns: docs/design.md.
+//!
+//! By responsibility: `client` builds the SDK client, `keys` spells keys and index names,
+//! `records` lays out the stored items, `tx` runs transactions, `errors` maps failures and
+//! refused conditions to domain errors, `members` and `member_items` write members,
+//! `queries` reads pages, `settings` writes organisation settings and custom roles, and
+//! `admin` holds the operator's and the tests' operations.
+
+mod admin;
+mod client;
+mod errors;
+pub mod keys;
+mod member_items;
+mod members;
+mod queries;
+mod records;
+#[cfg(test)]
+mod roundtrip;
+mod settings;
+mod tx;
+
+pub use errors::sdk_error;
+pub use keys::INDEXES;
+pub use queries::READ_CAP;
+pub use records::IDEMPOTENCY_TTL_SECONDS;
+pub use settings::hris_switch_refusal;
+
+use super::{CreateMember, IdempotencyRecord, Store, UpdateMember};
+use crate::error::ApiError;
+use crate::model::*;
+use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::Client;
+use records::{from_item, ApiKeyRecord, MemberRecord, OrgRecord};
+use serde::de::DeserializeOwned;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+type Item = HashMap<String, AttributeValue>;
+
+/// The real store.
+#[derive(Clone, Debug)]
+pub struct DynamoStore {
+    client: Client,
+    table: String,
+    key_cache: Option<KeyCache>,
+}
+
+/// Live API keys seen by this instance, kept for at most `ttl` (so a revoked key may work on
+/// a warm instance for up to that long; unknown keys are never cached).
+#[derive(Clone, Debug)]
+struct KeyCache {
+    ttl: Duration,
+    keys: Arc<Mutex<HashMap<String, (ApiKey, Instant)>>>,
+}
+
+/// The longest an instance may keep using a key without looking it up again.
+pub const MAX_KEY_CACHE: Duration = Duration::from_secs(60);
+
+impl DynamoStore {
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        DynamoStore {
+            client,
+            table: table.into(),
+            key_cache: None,
+        }
+    }
+
+    /// Caches live API keys for `ttl` (at most [`MAX_KEY_CACHE`]; zero turns caching off).
+    pub fn with_key_cache(mut self, ttl: Duration) -> Self {
+        let ttl = ttl.min(MAX_KEY_CACHE);
+        self.key_cache = (!ttl.is_zero()).then(|| KeyCache {
+            ttl,
+            keys: Arc::default(),
+        });
+        self
+    }
+
+    /// The store for `TABLE_NAME` (default `members`), caching API keys for
+    /// `API_KEY_CACHE_SECONDS` (default and maximum 60; 0 turns the cache off).
+    pub fn from_env() -> Result<Self, String> {
+        let table = std::env::var("TABLE_NAME").unwrap_or_else(|_| "members".into());
+        let ttl = std::env::var("API_KEY_CACHE_SECONDS")
+            .ok()
+            .and_then(|s| s.parse::<u64>().ok())
+            .map_or(MAX_KEY_CACHE, Duration::from_secs);
+        Ok(DynamoStore::new(Self::lambda_client()?, table).with_key_cache(ttl))
+    }
+
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// An API key by the hash of its secret: from the cache while it is fresh, else read
+    /// (and cached if live).
+    async fn cached_api_key(&self, hash: &str) -> Result<Option<ApiKey>, ApiError> {
+        if let Some(cache) = &self.key_cache {
+            if let Ok(keys) = cache.keys.lock() {
+                if let Some((key, at)) = keys.get(hash) {
+                    if at.elapsed() < cache.ttl {
+                        return Ok(Some(key.clone()));
+                    }
+                }
+            }
+        }
+        let key = self
+            .get::<ApiKeyRecord>(keys::api_key(hash))
+            .await?
+            .map(|r| r.key);
+        if let (Some(cache), Some(key)) = (&self.key_cache, &key) {
+            if key.revoked_at.is_none() {
+                if let Ok(mut keys) = cache.keys.lock() {
+                    keys.retain(|_, (_, at)| at.elapsed() < cache.ttl);
+                    keys.insert(hash.to_owned(), (key.clone(), Instant::now()));
+                }
+            }
+        }
+        Ok(key)
+    }
+
+    /// One item, read consistently: DynamoDB's GetItem is eventually consistent unless
+    /// asked, and these reads decide writes (the idempotency replay, the old primary, the
+    /// organisation's version and HRIS state) or answer right after one (read your writes).
+    async fn get<T: DeserializeOwned>(
+        &self,
+        (pk, sk): (String, String),
+    ) -> Result<Option<T>, ApiError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("PK", AttributeValue::S(pk))
+            .key("SK", AttributeValue::S(sk))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| sdk_error("GetItem", e))?;
+        out.item.map(from_item).transpose()
+    }
+}
+
+impl Store for DynamoStore {
+    async fn api_key_by_hash(&self, hash: &str) -> Result<Option<ApiKey>, ApiError> {
+        self.cached_api_key(hash).await
+    }
+
+    async fn organization(&self, id: &OrgId) -> Result<Option<Organization>, ApiError> {
+        Ok(self.get::<OrgRecord>(keys::org(id)).await?.map(|r| r.org))
+    }
+
+    async fn member(&self, org: &OrgId, id: &MemberId) -> Result<Option<Member>, ApiError> {
+        Ok(self
+            .get::<MemberRecord>(keys::member(org, id))
+            .await?
+            .map(|r| r.member))
+    }
+
+    async fn idempotency_record(
+        &self,
+        org: &OrgId,
+        key: &str,
+    ) -> Result<Option<IdempotencyRecord>, ApiError> {
+        self.idempotency(org, key).await
+    }
+
+    async fn create_member(&self, w: &CreateMember) -> Result<(), ApiError> {
+        self.insert_member(w).await
+    }
+
+    async fn list_members(
+        &self,
+        org: &OrgId,
+        query: &ListQuery,
+    ) -> Result<crate::store::ListPage, ApiError> {
+        self.list(org, query).await
+    }
+
+    async fn audit_events(
+        &self,
+        org: &OrgId,
+        member: Option<&MemberId>,
+        limit: usize,
+        before: Option<&str>,
+    ) -> Result<(Vec<AuditEvent>, Option<String>), ApiError> {
+        self.audit_page(org, member, limit, before).await
+    }
+
+    async fn update_organization(
+        &self,
+        write: &crate::store::UpdateOrganization,
+    ) -> Result<(), ApiError> {
+        self.write_organization(write).await
+    }
+
+    async fn custom_roles(
+        &self,
+        org: &OrgId,
+        limit: usize,
+        after: Option<&str>,
+    ) -> Result<(Vec<CustomRole>, Option<String>), ApiError> {
+        self.roles(org, limit, after).await
+    }
+
+    async fn custom_role(
+        &self,
+        org: &OrgId,
+        id: &CustomRoleId,
+    ) -> Result<Option<CustomRole>, ApiError> {
+        self.role(org, id).await
+    }
+
+    async fn create_role(&self, role: &CustomRole) -> Result<(), ApiError> {
+        self.insert_role(role).await
+    }
+
+    async fn delete_role(&self, role: &CustomRole) -> Result<(), ApiError> {
+        self.remove_role(role).await
+    }
+
+    async fn organization_and_idempotency(
+        &self,
+        org: &OrgId,
+        key: Option<&str>,
+    ) -> Result<(Option<Organization>, Option<IdempotencyRecord>), ApiError> {
+        self.org_with_idempotency(org, key).await
+    }
+
+    async fn member_and_org(
+        &self,
+        org: &OrgId,
+        id: &MemberId,
+    ) -> Result<(Option<Member>, Option<Organization>), ApiError> {
+        self.member_with_org(org, id).await
+    }
+
+    async fn update_member(&self, w: &UpdateMember) -> Result<(), ApiError> {
+        self.write_member(w).await
+    }
+}

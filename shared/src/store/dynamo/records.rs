@@ -1,0 +1,340 @@
+//! The stored record types: how each item of the table is laid out, built from the
+//! model, and read back.
+
+use super::{keys, Item};
+use crate::error::ApiError;
+use crate::model::*;
+use crate::store::IdempotencyRecord;
+use aws_sdk_dynamodb::types::AttributeValue;
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+
+/// How long an idempotency record is kept (the table's TTL attribute is `expiresAt`).
+pub const IDEMPOTENCY_TTL_SECONDS: i64 = 24 * 3600;
+
+#[derive(Serialize, Deserialize)]
+pub(super) struct MemberRecord {
+    #[serde(rename = "PK")]
+    pk: String,
+    #[serde(rename = "SK")]
+    sk: String,
+    entity: String,
+    #[serde(rename = "emailNormalized")]
+    email_normalized: String,
+    #[serde(rename = "GSI1PK")]
+    gsi1pk: String,
+    #[serde(rename = "GSI1SK")]
+    gsi1sk: String,
+    #[serde(rename = "GSI2PK")]
+    gsi2pk: String,
+    #[serde(rename = "GSI2SK")]
+    gsi2sk: String,
+    #[serde(rename = "GSI3PK")]
+    gsi3pk: String,
+    #[serde(rename = "GSI3SK")]
+    gsi3sk: String,
+    #[serde(rename = "GSI4PK")]
+    gsi4pk: String,
+    #[serde(rename = "GSI4SK")]
+    gsi4sk: String,
+    #[serde(rename = "GSI5PK")]
+    gsi5pk: String,
+    #[serde(rename = "GSI5SK")]
+    gsi5sk: String,
+    #[serde(flatten)]
+    pub(super) member: Member,
+}
+
+impl MemberRecord {
+    pub(super) fn new(m: &Member) -> Self {
+        let (pk, sk) = keys::member(&m.organization_id, &m.id);
+        let [by_status, by_role, by_hris, by_department] = keys::member_indexes(m);
+        let id = m.id.to_string();
+        MemberRecord {
+            pk,
+            sk,
+            entity: "member".into(),
+            email_normalized: m.email.normalized(),
+            gsi1pk: by_status.clone(),
+            gsi1sk: id.clone(),
+            gsi2pk: by_role,
+            gsi2sk: id.clone(),
+            gsi3pk: by_hris,
+            gsi3sk: id.clone(),
+            gsi4pk: by_department,
+            gsi4sk: id.clone(),
+            gsi5pk: by_status,
+            gsi5sk: format!("{}#{id}", m.updated_at),
+            member: m.clone(),
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+pub(super) struct OrgRecord {
+    #[serde(rename = "PK")]
+    pub(super) pk: String,
+    #[serde(rename = "SK")]
+    pub(super) sk: String,
+    pub(super) entity: String,
+    #[serde(flatten)]
+    pub(super) org: Organization,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct EmailGuardRecord {
+    #[serde(rename = "PK")]
+    pk: String,
+    #[serde(rename = "SK")]
+    sk: String,
+    entity: String,
+    pub(super) member_id: MemberId,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct LocationRecord {
+    #[serde(rename = "PK")]
+    pk: String,
+    #[serde(rename = "SK")]
+    sk: String,
+    entity: String,
+    pub(super) location_id: String,
+    member_id: MemberId,
+    is_active: bool,
+    pub(super) role: Vec<LocationRole>,
+}
+
+#[derive(Serialize, Deserialize)]
+pub(super) struct ApiKeyRecord {
+    #[serde(rename = "PK")]
+    pub(super) pk: String,
+    #[serde(rename = "SK")]
+    pub(super) sk: String,
+    pub(super) entity: String,
+    #[serde(rename = "GSI1PK")]
+    pub(super) gsi1pk: String,
+    #[serde(rename = "GSI1SK")]
+    pub(super) gsi1sk: String,
+    #[serde(flatten)]
+    pub(super) key: ApiKey,
+}
+
+#[derive(Serialize, Deserialize)]
+pub(super) struct AuditRecord {
+    #[serde(rename = "PK")]
+    pk: String,
+    #[serde(rename = "SK")]
+    sk: String,
+    entity: String,
+    #[serde(flatten)]
+    pub(super) event: AuditEvent,
+}
+
+#[derive(Serialize, Deserialize)]
+pub(super) struct IdempotencyItem {
+    #[serde(rename = "PK")]
+    pub(super) pk: String,
+    #[serde(rename = "SK")]
+    pub(super) sk: String,
+    pub(super) entity: String,
+    /// DynamoDB TTL attribute (epoch seconds).
+    #[serde(rename = "expiresAt")]
+    pub(super) expires_at: i64,
+    #[serde(flatten)]
+    pub(super) record: IdempotencyRecord,
+}
+
+pub(super) fn email_guard(m: &Member) -> EmailGuardRecord {
+    let (pk, sk) = keys::email(&m.organization_id, &m.email);
+    EmailGuardRecord {
+        pk,
+        sk,
+        entity: "emailGuard".into(),
+        member_id: m.id.clone(),
+    }
+}
+
+pub(super) fn location_records(m: &Member) -> Vec<LocationRecord> {
+    m.locations
+        .iter()
+        .map(|l| {
+            let (pk, sk) = keys::location(&m.organization_id, &l.location_id, m.is_active, &m.id);
+            LocationRecord {
+                pk,
+                sk,
+                entity: "memberLocation".into(),
+                location_id: l.location_id.clone(),
+                member_id: m.id.clone(),
+                is_active: m.is_active,
+                role: l.role.clone(),
+            }
+        })
+        .collect()
+}
+
+pub(super) fn audit_record(e: &AuditEvent) -> AuditRecord {
+    let (pk, sk) = keys::audit(&e.organization_id, e.member_id.as_ref(), &e.id);
+    AuditRecord {
+        pk,
+        sk,
+        entity: "auditEvent".into(),
+        event: e.clone(),
+    }
+}
+
+pub(super) fn to_item<T: Serialize>(record: &T) -> Result<Item, ApiError> {
+    serde_dynamo::to_item(record).map_err(|e| {
+        tracing::error!(error = %e, "could not serialise a record");
+        ApiError::Internal
+    })
+}
+
+/// Never skips a corrupt item: it is an error, with its key in the log.
+pub(super) fn from_item<T: DeserializeOwned>(item: Item) -> Result<T, ApiError> {
+    let key = |name: &str| match item.get(name) {
+        Some(AttributeValue::S(s)) => s.clone(),
+        _ => "?".into(),
+    };
+    let (pk, sk) = (key("PK"), key("SK"));
+    serde_dynamo::from_item(item).map_err(|e| {
+        tracing::error!(pk = %redact_key(&pk), sk = %sk, error = %e, "corrupt item in the table");
+        ApiError::Internal
+    })
+}
+
+/// Keys of API-key and email-guard items carry a hash or an email: log only their kind.
+fn redact_key(pk: &str) -> String {
+    if pk.starts_with("APIKEY#") {
+        "APIKEY#[redacted]".into()
+    } else if let Some(at) = pk.find("#EMAIL#") {
+        format!("{}#EMAIL#[redacted]", &pk[..at])
+    } else {
+        pk.to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn member() -> Member {
+        let now = Timestamp::now();
+        let org = OrgId::parse("org_a").unwrap_or_else(|e| panic!("{e}"));
+        Member {
+            id: MemberId::parse("mem_1").unwrap_or_else(|e| panic!("{e}")),
+            organization_id: org,
+            user_id: UserId::generate(),
+            first_name: Some("Ada".into()),
+            last_name: None,
+            name_override: None,
+            email: Email::parse("Ada@Example.com").unwrap_or_else(|e| panic!("{e}")),
+            headline: None,
+            job_title: Some("Engineer".into()),
+            role: Role::Builtin(BuiltinRole::Admin),
+            hris_role: Some(HrisRole::HrisAdmin),
+            department: Department::It,
+            locations: vec![MemberLocation {
+                location_id: "l1".into(),
+                role: vec![LocationRole::Admin],
+            }],
+            collaboration_rules: vec![],
+            is_primary: true,
+            is_active: true,
+            fleet_dm_label_id: Some(123),
+            profile_picture_url: None,
+            default_location_id: Some("l1".into()),
+            password_hash: None,
+            background_check_exempt: false,
+            background_check_exempt_reason: None,
+            background_check_requests: vec![],
+            onboard_date: None,
+            offboard_date: None,
+            created_at: now,
+            updated_at: now,
+            version: 7,
+        }
+    }
+
+    #[test]
+    fn a_member_record_round_trips_through_an_item() {
+        let m = member();
+        let item = to_item(&MemberRecord::new(&m)).unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!(
+            item.get("PK"),
+            Some(&AttributeValue::S("ORG#org_a#MEMBER#mem_1".into()))
+        );
+        assert_eq!(
+            item.get("emailNormalized"),
+            Some(&AttributeValue::S("ada@example.com".into()))
+        );
+        assert_eq!(
+            item.get("GSI2PK"),
+            Some(&AttributeValue::S("ORG#org_a#ROLE#admin#active".into()))
+        );
+        assert_eq!(item.get("version"), Some(&AttributeValue::N("7".into())));
+        let back: MemberRecord = from_item(item).unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!(back.member, m);
+    }
+
+    #[test]
+    fn counters_are_top_level_numbers_on_the_organisation_item() {
+        let now = Timestamp::now();
+        let org = Organization {
+            id: OrgId::parse("org_a").unwrap_or_else(|e| panic!("{e}")),
+            name: "A".into(),
+            hris_enabled: false,
+            background_check_required: true,
+            counters: Counters {
+                active_admins: 2,
+                active_hris_admins: 1,
+                active_dual_admins: 1,
+                ..Counters::default()
+            },
+            primary_member_id: None,
+            version: 1,
+            created_at: now,
+            updated_at: now,
+        };
+        let item = to_item(&OrgRecord {
+            pk: "ORG#org_a".into(),
+            sk: "ORG".into(),
+            entity: "organization".into(),
+            org: org.clone(),
+        })
+        .unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!(
+            item.get("activeAdmins"),
+            Some(&AttributeValue::N("2".into()))
+        );
+        assert!(
+            !item.contains_key("primaryMemberId"),
+            "absent, so attribute_not_exists works"
+        );
+        let back: OrgRecord = from_item(item).unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!(back.org, org);
+    }
+
+    #[test]
+    fn a_corrupt_item_is_an_error_not_a_skipped_row() {
+        let mut item = to_item(&MemberRecord::new(&member())).unwrap_or_else(|e| panic!("{e:?}"));
+        item.insert("role".into(), AttributeValue::S("emperor".into()));
+        assert!(matches!(
+            from_item::<MemberRecord>(item),
+            Err(ApiError::Internal)
+        ));
+    }
+
+    #[test]
+    fn secrets_in_keys_are_redacted_in_logs() {
+        assert_eq!(redact_key("APIKEY#abcdef"), "APIKEY#[redacted]");
+        assert_eq!(
+            redact_key("ORG#org_a#EMAIL#a@b.co"),
+            "ORG#org_a#EMAIL#[redacted]"
+        );
+        assert_eq!(
+            redact_key("ORG#org_a#MEMBER#mem_1"),
+            "ORG#org_a#MEMBER#mem_1"
+        );
+    }
+}

@@ -1,0 +1,239 @@
+//! Transactions: what each item stands for, running one (with its retries), and the
+//! conditional put, check and delete items they are made of.
+
+use super::errors::{build_error, sdk_error};
+use super::records::to_item;
+use super::{DynamoStore, Item};
+use crate::error::ApiError;
+use aws_sdk_dynamodb::types::{
+    AttributeValue, ConditionCheck, Delete, Put, ReturnValuesOnConditionCheckFailure,
+    TransactWriteItem,
+};
+use serde::Serialize;
+use std::time::Duration;
+
+/// What each item of a transaction stands for, so that a cancellation reason at index `i`
+/// becomes the domain error of item `i`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(super) enum Guarded {
+    NewMember,
+    /// The member's version as read.
+    Member,
+    EmailGuard,
+    OldEmailGuard,
+    Organization,
+    Audit,
+    CustomRole,
+    OldCustomRole,
+    PreviousPrimary,
+    Idempotency,
+    Location,
+    /// A custom role item, and its name guard.
+    Role,
+    RoleName,
+}
+
+/// Why a transaction did not happen.
+pub(super) enum TxFailure {
+    /// Conditions failed: the items, with their old values where DynamoDB returned them.
+    Refused(Vec<(Guarded, Option<Item>)>),
+    Error(ApiError),
+}
+
+impl DynamoStore {
+    /// Runs one transaction, mapping a cancellation to the error of the item that failed.
+    ///
+    /// Every attempt carries a `ClientRequestToken`: DynamoDB applies a TransactWriteItems
+    /// at most once per token for 10 minutes and answers a repeat with the first success.
+    /// - Cancelled by `TransactionConflict` (real DynamoDB, never DynamoDB Local): the whole
+    ///   transaction failed, so it is run again, twice at most, under a new token.
+    /// - `TransactionInProgressException` (the same token still running, e.g. after the
+    ///   SDK's own retry), a timeout or a lost connection: the outcome is unknown, so it is
+    ///   asked again under the *same* token, which cannot apply it twice and settles it.
+    ///   What stays unsettled is [`ApiError::OutcomeUnknown`], never "nothing was written".
+    pub(super) async fn transact(
+        &self,
+        items: Vec<(Guarded, TransactWriteItem)>,
+        on_conflict: fn() -> ApiError,
+    ) -> Result<(), TxFailure> {
+        let (guards, writes): (Vec<Guarded>, Vec<TransactWriteItem>) = items.into_iter().unzip();
+        let mut attempt = 0;
+        let mut token = client_token();
+        // Whether an earlier attempt under `token` may have been applied.
+        let mut maybe_applied = false;
+        let mut unsettled = 0;
+        loop {
+            attempt += 1;
+            let result = self
+                .client
+                .transact_write_items()
+                .set_transact_items(Some(writes.clone()))
+                .client_request_token(&token)
+                .send()
+                .await;
+            let err = match result {
+                Ok(_) => return Ok(()),
+                Err(err) => err,
+            };
+            if is_unsettled(&err) {
+                maybe_applied = true;
+                unsettled += 1;
+                if unsettled <= MAX_UNSETTLED_RETRIES {
+                    tracing::warn!(
+                        attempt,
+                        "transaction outcome unknown; asking again under its token"
+                    );
+                    tokio::time::sleep(Duration::from_millis(100 * unsettled)).await;
+                    continue;
+                }
+                tracing::error!(attempt, "transaction outcome still unknown");
+                return Err(TxFailure::Error(ApiError::OutcomeUnknown {
+                    retry_after_seconds: 1,
+                }));
+            }
+            let reasons: Vec<(Guarded, String, Option<Item>)> = match err.as_service_error() {
+                Some(aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError::TransactionCanceledException(c)) => c
+                    .cancellation_reasons()
+                    .iter()
+                    .zip(&guards)
+                    .filter_map(|(r, g)| r.code().filter(|c| *c != "None").map(|c| (*g, c.to_owned(), r.item().cloned())))
+                    .collect(),
+                _ if maybe_applied => {
+                    // An earlier attempt may have been applied; this one failed otherwise.
+                    let _ = sdk_error("TransactWriteItems", err);
+                    return Err(TxFailure::Error(ApiError::OutcomeUnknown {
+                        retry_after_seconds: 1,
+                    }));
+                }
+                _ => return Err(TxFailure::Error(sdk_error("TransactWriteItems", err))),
+            };
+            let refused: Vec<(Guarded, Option<Item>)> = reasons
+                .iter()
+                .filter(|(_, code, _)| code == "ConditionalCheckFailed")
+                .map(|(g, _, item)| (*g, item.clone()))
+                .collect();
+            if !refused.is_empty() {
+                return Err(TxFailure::Refused(refused));
+            }
+            if reasons
+                .iter()
+                .any(|(_, code, _)| code == "TransactionConflict")
+            {
+                if attempt < 3 {
+                    tokio::time::sleep(Duration::from_millis(10 * attempt)).await;
+                    // Cancelled as a whole: nothing under the old token was applied.
+                    token = client_token();
+                    maybe_applied = false;
+                    continue;
+                }
+                return Err(TxFailure::Error(on_conflict()));
+            }
+            if reasons.iter().any(|(_, code, _)| {
+                code == "ThrottlingError" || code == "ProvisionedThroughputExceeded"
+            }) {
+                return Err(TxFailure::Error(ApiError::Unavailable {
+                    retry_after_seconds: 1,
+                }));
+            }
+            let codes: Vec<&str> = reasons.iter().map(|(_, code, _)| code.as_str()).collect();
+            tracing::error!(?codes, "transaction cancelled for an unexpected reason");
+            return Err(TxFailure::Error(ApiError::Internal));
+        }
+    }
+}
+
+/// How often a transaction whose outcome is unknown is asked again under its token.
+const MAX_UNSETTLED_RETRIES: u64 = 2;
+
+/// A fresh `ClientRequestToken` (1–36 characters).
+fn client_token() -> String {
+    ulid::Ulid::generate().to_string()
+}
+
+/// Whether a failed TransactWriteItems may still have been applied: the same token is still
+/// running, or the answer was lost (timeout, broken connection, unreadable answer).
+fn is_unsettled<R>(
+    err: &aws_sdk_dynamodb::error::SdkError<
+        aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError,
+        R,
+    >,
+) -> bool {
+    use aws_sdk_dynamodb::error::SdkError;
+    use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError as E;
+    match err {
+        SdkError::TimeoutError(_) | SdkError::ResponseError(_) => true,
+        // A dispatch that timed out may have reached DynamoDB. An I/O failure is taken as
+        // "never sent" (no connection: DynamoDB unreachable, a plain 503 as before).
+        SdkError::DispatchFailure(f) => f.is_timeout() || f.is_other(),
+        SdkError::ServiceError(_) => matches!(
+            err.as_service_error(),
+            Some(E::TransactionInProgressException(_))
+        ),
+        _ => false,
+    }
+}
+
+/// A put that never overwrites a live item: only an absent one, or one whose `expiresAt`
+/// (TTL, which DynamoDB deletes lazily, within days) has passed by `now`.
+pub(super) fn put_unless_live<T: Serialize>(
+    table: &str,
+    record: &T,
+    now: i64,
+) -> Result<TransactWriteItem, ApiError> {
+    let put = Put::builder()
+        .table_name(table)
+        .set_item(Some(to_item(record)?))
+        .condition_expression("attribute_not_exists(PK) OR expiresAt < :now")
+        .expression_attribute_values(":now", AttributeValue::N(now.to_string()))
+        .build()
+        .map_err(|e| build_error("Put", e))?;
+    Ok(TransactWriteItem::builder().put(put).build())
+}
+
+/// A conditional put that never overwrites.
+pub(super) fn put<T: Serialize>(table: &str, record: &T) -> Result<TransactWriteItem, ApiError> {
+    let put = Put::builder()
+        .table_name(table)
+        .set_item(Some(to_item(record)?))
+        .condition_expression("attribute_not_exists(PK)")
+        .build()
+        .map_err(|e| build_error("Put", e))?;
+    Ok(TransactWriteItem::builder().put(put).build())
+}
+
+pub(super) fn check(
+    t: &str,
+    (pk, sk): (String, String),
+    condition: &str,
+    values: Item,
+) -> Result<TransactWriteItem, ApiError> {
+    let check = ConditionCheck::builder()
+        .table_name(t)
+        .key("PK", AttributeValue::S(pk))
+        .key("SK", AttributeValue::S(sk))
+        .condition_expression(condition)
+        .set_expression_attribute_values((!values.is_empty()).then_some(values))
+        .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+        .build()
+        .map_err(|e| build_error("ConditionCheck", e))?;
+    Ok(TransactWriteItem::builder().condition_check(check).build())
+}
+
+pub(super) fn delete(
+    t: &str,
+    (pk, sk): (String, String),
+    condition: Option<(&str, Item)>,
+) -> Result<TransactWriteItem, ApiError> {
+    let mut delete = Delete::builder()
+        .table_name(t)
+        .key("PK", AttributeValue::S(pk))
+        .key("SK", AttributeValue::S(sk));
+    if let Some((expression, values)) = condition {
+        delete = delete
+            .condition_expression(expression)
+            .set_expression_attribute_values(Some(values));
+    }
+    Ok(TransactWriteItem::builder()
+        .delete(delete.build().map_err(|e| build_error("Delete", e))?)
+        .build())
+}
