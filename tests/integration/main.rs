@@ -124,6 +124,17 @@ fn main() {
         },
     ));
     let conclusion = libtest_mimic::run(&args, trials);
+    if let Some(ctx) = &ctx {
+        let v = &ctx.stack.stale.view;
+        let load =
+            |c: &std::sync::atomic::AtomicUsize| c.load(std::sync::atomic::Ordering::Relaxed);
+        println!(
+            "stale-read mode: {} consistent reads, {} eventually consistent reads, {} items left out as not yet replicated",
+            load(&v.consistent_reads),
+            load(&v.eventual_reads),
+            load(&v.lagged_items)
+        );
+    }
     let retried = members_tests::emulator_retries();
     if retried > 0 {
         println!("{retried} GETs asked again: cargo lambda watch lost their answer");

@@ -5,6 +5,7 @@
 pub mod contract;
 pub mod fuzz;
 pub mod load;
+pub mod stale;
 pub mod wiretap;
 
 use aws_sdk_dynamodb::types::AttributeValue;
@@ -198,6 +199,8 @@ pub struct Stack {
     pub api: String,
     pub store: DynamoStore,
     pub dynamo: DynamoLocal,
+    /// Between the functions and DynamoDB Local: eventual consistency played (src/stale.rs).
+    pub stale: stale::StaleProxy,
     pub watch_log: PathBuf,
     pub dir: PathBuf,
     watch: Process,
@@ -258,6 +261,11 @@ impl Stack {
             .await
             .map_err(|e| format!("create table: {e:?}"))?;
 
+        // The functions reach DynamoDB Local through the stale-read proxy (src/stale.rs):
+        // reads that do not ask for consistency see a view that lags, as on AWS.
+        let upstream = std::net::SocketAddr::from(([127, 0, 0, 1], dynamo.port));
+        let stale = stale::StaleProxy::start(upstream).await?;
+
         let port = free_port()?;
         let watch_log = dir.join("watch.log");
         let mut command = Command::new(cargo_lambda());
@@ -277,7 +285,7 @@ impl Stack {
             // One process per function serving up to 32 invocations at once (the race tests
             // send 32 together), not watch's `--concurrency`: see shared::local.
             .env(shared::local::CONCURRENCY_VAR, "32")
-            .env("AWS_ENDPOINT_URL_DYNAMODB", dynamo.endpoint())
+            .env("AWS_ENDPOINT_URL_DYNAMODB", stale.endpoint())
             .env("TABLE_NAME", TABLE)
             .env("LOG_FORMAT", "json")
             // Short, so the revocation test sees the cache expire without waiting a minute.
@@ -289,6 +297,7 @@ impl Stack {
             api: format!("http://127.0.0.1:{port}"),
             store,
             dynamo,
+            stale,
             watch_log,
             dir,
             watch,
