@@ -15,8 +15,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-const MEMBERS: usize = 10_000;
-const ROUNDS: usize = 200;
+const FULL_MEMBERS: usize = 10_000;
+const FULL_ROUNDS: usize = 200;
 const LIMIT: usize = 25;
 
 fn main() {
@@ -29,6 +29,8 @@ fn p50(samples: &mut [Duration]) -> Duration {
 }
 
 async fn run() -> Result<(), String> {
+    let members = members_tests::bench_rounds(FULL_MEMBERS, 400);
+    let rounds = members_tests::bench_rounds(FULL_ROUNDS, 5);
     let dir = std::env::temp_dir().join(format!("members-bench-list-{}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
     let dynamo = DynamoLocal::start(free_port()?, None, &dir.join("dynamodb.log"))?;
@@ -47,7 +49,7 @@ async fn run() -> Result<(), String> {
     let started = Instant::now();
     let semaphore = Arc::new(tokio::sync::Semaphore::new(16));
     let mut tasks = Vec::new();
-    for i in 0..MEMBERS {
+    for i in 0..members {
         let (store, org, semaphore) = (store.clone(), org.clone(), semaphore.clone());
         tasks.push(tokio::spawn(async move {
             let _permit = semaphore.acquire().await.map_err(|e| e.to_string())?;
@@ -65,7 +67,7 @@ async fn run() -> Result<(), String> {
         task.await.map_err(|e| e.to_string())??;
     }
     println!(
-        "loaded {MEMBERS} members in {:.1} s",
+        "loaded {members} members in {:.1} s",
         started.elapsed().as_secs_f64()
     );
 
@@ -83,7 +85,7 @@ async fn run() -> Result<(), String> {
         body: Vec::new(),
         request_id: None,
     };
-    println!("GET /v1/members, limit {LIMIT}, {ROUNDS} rounds each, organisation of {MEMBERS} members, DynamoDB Local");
+    println!("GET /v1/members, limit {LIMIT}, {rounds} rounds each, organisation of {members} members, DynamoDB Local");
     println!(
         "  {:<44} {:>8} {:>6} {:>8} {:>10} {:>10} {:>7}",
         "query", "returned", "calls", "read", "p50 ms", "bare ms", "ratio"
@@ -119,7 +121,7 @@ async fn run() -> Result<(), String> {
             .list_members(&org.id, &q_struct)
             .await
             .map_err(|e| format!("{e:?}"))?;
-        for _ in 0..ROUNDS {
+        for _ in 0..rounds {
             let t = Instant::now();
             let r = shared::handlers::list_members(store.clone(), request(&q))
                 .await

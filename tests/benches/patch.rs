@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const ROUNDS: usize = 300;
+const SMOKE_ROUNDS: usize = 5;
 
 fn main() {
     members_tests::bench_main(run);
@@ -130,10 +131,11 @@ async fn run() -> Result<(), String> {
         }
     };
 
-    let (mut handler, mut baseline) = (Vec::with_capacity(ROUNDS), Vec::with_capacity(ROUNDS));
+    let rounds = members_tests::bench_rounds(ROUNDS, SMOKE_ROUNDS);
+    let (mut handler, mut baseline) = (Vec::with_capacity(rounds), Vec::with_capacity(rounds));
     let mut calls = 0usize;
     let mut by_operation = std::collections::BTreeMap::new();
-    for i in 0..ROUNDS {
+    for i in 0..rounds {
         let started = Instant::now();
         let r = shared::handlers::update_member(store.clone(), patch(1000 + i))
             .await
@@ -159,10 +161,10 @@ async fn run() -> Result<(), String> {
         percentile(&mut handler, 0.99),
         percentile(&mut baseline, 0.99),
     );
-    println!("PATCH /v1/members/{{id}} through the handler, warm instance, {ROUNDS} rounds against DynamoDB Local");
+    println!("PATCH /v1/members/{{id}} through the handler, warm instance, {rounds} rounds against DynamoDB Local");
     println!(
         "  DynamoDB calls per PATCH: {:.2}  ({by_operation:?})",
-        calls as f64 / ROUNDS as f64
+        calls as f64 / rounds as f64
     );
     println!(
         "  handler   p50 {:>8.3} ms   p99 {:>8.3} ms",
@@ -178,7 +180,112 @@ async fn run() -> Result<(), String> {
         "  ratio handler / bare (p50): {:.3}  (target <= 1.15)",
         h50.as_secs_f64() / b50.as_secs_f64()
     );
+    cost_per_operation(&store, &tap, &secret).await?;
     drop(dynamo);
     let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+/// A request to the handlers with the read/write key.
+fn request(secret: &str, method: &str, path: &str, body: Option<serde_json::Value>) -> ApiRequest {
+    let mut headers = HashMap::from([("authorization".to_owned(), format!("Bearer {secret}"))]);
+    if body.is_some() {
+        headers.insert("content-type".into(), "application/json".into());
+    }
+    let (path, query) = path.split_once('?').unwrap_or((path, ""));
+    ApiRequest {
+        method: method.into(),
+        path: path.into(),
+        path_id: path.strip_prefix("/v1/members/").map(str::to_owned),
+        headers,
+        query: query
+            .split('&')
+            .filter_map(|p| p.split_once('='))
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect(),
+        body: body.map(|b| b.to_string().into_bytes()).unwrap_or_default(),
+        request_id: None,
+    }
+}
+
+/// DynamoDB calls and the capacity units DynamoDB reports (`ReturnConsumedCapacity`, added
+/// on the wire by the tap) for one of each operation, averaged over a few.
+async fn cost_per_operation(
+    store: &Arc<DynamoStore>,
+    tap: &members_tests::wiretap::Tap,
+    secret: &str,
+) -> Result<(), String> {
+    // 25 creates, so that the list page below is a full one.
+    let n = members_tests::bench_rounds(25, 2);
+    tap.measure_capacity();
+    println!("Cost per operation (warm instance, API key cached), mean of {n}, DynamoDB Local:");
+    println!(
+        "  {:<40} {:>6} {:>15}  calls",
+        "operation", "calls", "capacity units"
+    );
+    let mut ids = Vec::new();
+    let row = |label: &str, calls: std::collections::BTreeMap<String, usize>, units: f64| {
+        let total: usize = calls.values().sum();
+        println!(
+            "  {label:<40} {:>6.2} {:>15.2}  {calls:?}",
+            total as f64 / n as f64,
+            units / n as f64
+        );
+    };
+    tap.take_calls();
+    tap.take_capacity();
+    for i in 0..n {
+        let mut r = request(
+            secret,
+            "POST",
+            "/v1/members",
+            Some(
+                json!({"firstName": format!("C{i}"), "email": format!("cost{i}@example.com"), "role": "simple"}),
+            ),
+        );
+        r.headers
+            .insert("idempotency-key".into(), format!("cost-{i}"));
+        let answer = shared::handlers::create_member(store.clone(), r)
+            .await
+            .map_err(|e| format!("{e:?}"))?;
+        let body: serde_json::Value =
+            serde_json::from_str(answer.body.as_deref().unwrap_or_default()).unwrap_or_default();
+        ids.push(body["id"].as_str().unwrap_or_default().to_owned());
+    }
+    row(
+        "create (with Idempotency-Key)",
+        tap.take_calls(),
+        tap.take_capacity(),
+    );
+    for id in &ids {
+        let r = request(
+            secret,
+            "PATCH",
+            &format!("/v1/members/{id}"),
+            Some(json!({"jobTitle": "Cost"})),
+        );
+        shared::handlers::update_member(store.clone(), r)
+            .await
+            .map_err(|e| format!("{e:?}"))?;
+    }
+    row("PATCH of one field", tap.take_calls(), tap.take_capacity());
+    for id in &ids {
+        let r = request(secret, "DELETE", &format!("/v1/members/{id}"), None);
+        shared::handlers::deactivate_member(store.clone(), r)
+            .await
+            .map_err(|e| format!("{e:?}"))?;
+    }
+    row("deactivate", tap.take_calls(), tap.take_capacity());
+    for _ in 0..n {
+        let r = request(secret, "GET", "/v1/members?limit=25&status=all", None);
+        shared::handlers::list_members(store.clone(), r)
+            .await
+            .map_err(|e| format!("{e:?}"))?;
+    }
+    row(
+        "one list page of 25 (status=all)",
+        tap.take_calls(),
+        tap.take_capacity(),
+    );
     Ok(())
 }

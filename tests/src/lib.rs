@@ -6,6 +6,7 @@ pub mod contract;
 pub mod fuzz;
 pub mod load;
 pub mod stale;
+pub mod tls;
 pub mod wiretap;
 
 use aws_sdk_dynamodb::types::AttributeValue;
@@ -226,6 +227,21 @@ pub fn local_aws_env() {
         if std::env::var_os(name).is_none() {
             std::env::set_var(name, value);
         }
+    }
+}
+
+/// Whether a benchmark runs as a smoke test (`BENCH_SMOKE=1`, in `make test`): a few rounds,
+/// the debug build, every figure printed, so that a broken benchmark fails CI.
+pub fn bench_smoke() -> bool {
+    std::env::var("BENCH_SMOKE").is_ok_and(|v| v == "1")
+}
+
+/// `full` rounds, or `smoke` of them in a smoke run.
+pub fn bench_rounds(full: usize, smoke: usize) -> usize {
+    if bench_smoke() {
+        smoke
+    } else {
+        full
     }
 }
 

@@ -41,7 +41,7 @@ pub struct StaleView {
     pub lagged_items: AtomicUsize,
     /// Reads that asked for consistency (served as the table is).
     pub consistent_reads: AtomicUsize,
-    /// Reads that did not (served from the lagging view).
+    /// Reads that did not (of the table: served from the lagging view; of an index: as is).
     pub eventual_reads: AtomicUsize,
 }
 
@@ -83,9 +83,27 @@ impl StaleView {
             return None;
         }
         let consistent = |r: &Value| r["ConsistentRead"].as_bool() == Some(true);
+        // Which reads the lagging view serves; the rest go through unread (and uncounted
+        // but for the tallies below), so the proxy costs next to nothing on them.
+        let lagging = match operation {
+            "GetItem" => !consistent(request),
+            "BatchGetItem" => request["RequestItems"]
+                .as_object()
+                .is_some_and(|t| !t.values().all(consistent)),
+            "Query" | "Scan" => !consistent(request) && request.get("IndexName").is_none(),
+            _ => return None,
+        };
+        let tally = match operation {
+            "Query" | "Scan" if request.get("IndexName").is_some() => &self.eventual_reads,
+            _ if lagging => &self.eventual_reads,
+            _ => &self.consistent_reads,
+        };
+        tally.fetch_add(1, Ordering::Relaxed);
+        if !lagging {
+            return None;
+        }
         let mut answer: Value = serde_json::from_slice(body).ok()?;
         let changed = match operation {
-            "GetItem" if consistent(request) => false,
             "GetItem" => {
                 let stale = answer.get("Item").is_some_and(|i| self.is_recent(i));
                 if stale {
@@ -110,7 +128,6 @@ impl StaleView {
                 }
                 dropped > 0
             }
-            "Query" | "Scan" if consistent(request) || request.get("IndexName").is_some() => false,
             "Query" | "Scan" => match answer.get_mut("Items") {
                 Some(Value::Array(items)) => {
                     let dropped = self.lag(items);
@@ -124,23 +141,6 @@ impl StaleView {
             },
             _ => return None,
         };
-        let counter = match operation {
-            "GetItem" | "BatchGetItem" | "Query" | "Scan" => {
-                let all_consistent = match operation {
-                    "BatchGetItem" => request["RequestItems"]
-                        .as_object()
-                        .is_some_and(|t| t.values().all(consistent)),
-                    _ => consistent(request),
-                };
-                if all_consistent {
-                    &self.consistent_reads
-                } else {
-                    &self.eventual_reads
-                }
-            }
-            _ => &self.consistent_reads,
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
         changed.then(|| answer.to_string().into_bytes())
     }
 }

@@ -24,12 +24,29 @@ pub struct Tap {
     conflicts_to_inject: AtomicUsize,
     in_progress_to_inject: AtomicUsize,
     answers_to_lose: AtomicUsize,
+    /// Asks DynamoDB for `ConsumedCapacity` on every call and adds it up.
+    measure_capacity: std::sync::atomic::AtomicBool,
+    capacity: Mutex<f64>,
 }
 
 impl Tap {
     /// Calls per operation since the last `take_calls`.
     pub fn take_calls(&self) -> BTreeMap<String, usize> {
         self.calls
+            .lock()
+            .map(|mut c| std::mem::take(&mut *c))
+            .unwrap_or_default()
+    }
+
+    /// From now on every call asks for `ReturnConsumedCapacity: TOTAL` (added to its body:
+    /// DynamoDB Local does not check signatures) and its units are added up.
+    pub fn measure_capacity(&self) {
+        self.measure_capacity.store(true, Ordering::SeqCst);
+    }
+
+    /// Capacity units consumed since the last `take_capacity`.
+    pub fn take_capacity(&self) -> f64 {
+        self.capacity
             .lock()
             .map(|mut c| std::mem::take(&mut *c))
             .unwrap_or_default()
@@ -112,7 +129,58 @@ impl HttpConnector for TapConnector {
                 ))
             });
         }
+        if self.tap.measure_capacity.load(Ordering::SeqCst) {
+            return self.with_capacity(request);
+        }
         self.inner.call(request)
+    }
+}
+
+impl TapConnector {
+    /// Sends `request` asking for its consumed capacity, and adds the answer's up.
+    fn with_capacity(&self, mut request: HttpRequest) -> HttpConnectorFuture {
+        let asked = request
+            .body()
+            .bytes()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(b).ok())
+            .and_then(|mut body| {
+                let object = body.as_object_mut()?;
+                object
+                    .entry("ReturnConsumedCapacity")
+                    .or_insert_with(|| "TOTAL".into());
+                Some(body.to_string().into_bytes())
+            });
+        if let Some(body) = asked {
+            request
+                .headers_mut()
+                .insert("content-length", body.len().to_string());
+            *request.body_mut() = SdkBody::from(body);
+        }
+        let sent = self.inner.call(request);
+        let tap = self.tap.clone();
+        HttpConnectorFuture::new(async move {
+            let response = sent.await?;
+            let (status, headers) = (response.status(), response.headers().clone());
+            let bytes = aws_smithy_types::byte_stream::ByteStream::new(response.into_body())
+                .collect()
+                .await
+                .map_err(|e| ConnectorError::other(e.into(), None))?
+                .into_bytes();
+            let units = serde_json::from_slice::<serde_json::Value>(&bytes)
+                .map(|v| match &v["ConsumedCapacity"] {
+                    serde_json::Value::Array(all) => {
+                        all.iter().filter_map(|c| c["CapacityUnits"].as_f64()).sum()
+                    }
+                    one => one["CapacityUnits"].as_f64().unwrap_or(0.0),
+                })
+                .unwrap_or(0.0);
+            if let Ok(mut c) = tap.capacity.lock() {
+                *c += units;
+            }
+            let mut again = HttpResponse::new(status, SdkBody::from(bytes));
+            *again.headers_mut() = headers;
+            Ok(again)
+        })
     }
 }
 

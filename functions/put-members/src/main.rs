@@ -12,6 +12,8 @@ async fn main() -> Result<(), Error> {
     shared::telemetry::init();
     // Built once per instance, reused by every invocation.
     let store = Arc::new(DynamoStore::from_env()?);
+    // The TLS connection and a proof that the table and role work, before any request.
+    store.connect().await?;
     // Sequential in classic Lambda; concurrent where AWS_LAMBDA_MAX_CONCURRENCY > 1.
     run_concurrent(service_fn(move |req| {
         serve(store.clone(), req, put_members)

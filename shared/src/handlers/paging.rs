@@ -19,8 +19,21 @@ pub const PAGE_BYTES: usize = 4 * 1024 * 1024;
 /// What `value` costs in the Lambda answer: its JSON text, plus one byte for each character
 /// the answer's envelope escapes again.
 pub fn answer_bytes(value: &serde_json::Value) -> usize {
-    let text = value.to_string();
-    text.len() + text.bytes().filter(|b| matches!(b, b'"' | b'\\')).count()
+    /// Counts what would be written, without keeping it.
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len() + buf.iter().filter(|b| matches!(b, b'"' | b'\\')).count();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    // Writing to a counter cannot fail; a Value always serialises.
+    let _ = serde_json::to_writer(&mut count, value);
+    count.0
 }
 
 /// The items of a page in their JSON form, as many from the front as fit in

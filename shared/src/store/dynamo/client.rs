@@ -1,7 +1,10 @@
 //! The DynamoDB client: HTTPS, short timeouts, and its configuration from the environment
 //! (the SDK's full loader for the operator, or only what Lambda provides for the functions).
 
+use super::errors::sdk_error;
 use super::DynamoStore;
+use crate::error::ApiError;
+use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::Client;
 use std::time::Duration;
 
@@ -51,6 +54,44 @@ impl DynamoStore {
             config = config.endpoint_url(url);
         }
         Ok(Client::from_conf(config.build()))
+    }
+}
+
+impl DynamoStore {
+    /// Opens the connection to DynamoDB during init, where Lambda gives a full vCPU and no
+    /// request waits on it: on AWS the first call of an instance pays the TLS handshake
+    /// (hundreds of milliseconds at 128–256 MB). The call is one GetItem of a key that never
+    /// exists, so it also proves the table, the region and the credentials: a missing table
+    /// or a denied role fails init loudly instead of every request. DynamoDB being briefly
+    /// unreachable or throttling does not fail init (the requests answer 503 then).
+    /// `DYNAMODB_CONNECT_AT_INIT=false` skips it (the cold-start benchmark's baseline).
+    pub async fn connect(&self) -> Result<(), String> {
+        if std::env::var("DYNAMODB_CONNECT_AT_INIT").is_ok_and(|v| v == "false") {
+            return Ok(());
+        }
+        let probe = self
+            .client()
+            .get_item()
+            .table_name(self.table())
+            // Under the tenants' ORG# prefix, never a real item (organisation ids are org_…).
+            .key("PK", AttributeValue::S("ORG#init-probe".into()))
+            .key("SK", AttributeValue::S("PROBE".into()))
+            .projection_expression("PK")
+            .send()
+            .await;
+        match probe {
+            Ok(_) => Ok(()),
+            Err(e) => match sdk_error("GetItem", e) {
+                ApiError::Unavailable { .. } => {
+                    tracing::warn!("DynamoDB did not answer during init; requests will retry");
+                    Ok(())
+                }
+                _ => Err(format!(
+                    "DynamoDB refused the init probe of table {}: check TABLE_NAME, the region and the function's role",
+                    self.table()
+                )),
+            },
+        }
     }
 }
 
