@@ -18,11 +18,13 @@ deps: ## Install what is missing: Java, DynamoDB Local, cargo-lambda, cfn-lint, 
 dev: ## Run the API locally: DynamoDB Local + table + demo org and key + cargo lambda watch
 	@scripts/dev.sh
 
-test: deps lint ## Everything CI runs: lint, unit, integration, robustness (schemathesis + load); ends with a summary
+test: deps lint ## Everything CI runs: lint, bench smoke, unit, integration, robustness (schemathesis + load); ends with a summary
 	cargo build --workspace --all-targets
 	@# The functions as `cargo lambda watch` builds them (their own features, not the
 	@# workspace's), so no function compiles inside a test request.
 	cargo build $(addprefix -p ,$(FUNCTIONS))
+	@# The benchmarks as a smoke test (a few rounds, debug builds): a broken bench fails CI.
+	BENCH_SMOKE=1 cargo test -p members-tests --bench init --bench patch --bench list
 	@cargo test --workspace --no-fail-fast 2>&1 | tee target/test-output.log; \
 	  status=$${PIPESTATUS[0]}; scripts/summary.sh target/test-output.log; exit $$status
 

@@ -152,6 +152,10 @@ pub async fn large_members_list_in_pages_under_lambdas_limit(ctx: Arc<Ctx>) -> T
             "role": "simple",
             "collaborationRules": big_rules(&format!("m{i}"), 60),
         }))?;
+        // The sequence that made `cargo lambda watch` answer its own 500 on a fresh stack
+        // (62 KB creates, each followed by a PATCH): every answer must be the function's.
+        let r = t.patch_member(&id, &json!({"headline": format!("large {i}")}))?;
+        ensure_eq!(r.status, 200, "PATCH after create {i}: {}", r.text);
         created.insert(id);
     }
     let (members, pages) = all_pages(&t, "/v1/members?limit=100", "members")?;
