@@ -128,6 +128,16 @@ impl ApiResponse {
         }
     }
 
+    /// A JSON answer from text already serialised (pages built item by item).
+    pub fn raw_json(status: u16, body: String) -> Self {
+        ApiResponse {
+            status,
+            headers: Vec::new(),
+            body: Some(body),
+            content_type: "application/json",
+        }
+    }
+
     pub fn empty(status: u16) -> Self {
         ApiResponse {
             status,

@@ -202,8 +202,13 @@ async fn run() -> Result<(), String> {
     // Interleaved, so both modes see the same machine.
     let (mut early, mut late) = (Vec::new(), Vec::new());
     let (endpoint, ca) = (tls.endpoint(), tls.ca_file.clone());
+    let mut handshakes = [0usize; 2];
     for _ in 0..runs {
-        for (connect, out) in [(true, &mut early), (false, &mut late)] {
+        for (mode, (connect, out)) in [(true, &mut early), (false, &mut late)]
+            .into_iter()
+            .enumerate()
+        {
+            let before = tls.handshakes.load(std::sync::atomic::Ordering::SeqCst);
             let (binary, event, endpoint, ca) =
                 (binary.clone(), event.clone(), endpoint.clone(), ca.clone());
             let start = tokio::task::spawn_blocking(move || {
@@ -212,6 +217,7 @@ async fn run() -> Result<(), String> {
             .await
             .map_err(|e| e.to_string())??;
             out.push(start);
+            handshakes[mode] += tls.handshakes.load(std::sync::atomic::Ordering::SeqCst) - before;
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -245,6 +251,12 @@ async fn run() -> Result<(), String> {
             median(&late, f)
         );
     }
+    println!(
+        "  {:<52} {:>14.1} {:>14.1}",
+        "TLS handshakes per cold start",
+        handshakes[0] as f64 / runs as f64,
+        handshakes[1] as f64 / runs as f64
+    );
     println!(
         "  first request, connect at init / connect later: {:.2}",
         median(&early, |s| s.answered - s.polled) / median(&late, |s| s.answered - s.polled)

@@ -14,6 +14,8 @@ use tokio_rustls::TlsAcceptor;
 
 pub struct TlsTerminator {
     pub port: u16,
+    /// TLS handshakes completed so far.
+    pub handshakes: Arc<std::sync::atomic::AtomicUsize>,
     /// The certificate to trust (PEM).
     pub ca_file: PathBuf,
     task: tokio::task::JoinHandle<()>,
@@ -43,13 +45,16 @@ impl TlsTerminator {
             .await
             .map_err(|e| format!("TLS terminator: {e}"))?;
         let port = listener.local_addr().map_err(|e| e.to_string())?.port();
+        let handshakes = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = handshakes.clone();
         let task = tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
-                let acceptor = acceptor.clone();
+                let (acceptor, counted) = (acceptor.clone(), counted.clone());
                 tokio::spawn(async move {
                     let Ok(mut tls) = acceptor.accept(client).await else {
                         return;
                     };
+                    counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                     let Ok(mut plain) = TcpStream::connect(upstream).await else {
                         return;
                     };
@@ -59,6 +64,7 @@ impl TlsTerminator {
         });
         Ok(TlsTerminator {
             port,
+            handshakes,
             ca_file,
             task,
         })

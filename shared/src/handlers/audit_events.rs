@@ -4,7 +4,6 @@ use crate::error::ApiError;
 use crate::http::{ApiRequest, ApiResponse};
 use crate::model::Scope;
 use crate::store::Store;
-use serde_json::json;
 use std::sync::Arc;
 
 /// GET /v1/members/{id}/audit-events: the member's change history, newest first, each
@@ -34,16 +33,16 @@ pub async fn list_audit_events<S: Store>(
         .await?;
     // Events carry the changed fields before and after (collaboration rules up to 64 KiB
     // each way): a page stops at its byte budget and continues after its last event.
-    let (json, cut) = paging::fit(&events, |e| json!(e));
+    let (kept, cut) = paging::fit(&events, paging::text);
     let next = match cut {
         true => events
-            .get(json.len().wrapping_sub(1))
+            .get(kept.len().wrapping_sub(1))
             .map(|e| e.id.to_string()),
         false => next,
     };
     let next = next.map(|p| encode_cursor(&p, &print));
-    Ok(ApiResponse::json(
+    Ok(ApiResponse::raw_json(
         200,
-        &json!({"events": json, "nextCursor": next}),
+        paging::page_body("events", &kept, next.as_deref()),
     ))
 }

@@ -4,8 +4,7 @@ use crate::http::{ApiRequest, ApiResponse};
 use crate::input::{text, vocab};
 use crate::model::*;
 use crate::store::Store;
-use crate::wire::member_json;
-use serde_json::json;
+use crate::wire::member_view;
 use std::sync::Arc;
 
 const PARAMETERS: &[&str] = &[
@@ -50,14 +49,14 @@ pub async fn list_members<S: Store>(
     );
     // A page stops at its byte budget (members may carry ~70 KB each) and continues after
     // its last member.
-    let (members, cut) = paging::fit(&page.members, member_json);
+    let (members, cut) = paging::fit(&page.members, |m| paging::text(&member_view(m)));
     if cut {
         page.keep(members.len());
     }
     let next = page.next.map(|p| encode_cursor(&p, &print));
-    Ok(ApiResponse::json(
+    Ok(ApiResponse::raw_json(
         200,
-        &json!({"members": members, "nextCursor": next}),
+        paging::page_body("members", &members, next.as_deref()),
     ))
 }
 

@@ -16,37 +16,20 @@ pub const MAX_LIMIT: usize = 100;
 /// escaped once more); this leaves room for that, the envelope and the headers.
 pub const PAGE_BYTES: usize = 4 * 1024 * 1024;
 
-/// What `value` costs in the Lambda answer: its JSON text, plus one byte for each character
-/// the answer's envelope escapes again.
-pub fn answer_bytes(value: &serde_json::Value) -> usize {
-    /// Counts what would be written, without keeping it.
-    struct Count(usize);
-    impl std::io::Write for Count {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0 += buf.len() + buf.iter().filter(|b| matches!(b, b'"' | b'\\')).count();
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let mut count = Count(0);
-    // Writing to a counter cannot fail; a Value always serialises.
-    let _ = serde_json::to_writer(&mut count, value);
-    count.0
+/// What a JSON text costs in the Lambda answer: its bytes, plus one for each character the
+/// answer's envelope escapes again (`"` and `\\`).
+pub fn answer_bytes(json: &str) -> usize {
+    json.len() + json.bytes().filter(|b| matches!(b, b'"' | b'\\')).count()
 }
 
-/// The items of a page in their JSON form, as many from the front as fit in
-/// [`PAGE_BYTES`] (always at least one: no single item comes near it), and whether any
+/// The items of a page as JSON texts, each serialised once, as many from the front as fit
+/// in [`PAGE_BYTES`] (always at least one: no single item comes near it), and whether any
 /// were left out.
-pub fn fit<T>(
-    items: &[T],
-    to_json: impl Fn(&T) -> serde_json::Value,
-) -> (Vec<serde_json::Value>, bool) {
+pub fn fit<T>(items: &[T], to_text: impl Fn(&T) -> String) -> (Vec<String>, bool) {
     let mut out = Vec::with_capacity(items.len());
     let mut used = 0;
     for item in items {
-        let json = to_json(item);
+        let json = to_text(item);
         used += answer_bytes(&json) + 1;
         if used > PAGE_BYTES && !out.is_empty() {
             return (out, true);
@@ -54,6 +37,31 @@ pub fn fit<T>(
         out.push(json);
     }
     (out, false)
+}
+
+/// JSON text of one of our own types (they always serialise; a failure would be a bug,
+/// shown as null rather than a panic).
+pub fn text(value: &impl serde::Serialize) -> String {
+    serde_json::to_string(value).unwrap_or_else(|_| "null".into())
+}
+
+/// A page's body, `{"<field>":[items…],"nextCursor":…}`, from items already serialised.
+pub fn page_body(field: &str, items: &[String], next: Option<&str>) -> String {
+    let next = serde_json::to_string(&next).unwrap_or_else(|_| "null".into());
+    let mut body = String::with_capacity(items.iter().map(|i| i.len() + 1).sum::<usize>() + 64);
+    body.push_str("{\"");
+    body.push_str(field);
+    body.push_str("\":[");
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            body.push(',');
+        }
+        body.push_str(item);
+    }
+    body.push_str("],\"nextCursor\":");
+    body.push_str(&next);
+    body.push('}');
+    body
 }
 
 pub fn bad_parameter(detail: impl Into<String>) -> ApiError {
@@ -170,19 +178,23 @@ mod tests {
     fn a_page_is_cut_to_its_byte_budget_and_keeps_at_least_one_item() {
         let big = "\"".repeat(PAGE_BYTES / 16);
         let items = vec![big.clone(); 10];
-        let (kept, cut) = fit(&items, |s| serde_json::json!({ "x": s }));
+        let (kept, cut) = fit(&items, |s| text(&serde_json::json!({ "x": s })));
         assert!(cut);
         assert_eq!(
             kept.len(),
             3,
             "each item costs a quarter of the budget, escaped twice"
         );
-        let total: usize = kept.iter().map(answer_bytes).sum();
-        assert!(total <= PAGE_BYTES);
-        let (one, cut) = fit(&["x".repeat(PAGE_BYTES)], |s| serde_json::json!(s));
+        let body = page_body("items", &kept, Some("c"));
+        assert!(answer_bytes(&body) <= PAGE_BYTES);
+        let parsed: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+        assert_eq!(parsed["items"].as_array().map(Vec::len), Some(3));
+        assert_eq!(parsed["nextCursor"], "c");
+        let (one, cut) = fit(&["x".repeat(PAGE_BYTES)], text);
         assert_eq!((one.len(), cut), (1, false));
-        let (none, cut) = fit(&Vec::<String>::new(), |s| serde_json::json!(s));
+        let (none, cut) = fit(&Vec::<String>::new(), text);
         assert_eq!((none.len(), cut), (0, false));
+        assert_eq!(page_body("e", &none, None), r#"{"e":[],"nextCursor":null}"#);
     }
 
     #[test]

@@ -7,7 +7,7 @@
 //! cursor holds no key of the table and cannot point into another organisation.
 
 use super::errors::sdk_error;
-use super::records::{from_item, AuditRecord, EmailGuardRecord, MemberRecord};
+use super::records::{from_item, read_member, AuditRecord, EmailGuardRecord, MemberRecord};
 use super::{keys, DynamoStore, Item};
 use crate::error::ApiError;
 use crate::model::*;
@@ -168,12 +168,13 @@ impl DynamoStore {
                     page.calls += 1;
                     page.items_read += out.scanned_count() as usize;
                     page.read_units += units(out.consumed_capacity());
+                    let last = out.last_evaluated_key().cloned();
                     let mut items = Vec::new();
-                    for item in out.items() {
-                        let key = sort_key(item, sk)?;
-                        items.push((key, from_item::<MemberRecord>(item.clone())?.member));
+                    for item in out.items.unwrap_or_default() {
+                        let key = sort_key(&item, sk)?;
+                        items.push((key, read_member(item)?));
                     }
-                    (items, out.last_evaluated_key().cloned())
+                    (items, last)
                 }
                 Source::Location { org, location } => {
                     let (condition, values) = table_key_condition(
@@ -286,7 +287,7 @@ impl DynamoStore {
                     .flatten()
                 {
                     page.items_read += 1;
-                    let m = from_item::<MemberRecord>(item.clone())?.member;
+                    let m = read_member(item.clone())?;
                     out.insert(m.id.to_string(), m);
                 }
                 wanted = result

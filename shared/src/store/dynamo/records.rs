@@ -183,6 +183,12 @@ pub(super) fn audit_record(e: &AuditEvent) -> AuditRecord {
     }
 }
 
+/// A member read straight from its item: the record's own attributes (keys, index keys,
+/// `emailNormalized`) are skipped rather than buffered, as `#[serde(flatten)]` would.
+pub(super) fn read_member(item: Item) -> Result<Member, ApiError> {
+    from_item::<Member>(item)
+}
+
 pub(super) fn to_item<T: Serialize>(record: &T) -> Result<Item, ApiError> {
     serde_dynamo::to_item(record).map_err(|e| {
         tracing::error!(error = %e, "could not serialise a record");

@@ -5,7 +5,7 @@
 //! comes back equal. Timestamps are also generated outside their range, and must then be
 //! refused (never stored, never a panic).
 
-use super::records::{from_item, to_item, MemberRecord};
+use super::records::{from_item, read_member, to_item, MemberRecord};
 use crate::input::{parse_member_patch, MAX_LOCATIONS};
 use crate::model::*;
 use crate::rules::{allowed_collaboration_roles, new_member};
@@ -252,6 +252,8 @@ proptest! {
         let item = to_item(&MemberRecord::new(&member));
         prop_assert!(item.is_ok());
         let Ok(item) = item else { return Ok(()) };
+        let direct = read_member(item.clone());
+        prop_assert!(direct.as_ref().is_ok_and(|m| *m == member), "the list path reads it back too");
         let back = from_item::<MemberRecord>(item).map(|r| r.member);
         prop_assert!(back.is_ok(), "the stored item does not read back");
         let Ok(back) = back else { return Ok(()) };

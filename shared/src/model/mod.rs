@@ -1,0 +1,348 @@
+//! Domain types. Every value here is valid once constructed: ids, emails and vocabularies
+//! are built only through `parse` (`values`), so the rest of the crate never re-checks them.
+
+mod values;
+
+pub use values::*;
+
+use serde::{Deserialize, Serialize};
+
+/// One of the member's locations and their roles there (seed 001's exact shape).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MemberLocation {
+    pub location_id: String,
+    pub role: Vec<LocationRole>,
+}
+
+/// A collaboration rule (seed 002): the member's role for some departments and locations.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CollaborationRule {
+    pub role: CollaborationRole,
+    pub departments: Vec<String>,
+    pub locations: Vec<String>,
+}
+
+/// A background check requested for a member (read-only on this API).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BackgroundCheckRequest {
+    pub id: String,
+    pub status: String,
+    pub requested_at: Timestamp,
+}
+
+/// The tenant.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Organization {
+    pub id: OrgId,
+    pub name: String,
+    pub hris_enabled: bool,
+    pub background_check_required: bool,
+    /// Invariant data, kept in step with the members by the same transactions.
+    #[serde(flatten)]
+    pub counters: Counters,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub primary_member_id: Option<MemberId>,
+    pub version: u64,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+impl Organization {
+    /// A new organisation with no members counted yet.
+    pub fn new(name: impl Into<String>, hris_enabled: bool) -> Self {
+        let now = Timestamp::now();
+        Organization {
+            id: OrgId::generate(),
+            name: name.into(),
+            hris_enabled,
+            background_check_required: false,
+            counters: Counters::default(),
+            primary_member_id: None,
+            version: 1,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+}
+
+/// Counts of active members the rules depend on (SPEC rules 2, 3 and 4).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Counters {
+    pub active_admins: i64,
+    pub active_hris_admins: i64,
+    pub active_dual_admins: i64,
+    /// Active members with role `no_access`: HRIS cannot be switched off while there are any.
+    #[serde(default)]
+    pub active_no_access: i64,
+    /// Active `no_access` + `hris_no_access` members: HRIS cannot be switched on while there are any.
+    #[serde(default)]
+    pub active_no_access_hris_no_access: i64,
+}
+
+impl Counters {
+    /// The attribute names of the counters on the organisation item, with their values.
+    pub fn fields(self) -> [(&'static str, i64); 5] {
+        [
+            ("activeAdmins", self.active_admins),
+            ("activeHrisAdmins", self.active_hris_admins),
+            ("activeDualAdmins", self.active_dual_admins),
+            ("activeNoAccess", self.active_no_access),
+            (
+                "activeNoAccessHrisNoAccess",
+                self.active_no_access_hris_no_access,
+            ),
+        ]
+    }
+
+    /// What one member contributes to the counters.
+    pub fn of(is_active: bool, role: &Role, hris_role: Option<HrisRole>) -> Counters {
+        if !is_active {
+            return Counters::default();
+        }
+        let admin = role.is_admin();
+        let hris_admin = hris_role == Some(HrisRole::HrisAdmin);
+        let no_access = *role == Role::Builtin(BuiltinRole::NoAccess);
+        Counters {
+            active_admins: admin as i64,
+            active_hris_admins: hris_admin as i64,
+            active_dual_admins: (admin && hris_admin) as i64,
+            active_no_access: no_access as i64,
+            active_no_access_hris_no_access: (no_access
+                && hris_role == Some(HrisRole::HrisNoAccess))
+                as i64,
+        }
+    }
+
+    pub fn plus(self, other: Counters) -> Counters {
+        Counters {
+            active_admins: self.active_admins + other.active_admins,
+            active_hris_admins: self.active_hris_admins + other.active_hris_admins,
+            active_dual_admins: self.active_dual_admins + other.active_dual_admins,
+            active_no_access: self.active_no_access + other.active_no_access,
+            active_no_access_hris_no_access: self.active_no_access_hris_no_access
+                + other.active_no_access_hris_no_access,
+        }
+    }
+
+    pub fn minus(self, other: Counters) -> Counters {
+        self.plus(Counters {
+            active_admins: -other.active_admins,
+            active_hris_admins: -other.active_hris_admins,
+            active_dual_admins: -other.active_dual_admins,
+            active_no_access: -other.active_no_access,
+            active_no_access_hris_no_access: -other.active_no_access_hris_no_access,
+        })
+    }
+
+    pub fn is_zero(self) -> bool {
+        self == Counters::default()
+    }
+}
+
+/// A member of an organisation, as stored (the password only as its hash).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Member {
+    pub id: MemberId,
+    pub organization_id: OrgId,
+    pub user_id: UserId,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    /// The full name when set explicitly; otherwise derived from first and last name.
+    pub name_override: Option<String>,
+    pub email: Email,
+    pub headline: Option<String>,
+    pub job_title: Option<String>,
+    pub role: Role,
+    pub hris_role: Option<HrisRole>,
+    pub department: Department,
+    pub locations: Vec<MemberLocation>,
+    pub collaboration_rules: Vec<CollaborationRule>,
+    pub is_primary: bool,
+    pub is_active: bool,
+    pub fleet_dm_label_id: Option<u64>,
+    pub profile_picture_url: Option<String>,
+    pub default_location_id: Option<String>,
+    pub password_hash: Option<PasswordHash>,
+    pub background_check_exempt: bool,
+    pub background_check_exempt_reason: Option<String>,
+    pub background_check_requests: Vec<BackgroundCheckRequest>,
+    pub onboard_date: Option<Timestamp>,
+    pub offboard_date: Option<Timestamp>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    pub version: u64,
+}
+
+impl Member {
+    /// `name` if set, else first and last name joined, else empty.
+    pub fn full_name(&self) -> String {
+        if let Some(name) = &self.name_override {
+            return name.clone();
+        }
+        [self.first_name.as_deref(), self.last_name.as_deref()]
+            .into_iter()
+            .flatten()
+            .filter(|s| !s.is_empty())
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    pub fn counters(&self) -> Counters {
+        Counters::of(self.is_active, &self.role, self.hris_role)
+    }
+}
+
+/// An API key as stored: never the key itself, only its SHA-256.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ApiKey {
+    pub id: ApiKeyId,
+    pub organization_id: OrgId,
+    pub name: String,
+    pub scopes: Vec<Scope>,
+    pub created_at: Timestamp,
+    pub revoked_at: Option<Timestamp>,
+}
+
+impl ApiKey {
+    pub fn allows(&self, scope: Scope) -> bool {
+        self.scopes.contains(&scope)
+    }
+}
+
+/// One entry of a member's change history.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditEvent {
+    pub id: AuditEventId,
+    pub organization_id: OrgId,
+    /// The member changed; `None` for a change of the organisation itself.
+    #[serde(default)]
+    pub member_id: Option<MemberId>,
+    pub actor_key_id: Option<ApiKeyId>,
+    pub action: String,
+    /// `{field: {before, after}}`, secrets already redacted.
+    pub changes: serde_json::Map<String, serde_json::Value>,
+    pub justification: Option<String>,
+    pub request_id: Option<String>,
+    /// The version of the member (or organisation) the change produced.
+    pub member_version: u64,
+    pub occurred_at: Timestamp,
+}
+
+/// A custom role of an organisation (seed 000: a member's role may be a custom role id).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CustomRole {
+    pub id: CustomRoleId,
+    pub organization_id: OrgId,
+    pub name: String,
+    pub description: Option<String>,
+    /// Active members holding the role, kept by the same transactions that give or take it.
+    #[serde(default)]
+    pub active_holders: i64,
+    pub created_at: Timestamp,
+}
+
+/// Which members a list shows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StatusFilter {
+    Active,
+    Inactive,
+    All,
+}
+
+/// GET /v1/members: filters (all optional, combined with AND), page size and position.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ListQuery {
+    pub status: StatusFilter,
+    pub role: Option<Role>,
+    pub hris_role: Option<HrisRole>,
+    pub department: Option<Department>,
+    pub location_id: Option<String>,
+    pub email: Option<Email>,
+    pub updated_since: Option<Timestamp>,
+    pub limit: usize,
+    /// The sort key of the last position already returned (from the cursor).
+    pub after: Option<String>,
+}
+
+impl ListQuery {
+    /// Active members, no other filter, from the start.
+    pub fn new(limit: usize) -> Self {
+        ListQuery {
+            status: StatusFilter::Active,
+            role: None,
+            hris_role: None,
+            department: None,
+            location_id: None,
+            email: None,
+            updated_since: None,
+            limit,
+            after: None,
+        }
+    }
+
+    /// Whether a member passes every filter.
+    pub fn matches(&self, m: &Member) -> bool {
+        let status = match self.status {
+            StatusFilter::Active => m.is_active,
+            StatusFilter::Inactive => !m.is_active,
+            StatusFilter::All => true,
+        };
+        status
+            && self.role.as_ref().is_none_or(|r| *r == m.role)
+            && self.hris_role.is_none_or(|h| Some(h) == m.hris_role)
+            && self.department.is_none_or(|d| d == m.department)
+            && self
+                .location_id
+                .as_ref()
+                .is_none_or(|l| m.locations.iter().any(|ml| &ml.location_id == l))
+            && self
+                .email
+                .as_ref()
+                .is_none_or(|e| e.normalized() == m.email.normalized())
+            && self.updated_since.is_none_or(|t| m.updated_at >= t)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_count_only_active_members() {
+        let admin = Role::Builtin(BuiltinRole::Admin);
+        let c = Counters::of(true, &admin, Some(HrisRole::HrisAdmin));
+        assert_eq!(
+            (c.active_admins, c.active_hris_admins, c.active_dual_admins),
+            (1, 1, 1)
+        );
+        assert_eq!(
+            (c.active_no_access, c.active_no_access_hris_no_access),
+            (0, 0)
+        );
+        let blocked = Counters::of(
+            true,
+            &Role::Builtin(BuiltinRole::NoAccess),
+            Some(HrisRole::HrisNoAccess),
+        );
+        assert_eq!(
+            (
+                blocked.active_no_access,
+                blocked.active_no_access_hris_no_access
+            ),
+            (1, 1)
+        );
+        assert!(blocked.minus(blocked).is_zero());
+        assert!(Counters::of(false, &admin, Some(HrisRole::HrisAdmin)).is_zero());
+        let custom = Role::Custom(CustomRoleId::parse("rol_x").unwrap_or_else(|e| panic!("{e}")));
+        assert!(Counters::of(true, &custom, None).is_zero());
+    }
+}
