@@ -87,8 +87,8 @@ async fn run() -> Result<(), String> {
     };
     println!("GET /v1/members, limit {LIMIT}, {rounds} rounds each, organisation of {members} members, DynamoDB Local");
     println!(
-        "  {:<44} {:>8} {:>6} {:>8} {:>10} {:>10} {:>7}",
-        "query", "returned", "calls", "read", "p50 ms", "bare ms", "ratio"
+        "  {:<44} {:>8} {:>6} {:>8} {:>10} {:>10} {:>10} {:>7}",
+        "query", "returned", "calls", "read", "p50 ms", "store ms", "bare ms", "ratio"
     );
     let cases = [
         ("", "GSI1", format!("ORG#{}#MEMBERS#active", org.id)),
@@ -107,7 +107,7 @@ async fn run() -> Result<(), String> {
     ];
     for (query, index, partition) in cases {
         let q = format!("limit={LIMIT}&{query}");
-        let (mut through, mut bare) = (Vec::new(), Vec::new());
+        let (mut through, mut bare, mut stored) = (Vec::new(), Vec::new(), Vec::new());
         let mut q_struct = ListQuery::new(LIMIT);
         for part in query.split('&') {
             match part {
@@ -130,6 +130,13 @@ async fn run() -> Result<(), String> {
             if r.status != 200 {
                 return Err(format!("{q}: {}", r.status));
             }
+            // The store alone (the Query and reading the members back), no HTTP glue.
+            let t = Instant::now();
+            store
+                .list_members(&org.id, &q_struct)
+                .await
+                .map_err(|e| format!("{e:?}"))?;
+            stored.push(t.elapsed());
             if !index.is_empty() {
                 let t = Instant::now();
                 client
@@ -146,6 +153,7 @@ async fn run() -> Result<(), String> {
             }
         }
         let h = p50(&mut through);
+        let st = p50(&mut stored);
         let (bare_ms, ratio) = if bare.is_empty() {
             ("-".to_owned(), "-".to_owned())
         } else {
@@ -156,7 +164,7 @@ async fn run() -> Result<(), String> {
             )
         };
         println!(
-            "  {:<44} {:>8} {:>6} {:>8} {:>10.3} {:>10} {:>7}",
+            "  {:<44} {:>8} {:>6} {:>8} {:>10.3} {:>10.3} {:>10} {:>7}",
             if query.is_empty() {
                 "(no filter)"
             } else {
@@ -166,6 +174,7 @@ async fn run() -> Result<(), String> {
             page.calls,
             page.items_read,
             h.as_secs_f64() * 1e3,
+            st.as_secs_f64() * 1e3,
             bare_ms,
             ratio
         );

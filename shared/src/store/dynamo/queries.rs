@@ -141,6 +141,9 @@ impl DynamoStore {
                     partition,
                 } => {
                     let (filter, names, mut values) = filter_expression(q);
+                    // Only a filtered read can run past its page (sparse matches): measure
+                    // what those consume; an unfiltered one reads `want` items at most.
+                    let measure = filter.is_some().then_some(ReturnConsumedCapacity::Total);
                     let mut condition = format!("{pk} = :pk");
                     values.insert(":pk".into(), AttributeValue::S(partition(active)));
                     if let Some(after) = &q.after {
@@ -161,7 +164,7 @@ impl DynamoStore {
                         .set_expression_attribute_values(Some(values))
                         .limit(want.max(1) as i32)
                         .set_exclusive_start_key(start.take())
-                        .return_consumed_capacity(ReturnConsumedCapacity::Total)
+                        .set_return_consumed_capacity(measure)
                         .send()
                         .await
                         .map_err(|e| sdk_error("Query", e))?;
