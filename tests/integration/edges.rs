@@ -289,6 +289,14 @@ pub async fn unsettled_transactions_are_settled_by_their_token(ctx: Arc<Ctx>) ->
         .map_err(|e| format!("TransactionInProgress must be waited out, not a 500: {e:?}"))?;
     ensure_eq!(ok.status, 200, "in progress, then done");
 
+    tap.inject_throttling(2);
+    let ok = call(json!({"headline": "after throttling"}))
+        .await
+        .map_err(|e| format!("throttling must be waited out: {e:?}"))?;
+    ensure_eq!(ok.status, 200, "throttled twice, then done");
+    let got = t.get_member(&id)?.json();
+    ensure_eq!(got["version"].clone(), json!(3), "applied once");
+
     // The first attempt commits and its answer is lost; asked again under the same token,
     // DynamoDB answers with the first success instead of applying it twice.
     tap.lose_answers(1);
@@ -296,7 +304,7 @@ pub async fn unsettled_transactions_are_settled_by_their_token(ctx: Arc<Ctx>) ->
     let got = t.get_member(&id)?.json();
     ensure_eq!(
         (got["headline"].clone(), got["version"].clone()),
-        (json!("answer lost"), json!(3)),
+        (json!("answer lost"), json!(4)),
         "applied exactly once"
     );
     match r {

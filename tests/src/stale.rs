@@ -9,8 +9,11 @@
 //! queries (which cannot be consistent on DynamoDB) go through unchanged: no read of the
 //! service may decide from an index, and lists read from them are documented as such.
 //!
-//! So a suite that passes through this proxy has no read that depends on consistency
-//! without asking for it. The proxy speaks just enough HTTP/1.1 for the SDK: one request at
+//! So a suite that passes through this proxy has no read of the table that depends on
+//! consistency without asking for it. What it does not play: an item updated or deleted
+//! within the lag is left out rather than shown as it was (a stricter view for reads that
+//! decide, a looser one for a read right after a delete), index queries are never lagged,
+//! and a write whose answer was lost (the wiretap's) is not marked. The proxy speaks just enough HTTP/1.1 for the SDK: one request at
 //! a time per connection, bodies by `Content-Length`; it talks HTTP/1.0 upstream, so DynamoDB
 //! Local answers unchunked and closes, and reframes the answer with its own length.
 

@@ -23,6 +23,7 @@ pub struct Tap {
     calls: Mutex<BTreeMap<String, usize>>,
     conflicts_to_inject: AtomicUsize,
     in_progress_to_inject: AtomicUsize,
+    throttles_to_inject: AtomicUsize,
     answers_to_lose: AtomicUsize,
     /// Asks DynamoDB for `ConsumedCapacity` on every call and adds it up.
     measure_capacity: std::sync::atomic::AtomicBool,
@@ -61,6 +62,12 @@ impl Tap {
     /// (not sent on), as DynamoDB answers while the same client token is still running.
     pub fn inject_in_progress(&self, n: usize) {
         self.in_progress_to_inject.store(n, Ordering::SeqCst);
+    }
+
+    /// The next `n` TransactWriteItems calls are refused with `ThrottlingException` (not
+    /// sent on), as DynamoDB answers past a partition's or table's throughput.
+    pub fn inject_throttling(&self, n: usize) {
+        self.throttles_to_inject.store(n, Ordering::SeqCst);
     }
 
     /// The next `n` TransactWriteItems calls reach DynamoDB and commit, but their answers
@@ -116,7 +123,16 @@ impl HttpConnector for TapConnector {
             return HttpConnectorFuture::ready(Ok(conflict()));
         }
         if take(&self.tap.in_progress_to_inject) {
-            return HttpConnectorFuture::ready(Ok(in_progress()));
+            return HttpConnectorFuture::ready(Ok(refusal(
+                "TransactionInProgressException",
+                "Transaction with the same client token is in progress",
+            )));
+        }
+        if take(&self.tap.throttles_to_inject) {
+            return HttpConnectorFuture::ready(Ok(refusal(
+                "ThrottlingException",
+                "Rate of requests exceeds the allowed throughput",
+            )));
         }
         if take(&self.tap.answers_to_lose) {
             let sent = self.inner.call(request);
@@ -184,8 +200,13 @@ impl TapConnector {
     }
 }
 
-fn in_progress() -> HttpResponse {
-    let body = r#"{"__type":"com.amazonaws.dynamodb.v20120810#TransactionInProgressException","Message":"Transaction with the same client token is in progress"}"#;
+/// A 400 answer of DynamoDB's JSON protocol with the exception `kind`.
+fn refusal(kind: &str, message: &str) -> HttpResponse {
+    let body = serde_json::json!({
+        "__type": format!("com.amazonaws.dynamodb.v20120810#{kind}"),
+        "Message": message,
+    })
+    .to_string();
     let mut response = HttpResponse::new(
         StatusCode::try_from(400u16).unwrap_or_else(|_| unreachable!()),
         SdkBody::from(body),

@@ -303,6 +303,10 @@ impl DynamoStore {
                         retry_after_seconds: 1,
                     });
                 }
+                if wanted.is_some() {
+                    // Unprocessed keys mean throttling: back off before asking again.
+                    tokio::time::sleep(std::time::Duration::from_millis(20 << attempts)).await;
+                }
             }
         }
         Ok(out)
@@ -322,8 +326,9 @@ impl DynamoStore {
             keys::audit_partition(org, member),
             before.map(|before| ("<", before)),
         );
-        let mut events = Vec::new();
+        let mut events: Vec<AuditEvent> = Vec::new();
         let mut start: Option<Item> = None;
+        let mut read_units = 0.0;
         loop {
             let out = self
                 .client
@@ -335,15 +340,23 @@ impl DynamoStore {
                 .consistent_read(true)
                 .limit((limit + 1 - events.len()) as i32)
                 .set_exclusive_start_key(start.take())
+                .return_consumed_capacity(ReturnConsumedCapacity::Total)
                 .send()
                 .await
                 .map_err(|e| sdk_error("Query", e))?;
-            for item in out.items() {
-                events.push(from_item::<AuditRecord>(item.clone())?.event);
-            }
+            read_units += units(out.consumed_capacity());
             start = out.last_evaluated_key().cloned();
+            for item in out.items.unwrap_or_default() {
+                events.push(from_item::<AuditRecord>(item)?.event);
+            }
             if start.is_none() || events.len() > limit {
                 return Ok(crate::store::cut_page(events, limit, |e| e.id.to_string()));
+            }
+            // Large events (rules before and after): stop at the read budget with a cursor
+            // after the last event read, rather than read tens of MB for one page.
+            if read_units >= READ_UNITS_CAP && !events.is_empty() {
+                let next = events.last().map(|e| e.id.to_string());
+                return Ok((events, next));
             }
         }
     }

@@ -10,7 +10,7 @@ use aws_sdk_dynamodb::types::{
     TransactWriteItem,
 };
 use serde::Serialize;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// What each item of a transaction stands for, so that a cancellation reason at index `i`
 /// becomes the domain error of item `i`.
@@ -47,10 +47,15 @@ impl DynamoStore {
     /// at most once per token for 10 minutes and answers a repeat with the first success.
     /// - Cancelled by `TransactionConflict` (real DynamoDB, never DynamoDB Local): the whole
     ///   transaction failed, so it is run again, twice at most, under a new token.
-    /// - `TransactionInProgressException` (the same token still running, e.g. after the
-    ///   SDK's own retry), a timeout or a lost connection: the outcome is unknown, so it is
-    ///   asked again under the *same* token, which cannot apply it twice and settles it.
-    ///   What stays unsettled is [`ApiError::OutcomeUnknown`], never "nothing was written".
+    /// - `TransactionInProgressException` (the same token still running), a timeout, a
+    ///   failed or cut connection, or a 5xx: the outcome is unknown, so it is asked again
+    ///   under the *same* token, which cannot apply it twice and settles it. What stays
+    ///   unsettled is [`ApiError::OutcomeUnknown`], never "nothing was written".
+    /// - Throttled: not applied; asked again after a pause, as the SDK would have.
+    ///
+    /// The SDK's own retries are off for this call, so this loop sees every attempt (an
+    /// attempt the SDK retried could otherwise have committed unseen), and the whole loop
+    /// stops by [`TX_DEADLINE`], well inside the functions' 10 s Lambda timeout.
     pub(super) async fn transact(
         &self,
         items: Vec<(Guarded, TransactWriteItem)>,
@@ -62,6 +67,8 @@ impl DynamoStore {
         // Whether an earlier attempt under `token` may have been applied.
         let mut maybe_applied = false;
         let mut unsettled = 0;
+        let mut throttled = 0;
+        let started = Instant::now();
         loop {
             attempt += 1;
             let result = self
@@ -69,6 +76,11 @@ impl DynamoStore {
                 .transact_write_items()
                 .set_transact_items(Some(writes.clone()))
                 .client_request_token(&token)
+                .customize()
+                .config_override(
+                    aws_sdk_dynamodb::config::Builder::default()
+                        .retry_config(aws_sdk_dynamodb::config::retry::RetryConfig::disabled()),
+                )
                 .send()
                 .await;
             let err = match result {
@@ -78,7 +90,7 @@ impl DynamoStore {
             if is_unsettled(&err) {
                 maybe_applied = true;
                 unsettled += 1;
-                if unsettled <= MAX_UNSETTLED_RETRIES {
+                if unsettled <= MAX_UNSETTLED_RETRIES && started.elapsed() < TX_DEADLINE {
                     tracing::warn!(
                         attempt,
                         "transaction outcome unknown; asking again under its token"
@@ -89,6 +101,22 @@ impl DynamoStore {
                 tracing::error!(attempt, "transaction outcome still unknown");
                 return Err(TxFailure::Error(ApiError::OutcomeUnknown {
                     retry_after_seconds: 1,
+                }));
+            }
+            if is_throttled(&err) {
+                throttled += 1;
+                if throttled <= MAX_THROTTLED_RETRIES && started.elapsed() < TX_DEADLINE {
+                    tokio::time::sleep(Duration::from_millis(50 << throttled)).await;
+                    continue;
+                }
+                return Err(TxFailure::Error(if maybe_applied {
+                    ApiError::OutcomeUnknown {
+                        retry_after_seconds: 1,
+                    }
+                } else {
+                    ApiError::Unavailable {
+                        retry_after_seconds: 1,
+                    }
                 }));
             }
             let reasons: Vec<(Guarded, String, Option<Item>)> = match err.as_service_error() {
@@ -144,6 +172,11 @@ impl DynamoStore {
 
 /// How often a transaction whose outcome is unknown is asked again under its token.
 const MAX_UNSETTLED_RETRIES: u64 = 2;
+/// How often a throttled transaction is asked again.
+const MAX_THROTTLED_RETRIES: u64 = 2;
+/// No retry starts after this long: with one attempt at most 2 s (the client's attempt
+/// timeout), a write answers within about 6 s of its first attempt.
+const TX_DEADLINE: Duration = Duration::from_secs(4);
 
 /// A fresh `ClientRequestToken` (1–36 characters).
 fn client_token() -> String {
@@ -151,7 +184,9 @@ fn client_token() -> String {
 }
 
 /// Whether a failed TransactWriteItems may still have been applied: the same token is still
-/// running, or the answer was lost (timeout, broken connection, unreadable answer).
+/// running, the answer was lost (timeout, a connection that failed or was cut: a refused
+/// connection cannot be told from one cut after sending), unreadable, or a 5xx (which
+/// DynamoDB documents as "may or may not have succeeded").
 fn is_unsettled<R>(
     err: &aws_sdk_dynamodb::error::SdkError<
         aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError,
@@ -161,16 +196,51 @@ fn is_unsettled<R>(
     use aws_sdk_dynamodb::error::SdkError;
     use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError as E;
     match err {
-        SdkError::TimeoutError(_) | SdkError::ResponseError(_) => true,
-        // A dispatch that timed out may have reached DynamoDB. An I/O failure is taken as
-        // "never sent" (no connection: DynamoDB unreachable, a plain 503 as before).
-        SdkError::DispatchFailure(f) => f.is_timeout() || f.is_other(),
-        SdkError::ServiceError(_) => matches!(
-            err.as_service_error(),
-            Some(E::TransactionInProgressException(_))
-        ),
+        SdkError::TimeoutError(_) | SdkError::ResponseError(_) | SdkError::DispatchFailure(_) => {
+            true
+        }
+        SdkError::ServiceError(_) => {
+            use aws_sdk_dynamodb::error::ProvideErrorMetadata;
+            matches!(
+                err.code(),
+                Some("InternalServerError" | "ServiceUnavailable")
+            ) || matches!(
+                err.as_service_error(),
+                Some(E::TransactionInProgressException(_))
+            )
+        }
         _ => false,
     }
+}
+
+/// Whether DynamoDB refused the transaction for throughput (nothing was applied).
+fn is_throttled<R>(
+    err: &aws_sdk_dynamodb::error::SdkError<
+        aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError,
+        R,
+    >,
+) -> bool {
+    use aws_sdk_dynamodb::error::ProvideErrorMetadata;
+    let by_code = err.code().is_some_and(|c| {
+        matches!(
+            c,
+            "ThrottlingException"
+                | "ProvisionedThroughputExceededException"
+                | "RequestLimitExceeded"
+        )
+    });
+    let by_reason = match err.as_service_error() {
+        Some(aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError::TransactionCanceledException(c)) => {
+            c.cancellation_reasons().iter().any(|r| {
+                matches!(r.code(), Some("ThrottlingError" | "ProvisionedThroughputExceeded"))
+            }) && !c
+                .cancellation_reasons()
+                .iter()
+                .any(|r| r.code() == Some("ConditionalCheckFailed"))
+        }
+        _ => false,
+    };
+    by_code || by_reason
 }
 
 /// A put that never overwrites a live item: only an absent one, or one whose `expiresAt`
@@ -183,7 +253,7 @@ pub(super) fn put_unless_live<T: Serialize>(
     let put = Put::builder()
         .table_name(table)
         .set_item(Some(to_item(record)?))
-        .condition_expression("attribute_not_exists(PK) OR expiresAt < :now")
+        .condition_expression("attribute_not_exists(PK) OR expiresAt <= :now")
         .expression_attribute_values(":now", AttributeValue::N(now.to_string()))
         .build()
         .map_err(|e| build_error("Put", e))?;
