@@ -179,8 +179,14 @@ impl ApiResponse {
         response
     }
 
+    /// The Lambda answer. Every answer carries `X-Content-Type-Options: nosniff` and
+    /// `Cache-Control: no-store`: members, keys' organisations and even refusals are tenant
+    /// data that no shared cache may keep (an `ETag` still lets a client ask `If-None-Match`).
     pub fn into_lambda(self) -> Response<Body> {
-        let mut builder = Response::builder().status(self.status);
+        let mut builder = Response::builder()
+            .status(self.status)
+            .header("X-Content-Type-Options", "nosniff")
+            .header("Cache-Control", "no-store");
         if self.body.is_some() {
             builder = builder.header("Content-Type", self.content_type);
         }
@@ -250,26 +256,40 @@ where
     Ok(response.into_lambda())
 }
 
-/// The route template of a request, for logs (ids are not logged as part of the path).
+/// The route template of a request, for logs: never the path as sent (it may hold an id
+/// that is not one, or anything at all on a path the API does not have).
 fn route_of(request: &ApiRequest) -> String {
-    match &request.path_id {
-        Some(id) => request.path.replace(id.as_str(), "{id}"),
-        None => request.path.clone(),
-    }
+    crate::routes::template_of(&request.path).to_owned()
 }
 
 /// Records the caller's organisation and the member on the current request span.
-pub fn record_ids(org: &crate::model::OrgId, member: Option<&str>) {
+/// Puts the organisation and member ids on the request's log lines. Only parsed ids: what
+/// a client sent in their place (an email, anything) never reaches a log.
+pub fn record_ids(org: &crate::model::OrgId, member: Option<&crate::model::MemberId>) {
     let span = tracing::Span::current();
     span.record("org_id", org.as_str());
     if let Some(member) = member {
-        span.record("member_id", member);
+        span.record("member_id", member.as_str());
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_answer_is_nosniff_and_no_store() {
+        for response in [
+            ApiResponse::json(200, &serde_json::json!({"a": 1})),
+            ApiResponse::empty(204),
+            ApiResponse::problem(&ApiError::NotFound),
+        ] {
+            let lambda = response.into_lambda();
+            let header = |name: &str| lambda.headers().get(name).and_then(|v| v.to_str().ok());
+            assert_eq!(header("x-content-type-options"), Some("nosniff"));
+            assert_eq!(header("cache-control"), Some("no-store"));
+        }
+    }
 
     fn req(content_type: Option<&str>, body: &[u8]) -> ApiRequest {
         let mut r = ApiRequest {

@@ -18,6 +18,15 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("DELETE", "/v1/roles/{id}"),
 ];
 
+/// The route template a request path fits (`/v1/members/{id}`), for logs: an id that is
+/// not one, or a path the API does not have, never reaches a log line as sent.
+pub fn template_of(path: &str) -> &'static str {
+    ROUTES
+        .iter()
+        .find(|(_, template)| matches(template, path))
+        .map_or("(no route)", |(_, template)| template)
+}
+
 /// The methods a request path is served with, in the order of [`ROUTES`]; `None` when no
 /// route has the path.
 pub fn allowed_methods(path: &str) -> Option<Vec<&'static str>> {

@@ -3,7 +3,7 @@
 //! answers, lost answers, in-progress tokens, lazily expired TTL items). Every answer here
 //! also passes the test client's 6 MB check (`members_tests::lambda_answer_fits`).
 
-use crate::updates::in_process_patch;
+use crate::updates::{in_process_patch, tapped_store};
 use crate::Ctx;
 use aws_sdk_dynamodb::types::AttributeValue;
 use members_tests::{ensure, ensure_eq, Tenant, TestResult};
@@ -274,11 +274,7 @@ pub async fn unsettled_transactions_are_settled_by_their_token(ctx: Arc<Ctx>) ->
     let st = &ctx.stack;
     let t = st.tenant(false).await?;
     let id = t.create(&json!({"firstName": "U", "email": "u@example.com", "role": "simple"}))?;
-    let (client, tap) = members_tests::wiretap::tapped_client(&st.dynamo.endpoint()).await?;
-    let store = Arc::new(shared::store::DynamoStore::new(
-        client,
-        members_tests::TABLE,
-    ));
+    let (store, tap) = tapped_store(st).await?;
     let call = |body: Value| {
         shared::handlers::update_member(store.clone(), in_process_patch(&t.write_key, &id, &body))
     };
@@ -316,4 +312,117 @@ pub async fn unsettled_transactions_are_settled_by_their_token(ctx: Arc<Ctx>) ->
         ),
     }
     st.check_invariants(&t.org).await
+}
+
+pub async fn deactivating_twice_answers_200_whatever_the_rules_now_say(
+    ctx: Arc<Ctx>,
+) -> TestResult {
+    let t = ctx.stack.tenant(true).await?;
+    let id = t.create(&json!({"firstName": "N", "email": "noaccess@example.com", "role": "no_access", "hrisRole": "hris_employee"}))?;
+    let path = format!("/v1/members/{id}");
+    let first = t.call("DELETE", &path, None)?;
+    ensure_eq!(first.status, 200, "deactivate: {}", first.text);
+    let off = t.patch_organization(&json!({"hrisEnabled": false}))?;
+    ensure_eq!(
+        off.status,
+        200,
+        "HRIS off (no active no_access member): {}",
+        off.text
+    );
+    // no_access is not allowed while HRIS is off, but nothing is asked to change.
+    let again = t.call("DELETE", &path, None)?;
+    ensure_eq!(
+        (again.status, again.json()["version"].clone()),
+        (200, first.json()["version"].clone()),
+        "a second DELETE changes nothing: {}",
+        again.text
+    );
+    let active = t.call("POST", &format!("/v1/members/{}/reactivate", t.root), None)?;
+    ensure_eq!(
+        active.status,
+        200,
+        "reactivating an active member: {}",
+        active.text
+    );
+    ctx.stack.check_invariants(&t.org).await
+}
+
+/// What a client puts where an id goes never reaches a log line: the log scan after the
+/// suite (`logs::no_secret_in_any_log_line`) fails on any `@example.com` in the logs.
+pub async fn ids_that_are_not_ids_never_reach_a_log(ctx: Arc<Ctx>) -> TestResult {
+    let t = ctx.stack.tenant(false).await?;
+    let not_an_id = "ada-logged@example.com";
+    for (method, path, body) in [
+        ("GET", format!("/v1/members/{not_an_id}"), None),
+        (
+            "PATCH",
+            format!("/v1/members/{not_an_id}"),
+            Some(json!({"headline": "x"})),
+        ),
+        ("GET", format!("/v1/members/{not_an_id}/audit-events"), None),
+        (
+            "PUT",
+            "/v1/members".to_owned(),
+            Some(json!({"id": not_an_id, "role": "simple"})),
+        ),
+        ("DELETE", format!("/v1/roles/{not_an_id}"), None),
+        ("GET", format!("/v1/{not_an_id}"), None),
+    ] {
+        let r = t.call(method, &path, body.as_ref())?;
+        ensure_eq!(r.status, 404, "{method} {path}: {}", r.text);
+    }
+    Ok(())
+}
+
+/// Every endpoint honours a query parameter or refuses it: none is silently ignored.
+pub async fn query_flags_are_honoured_or_refused(ctx: Arc<Ctx>) -> TestResult {
+    let t = ctx.stack.tenant(false).await?;
+    let id = t.create(&json!({"firstName": "Q", "email": "q@example.com", "role": "simple"}))?;
+    let dry = t.call(
+        "PUT",
+        "/v1/members?dryRun=true",
+        Some(&json!({"id": id, "role": "reviewer"})),
+    )?;
+    ensure_eq!(
+        (
+            dry.status,
+            dry.header("dry-run"),
+            dry.json()["role"].clone()
+        ),
+        (200, Some("true"), json!("reviewer")),
+        "PUT ?dryRun=true answers as it would be: {}",
+        dry.text
+    );
+    let m = t.get_member(&id)?.json();
+    ensure_eq!(
+        (m["role"].clone(), m["version"].clone()),
+        (json!("simple"), json!(1)),
+        "and writes nothing"
+    );
+    let body = json!({"firstName": "R", "email": "r@example.com", "role": "simple"});
+    for (method, path, body) in [
+        ("POST", "/v1/members?dryRun=true".to_owned(), Some(body)),
+        (
+            "PUT",
+            "/v1/members?force=1".to_owned(),
+            Some(json!({"id": id, "role": "admin"})),
+        ),
+        ("GET", format!("/v1/members/{id}?fields=email"), None),
+        ("GET", "/v1/organization?expand=all".to_owned(), None),
+    ] {
+        let r = t.call(method, &path, body.as_ref())?;
+        ensure_eq!(
+            (r.status, r.code()),
+            (400, "unknown_query_parameter".to_owned()),
+            "{method} {path}: {}",
+            r.text
+        );
+    }
+    let r = t.call("GET", "/v1/members?email=r@example.com", None)?;
+    ensure_eq!(
+        r.json()["members"],
+        json!([]),
+        "the refused POST created nothing"
+    );
+    ctx.stack.check_invariants(&t.org).await
 }

@@ -75,6 +75,9 @@ fn main() {
         edges::field_errors_stay_small_whatever_the_body,
         edges::an_expired_idempotency_record_frees_its_key,
         edges::unsettled_transactions_are_settled_by_their_token,
+        edges::deactivating_twice_answers_200_whatever_the_rules_now_say,
+        edges::ids_that_are_not_ids_never_reach_a_log,
+        edges::query_flags_are_honoured_or_refused,
     ];
     let selected: Vec<_> = all
         .iter()

@@ -38,6 +38,12 @@ pub async fn every_route_refuses_bad_credentials_alike(ctx: Arc<Ctx>) -> TestRes
         .await
         .map_err(|e| format!("{e:?}"))?;
     tokio::time::sleep(Duration::from_secs(KEY_CACHE_SECONDS) + Duration::from_millis(500)).await;
+    // w_members implies r_members (SPEC): a write-only key reads too.
+    let write_only = issue_key(&a.org, "write-only", vec![Scope::WriteMembers])?;
+    st.store
+        .put_api_key(&write_only.record)
+        .await
+        .map_err(|e| format!("{e:?}"))?;
 
     let unknown = format!("mapi_{}", "0f".repeat(32));
     let body = br#"{}"#;
@@ -62,6 +68,15 @@ pub async fn every_route_refuses_bad_credentials_alike(ctx: Arc<Ctx>) -> TestRes
         };
         let route = format!("{method} {template}");
         let none = send(None)?;
+        // Every answer, refusals included: never sniffed, never stored by a cache.
+        ensure_eq!(
+            (
+                none.header("x-content-type-options"),
+                none.header("cache-control")
+            ),
+            (Some("nosniff"), Some("no-store")),
+            "{route}: headers"
+        );
         ensure_eq!(
             (none.status, none.code()),
             (401, "missing_api_key".to_owned()),
@@ -102,6 +117,14 @@ pub async fn every_route_refuses_bad_credentials_alike(ctx: Arc<Ctx>) -> TestRes
                 (r.status, r.code()),
                 (403, "insufficient_scope".to_owned()),
                 "{route}: read-only key"
+            );
+        } else {
+            let r = send(Some(format!("Bearer {}", write_only.secret)))?;
+            ensure_eq!(
+                (r.status, r.header("cache-control")),
+                (200, Some("no-store")),
+                "{route}: a w_members key reads: {}",
+                r.text
             );
         }
         // Another organisation's key never sees or touches a's data.

@@ -303,6 +303,21 @@ pub async fn thirty_two_tasks_patch_one_member_in_process(ctx: Arc<Ctx>) -> Test
     ctx.stack.check_invariants(&t.org).await
 }
 
+/// The store as a function builds it, over a client whose wire the test controls.
+pub async fn tapped_store(
+    st: &members_tests::Stack,
+) -> Result<
+    (
+        Arc<shared::store::DynamoStore>,
+        Arc<members_tests::wiretap::Tap>,
+    ),
+    String,
+> {
+    let (client, tap) = members_tests::wiretap::tapped_client(&st.dynamo.endpoint()).await?;
+    let store = shared::store::DynamoStore::new(client, members_tests::TABLE);
+    Ok((Arc::new(store), tap))
+}
+
 pub fn in_process_patch(key: &str, id: &str, body: &Value) -> ApiRequest {
     ApiRequest {
         method: "PATCH".into(),
@@ -556,11 +571,7 @@ pub async fn transaction_conflicts_are_retried_then_refused_cleanly(ctx: Arc<Ctx
     let st = &ctx.stack;
     let t = st.tenant(false).await?;
     let id = t.create(&json!({"firstName": "C", "email": "c@example.com", "role": "simple"}))?;
-    let (client, tap) = members_tests::wiretap::tapped_client(&st.dynamo.endpoint()).await?;
-    let store = Arc::new(shared::store::DynamoStore::new(
-        client,
-        members_tests::TABLE,
-    ));
+    let (store, tap) = tapped_store(st).await?;
     let call = |body: Value| {
         shared::handlers::update_member(store.clone(), in_process_patch(&t.write_key, &id, &body))
     };

@@ -202,23 +202,20 @@ impl TapConnector {
 
 /// A 400 answer of DynamoDB's JSON protocol with the exception `kind`.
 fn refusal(kind: &str, message: &str) -> HttpResponse {
-    let body = serde_json::json!({
-        "__type": format!("com.amazonaws.dynamodb.v20120810#{kind}"),
-        "Message": message,
-    })
-    .to_string();
-    let mut response = HttpResponse::new(
-        StatusCode::try_from(400u16).unwrap_or_else(|_| unreachable!()),
-        SdkBody::from(body),
-    );
-    response
-        .headers_mut()
-        .insert("content-type", "application/x-amz-json-1.0");
-    response
+    answer_400(
+        serde_json::json!({
+            "__type": format!("com.amazonaws.dynamodb.v20120810#{kind}"),
+            "Message": message,
+        })
+        .to_string(),
+    )
 }
 
 fn conflict() -> HttpResponse {
-    let body = r#"{"__type":"com.amazonaws.dynamodb.v20120810#TransactionCanceledException","Message":"Transaction cancelled, please refer cancellation reasons for specific reasons [TransactionConflict]","CancellationReasons":[{"Code":"TransactionConflict","Message":"Transaction is ongoing for the item"}]}"#;
+    answer_400(r#"{"__type":"com.amazonaws.dynamodb.v20120810#TransactionCanceledException","Message":"Transaction cancelled, please refer cancellation reasons for specific reasons [TransactionConflict]","CancellationReasons":[{"Code":"TransactionConflict","Message":"Transaction is ongoing for the item"}]}"#.to_owned())
+}
+
+fn answer_400(body: String) -> HttpResponse {
     let mut response = HttpResponse::new(
         StatusCode::try_from(400u16).unwrap_or_else(|_| unreachable!()),
         SdkBody::from(body),

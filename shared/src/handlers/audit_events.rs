@@ -15,14 +15,7 @@ pub async fn list_audit_events<S: Store>(
     let store = store.as_ref();
     let key = super::caller(store, &req, Scope::ReadMembers).await?;
     let id = member_id(&req)?;
-    let mut limit = paging::DEFAULT_LIMIT;
-    let mut cursor = None;
-    for (name, value) in paging::query(&req, &["limit", "cursor"])? {
-        match name {
-            "limit" => limit = paging::limit(value)?,
-            _ => cursor = Some(value),
-        }
-    }
+    let (limit, cursor) = paging::limit_and_cursor(&req, paging::DEFAULT_LIMIT)?;
     let print = fingerprint(&[id.as_str()]);
     let before = cursor.map(|c| decode_cursor(c, &print)).transpose()?;
     if store.member(&key.organization_id, &id).await?.is_none() {

@@ -17,6 +17,8 @@ pub async fn create_member<S: Store>(
 ) -> Result<ApiResponse, ApiError> {
     let store = store.as_ref();
     let key = super::caller(store, &req, Scope::WriteMembers).await?;
+    // POST takes no query parameter: one sent (`?dryRun=true`) is refused, never ignored.
+    super::no_query(&req)?;
     let idempotency_key = idempotency_key(&req)?;
     let body = req.json_body()?;
     let patch = parse_member_patch(&body).map_err(ApiError::Validation)?;
@@ -36,7 +38,7 @@ pub async fn create_member<S: Store>(
     let now = Timestamp::now();
     let draft = rules::new_member(patch, &org, now)?;
     let member = draft.member;
-    record_ids(&org.id, Some(member.id.as_str()));
+    record_ids(&org.id, Some(&member.id));
     let actor = Actor {
         key_id: Some(key.id.clone()),
         request_id: req.request_id.clone(),

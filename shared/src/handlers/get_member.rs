@@ -15,8 +15,10 @@ pub async fn get_member<S: Store>(store: Arc<S>, req: ApiRequest) -> Result<ApiR
         Scope::ReadMembers,
     )
     .await?;
-    record_ids(&key.organization_id, req.path_id.as_deref());
-    let id = member_id(&req)?;
+    let id = member_id(&req);
+    record_ids(&key.organization_id, id.as_ref().ok());
+    let id = id?;
+    super::no_query(&req)?;
     let member = store
         .member(&key.organization_id, &id)
         .await?

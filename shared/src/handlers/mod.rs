@@ -38,7 +38,11 @@ pub(crate) async fn caller(
     scope: Scope,
 ) -> Result<ApiKey, ApiError> {
     let key = authenticate(store, req.header("authorization"), scope).await?;
-    record_ids(&key.organization_id, req.path_id.as_deref());
+    let member = req
+        .path_id
+        .as_deref()
+        .and_then(|id| MemberId::parse(id).ok());
+    record_ids(&key.organization_id, member.as_ref());
     Ok(key)
 }
 

@@ -16,6 +16,7 @@ pub async fn get_organization<S: Store>(
 ) -> Result<ApiResponse, ApiError> {
     let store = store.as_ref();
     let key = super::caller(store, &req, Scope::ReadMembers).await?;
+    super::no_query(&req)?;
     let org = organization(store, &key.organization_id).await?;
     let tag = etag(org.version);
     if req

@@ -97,6 +97,21 @@ pub fn query<'a>(
     Ok(out)
 }
 
+/// The query of a list that takes only `limit` (default `default`) and `cursor`.
+pub fn limit_and_cursor(
+    req: &ApiRequest,
+    default: usize,
+) -> Result<(usize, Option<&str>), ApiError> {
+    let (mut limit, mut cursor) = (default, None);
+    for (name, value) in query(req, &["limit", "cursor"])? {
+        match name {
+            "limit" => limit = self::limit(value)?,
+            _ => cursor = Some(value),
+        }
+    }
+    Ok((limit, cursor))
+}
+
 /// `limit`: 1 to 100.
 pub fn limit(value: &str) -> Result<usize, ApiError> {
     match value.parse::<usize>() {

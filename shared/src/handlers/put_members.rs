@@ -1,4 +1,4 @@
-use super::update_member::apply_update;
+use super::update_member::{apply_update, dry_run};
 use crate::error::{ApiError, FieldError};
 use crate::http::{record_ids, ApiRequest, ApiResponse};
 use crate::input::parse_member_patch;
@@ -24,6 +24,8 @@ pub async fn put_members<S: Store>(
 ) -> Result<ApiResponse, ApiError> {
     let store = store.as_ref();
     let key = super::caller(store, &req, Scope::WriteMembers).await?;
+    // `?dryRun=true` as on PATCH; any other parameter is refused, never ignored.
+    let dry_run = dry_run(&req)?;
     let obj = super::object_body(&req)?;
 
     let mut errors = Vec::new();
@@ -67,11 +69,10 @@ pub async fn put_members<S: Store>(
             return Err(ApiError::Validation(errors));
         }
     };
-    record_ids(&key.organization_id, id.as_deref());
-    let id = id
-        .and_then(|id| MemberId::parse(&id).ok())
-        .ok_or(ApiError::NotFound)?;
-    let outcome = apply_update(store, &key, &req, &id, patch, false)
+    let id = id.and_then(|id| MemberId::parse(&id).ok());
+    record_ids(&key.organization_id, id.as_ref());
+    let id = id.ok_or(ApiError::NotFound)?;
+    let outcome = apply_update(store, &key, &req, &id, patch, dry_run)
         .await
         .map_err(rename_fields)?;
     let m = &outcome.member;

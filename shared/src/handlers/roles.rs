@@ -14,14 +14,7 @@ use std::sync::Arc;
 pub async fn list_roles<S: Store>(store: Arc<S>, req: ApiRequest) -> Result<ApiResponse, ApiError> {
     let store = store.as_ref();
     let key = super::caller(store, &req, Scope::ReadMembers).await?;
-    let mut limit = paging::MAX_LIMIT;
-    let mut cursor = None;
-    for (name, value) in paging::query(&req, &["limit", "cursor"])? {
-        match name {
-            "limit" => limit = paging::limit(value)?,
-            _ => cursor = Some(value),
-        }
-    }
+    let (limit, cursor) = paging::limit_and_cursor(&req, paging::MAX_LIMIT)?;
     let print = paging::fingerprint(&["roles"]);
     let after = cursor
         .map(|c| paging::decode_cursor(c, &print))

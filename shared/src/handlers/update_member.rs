@@ -43,7 +43,7 @@ impl Outcome {
 }
 
 /// `?dryRun=true|false`; any other query parameter is refused.
-fn dry_run(req: &ApiRequest) -> Result<bool, ApiError> {
+pub(crate) fn dry_run(req: &ApiRequest) -> Result<bool, ApiError> {
     let mut dry_run = false;
     for (name, value) in &req.query {
         match (name.as_str(), value.as_str()) {
@@ -87,6 +87,19 @@ pub(crate) async fn apply_update(
     let if_match = req.header("if-match");
     if if_match.is_some_and(|h| !etag_matches(h, &etag(before.version))) {
         return Err(ApiError::PreconditionFailed);
+    }
+    // DELETE and reactivate are idempotent: asking for the state the member is already in
+    // changes nothing and answers 200 before any rule is checked (a rule may have changed
+    // since, e.g. HRIS switched off under a deactivated no_access member).
+    let status_only = MemberPatch {
+        is_active: patch.is_active,
+        ..MemberPatch::default()
+    };
+    if patch == status_only && patch.is_active == Some(before.is_active) {
+        return Ok(Outcome {
+            member: before,
+            dry_run,
+        });
     }
     let now = Timestamp::now();
     let draft = rules::apply(patch, &before, &org, now)?;

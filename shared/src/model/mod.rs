@@ -211,8 +211,11 @@ pub struct ApiKey {
 }
 
 impl ApiKey {
+    /// Whether the key may do what `scope` covers: `w_members` implies `r_members` (every
+    /// write answers with the member, so a writer reads anyway).
     pub fn allows(&self, scope: Scope) -> bool {
         self.scopes.contains(&scope)
+            || (scope == Scope::ReadMembers && self.scopes.contains(&Scope::WriteMembers))
     }
 }
 
@@ -315,6 +318,23 @@ impl ListQuery {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn writing_implies_reading_but_not_the_other_way() {
+        let key = |scopes: Vec<Scope>| ApiKey {
+            id: ApiKeyId::generate(),
+            organization_id: OrgId::generate(),
+            name: "k".into(),
+            scopes,
+            created_at: Timestamp::now(),
+            revoked_at: None,
+        };
+        let writer = key(vec![Scope::WriteMembers]);
+        assert!(writer.allows(Scope::ReadMembers) && writer.allows(Scope::WriteMembers));
+        let reader = key(vec![Scope::ReadMembers]);
+        assert!(reader.allows(Scope::ReadMembers) && !reader.allows(Scope::WriteMembers));
+        assert!(!key(vec![]).allows(Scope::ReadMembers));
+    }
 
     #[test]
     fn counters_count_only_active_members() {
