@@ -135,7 +135,8 @@ impl DynamoLocal {
             None => command.arg("-inMemory"),
         };
         let process = Process::spawn("DynamoDB Local", command, log)?;
-        wait_for_port(port, Duration::from_secs(30), "DynamoDB Local")?;
+        // Usually ~3 s; a loaded machine (Java starting beside a build) can take far longer.
+        wait_for_port(port, Duration::from_secs(120), "DynamoDB Local")?;
         Ok(DynamoLocal {
             port,
             process,
@@ -189,8 +190,7 @@ impl Stack {
             persistent.then_some(data.as_path()),
             &dir.join("dynamodb.log"),
         )?;
-        let client = DynamoStore::client_from_env(Some(&dynamo.endpoint())).await;
-        let store = DynamoStore::new(client, TABLE);
+        let store = DynamoStore::new(Self::harness_client(&dynamo.endpoint()).await, TABLE);
         store
             .create_table()
             .await
@@ -269,6 +269,22 @@ impl Stack {
     pub fn stop(&self) {
         self.watch.stop();
         self.dynamo.stop();
+    }
+
+    /// The tests' own client for re-reading the table: the functions' configuration, but with
+    /// patient timeouts, since the invariant checks scan a table that the size tests fill with
+    /// megabytes (the functions keep their short ones).
+    pub async fn harness_client(endpoint: &str) -> aws_sdk_dynamodb::Client {
+        let config = DynamoStore::sdk_config(Some(endpoint)).await;
+        let patient = aws_sdk_dynamodb::config::timeout::TimeoutConfig::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .operation_attempt_timeout(Duration::from_secs(60))
+            .operation_timeout(Duration::from_secs(180))
+            .build();
+        let conf = aws_sdk_dynamodb::config::Builder::from(&config)
+            .timeout_config(patient)
+            .build();
+        aws_sdk_dynamodb::Client::from_conf(conf)
     }
 
     /// A fresh organisation with its first admin and keys, so tests never share data.
