@@ -189,7 +189,8 @@ async fn run() -> Result<(), String> {
     let dir = std::env::temp_dir().join(format!("members-bench-init-{}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
     let dynamo = DynamoLocal::start(free_port()?, None, &dir.join("dynamodb.log"))?;
-    let client = shared::store::DynamoStore::client_from_env(Some(&dynamo.endpoint())).await;
+    // The harness's patient client: DynamoDB Local's first call can take seconds.
+    let client = members_tests::Stack::harness_client(&dynamo.endpoint()).await;
     shared::store::DynamoStore::new(client, TABLE)
         .create_table()
         .await
