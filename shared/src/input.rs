@@ -366,20 +366,10 @@ fn kind(v: &Value) -> &'static str {
     }
 }
 
-/// Free text: not blank, at most `max` characters, no control characters.
+/// Free text: stored in NFC and trimmed, not blank, at most `max` characters, no control,
+/// bidi, separator or invisible character (see [`crate::text`]).
 pub fn text(max: usize) -> impl Fn(&str) -> Result<String, String> {
-    move |s: &str| {
-        if s.trim().is_empty() {
-            return Err("must not be empty".into());
-        }
-        if s.chars().count() > max {
-            return Err(format!("must be at most {max} characters"));
-        }
-        if s.chars().any(|c| c.is_control()) {
-            return Err("must not contain control characters".into());
-        }
-        Ok(s.to_owned())
-    }
+    move |s: &str| crate::text::free_text(s, max)
 }
 
 /// A closed vocabulary; the error lists the allowed values.

@@ -1,7 +1,7 @@
 //! The Members API domain crate. Every function in `functions/` is a thin `main.rs` over this.
 //!
 //! - [`model`]: the types (ids, vocabularies, Member, Organization, …)
-//! - [`input`]: JSON bodies → typed patches, every field checked
+//! - [`input`]: JSON bodies → typed patches, every field checked; [`text`]: what free text may hold
 //! - [`rules`]: the SPEC's rules that one member and its organisation decide
 //! - [`store`]: the storage port and its DynamoDB implementation (counters, guards, conditions)
 //! - [`auth`], [`audit`], [`wire`], [`http`], [`error`]: keys, history, responses, Lambda glue
@@ -21,6 +21,7 @@ pub mod routes;
 pub mod rules;
 pub mod store;
 pub mod telemetry;
+pub mod text;
 pub mod wire;
 
 pub use error::ApiError;

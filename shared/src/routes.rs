@@ -13,6 +13,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/members/{id}/audit-events"),
     ("GET", "/v1/organization"),
     ("PATCH", "/v1/organization"),
+    ("GET", "/v1/organization/audit-events"),
     ("GET", "/v1/roles"),
     ("POST", "/v1/roles"),
     ("DELETE", "/v1/roles/{id}"),

@@ -3,16 +3,31 @@
 //! are enforced by the store's conditional transactions; see `store::dynamo`.
 
 use crate::error::{ApiError, FieldError};
-use crate::input::MemberPatch;
+use crate::input::{MemberPatch, Secret};
 use crate::model::*;
 
 /// A member as a write would leave it, plus what only the audit event keeps.
 #[derive(Debug, Clone)]
 pub struct Draft {
+    /// A new password is in it as [`PasswordHash::pending`]: see [`hash_password`].
     pub member: Member,
     /// Seed 000: the exemption's justification goes into the audit log only.
     pub justification: Option<String>,
     pub password_changed: bool,
+    /// The new password, to hash once the change will be written.
+    pub password: Option<Secret>,
+}
+
+/// Hashes the draft's new password into `member` (argon2id: tens of milliseconds and
+/// megabytes, so only for a change that passed every check and will be written).
+pub fn hash_password(member: &mut Member, password: Option<Secret>) -> Result<(), ApiError> {
+    if let Some(secret) = password {
+        member.password_hash = Some(PasswordHash::hash(secret.expose()).map_err(|e| {
+            tracing::error!(error = %e, "password hashing failed");
+            ApiError::Internal
+        })?);
+    }
+    Ok(())
 }
 
 /// Builds a new member from a create body: the required fields, then the patch applied to a
@@ -75,7 +90,7 @@ pub fn new_member(
     apply(patch, &blank, org, now)
 }
 
-/// Applies a patch to a member and checks the result. Pure but for hashing a new password.
+/// Applies a patch to a member and checks the result. Pure: a new password is left pending.
 pub fn apply(
     patch: MemberPatch,
     current: &Member,
@@ -156,14 +171,10 @@ pub fn apply(
     }
 
     let password_changed = patch.password.is_some();
-    if let Some(password) = patch.password {
-        m.password_hash = match password {
-            Some(secret) => Some(PasswordHash::hash(secret.expose()).map_err(|e| {
-                tracing::error!(error = %e, "password hashing failed");
-                ApiError::Internal
-            })?),
-            None => None,
-        };
+    let mut password = None;
+    if let Some(given) = patch.password {
+        m.password_hash = given.as_ref().map(|_| PasswordHash::pending());
+        password = given;
     }
     m.updated_at = now;
     check(&m, org)?;
@@ -171,6 +182,7 @@ pub fn apply(
         member: m,
         justification,
         password_changed,
+        password,
     })
 }
 
@@ -581,11 +593,18 @@ mod tests {
         assert_eq!(d.member.department, Department::None);
         assert_eq!(d.justification.as_deref(), Some("why"));
         assert!(d.password_changed);
+        // Checked, not hashed yet: argon2id runs only for a write (see hash_password).
         assert!(d
             .member
             .password_hash
             .as_ref()
-            .is_some_and(|h| h.verify("s3cret-pass")));
+            .is_some_and(|h| h.is_pending()));
+        let mut member = d.member.clone();
+        hash_password(&mut member, d.password).unwrap_or_else(|e| panic!("{e:?}"));
+        assert!(member
+            .password_hash
+            .as_ref()
+            .is_some_and(|h| !h.is_pending() && h.verify("s3cret-pass")));
     }
 
     #[test]

@@ -120,6 +120,7 @@ pub fn organization_json(o: &Organization) -> serde_json::Value {
             "activeAdminHrisAdmins": c.active_dual_admins,
             "activeNoAccess": c.active_no_access,
             "activeNoAccessHrisNoAccess": c.active_no_access_hris_no_access,
+            "activeWithoutHrisRole": c.active_without_hris_role,
         },
         "createdAt": o.created_at,
         "updatedAt": o.updated_at,
@@ -153,6 +154,7 @@ pub fn custom_role_json(role: &CustomRole) -> serde_json::Value {
         "description": role.description,
         "builtIn": false,
         "activeHolders": role.active_holders,
+        "holders": role.holders,
         "createdAt": role.created_at,
     })
 }

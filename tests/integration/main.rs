@@ -7,8 +7,11 @@ mod edges;
 mod faults;
 mod races;
 mod rest;
+mod roles;
+mod rules;
 mod security;
 mod updates;
+mod writes;
 
 use libtest_mimic::{Arguments, Failed, Trial};
 use members_tests::{Stack, TestResult};
@@ -57,14 +60,14 @@ fn main() {
         updates::thirty_two_tasks_patch_one_member_in_process,
         updates::email_races_never_duplicate_an_email,
         updates::primary_transfer_races_leave_exactly_one,
-        updates::if_match_and_dry_run_over_http,
-        updates::put_members_over_http,
+        writes::if_match_and_dry_run_over_http,
+        writes::put_members_over_http,
         updates::transaction_conflicts_are_retried_then_refused_cleanly,
         rest::lists_page_filter_and_refuse_bad_queries,
         rest::deactivate_and_reactivate,
         rest::audit_history_pages_newest_first,
-        rest::organization_settings_keep_the_hris_rules,
-        rest::custom_roles_cannot_vanish_under_a_member,
+        rules::organization_settings_keep_the_hris_rules,
+        roles::custom_roles_cannot_vanish_under_a_member,
         rest::other_methods_get_405_and_unknown_paths_404,
         security::every_route_refuses_bad_credentials_alike,
         security::mass_assignment_and_hostile_input_are_refused,
@@ -78,6 +81,9 @@ fn main() {
         edges::deactivating_twice_answers_200_whatever_the_rules_now_say,
         edges::ids_that_are_not_ids_never_reach_a_log,
         edges::query_flags_are_honoured_or_refused,
+        rules::hris_on_is_refused_while_a_member_has_no_hris_role,
+        roles::look_alike_names_are_refused_and_role_changes_have_history,
+        rules::the_old_primary_is_written_like_any_update,
     ];
     let selected: Vec<_> = all
         .iter()

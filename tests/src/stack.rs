@@ -363,6 +363,7 @@ impl Stack {
             count(&|m| s(m, "role") == "admin" && s(m, "hrisRole") == "hris_admin"),
             count(&|m| s(m, "role") == "no_access"),
             count(&|m| s(m, "role") == "no_access" && s(m, "hrisRole") == "hris_no_access"),
+            count(&|m| s(m, "hrisRole").is_empty()),
         );
         let o = self.organization(org).await?;
         let c = o.counters;
@@ -372,6 +373,7 @@ impl Stack {
             c.active_dual_admins,
             c.active_no_access,
             c.active_no_access_hris_no_access,
+            c.active_without_hris_role,
         );
         ensure_eq!(stored, recount, "counters vs recount");
         ensure!(admins >= 1, "an organisation must keep an active admin");
@@ -417,6 +419,40 @@ impl Stack {
         expected.sort();
         stored.sort();
         ensure_eq!(stored, expected, "location items follow the members");
+        // Every custom role a member holds exists, and counts its holders exactly.
+        let roles: Vec<_> = self
+            .items(&format!("ORG#{org}#ROLE#"))
+            .await?
+            .into_iter()
+            .filter(|i| s(i, "SK") == "ROLE")
+            .collect();
+        let n = |i: &HashMap<String, AttributeValue>, name: &str| match i.get(name) {
+            Some(AttributeValue::N(v)) => v.parse::<i64>().unwrap_or(-1),
+            _ => 0,
+        };
+        for m in members.iter().filter(|m| s(m, "role").starts_with("rol_")) {
+            ensure!(
+                roles.iter().any(|r| s(r, "id") == s(m, "role")),
+                "member {} holds the role {}, which does not exist",
+                s(m, "id"),
+                s(m, "role")
+            );
+        }
+        for r in &roles {
+            let holding = |m: &&HashMap<String, AttributeValue>| s(m, "role") == s(r, "id");
+            let all = members.iter().filter(holding).count() as i64;
+            let active = members
+                .iter()
+                .filter(holding)
+                .filter(|m| b(m, "isActive"))
+                .count() as i64;
+            ensure_eq!(
+                (n(r, "holders"), n(r, "activeHolders")),
+                (all, active),
+                "role {} counts its holders (all, active)",
+                s(r, "id")
+            );
+        }
         Ok(())
     }
 }

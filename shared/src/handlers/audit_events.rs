@@ -2,7 +2,7 @@ use super::member_id;
 use super::paging::{self, decode_cursor, encode_cursor, fingerprint};
 use crate::error::ApiError;
 use crate::http::{ApiRequest, ApiResponse};
-use crate::model::Scope;
+use crate::model::{MemberId, OrgId, Scope};
 use crate::store::Store;
 use std::sync::Arc;
 
@@ -16,13 +16,37 @@ pub async fn list_audit_events<S: Store>(
     let key = super::caller(store, &req, Scope::ReadMembers).await?;
     let id = member_id(&req)?;
     let (limit, cursor) = paging::limit_and_cursor(&req, paging::DEFAULT_LIMIT)?;
-    let print = fingerprint(&[id.as_str()]);
-    let before = cursor.map(|c| decode_cursor(c, &print)).transpose()?;
     if store.member(&key.organization_id, &id).await?.is_none() {
         return Err(ApiError::NotFound);
     }
+    history_page(store, &key.organization_id, Some(&id), limit, cursor).await
+}
+
+/// GET /v1/organization/audit-events: the organisation's own history, newest first: its
+/// settings changes (`organization.updated`) and its custom roles created and deleted
+/// (`role.created`, `role.deleted`), `limit` and `cursor`.
+pub async fn list_organization_audit_events<S: Store>(
+    store: Arc<S>,
+    req: ApiRequest,
+) -> Result<ApiResponse, ApiError> {
+    let store = store.as_ref();
+    let key = super::caller(store, &req, Scope::ReadMembers).await?;
+    let (limit, cursor) = paging::limit_and_cursor(&req, paging::DEFAULT_LIMIT)?;
+    history_page(store, &key.organization_id, None, limit, cursor).await
+}
+
+/// One page of a history (a member's, or with `None` the organisation's).
+async fn history_page(
+    store: &impl Store,
+    org: &OrgId,
+    member: Option<&MemberId>,
+    limit: usize,
+    cursor: Option<&str>,
+) -> Result<ApiResponse, ApiError> {
+    let print = fingerprint(&[member.map_or("organization", |m| m.as_str())]);
+    let before = cursor.map(|c| decode_cursor(c, &print)).transpose()?;
     let (events, next) = store
-        .audit_events(&key.organization_id, Some(&id), limit, before.as_deref())
+        .audit_events(org, member, limit, before.as_deref())
         .await?;
     // Events carry the changed fields before and after (collaboration rules up to 64 KiB
     // each way): a page stops at its byte budget and continues after its last event.

@@ -44,27 +44,10 @@ pub async fn create_member<S: Store>(
         request_id: req.request_id.clone(),
     };
 
-    let previous_primary = match (&org.primary_member_id, member.is_primary) {
-        (Some(previous), true) => {
-            let before = store.member(&org.id, previous).await?.ok_or_else(|| {
-                tracing::error!(previous = %previous, "the organisation's primary member is missing");
-                ApiError::Internal
-            })?;
-            let mut after = before.clone();
-            after.is_primary = false;
-            after.version += 1;
-            after.updated_at = now;
-            let event = audit::event(
-                "member.primary_moved",
-                &actor,
-                Some(&before),
-                &after,
-                false,
-                None,
-            );
-            Some((previous.clone(), event))
-        }
-        _ => None,
+    let previous_primary = if member.is_primary {
+        super::demotion(store, &org, &member.id, &actor, now).await?
+    } else {
+        None
     };
 
     let body = member_json(&member);
@@ -83,6 +66,9 @@ pub async fn create_member<S: Store>(
         etag: Some(tag),
         created_at: now,
     });
+    // Every check this function can make has passed: only now the password's argon2id.
+    let mut member = member;
+    rules::hash_password(&mut member, draft.password)?;
     let write = CreateMember {
         audit: audit::event(
             "member.created",

@@ -50,6 +50,6 @@ async fn set_active(
         is_active: Some(active),
         ..MemberPatch::default()
     };
-    let outcome = apply_update(store, &key, &req, &id, patch, false).await?;
+    let outcome = apply_update(store, &key, &req, &id, patch, false, false).await?;
     Ok(outcome.response(member_json(&outcome.member)))
 }

@@ -31,7 +31,7 @@ pub async fn list_members<S: Store>(
     let print = fingerprint(&[
         &format!("{:?}", q.status),
         q.role.as_ref().map_or("", |r| r.as_str()),
-        q.hris_role.map_or("", |h| h.as_str()),
+        q.hris_role.map_or("", |h| h.map_or("none", |h| h.as_str())),
         q.department.map_or("", |d| d.as_str()),
         q.location_id.as_deref().unwrap_or(""),
         &q.email.as_ref().map(|e| e.normalized()).unwrap_or_default(),
@@ -80,11 +80,13 @@ fn parse(req: &ApiRequest) -> Result<(ListQuery, Option<&str>), ApiError> {
                 }
             }
             "role" => q.role = Some(check(name, Role::parse(value))?),
+            // `none`: the members without an HRIS role (who block switching HRIS on).
+            "hrisRole" if value == "none" => q.hris_role = Some(None),
             "hrisRole" => {
-                q.hris_role = Some(check(
+                q.hris_role = Some(Some(check(
                     name,
                     vocab(HrisRole::parse, HrisRole::ALLOWED)(value),
-                )?)
+                )?))
             }
             "department" => {
                 q.department = Some(check(

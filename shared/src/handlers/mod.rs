@@ -13,7 +13,7 @@ mod put_members;
 mod roles;
 mod update_member;
 
-pub use audit_events::list_audit_events;
+pub use audit_events::{list_audit_events, list_organization_audit_events};
 pub use create_member::create_member;
 pub use deactivate::{deactivate_member, reactivate_member};
 pub use fallback::fallback;
@@ -24,11 +24,12 @@ pub use put_members::put_members;
 pub use roles::{create_role, delete_role, list_roles};
 pub use update_member::update_member;
 
+use crate::audit::{self, Actor};
 use crate::auth::authenticate;
 use crate::error::ApiError;
 use crate::http::{record_ids, ApiRequest};
-use crate::model::{ApiKey, MemberId, Scope};
-use crate::store::Store;
+use crate::model::{ApiKey, MemberId, Organization, Scope, Timestamp};
+use crate::store::{Demotion, Store};
 
 /// The caller's live API key with `scope`; its organisation and the path's member id go on
 /// the request's log span.
@@ -44,6 +45,41 @@ pub(crate) async fn caller(
         .and_then(|id| MemberId::parse(id).ok());
     record_ids(&key.organization_id, member.as_ref());
     Ok(key)
+}
+
+/// When a member takes over as primary, the current primary's demotion: read consistently,
+/// written conditioned on the version read, its event built from what will be written.
+pub(crate) async fn demotion(
+    store: &impl Store,
+    org: &Organization,
+    new_primary: &MemberId,
+    actor: &Actor,
+    now: Timestamp,
+) -> Result<Option<Demotion>, ApiError> {
+    let Some(previous) = org.primary_member_id.as_ref().filter(|p| *p != new_primary) else {
+        return Ok(None);
+    };
+    let before = store.member(&org.id, previous).await?.ok_or_else(|| {
+        tracing::error!(previous = %previous, "the organisation's primary member is missing");
+        ApiError::Internal
+    })?;
+    let mut after = before.clone();
+    after.is_primary = false;
+    after.version += 1;
+    after.updated_at = now;
+    let audit = audit::event(
+        "member.primary_moved",
+        actor,
+        Some(&before),
+        &after,
+        false,
+        None,
+    );
+    Ok(Some(Demotion {
+        before,
+        after,
+        audit,
+    }))
 }
 
 /// Refuses any query parameter, for endpoints that take none.

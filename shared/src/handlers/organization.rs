@@ -29,8 +29,8 @@ pub async fn get_organization<S: Store>(
 }
 
 /// PATCH /v1/organization: `name`, `hrisEnabled`, `backgroundCheckRequired`. Switching
-/// HRIS on needs an active admin + hris_admin and no active no_access + hris_no_access
-/// member; switching it off needs no active no_access member (rules 3 and 4). A refusal
+/// HRIS on needs an active admin + hris_admin, and no active member without an HRIS role
+/// or with no_access + hris_no_access; switching it off needs no active no_access member (rules 3 and 4). A refusal
 /// names the members that block it. Conditional on the organisation's version.
 pub async fn update_organization<S: Store>(
     store: Arc<S>,
@@ -103,20 +103,35 @@ async fn organization(store: &impl Store, id: &OrgId) -> Result<Organization, Ap
     })
 }
 
-/// For `hris_blocked_by_members`, the answer lists (up to 100 of) the members in the way.
+/// For `hris_blocked_by_members`, the answer lists (up to 100 of) the members in the way:
+/// switching on, those without an HRIS role and the no_access + hris_no_access ones;
+/// switching off, the no_access ones.
 async fn name_blockers(store: &impl Store, org: &OrgId, on: bool, refusal: ApiError) -> ApiError {
     if refusal.code() != "hris_blocked_by_members" {
         return refusal;
     }
-    let q = ListQuery {
+    let no_access = ListQuery {
         role: Some(Role::Builtin(BuiltinRole::NoAccess)),
-        hris_role: on.then_some(HrisRole::HrisNoAccess),
+        hris_role: on.then_some(Some(HrisRole::HrisNoAccess)),
         ..ListQuery::new(100)
     };
-    let ids: Vec<String> = match store.list_members(org, &q).await {
-        Ok(page) => page.members.iter().map(|m| m.id.to_string()).collect(),
-        Err(_) => return refusal,
+    let without_hris_role = ListQuery {
+        hris_role: Some(None),
+        ..ListQuery::new(100)
     };
+    let queries = if on {
+        vec![without_hris_role, no_access]
+    } else {
+        vec![no_access]
+    };
+    let mut ids: Vec<String> = Vec::new();
+    for q in queries {
+        match store.list_members(org, &q).await {
+            Ok(page) => ids.extend(page.members.iter().map(|m| m.id.to_string())),
+            Err(_) => return refusal,
+        }
+    }
+    ids.truncate(100);
     let ApiError::Rule {
         code,
         detail,
@@ -147,6 +162,7 @@ fn event(actor: &Actor, before: &Organization, after: &Organization) -> AuditEve
         id: AuditEventId::generate(),
         organization_id: after.id.clone(),
         member_id: None,
+        role_id: None,
         actor_key_id: actor.key_id.clone(),
         action: "organization.updated".into(),
         changes,

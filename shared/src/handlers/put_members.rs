@@ -72,7 +72,7 @@ pub async fn put_members<S: Store>(
     let id = id.and_then(|id| MemberId::parse(&id).ok());
     record_ids(&key.organization_id, id.as_ref());
     let id = id.ok_or(ApiError::NotFound)?;
-    let outcome = apply_update(store, &key, &req, &id, patch, dry_run)
+    let outcome = apply_update(store, &key, &req, &id, patch, dry_run, true)
         .await
         .map_err(rename_fields)?;
     let m = &outcome.member;

@@ -1,11 +1,12 @@
 use super::{no_query, object_body, paging};
 use crate::error::ApiError;
 use crate::http::{ApiRequest, ApiResponse};
-use crate::input::{text, Reader};
+use crate::input::{self, Reader};
 use crate::model::*;
 use crate::store::Store;
+use crate::text;
 use crate::wire::{builtin_role_json, custom_role_json};
-use serde_json::json;
+use serde_json::{json, Map, Value};
 use std::sync::Arc;
 
 /// GET /v1/roles: the built-in roles (first page), then the organisation's custom roles in
@@ -37,8 +38,11 @@ pub async fn list_roles<S: Store>(store: Arc<S>, req: ApiRequest) -> Result<ApiR
     ))
 }
 
-/// POST /v1/roles: a custom role (`name` unique per organisation, case-insensitively;
-/// optional `description`). 201 with `Location`.
+/// POST /v1/roles: a custom role (`name`, optional `description`). The name is stored in
+/// NFC, trimmed, its spaces folded; it may hold no invisible, format or bidi character (422
+/// `validation_failed`), and may not look like a built-in role's name or another role's
+/// (same confusable skeleton: 409 `role_name_taken`). 201 with `Location`; the creation is
+/// an event of the organisation's history.
 pub async fn create_role<S: Store>(
     store: Arc<S>,
     req: ApiRequest,
@@ -50,42 +54,50 @@ pub async fn create_role<S: Store>(
     let mut r = Reader::new(&obj, "");
     r.check_keys(
         &["name", "description"],
-        &["id", "builtIn", "activeHolders", "createdAt"],
+        &["id", "builtIn", "activeHolders", "holders", "createdAt"],
     );
-    let name = r.not_null("name", text(100));
-    let description = r.nullable("description", text(500)).flatten();
+    let name = r.not_null("name", |s| text::role_name(s, 100));
+    let description = r.nullable("description", input::text(500)).flatten();
     if name.is_none() && !obj.contains_key("name") {
         r.push("name", "required", "name is required");
-    }
-    if name
-        .as_deref()
-        .is_some_and(|n| BuiltinRole::parse(&n.to_lowercase()).is_some())
-    {
-        r.push(
-            "name",
-            "reserved_name",
-            "name may not be the name of a built-in role",
-        );
     }
     let (Some(name), true) = (name, r.errors.is_empty()) else {
         return Err(ApiError::Validation(r.errors));
     };
+    let skeleton = text::role_name_skeleton(&name);
+    if let Some(builtin) = BuiltinRole::ALL
+        .iter()
+        .find(|b| text::role_name_skeleton(b.as_str()) == skeleton)
+    {
+        return Err(ApiError::Conflict {
+            code: "role_name_taken",
+            detail: format!(
+                "The name looks like the built-in role {}; choose another.",
+                builtin.as_str()
+            ),
+            field: Some("name"),
+        });
+    }
     let role = CustomRole {
         id: CustomRoleId::generate(),
         organization_id: key.organization_id.clone(),
         name,
         description,
         active_holders: 0,
+        holders: 0,
         created_at: Timestamp::now(),
     };
-    store.create_role(&role).await?;
+    let audit = role_event("role.created", &key, &req, None, Some(&role));
+    store.create_role(&role, &audit).await?;
     tracing::info!(role_id = %role.id, "custom role created");
     Ok(ApiResponse::json(201, &custom_role_json(&role))
         .with_header("Location", format!("/v1/roles/{}", role.id)))
 }
 
 /// DELETE /v1/roles/{id}: 204. A built-in role cannot be deleted (422 `builtin_role`); a
-/// custom role an active member holds is refused with 409 `role_in_use`, race-proof.
+/// custom role a member holds, active or deactivated, is refused with 409 `role_in_use`,
+/// race-proof; a role another request deleted first is a 404. The deletion is an event of
+/// the organisation's history.
 pub async fn delete_role<S: Store>(
     store: Arc<S>,
     req: ApiRequest,
@@ -106,7 +118,40 @@ pub async fn delete_role<S: Store>(
         .custom_role(&key.organization_id, &id)
         .await?
         .ok_or(ApiError::NotFound)?;
-    store.delete_role(&role).await?;
+    let audit = role_event("role.deleted", &key, &req, Some(&role), None);
+    store.delete_role(&role, &audit).await?;
     tracing::info!(role_id = %role.id, "custom role deleted");
     Ok(ApiResponse::empty(204))
+}
+
+/// An event of the organisation's history for a role created (`before` none) or deleted.
+fn role_event(
+    action: &str,
+    key: &ApiKey,
+    req: &ApiRequest,
+    before: Option<&CustomRole>,
+    after: Option<&CustomRole>,
+) -> AuditEvent {
+    let role = after
+        .or(before)
+        .map(|r| (r.id.clone(), r.organization_id.clone()));
+    let (role_id, organization_id) = role.unzip();
+    let field = |f: fn(&CustomRole) -> Value| json!({"before": before.map_or(Value::Null, f), "after": after.map_or(Value::Null, f)});
+    let mut changes = Map::new();
+    changes.insert("id".into(), field(|r| json!(r.id)));
+    changes.insert("name".into(), field(|r| json!(r.name)));
+    changes.insert("description".into(), field(|r| json!(r.description)));
+    AuditEvent {
+        id: AuditEventId::generate(),
+        organization_id: organization_id.unwrap_or_else(|| key.organization_id.clone()),
+        member_id: None,
+        role_id,
+        actor_key_id: Some(key.id.clone()),
+        action: action.to_owned(),
+        changes,
+        justification: None,
+        request_id: req.request_id.clone(),
+        member_version: 0,
+        occurred_at: Timestamp::now(),
+    }
 }

@@ -493,6 +493,64 @@ async fn patch(f: &Fixture, req: ApiRequest) -> (u16, Value, crate::http::ApiRes
     (response.status, body_of(&response), response)
 }
 
+/// argon2id (tens of milliseconds, megabytes) runs only for a change that will be written:
+/// not for a dry run, nor for a request a rule refuses.
+#[tokio::test]
+async fn a_password_is_hashed_only_for_a_write() {
+    let f = fixture();
+    let hashes = || crate::model::HASHES.with(|n| n.get());
+    let id = new_member(
+        &f,
+        json!({"firstName": "P", "email": "p@example.com", "role": "simple"}),
+    )
+    .await;
+    let start = hashes();
+    let password = json!({"password": "a-long-new-password"});
+    let mut dry = patch_request(&f, &id, &json!({"settings": password}).to_string());
+    dry.query.push(("dryRun".into(), "true".into()));
+    let (status, body, _) = patch(&f, dry).await;
+    assert_eq!(
+        (status, body["settings"]["hasPassword"].clone()),
+        (200, json!(true)),
+        "{body}"
+    );
+    let refused = patch_request(
+        &f,
+        f.admin.as_str(),
+        &json!({"role": "simple", "settings": password}).to_string(),
+    );
+    let (status, body, _) = patch(&f, refused).await;
+    assert_eq!(
+        (status, body["code"].clone()),
+        (422, json!("last_admin")),
+        "{body}"
+    );
+    let bad_create = json!({"firstName": "Q", "email": "q@example.com", "role": "simple",
+        "backgroundCheckExempt": true, "settings": password});
+    let (status, body, _) = create(&f, create_request(&f.write_key, &bad_create.to_string())).await;
+    assert_eq!(
+        (status, body["code"].clone()),
+        (422, json!("exemption_reason_required")),
+        "{body}"
+    );
+    assert_eq!(
+        hashes(),
+        start,
+        "nothing was hashed for a dry run or a refusal"
+    );
+    let real = patch_request(&f, &id, &json!({"settings": password}).to_string());
+    let (status, _, _) = patch(&f, real).await;
+    assert_eq!(status, 200);
+    assert_eq!(hashes(), start + 1, "hashed once for the write");
+    let s = f.store.state.lock().unwrap_or_else(|e| e.into_inner());
+    let stored = s
+        .members
+        .values()
+        .find(|m| m.id.as_str() == id)
+        .and_then(|m| m.password_hash.clone());
+    assert!(stored.is_some_and(|h| h.verify("a-long-new-password")));
+}
+
 async fn new_member(f: &Fixture, body: Value) -> String {
     let (status, created, _) = create(f, create_request(&f.write_key, &body.to_string())).await;
     assert_eq!(status, 201, "{created}");

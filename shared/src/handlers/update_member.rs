@@ -22,7 +22,7 @@ pub async fn update_member<S: Store>(
     let dry_run = dry_run(&req)?;
     let body = req.json_body()?;
     let patch = parse_member_patch(&body).map_err(ApiError::Validation)?;
-    let outcome = apply_update(store, &key, &req, &id, patch, dry_run).await?;
+    let outcome = apply_update(store, &key, &req, &id, patch, dry_run, false).await?;
     Ok(outcome.response(member_json(&outcome.member)))
 }
 
@@ -70,6 +70,8 @@ pub(crate) fn dry_run(req: &ApiRequest) -> Result<bool, ApiError> {
 
 /// The one update path under PATCH and PUT: one consistent read of the member and its
 /// organisation, the rules, then one conditional transaction (see `store::dynamo`).
+/// `hris_role_mandatory`: seed 002's PUT, where `hris_role` must be sent (not null) while
+/// HRIS is on.
 pub(crate) async fn apply_update(
     store: &impl Store,
     key: &ApiKey,
@@ -77,6 +79,7 @@ pub(crate) async fn apply_update(
     id: &MemberId,
     patch: MemberPatch,
     dry_run: bool,
+    hris_role_mandatory: bool,
 ) -> Result<Outcome, ApiError> {
     let (member, org) = store.member_and_org(&key.organization_id, id).await?;
     let before = member.ok_or(ApiError::NotFound)?;
@@ -84,6 +87,13 @@ pub(crate) async fn apply_update(
         tracing::error!("the API key's organisation does not exist");
         ApiError::Internal
     })?;
+    if hris_role_mandatory && org.hris_enabled && !matches!(patch.hris_role, Some(Some(_))) {
+        return Err(ApiError::rule(
+            "hris_role_required",
+            Some("hrisRole"),
+            "hrisRole is mandatory while HRIS is enabled",
+        ));
+    }
     let if_match = req.header("if-match");
     if if_match.is_some_and(|h| !etag_matches(h, &etag(before.version))) {
         return Err(ApiError::PreconditionFailed);
@@ -123,38 +133,20 @@ pub(crate) async fn apply_update(
         key_id: Some(key.id.clone()),
         request_id: req.request_id.clone(),
     };
-    let previous_primary = match (
-        &org.primary_member_id,
-        after.is_primary && !before.is_primary,
-    ) {
-        (Some(previous), true) if previous != &after.id => {
-            let old = store.member(&org.id, previous).await?.ok_or_else(|| {
-                tracing::error!(previous = %previous, "the organisation's primary member is missing");
-                ApiError::Internal
-            })?;
-            let mut demoted = old.clone();
-            demoted.is_primary = false;
-            demoted.version += 1;
-            demoted.updated_at = now;
-            Some((
-                previous.clone(),
-                audit::event(
-                    "member.primary_moved",
-                    &actor,
-                    Some(&old),
-                    &demoted,
-                    false,
-                    None,
-                ),
-            ))
-        }
-        _ => None,
+    let previous_primary = if after.is_primary && !before.is_primary {
+        super::demotion(store, &org, &after.id, &actor, now).await?
+    } else {
+        None
     };
     let action = match (before.is_active, after.is_active) {
         (true, false) => "member.deactivated",
         (false, true) => "member.reactivated",
         _ => "member.updated",
     };
+    if !dry_run {
+        // Every check this function can make has passed: only now the password's argon2id.
+        rules::hash_password(&mut after, draft.password)?;
+    }
     let write = UpdateMember {
         audit: audit::event(
             action,

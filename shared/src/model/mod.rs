@@ -82,11 +82,15 @@ pub struct Counters {
     /// Active `no_access` + `hris_no_access` members: HRIS cannot be switched on while there are any.
     #[serde(default)]
     pub active_no_access_hris_no_access: i64,
+    /// Active members without an `hrisRole`: HRIS cannot be switched on while there are any
+    /// (rule 3), so that no member is ever stranded without the role HRIS requires.
+    #[serde(default)]
+    pub active_without_hris_role: i64,
 }
 
 impl Counters {
     /// The attribute names of the counters on the organisation item, with their values.
-    pub fn fields(self) -> [(&'static str, i64); 5] {
+    pub fn fields(self) -> [(&'static str, i64); 6] {
         [
             ("activeAdmins", self.active_admins),
             ("activeHrisAdmins", self.active_hris_admins),
@@ -96,6 +100,7 @@ impl Counters {
                 "activeNoAccessHrisNoAccess",
                 self.active_no_access_hris_no_access,
             ),
+            ("activeWithoutHrisRole", self.active_without_hris_role),
         ]
     }
 
@@ -115,6 +120,7 @@ impl Counters {
             active_no_access_hris_no_access: (no_access
                 && hris_role == Some(HrisRole::HrisNoAccess))
                 as i64,
+            active_without_hris_role: hris_role.is_none() as i64,
         }
     }
 
@@ -126,6 +132,8 @@ impl Counters {
             active_no_access: self.active_no_access + other.active_no_access,
             active_no_access_hris_no_access: self.active_no_access_hris_no_access
                 + other.active_no_access_hris_no_access,
+            active_without_hris_role: self.active_without_hris_role
+                + other.active_without_hris_role,
         }
     }
 
@@ -136,6 +144,7 @@ impl Counters {
             active_dual_admins: -other.active_dual_admins,
             active_no_access: -other.active_no_access,
             active_no_access_hris_no_access: -other.active_no_access_hris_no_access,
+            active_without_hris_role: -other.active_without_hris_role,
         })
     }
 
@@ -228,13 +237,17 @@ pub struct AuditEvent {
     /// The member changed; `None` for a change of the organisation itself.
     #[serde(default)]
     pub member_id: Option<MemberId>,
+    /// The custom role created or deleted (`role.created`, `role.deleted`).
+    #[serde(default)]
+    pub role_id: Option<CustomRoleId>,
     pub actor_key_id: Option<ApiKeyId>,
     pub action: String,
     /// `{field: {before, after}}`, secrets already redacted.
     pub changes: serde_json::Map<String, serde_json::Value>,
     pub justification: Option<String>,
     pub request_id: Option<String>,
-    /// The version of the member (or organisation) the change produced.
+    /// The version of the member (or organisation) the change produced; 0 for role events
+    /// (roles have no version).
     pub member_version: u64,
     pub occurred_at: Timestamp,
 }
@@ -250,6 +263,9 @@ pub struct CustomRole {
     /// Active members holding the role, kept by the same transactions that give or take it.
     #[serde(default)]
     pub active_holders: i64,
+    /// Members holding the role, active or deactivated: the role can be deleted only at 0.
+    #[serde(default)]
+    pub holders: i64,
     pub created_at: Timestamp,
 }
 
@@ -266,7 +282,8 @@ pub enum StatusFilter {
 pub struct ListQuery {
     pub status: StatusFilter,
     pub role: Option<Role>,
-    pub hris_role: Option<HrisRole>,
+    /// `Some(None)`: members without an HRIS role (`hrisRole=none`).
+    pub hris_role: Option<Option<HrisRole>>,
     pub department: Option<Department>,
     pub location_id: Option<String>,
     pub email: Option<Email>,
@@ -301,7 +318,7 @@ impl ListQuery {
         };
         status
             && self.role.as_ref().is_none_or(|r| *r == m.role)
-            && self.hris_role.is_none_or(|h| Some(h) == m.hris_role)
+            && self.hris_role.is_none_or(|h| h == m.hris_role)
             && self.department.is_none_or(|d| d == m.department)
             && self
                 .location_id
@@ -363,6 +380,13 @@ mod tests {
         assert!(blocked.minus(blocked).is_zero());
         assert!(Counters::of(false, &admin, Some(HrisRole::HrisAdmin)).is_zero());
         let custom = Role::Custom(CustomRoleId::parse("rol_x").unwrap_or_else(|e| panic!("{e}")));
-        assert!(Counters::of(true, &custom, None).is_zero());
+        assert_eq!(
+            Counters::of(true, &custom, None),
+            Counters {
+                active_without_hris_role: 1,
+                ..Counters::default()
+            }
+        );
+        assert!(Counters::of(false, &custom, None).is_zero());
     }
 }

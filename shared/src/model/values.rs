@@ -320,15 +320,34 @@ impl From<Timestamp> for String {
     }
 }
 
+#[cfg(test)]
+thread_local! {
+    /// How many times argon2id ran on this thread: tests prove it runs only for writes.
+    pub static HASHES: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
 /// An argon2id PHC string. Its `Debug` never shows it.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct PasswordHash(String);
 
 impl PasswordHash {
+    /// A password that is set but not hashed yet: argon2id runs only once a change will be
+    /// written (not for a dry run, nor for a change a rule refuses). The store refuses to
+    /// write one.
+    pub fn pending() -> Self {
+        PasswordHash(String::new())
+    }
+
+    pub fn is_pending(&self) -> bool {
+        self.0.is_empty()
+    }
+
     /// Hashes a plain password with argon2id and a random salt.
     pub fn hash(password: &str) -> Result<Self, String> {
         use argon2::password_hash::PasswordHasher;
+        #[cfg(test)]
+        HASHES.with(|n| n.set(n.get() + 1));
         argon2::Argon2::default()
             .hash_password(password.as_bytes())
             .map(|h| PasswordHash(h.to_string()))

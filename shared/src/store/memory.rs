@@ -98,12 +98,17 @@ impl Store for MemoryStore {
             if m.is_primary {
                 org.primary_member_id = Some(m.id.clone());
             }
-            if let Some((previous, event)) = &w.previous_primary {
-                if let Some(p) = s.members.get_mut(&(org_id.clone(), previous.clone())) {
-                    p.is_primary = false;
-                    p.version += 1;
+            if let Some(d) = &w.previous_primary {
+                let key = (org_id.clone(), d.before.id.clone());
+                if s.members.get(&key) != Some(&d.before) {
+                    return Err(ApiError::Conflict {
+                        code: "organization_changed",
+                        detail: String::new(),
+                        field: None,
+                    });
                 }
-                s.audit.push(event.clone());
+                s.members.insert(key, d.after.clone());
+                s.audit.push(d.audit.clone());
             }
             s.emails.insert(email, m.id.clone());
             s.members.insert((org_id, m.id.clone()), m.clone());
@@ -173,12 +178,17 @@ impl Store for MemoryStore {
             if after.is_primary && !before.is_primary {
                 org.primary_member_id = Some(after.id.clone());
             }
-            if let Some((previous, event)) = &w.previous_primary {
-                if let Some(p) = s.members.get_mut(&(org_id.clone(), previous.clone())) {
-                    p.is_primary = false;
-                    p.version += 1;
+            if let Some(d) = &w.previous_primary {
+                let key = (org_id.clone(), d.before.id.clone());
+                if s.members.get(&key) != Some(&d.before) {
+                    return Err(ApiError::Conflict {
+                        code: "organization_changed",
+                        detail: String::new(),
+                        field: None,
+                    });
                 }
-                s.audit.push(event.clone());
+                s.members.insert(key, d.after.clone());
+                s.audit.push(d.audit.clone());
             }
             s.emails
                 .remove(&(org_id.clone(), before.email.normalized()));
@@ -283,11 +293,12 @@ impl Store for MemoryStore {
         self.with(|s| Ok(s.roles.get(&(org.clone(), id.clone())).cloned()))
     }
 
-    async fn create_role(&self, role: &CustomRole) -> Result<(), ApiError> {
+    async fn create_role(&self, role: &CustomRole, audit: &AuditEvent) -> Result<(), ApiError> {
         self.with(|s| {
+            let skeleton = crate::text::role_name_skeleton(&role.name);
             let taken = s.roles.values().any(|r| {
                 r.organization_id == role.organization_id
-                    && r.name.to_lowercase() == role.name.to_lowercase()
+                    && crate::text::role_name_skeleton(&r.name) == skeleton
             });
             if taken {
                 return Err(ApiError::Conflict {
@@ -300,17 +311,21 @@ impl Store for MemoryStore {
                 (role.organization_id.clone(), role.id.clone()),
                 role.clone(),
             );
+            s.audit.push(audit.clone());
             Ok(())
         })
     }
 
-    async fn delete_role(&self, role: &CustomRole) -> Result<(), ApiError> {
+    async fn delete_role(&self, role: &CustomRole, audit: &AuditEvent) -> Result<(), ApiError> {
         self.with(|s| {
             let key = (role.organization_id.clone(), role.id.clone());
+            if !s.roles.contains_key(&key) {
+                return Err(ApiError::NotFound);
+            }
             let held = s
                 .members
                 .values()
-                .any(|m| m.is_active && m.role == Role::Custom(role.id.clone()));
+                .any(|m| m.role == Role::Custom(role.id.clone()));
             if held {
                 return Err(ApiError::Conflict {
                     code: "role_in_use",
@@ -319,6 +334,7 @@ impl Store for MemoryStore {
                 });
             }
             s.roles.remove(&key);
+            s.audit.push(audit.clone());
             Ok(())
         })
     }

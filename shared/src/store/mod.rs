@@ -12,6 +12,17 @@ use std::future::Future;
 
 pub use dynamo::DynamoStore;
 
+/// The previous primary member stops being primary: written like any member update (the
+/// whole member with its index keys, conditioned on the version read, and while it is still
+/// the active primary), with its event built from what is written.
+#[derive(Debug, Clone)]
+pub struct Demotion {
+    pub before: Member,
+    /// `before` with `isPrimary` false, `version + 1`, `updatedAt` now.
+    pub after: Member,
+    pub audit: AuditEvent,
+}
+
 /// A create, as one all-or-nothing write: the member, its email guard, the organisation's
 /// counters, the audit event and, optionally, the primary handover and the idempotency record.
 #[derive(Debug, Clone)]
@@ -22,7 +33,7 @@ pub struct CreateMember {
     /// and its current primary member.
     pub org: Organization,
     /// Set when the new member takes over as primary from this one.
-    pub previous_primary: Option<(MemberId, AuditEvent)>,
+    pub previous_primary: Option<Demotion>,
     pub idempotency: Option<IdempotencyRecord>,
 }
 
@@ -37,7 +48,7 @@ pub struct UpdateMember {
     /// The organisation as read with the member.
     pub org: Organization,
     pub audit: AuditEvent,
-    pub previous_primary: Option<(MemberId, AuditEvent)>,
+    pub previous_primary: Option<Demotion>,
     /// The client sent `If-Match`: losing the version race is then 412, not 422.
     pub if_match: bool,
     /// Evaluate every condition in one transaction of condition checks; write nothing.
@@ -201,10 +212,20 @@ pub trait Store: Send + Sync {
         org: &OrgId,
         id: &CustomRoleId,
     ) -> impl Future<Output = Result<Option<CustomRole>, ApiError>> + Send;
-    /// Refusal: `role_name_taken` (names are unique per organisation, case-insensitively).
-    fn create_role(&self, role: &CustomRole) -> impl Future<Output = Result<(), ApiError>> + Send;
-    /// Refusal: `role_in_use` while an active member holds it (race-proof: see design.md).
-    fn delete_role(&self, role: &CustomRole) -> impl Future<Output = Result<(), ApiError>> + Send;
+    /// Writes the role with its audit event. Refusal: `role_name_taken` (names are unique
+    /// per organisation by confusable skeleton).
+    fn create_role(
+        &self,
+        role: &CustomRole,
+        audit: &AuditEvent,
+    ) -> impl Future<Output = Result<(), ApiError>> + Send;
+    /// Deletes the role with its audit event. Refusals: `role_in_use` while a member, active
+    /// or not, holds it (race-proof: see design.md); 404 when it is already gone.
+    fn delete_role(
+        &self,
+        role: &CustomRole,
+        audit: &AuditEvent,
+    ) -> impl Future<Output = Result<(), ApiError>> + Send;
     /// Writes a new member atomically. Refusals: `email_taken`, `unknown_role`,
     /// `organization_changed`, `idempotency_conflict` (another request with the same key won).
     fn create_member(

@@ -8,7 +8,7 @@ use super::tx::{check, delete, put, Guarded};
 use super::{keys, Item};
 use crate::error::ApiError;
 use crate::model::*;
-use crate::store::UpdateMember;
+use crate::store::{Demotion, UpdateMember};
 use aws_sdk_dynamodb::types::{
     AttributeValue, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
 };
@@ -28,6 +28,9 @@ pub(super) fn update_items(
         AttributeValue::N(before.version.to_string()),
     )]);
     let member_condition = "attribute_exists(PK) AND version = :expected";
+    if !w.dry_run {
+        hashed(after)?;
+    }
     items.push((
         Guarded::Member,
         if w.dry_run {
@@ -71,35 +74,27 @@ pub(super) fn update_items(
     if let Some(item) = org_item(t, &w.org, Some(before), after, w.dry_run)? {
         items.push((Guarded::Organization, item));
     }
-    if let Some((previous, audit)) = &w.previous_primary {
+    if let Some(demotion) = &w.previous_primary {
         items.push((
             Guarded::PreviousPrimary,
-            demote_primary(t, org, previous, after.updated_at, w.dry_run)?,
+            demote_primary(t, demotion, w.dry_run)?,
         ));
         if !w.dry_run {
-            items.push((Guarded::Audit, put(t, &audit_record(audit))?));
+            items.push((Guarded::Audit, put(t, &audit_record(&demotion.audit))?));
         }
     }
-    // Custom roles count their active holders, so that deleting a role and giving it to a
-    // member cannot both succeed.
-    let held = |m: &Member| match (&m.role, m.is_active) {
-        (Role::Custom(r), true) => Some(r.clone()),
-        _ => None,
-    };
-    let (was, now) = (held(before), held(after));
-    if was != now {
-        if let Some(role) = &now {
-            items.push((
-                Guarded::CustomRole,
-                role_holders(t, org, role, 1, w.dry_run)?,
-            ));
+    // Custom roles count their holders (and, apart, the active ones), so that deleting a
+    // role and giving it to a member, active or not, cannot both succeed.
+    for (role, delta) in holder_deltas(Some(before), after) {
+        if w.dry_run && delta.0 <= 0 && delta.1 <= 0 {
+            continue;
         }
-        if let (Some(role), false) = (&was, w.dry_run) {
-            items.push((
-                Guarded::OldCustomRole,
-                role_holders(t, org, role, -1, false)?,
-            ));
-        }
+        let guard = if delta.0 > 0 || delta.1 > 0 {
+            Guarded::CustomRole
+        } else {
+            Guarded::OldCustomRole
+        };
+        items.push((guard, role_holders(t, org, &role, delta, w.dry_run)?));
     }
     if w.dry_run {
         return Ok(items);
@@ -136,6 +131,19 @@ pub(super) fn update_items(
     }
     items.push((Guarded::Audit, put(t, &audit_record(&w.audit))?));
     Ok(items)
+}
+
+/// Refuses to write a member whose new password was never hashed (a handler bug, caught here
+/// rather than stored).
+pub(super) fn hashed(m: &Member) -> Result<(), ApiError> {
+    if m.password_hash
+        .as_ref()
+        .is_some_and(PasswordHash::is_pending)
+    {
+        tracing::error!("a member with an unhashed password reached the store");
+        return Err(ApiError::Internal);
+    }
+    Ok(())
 }
 
 /// The organisation item of a member write (`before` is `None` for a create): counters
@@ -231,41 +239,67 @@ pub(super) fn org_item(
     Ok(Some(TransactWriteItem::builder().update(update).build()))
 }
 
-/// The previous primary member stops being primary (its version moves), while it still is.
+/// The previous primary member stops being primary: the whole member is written (index keys
+/// included, so `?updatedSince=` sees the change) on the condition that it is still the
+/// version read, active and primary. Its locations do not change.
 pub(super) fn demote_primary(
     t: &str,
-    org: &OrgId,
-    previous: &MemberId,
-    now: Timestamp,
+    d: &Demotion,
     dry_run: bool,
 ) -> Result<TransactWriteItem, ApiError> {
-    let key = keys::member(org, previous);
-    let condition = "isPrimary = :true AND isActive = :true";
-    let values = HashMap::from([(":true".to_owned(), AttributeValue::Bool(true))]);
+    let key = keys::member(&d.before.organization_id, &d.before.id);
+    let condition = "version = :expected AND isPrimary = :true AND isActive = :true";
+    let values = HashMap::from([
+        (
+            ":expected".to_owned(),
+            AttributeValue::N(d.before.version.to_string()),
+        ),
+        (":true".to_owned(), AttributeValue::Bool(true)),
+    ]);
     if dry_run {
         return check(t, key, condition, values);
     }
-    let update = Update::builder()
+    let put = Put::builder()
         .table_name(t)
-        .key("PK", AttributeValue::S(key.0))
-        .key("SK", AttributeValue::S(key.1))
-        .update_expression("SET isPrimary = :false, version = version + :one, updatedAt = :now")
+        .set_item(Some(to_item(&MemberRecord::new(&d.after))?))
         .condition_expression(condition)
         .set_expression_attribute_values(Some(values))
-        .expression_attribute_values(":false", AttributeValue::Bool(false))
-        .expression_attribute_values(":one", AttributeValue::N("1".into()))
-        .expression_attribute_values(":now", AttributeValue::S(now.to_string()))
         .build()
-        .map_err(|e| build_error("Update", e))?;
-    Ok(TransactWriteItem::builder().update(update).build())
+        .map_err(|e| build_error("Put", e))?;
+    Ok(TransactWriteItem::builder().put(put).build())
 }
 
-/// Moves a custom role's count of active holders; the role must exist.
+/// How a member write moves the counts of custom roles: for each role, (holders, active
+/// holders). A role the member keeps, in the same status, is not touched.
+pub(super) fn holder_deltas(
+    before: Option<&Member>,
+    after: &Member,
+) -> Vec<(CustomRoleId, (i64, i64))> {
+    let mut out: Vec<(CustomRoleId, (i64, i64))> = Vec::new();
+    let mut add = |m: &Member, sign: i64| {
+        if let Role::Custom(role) = &m.role {
+            let delta = (sign, sign * m.is_active as i64);
+            match out.iter_mut().find(|(r, _)| r == role) {
+                Some((_, d)) => *d = (d.0 + delta.0, d.1 + delta.1),
+                None => out.push((role.clone(), delta)),
+            }
+        }
+    };
+    if let Some(before) = before {
+        add(before, -1);
+    }
+    add(after, 1);
+    out.retain(|(_, d)| *d != (0, 0));
+    out
+}
+
+/// Moves a custom role's counts of holders and active holders; the role must exist. A dry
+/// run only checks that it does.
 pub(super) fn role_holders(
     t: &str,
     org: &OrgId,
     role: &CustomRoleId,
-    amount: i64,
+    (holders, active): (i64, i64),
     dry_run: bool,
 ) -> Result<TransactWriteItem, ApiError> {
     let key = keys::role(org, role);
@@ -276,10 +310,58 @@ pub(super) fn role_holders(
         .table_name(t)
         .key("PK", AttributeValue::S(key.0))
         .key("SK", AttributeValue::S(key.1))
-        .update_expression("ADD activeHolders :n")
+        .update_expression("ADD holders :all, activeHolders :active")
         .condition_expression("attribute_exists(PK)")
-        .expression_attribute_values(":n", AttributeValue::N(amount.to_string()))
+        .expression_attribute_values(":all", AttributeValue::N(holders.to_string()))
+        .expression_attribute_values(":active", AttributeValue::N(active.to_string()))
         .build()
         .map_err(|e| build_error("Update", e))?;
     Ok(TransactWriteItem::builder().update(update).build())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn member(role: &str, active: bool) -> Member {
+        let body =
+            serde_json::json!({"firstName": "A", "email": "a@example.com", "role": "simple"});
+        let patch = crate::input::parse_member_patch(&body).unwrap_or_else(|e| panic!("{e:?}"));
+        let org = Organization::new("A", false);
+        let mut m = crate::rules::new_member(patch, &org, Timestamp::now())
+            .unwrap_or_else(|e| panic!("{e:?}"))
+            .member;
+        m.role = Role::parse(role).unwrap_or_else(|e| panic!("{e:?}"));
+        m.is_active = active;
+        m
+    }
+
+    #[test]
+    fn every_holder_of_a_custom_role_is_counted_active_or_not() {
+        let (a, b) = ("rol_a", "rol_b");
+        let id = |r: &str| CustomRoleId::parse(r).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            holder_deltas(None, &member(a, false)),
+            vec![(id(a), (1, 0))]
+        );
+        assert_eq!(holder_deltas(None, &member(a, true)), vec![(id(a), (1, 1))]);
+        assert_eq!(holder_deltas(None, &member("simple", true)), vec![]);
+        // Deactivating keeps the holder, not the active one.
+        assert_eq!(
+            holder_deltas(Some(&member(a, true)), &member(a, false)),
+            vec![(id(a), (0, -1))]
+        );
+        assert_eq!(
+            holder_deltas(Some(&member(a, true)), &member(a, true)),
+            vec![]
+        );
+        assert_eq!(
+            holder_deltas(Some(&member(a, false)), &member(b, false)),
+            vec![(id(a), (-1, 0)), (id(b), (1, 0))]
+        );
+        assert_eq!(
+            holder_deltas(Some(&member(a, true)), &member("admin", true)),
+            vec![(id(a), (-1, -1))]
+        );
+    }
 }

@@ -2,7 +2,9 @@
 //! together with its organisation, and a create's idempotency record.
 
 use super::errors::{build_error, refusal, sdk_error, update_refusal, write_conflict};
-use super::member_items::{demote_primary, org_item, role_holders, update_items};
+use super::member_items::{
+    demote_primary, hashed, holder_deltas, org_item, role_holders, update_items,
+};
 use super::records::{
     audit_record, email_guard, from_item, location_records, IdempotencyItem, MemberRecord,
     OrgRecord, IDEMPOTENCY_TTL_SECONDS,
@@ -103,6 +105,7 @@ impl DynamoStore {
     pub(super) async fn insert_member(&self, w: &CreateMember) -> Result<(), ApiError> {
         let t = &self.table;
         let m = &w.member;
+        hashed(m)?;
         let mut items = vec![
             (Guarded::NewMember, put(t, &MemberRecord::new(m))?),
             (Guarded::EmailGuard, put(t, &email_guard(m))?),
@@ -112,18 +115,18 @@ impl DynamoStore {
                 org_item(t, &w.org, None, m, false)?.ok_or(ApiError::Internal)?,
             ),
         ];
-        if let (Role::Custom(role), true) = (&m.role, m.is_active) {
+        for (role, delta) in holder_deltas(None, m) {
             items.push((
                 Guarded::CustomRole,
-                role_holders(t, &m.organization_id, role, 1, false)?,
+                role_holders(t, &m.organization_id, &role, delta, false)?,
             ));
         }
-        if let Some((previous, audit)) = &w.previous_primary {
+        if let Some(demotion) = &w.previous_primary {
             items.push((
                 Guarded::PreviousPrimary,
-                demote_primary(t, &m.organization_id, previous, m.updated_at, false)?,
+                demote_primary(t, demotion, false)?,
             ));
-            items.push((Guarded::Audit, put(t, &audit_record(audit))?));
+            items.push((Guarded::Audit, put(t, &audit_record(&demotion.audit))?));
         }
         if let Some(record) = &w.idempotency {
             let (pk, sk) = keys::idempotency(&record.organization_id, &record.key);

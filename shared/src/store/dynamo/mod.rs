@@ -214,12 +214,12 @@ impl Store for DynamoStore {
         self.role(org, id).await
     }
 
-    async fn create_role(&self, role: &CustomRole) -> Result<(), ApiError> {
-        self.insert_role(role).await
+    async fn create_role(&self, role: &CustomRole, audit: &AuditEvent) -> Result<(), ApiError> {
+        self.insert_role(role, audit).await
     }
 
-    async fn delete_role(&self, role: &CustomRole) -> Result<(), ApiError> {
-        self.remove_role(role).await
+    async fn delete_role(&self, role: &CustomRole, audit: &AuditEvent) -> Result<(), ApiError> {
+        self.remove_role(role, audit).await
     }
 
     async fn organization_and_idempotency(

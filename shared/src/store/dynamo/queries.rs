@@ -69,7 +69,7 @@ impl DynamoStore {
         };
         let mut runs = Vec::new();
         for &active in statuses {
-            runs.push(self.run(&source, active, q, want, &mut page).await?);
+            runs.push(self.run(org, &source, active, q, want, &mut page).await?);
         }
         // Everything up to the smallest position a partition stopped at is known: return
         // only that, so no unread item can be skipped.
@@ -124,6 +124,7 @@ impl DynamoStore {
     /// Reads one status partition of a source until `want` matches, the end, or the cap.
     async fn run(
         &self,
+        org: &OrgId,
         source: &Source,
         active: bool,
         q: &ListQuery,
@@ -132,6 +133,7 @@ impl DynamoStore {
     ) -> Result<Run, ApiError> {
         let mut found = Vec::new();
         let mut start: Option<Item> = None;
+        let (filter, names, filter_values) = filter_expression(org, q);
         loop {
             let (items, last) = match source {
                 Source::Index {
@@ -140,7 +142,7 @@ impl DynamoStore {
                     sk,
                     partition,
                 } => {
-                    let (filter, names, mut values) = filter_expression(q);
+                    let mut values = filter_values.clone();
                     // Only a filtered read can run past its page (sparse matches): measure
                     // what those consume; an unfiltered one reads `want` items at most.
                     let measure = filter.is_some().then_some(ReturnConsumedCapacity::Total);
@@ -159,8 +161,8 @@ impl DynamoStore {
                         .table_name(&self.table)
                         .index_name(*index)
                         .key_condition_expression(condition)
-                        .set_filter_expression(filter)
-                        .set_expression_attribute_names((!names.is_empty()).then_some(names))
+                        .set_filter_expression(filter.clone())
+                        .set_expression_attribute_names((!names.is_empty()).then(|| names.clone()))
                         .set_expression_attribute_values(Some(values))
                         .limit(want.max(1) as i32)
                         .set_exclusive_start_key(start.take())
@@ -396,7 +398,7 @@ fn choose_source(org: &OrgId, q: &ListQuery) -> Source {
             "GSI3",
             "GSI3PK",
             "GSI3SK",
-            Box::new(move |a| keys::hris_partition(&org, Some(hris), a)),
+            Box::new(move |a| keys::hris_partition(&org, hris, a)),
         );
     }
     if let Some(department) = q.department {
@@ -416,25 +418,41 @@ fn choose_source(org: &OrgId, q: &ListQuery) -> Source {
 
 /// The filters the chosen index does not already apply, as a FilterExpression (with
 /// attribute names, since `role` is a reserved word).
-fn filter_expression(q: &ListQuery) -> (Option<String>, HashMap<String, String>, Item) {
-    // In the order choose_source prefers them; the first one present is the index's.
-    let candidates: [(&str, &str, Option<String>); 4] = [
-        ("role", "=", q.role.as_ref().map(|r| r.as_str().to_owned())),
-        ("hrisRole", "=", q.hris_role.map(|h| h.as_str().to_owned())),
-        (
-            "department",
-            "=",
-            q.department.map(|d| d.as_str().to_owned()),
+fn filter_expression(
+    org: &OrgId,
+    q: &ListQuery,
+) -> (Option<String>, HashMap<String, String>, Item) {
+    // In the order choose_source prefers them; the first one present is the index's. Each is
+    // (attribute, operator, value): `begins_with` tests a prefix.
+    let hris = q.hris_role.map(|h| match h {
+        Some(h) => ("hrisRole", "=", h.as_str().to_owned()),
+        // Members without an HRIS role: their GSI3 partition is `…#HRIS#none#<status>`.
+        None => (
+            "GSI3PK",
+            "begins_with",
+            keys::hris_partition(org, None, true)
+                .trim_end_matches(keys::status(true))
+                .to_owned(),
         ),
-        ("updatedAt", ">=", q.updated_since.map(|t| t.to_string())),
+    });
+    let candidates: [Option<(&str, &str, String)>; 4] = [
+        q.role
+            .as_ref()
+            .map(|r| ("role", "=", r.as_str().to_owned())),
+        hris,
+        q.department
+            .map(|d| ("department", "=", d.as_str().to_owned())),
+        q.updated_since.map(|t| ("updatedAt", ">=", t.to_string())),
     ];
     let mut indexed = q.location_id.is_some();
     let (mut parts, mut names, mut values) = (Vec::new(), HashMap::new(), Item::new());
-    for (attribute, operator, value) in candidates {
-        let Some(value) = value else { continue };
+    for (attribute, operator, value) in candidates.into_iter().flatten() {
         if indexed {
             // Names for all: `role` is a reserved word.
-            parts.push(format!("#{attribute} {operator} :{attribute}"));
+            parts.push(match operator {
+                "begins_with" => format!("begins_with(#{attribute}, :{attribute})"),
+                _ => format!("#{attribute} {operator} :{attribute}"),
+            });
             names.insert(format!("#{attribute}"), attribute.to_owned());
             values.insert(format!(":{attribute}"), AttributeValue::S(value));
         }

@@ -1,9 +1,10 @@
 //! The property "whatever the API accepts, it reads back": generated member bodies at the
 //! edges of every writable field (calendar ends and UTC offsets, maximum lengths and counts,
-//! any Unicode scalar the validators let through, absent vs null) go through
+//! any Unicode scalar the text rules let through, absent vs null) go through
 //! parse → rules → stored record → DynamoDB item → record → wire, and every accepted value
-//! comes back equal. Timestamps are also generated outside their range, and must then be
-//! refused (never stored, never a panic).
+//! comes back equal to what was sent in its stored form (text in NFC, trimmed). Timestamps
+//! are also generated outside their range, and must then be refused (never stored, never a
+//! panic). And any text at all is either refused or stored as a fixed point of the rules.
 
 use super::records::{from_item, read_member, to_item, MemberRecord};
 use crate::input::{parse_member_patch, MAX_LOCATIONS};
@@ -12,19 +13,48 @@ use crate::rules::{allowed_collaboration_roles, new_member};
 use crate::wire::member_json;
 use proptest::prelude::*;
 use serde_json::{json, Map, Value};
+use unicode_normalization::UnicodeNormalization;
 
 /// How many bodies `make test` sends through the round trip (`PROPTEST_CASES` overrides).
 const CASES: u32 = 512;
 
-/// Free text as `input::text(max)` takes it: 1 to `max` Unicode scalars, none a control
-/// character, not blank. Half the time exactly `max` long.
+/// Whether free text may hold `c` (README "Text"): no control, format (but the zero-width
+/// joiners), separator, private-use or blank character.
+fn allowed_in_text(c: char) -> bool {
+    use unicode_properties::{GeneralCategory as G, UnicodeGeneralCategory};
+    let refused = matches!(
+        c.general_category(),
+        G::Control | G::LineSeparator | G::ParagraphSeparator | G::PrivateUse | G::Surrogate
+    ) || (c.general_category() == G::Format && !matches!(c, '\u{200C}' | '\u{200D}'))
+        || matches!(c as u32, 0x2800 | 0x3164 | 0xFFA0 | 0x115F | 0x1160);
+    !refused
+}
+
+/// Free text as `input::text(max)` takes it: 1 to `max` Unicode scalars, each one allowed
+/// and unchanged by NFC on its own (so the stored NFC form is never longer), not blank.
+/// Half the time exactly `max` long.
 fn text(max: usize) -> BoxedStrategy<String> {
-    // Control characters become a letter (a filter would reject too often at 2,000 chars).
-    let scalar = any::<char>().prop_map(|c| if c.is_control() { 'x' } else { c });
+    // Others become a letter (a filter would reject too often at 2,000 chars).
+    let scalar = any::<char>().prop_map(|c| {
+        let stable = c.to_string().nfc().eq(std::iter::once(c));
+        if allowed_in_text(c) && stable {
+            c
+        } else {
+            'x'
+        }
+    });
     let len = prop_oneof![1..=max.min(8), Just(max)];
     len.prop_flat_map(move |n| proptest::collection::vec(scalar.clone(), n))
         .prop_map(|chars| chars.into_iter().collect::<String>())
         .prop_filter("not blank", |s| !s.trim().is_empty())
+        .boxed()
+}
+
+/// Text already in its stored form (NFC, trimmed): for the members of sets, which must stay
+/// distinct once stored.
+fn stored_text(max: usize) -> BoxedStrategy<String> {
+    text(max)
+        .prop_map(|s| s.nfc().collect::<String>().trim().to_owned())
         .boxed()
 }
 
@@ -83,8 +113,8 @@ fn role_and_rules() -> impl Strategy<Value = (Role, Vec<Value>)> {
         let allowed = allowed_collaboration_roles(&role);
         let rule = (
             proptest::sample::select(allowed),
-            proptest::collection::hash_set(text(128), 0..4),
-            proptest::collection::hash_set(text(128), 0..4),
+            proptest::collection::hash_set(stored_text(128), 0..4),
+            proptest::collection::hash_set(stored_text(128), 0..4),
         )
             .prop_map(|(r, departments, locations)| {
                 json!({"role": r.as_str(), "departments": departments, "locations": locations})
@@ -102,7 +132,7 @@ fn locations() -> impl Strategy<Value = Vec<Value>> {
         proptest::sample::subsequence(LocationRole::ALLOWED, 1..=LocationRole::ALLOWED.len());
     let count = prop_oneof![0usize..3, Just(MAX_LOCATIONS)];
     count.prop_flat_map(move |n| {
-        proptest::collection::hash_map(text(128), roles.clone(), n).prop_map(|m| {
+        proptest::collection::hash_map(stored_text(128), roles.clone(), n).prop_map(|m| {
             m.into_iter()
                 .map(|(id, role)| json!({"locationId": id, "role": role}))
                 .collect()
@@ -212,6 +242,18 @@ fn body() -> impl Strategy<Value = (Value, Vec<bool>)> {
         )
 }
 
+/// Every string of a body as it is stored: NFC, trimmed.
+fn normalised(v: &Value) -> Value {
+    match v {
+        Value::String(s) => json!(s.nfc().collect::<String>().trim()),
+        Value::Array(items) => Value::Array(items.iter().map(normalised).collect()),
+        Value::Object(o) => {
+            Value::Object(o.iter().map(|(k, v)| (k.clone(), normalised(v))).collect())
+        }
+        other => other.clone(),
+    }
+}
+
 /// What a field reads back as, for comparison with what was sent: instants as instants.
 fn same(field: &str, sent: &Value, read: &Value) -> bool {
     match field {
@@ -260,7 +302,7 @@ proptest! {
         prop_assert_eq!(&back, &member);
 
         let wire = member_json(&back);
-        let sent = body.as_object().cloned().unwrap_or_default();
+        let sent = normalised(&body).as_object().cloned().unwrap_or_default();
         for (field, value) in &sent {
             match field.as_str() {
                 "email" => prop_assert_eq!(&wire["email"], &json!(value.as_str().map(str::trim))),
@@ -273,5 +315,14 @@ proptest! {
         let text = wire.to_string();
         let reparsed: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
         prop_assert_eq!(reparsed, wire);
+    }
+
+    #[test]
+    fn any_text_is_refused_or_stored_in_a_form_that_reads_back_the_same(s in any::<String>()) {
+        if let Ok(stored) = crate::text::free_text(&s, 2000) {
+            prop_assert_eq!(&stored, &s.nfc().collect::<String>().trim().to_owned());
+            prop_assert!(stored.chars().all(allowed_in_text), "{:?}", stored);
+            prop_assert_eq!(crate::text::free_text(&stored, 2000), Ok(stored.clone()));
+        }
     }
 }

@@ -43,9 +43,12 @@ fn roles_of(org: &OrgId) -> String {
     format!("ORG#{org}#ROLES")
 }
 
+/// The guard that keeps role names unique: one item per confusable skeleton (hashed, so
+/// that any name fits in a key).
 fn role_name_key(org: &OrgId, name: &str) -> (String, String) {
+    let skeleton = crate::text::role_name_skeleton(name);
     (
-        format!("ORG#{org}#ROLENAME#{}", name.to_lowercase()),
+        format!("ORG#{org}#ROLENAME#{}", crate::auth::hash_key(&skeleton)),
         "ROLENAME".into(),
     )
 }
@@ -78,8 +81,12 @@ impl DynamoStore {
         let turning_on = after.hris_enabled && !before.hris_enabled;
         let turning_off = !after.hris_enabled && before.hris_enabled;
         if turning_on {
-            // Rule 3: someone is admin + hris_admin; rule 4: nobody is no_access + hris_no_access.
+            // Rule 3: someone is admin + hris_admin, every active member has an HRIS role;
+            // rule 4: nobody is no_access + hris_no_access.
             condition.push("activeDualAdmins >= :one");
+            condition.push(
+                "(attribute_not_exists(activeWithoutHrisRole) OR activeWithoutHrisRole = :zero)",
+            );
             condition.push("(attribute_not_exists(activeNoAccessHrisNoAccess) OR activeNoAccessHrisNoAccess = :zero)");
         }
         if turning_off {
@@ -184,7 +191,11 @@ impl DynamoStore {
             .map(|r| r.role))
     }
 
-    pub(super) async fn insert_role(&self, role: &CustomRole) -> Result<(), ApiError> {
+    pub(super) async fn insert_role(
+        &self,
+        role: &CustomRole,
+        audit: &AuditEvent,
+    ) -> Result<(), ApiError> {
         let (pk, sk) = keys::role(&role.organization_id, &role.id);
         let record = RoleRecord {
             pk,
@@ -204,6 +215,7 @@ impl DynamoStore {
         let items = vec![
             (Guarded::Role, put(&self.table, &record)?),
             (Guarded::RoleName, put(&self.table, &guard)?),
+            (Guarded::Audit, put(&self.table, &audit_record(audit))?),
         ];
         self.transact(items, super::errors::write_conflict)
             .await
@@ -214,7 +226,7 @@ impl DynamoStore {
                 {
                     ApiError::Conflict {
                         code: "role_name_taken",
-                        detail: "The organisation already has a role with this name.".into(),
+                        detail: "The organisation already has a role with this name, or one that looks the same.".into(),
                         field: Some("name"),
                     }
                 }
@@ -222,9 +234,16 @@ impl DynamoStore {
             })
     }
 
-    pub(super) async fn remove_role(&self, role: &CustomRole) -> Result<(), ApiError> {
+    /// Deletes a role no member holds, active or deactivated (members never hold a role
+    /// that does not exist). Refusals: `role_in_use`, or 404 when another request deleted
+    /// it first.
+    pub(super) async fn remove_role(
+        &self,
+        role: &CustomRole,
+        audit: &AuditEvent,
+    ) -> Result<(), ApiError> {
         let key = keys::role(&role.organization_id, &role.id);
-        let idle = "attribute_exists(PK) AND (attribute_not_exists(activeHolders) OR activeHolders <= :zero)";
+        let idle = "attribute_exists(PK) AND (attribute_not_exists(holders) OR holders <= :zero) AND (attribute_not_exists(activeHolders) OR activeHolders <= :zero)";
         let zero = HashMap::from([(":zero".to_owned(), AttributeValue::N("0".into()))]);
         let items = vec![
             (Guarded::Role, delete(&self.table, key, Some((idle, zero)))?),
@@ -236,16 +255,25 @@ impl DynamoStore {
                     None,
                 )?,
             ),
+            (Guarded::Audit, put(&self.table, &audit_record(audit))?),
         ];
         self.transact(items, super::errors::write_conflict)
             .await
             .map_err(|failure| match failure {
                 TxFailure::Error(e) => e,
-                TxFailure::Refused(_) => ApiError::Conflict {
-                    code: "role_in_use",
-                    detail: "An active member holds this role; give them another role first."
-                        .into(),
-                    field: None,
+                // The role as it was when refused: gone (another deletion won) or held.
+                TxFailure::Refused(failed) => match failed
+                    .into_iter()
+                    .find(|(g, _)| *g == Guarded::Role)
+                {
+                    Some((_, None)) => ApiError::NotFound,
+                    Some((_, Some(_))) => ApiError::Conflict {
+                        code: "role_in_use",
+                        detail: "A member (active or deactivated) holds this role; give them another role first."
+                            .into(),
+                        field: None,
+                    },
+                    None => ApiError::Internal,
                 },
             })
     }
@@ -280,7 +308,7 @@ pub fn hris_switch_refusal(counters: &Counters, on: bool) -> Option<ApiError> {
         ));
     }
     let blocked = if on {
-        counters.active_no_access_hris_no_access
+        counters.active_no_access_hris_no_access + counters.active_without_hris_role
     } else {
         counters.active_no_access
     };
@@ -289,7 +317,7 @@ pub fn hris_switch_refusal(counters: &Counters, on: bool) -> Option<ApiError> {
             "hris_blocked_by_members",
             Some("hrisEnabled"),
             if on {
-                "active members with role no_access and hrisRole hris_no_access would break rule 4"
+                "every active member needs an hrisRole (rule 3), and none may be no_access with hris_no_access (rule 4); these block it"
             } else {
                 "active members with role no_access need HRIS (rule 4)"
             },

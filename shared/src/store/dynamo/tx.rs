@@ -301,7 +301,8 @@ pub(super) fn delete(
     if let Some((expression, values)) = condition {
         delete = delete
             .condition_expression(expression)
-            .set_expression_attribute_values(Some(values));
+            .set_expression_attribute_values(Some(values))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
     }
     Ok(TransactWriteItem::builder()
         .delete(delete.build().map_err(|e| build_error("Delete", e))?)
