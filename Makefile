@@ -45,10 +45,14 @@ lint: deps validate ## rustfmt, clippy (warnings are errors), and the SAM templa
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets --quiet -- -D warnings
 
-validate: deps ## cfn-lint, `sam validate --lint`, and the routes SAM creates (offline)
+validate: deps ## cfn-lint, `sam validate --lint`, the routes SAM creates, each role's IAM vs its code (offline)
 	$(VENV)/cfn-lint template.yaml
 	AWS_DEFAULT_REGION=eu-west-1 $(VENV)/sam validate --lint --template template.yaml
 	AWS_DEFAULT_REGION=eu-west-1 $(VENV)/python scripts/check_routes.py
+	@# Least privilege: each function's DynamoDB actions as derived from its Rust code, writes
+	@# only to ORG# items; then proof that the check refuses broken templates.
+	AWS_DEFAULT_REGION=eu-west-1 $(VENV)/python scripts/check_iam.py
+	AWS_DEFAULT_REGION=eu-west-1 $(VENV)/python scripts/check_iam.py --self-test
 
 fmt: ## Format the code
 	cargo fmt --all

@@ -41,16 +41,18 @@ if [ -n "${DYNAMODB_DATA:-}" ]; then
 else
   storage=(-inMemory)
 fi
-echo "==> DynamoDB Local on 127.0.0.1:$DYNAMODB_PORT (log: .local/dynamodb.log)" >&2
+# DynamoDB Local has no option to choose its interface: it listens on all of them (see the
+# README, "What listens where"). No telemetry; no browser page of another origin may call it.
+echo "==> DynamoDB Local on port $DYNAMODB_PORT, all interfaces (log: .local/dynamodb.log)" >&2
 ( cd "$jar_dir" && exec setsid java -Djava.library.path=./DynamoDBLocal_lib -jar DynamoDBLocal.jar \
-    "${storage[@]}" -port "$DYNAMODB_PORT" ) > .local/dynamodb.log 2>&1 &
+    "${storage[@]}" -port "$DYNAMODB_PORT" -disableTelemetry -cors http://127.0.0.1 ) > .local/dynamodb.log 2>&1 &
 pids+=($!)
 for _ in $(seq 100); do port_busy "$DYNAMODB_PORT" && break; sleep 0.1; done
 port_busy "$DYNAMODB_PORT" || { echo "DynamoDB Local did not start; see .local/dynamodb.log" >&2; exit 1; }
 
 exports=$(target/debug/membersctl demo --api-url "http://127.0.0.1:$API_PORT")
 
-echo "==> API on http://127.0.0.1:$API_PORT (cargo lambda watch; each function serves 16 requests at once)" >&2
+echo "==> API on http://127.0.0.1:$API_PORT, loopback only (cargo lambda watch; each function serves 16 requests at once)" >&2
 # One process per function, 16 invocations at a time inside it (shared/src/local.rs says why
 # not watch's --concurrency).
 MEMBERS_LOCAL_CONCURRENCY=16 setsid .local/venv/bin/cargo-lambda lambda watch --ignore-changes --disable-cors -A 127.0.0.1 -P "$API_PORT" &

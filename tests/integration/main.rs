@@ -71,6 +71,7 @@ fn main() {
         rest::other_methods_get_405_and_unknown_paths_404,
         security::every_route_refuses_bad_credentials_alike,
         security::mass_assignment_and_hostile_input_are_refused,
+        security::the_local_stack_listens_where_the_readme_says,
         edges::instants_outside_years_1_to_9999_are_refused_not_stored,
         edges::a_history_over_one_megabyte_reads_back_to_its_first_event,
         edges::large_members_list_in_pages_under_lambdas_limit,

@@ -39,6 +39,18 @@ pub async fn hris_on_is_refused_while_a_member_has_no_hris_role(ctx: Arc<Ctx>) -
         .filter_map(|m| m["id"].as_str())
         .collect();
     ensure_eq!(ids, vec![nia.as_str()], "hrisRole=none lists who blocks it");
+    for (query, expected) in [
+        ("hrisRole=none&role=simple", 1),
+        ("hrisRole=none&role=admin", 0),
+        ("hrisRole=none&department=none&status=all", 1),
+    ] {
+        let page = t.call("GET", &format!("/v1/members?{query}"), None)?.json();
+        ensure_eq!(
+            page["members"].as_array().map_or(0, Vec::len),
+            expected,
+            "{query}"
+        );
+    }
     ensure_eq!(
         t.patch_member(&nia, &json!({"jobTitle": "Engineer"}))?
             .status,

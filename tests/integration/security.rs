@@ -379,3 +379,52 @@ pub async fn mass_assignment_and_hostile_input_are_refused(ctx: Arc<Ctx>) -> Tes
     );
     st.check_invariants(&t.org).await
 }
+
+/// What README "What listens where" says: the API (cargo lambda watch) only on 127.0.0.1;
+/// DynamoDB Local, which has no option to choose an interface, on all of them, but sending
+/// no telemetry and refusing browser pages of other origins.
+pub async fn the_local_stack_listens_where_the_readme_says(ctx: Arc<Ctx>) -> TestResult {
+    let st = &ctx.stack;
+    let api_port: u16 = st
+        .api
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
+    let api = members_tests::listening_addresses(api_port);
+    ensure!(
+        !api.is_empty() && api.iter().all(|a| a == "127.0.0.1"),
+        "the API listens on 127.0.0.1 only: {api:?}"
+    );
+    let dynamo = members_tests::listening_addresses(st.dynamo.port);
+    ensure!(
+        !dynamo.is_empty() && dynamo.iter().all(|a| a == "::" || a == "0.0.0.0"),
+        "DynamoDB Local listens on every interface, as the README says (update it if this changed): {dynamo:?}"
+    );
+    // A browser's preflight, sent raw: DynamoDB Local is not the API (no contract record).
+    let preflight = {
+        use std::io::{Read, Write};
+        let mut tcp = std::net::TcpStream::connect(("127.0.0.1", st.dynamo.port))
+            .map_err(|e| e.to_string())?;
+        tcp.set_read_timeout(Some(Duration::from_secs(10)))
+            .map_err(|e| e.to_string())?;
+        write!(
+            tcp,
+            "OPTIONS / HTTP/1.1\r\nHost: 127.0.0.1\r\nOrigin: http://evil.example\r\nAccess-Control-Request-Method: POST\r\nConnection: close\r\n\r\n"
+        )
+        .map_err(|e| e.to_string())?;
+        let mut answer = String::new();
+        let _ = tcp.read_to_string(&mut answer);
+        answer.to_ascii_lowercase()
+    };
+    ensure!(
+        preflight.starts_with("http/1.1 4") && !preflight.contains("access-control-allow-origin"),
+        "a page of another origin may not call DynamoDB Local: {preflight}"
+    );
+    let log = std::fs::read_to_string(st.dir.join("dynamodb.log")).unwrap_or_default();
+    ensure!(
+        log.contains("CorsParams:\thttp://127.0.0.1"),
+        "DynamoDB Local started with the CORS allow-list: {log}"
+    );
+    Ok(())
+}

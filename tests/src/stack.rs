@@ -127,6 +127,11 @@ impl DynamoLocal {
             "-Djava.library.path=./DynamoDBLocal_lib",
             "-jar",
             "DynamoDBLocal.jar",
+            // As `make dev` runs it: no telemetry, no browser page of another origin may
+            // call it (its default CORS allow-list is `*`).
+            "-disableTelemetry",
+            "-cors",
+            "http://127.0.0.1",
             "-port",
         ]);
         command.arg(port.to_string());
@@ -204,8 +209,13 @@ impl Stack {
         let port = free_port()?;
         let watch_log = dir.join("watch.log");
         let mut command = Command::new(cargo_lambda());
+        // MEMBERS_FUNCTIONS_ROOT: serve another checkout's functions (to show that a test
+        // fails on the code before a fix); by default this workspace's.
+        let functions = std::env::var_os("MEMBERS_FUNCTIONS_ROOT")
+            .map(PathBuf::from)
+            .unwrap_or_else(workspace_root);
         command
-            .current_dir(workspace_root())
+            .current_dir(functions)
             .args([
                 "lambda",
                 "watch",
@@ -513,6 +523,44 @@ pub async fn new_tenant(store: &DynamoStore, api: &str, hris: bool) -> Result<Te
         read_key: keys[1].clone(),
         api: api.to_owned(),
     })
+}
+
+/// The addresses TCP `port` is listened on, from /proc/net/tcp and tcp6 (Linux): "127.0.0.1",
+/// "0.0.0.0", "::", "::1", … Empty when nothing listens, or off Linux.
+pub fn listening_addresses(port: u16) -> Vec<String> {
+    let mut out = Vec::new();
+    for (file, v6) in [("/proc/net/tcp", false), ("/proc/net/tcp6", true)] {
+        let Ok(table) = std::fs::read_to_string(file) else {
+            continue;
+        };
+        for line in table.lines().skip(1) {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let (Some(local), Some("0A")) = (fields.get(1), fields.get(3).copied()) else {
+                continue;
+            };
+            let Some((address, hex_port)) = local.split_once(':') else {
+                continue;
+            };
+            if u16::from_str_radix(hex_port, 16) != Ok(port) {
+                continue;
+            }
+            // Each 32-bit word of the address is in host (little-endian) byte order.
+            let bytes: Vec<u8> = (0..address.len() / 8)
+                .flat_map(|w| {
+                    let word = u32::from_str_radix(&address[w * 8..w * 8 + 8], 16).unwrap_or(0);
+                    word.to_le_bytes()
+                })
+                .collect();
+            out.push(if v6 {
+                let octets: [u8; 16] = bytes.try_into().unwrap_or([0; 16]);
+                std::net::Ipv6Addr::from(octets).to_string()
+            } else {
+                let octets: [u8; 4] = bytes.try_into().unwrap_or([0; 4]);
+                std::net::Ipv4Addr::from(octets).to_string()
+            });
+        }
+    }
+    out
 }
 
 /// A string attribute ("" when absent).

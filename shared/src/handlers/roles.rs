@@ -152,6 +152,6 @@ fn role_event(
         justification: None,
         request_id: req.request_id.clone(),
         member_version: 0,
-        occurred_at: Timestamp::now(),
+        occurred_at: after.map_or_else(Timestamp::now, |r| r.created_at),
     }
 }
