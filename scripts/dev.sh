@@ -27,10 +27,18 @@ export TABLE_NAME=${TABLE_NAME:-members}
 export LOG_FORMAT=${LOG_FORMAT:-pretty}
 
 pids=()
+# Watch starts each function in a session of its own; this marks them as ours, so that Ctrl-C
+# stops them too (a function whose watch is gone spins on the dead runtime API).
+export MEMBERS_DEV_SESSION="$$"
 cleanup() {
   trap - INT TERM EXIT
   for pid in "${pids[@]}"; do kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true; done
   wait 2>/dev/null
+  for environ in /proc/[0-9]*/environ; do
+    if tr '\0' '\n' < "$environ" 2>/dev/null | grep -qx "MEMBERS_DEV_SESSION=$$"; then
+      p=${environ#/proc/}; kill -KILL "${p%/environ}" 2>/dev/null || true
+    fi
+  done
   echo "==> stopped" >&2
 }
 trap cleanup INT TERM EXIT

@@ -99,16 +99,7 @@ impl Store for MemoryStore {
                 org.primary_member_id = Some(m.id.clone());
             }
             if let Some(d) = &w.previous_primary {
-                let key = (org_id.clone(), d.before.id.clone());
-                if s.members.get(&key) != Some(&d.before) {
-                    return Err(ApiError::Conflict {
-                        code: "organization_changed",
-                        detail: String::new(),
-                        field: None,
-                    });
-                }
-                s.members.insert(key, d.after.clone());
-                s.audit.push(d.audit.clone());
+                demote(s, d)?;
             }
             s.emails.insert(email, m.id.clone());
             s.members.insert((org_id, m.id.clone()), m.clone());
@@ -179,16 +170,7 @@ impl Store for MemoryStore {
                 org.primary_member_id = Some(after.id.clone());
             }
             if let Some(d) = &w.previous_primary {
-                let key = (org_id.clone(), d.before.id.clone());
-                if s.members.get(&key) != Some(&d.before) {
-                    return Err(ApiError::Conflict {
-                        code: "organization_changed",
-                        detail: String::new(),
-                        field: None,
-                    });
-                }
-                s.members.insert(key, d.after.clone());
-                s.audit.push(d.audit.clone());
+                demote(s, d)?;
             }
             s.emails
                 .remove(&(org_id.clone(), before.email.normalized()));
@@ -338,4 +320,19 @@ impl Store for MemoryStore {
             Ok(())
         })
     }
+}
+
+/// The previous primary's demotion, on the condition the store puts on it: still as read.
+fn demote(s: &mut State, d: &crate::store::Demotion) -> Result<(), ApiError> {
+    let key = (d.before.organization_id.clone(), d.before.id.clone());
+    if s.members.get(&key) != Some(&d.before) {
+        return Err(ApiError::Conflict {
+            code: "organization_changed",
+            detail: String::new(),
+            field: None,
+        });
+    }
+    s.members.insert(key, d.after.clone());
+    s.audit.push(d.audit.clone());
+    Ok(())
 }
