@@ -231,6 +231,29 @@ def label(pairs):
     return ", ".join(sorted(a + ("(index)" if k == "index" else "") for a, k in pairs)) or "-"
 
 
+def other_service(template, name, binary, s, streams):
+    """The only grants beyond DynamoDB: events:PutEvents on this template's bus, for code that
+    calls `.put_events(`; sqs:SendMessage on the queue that is the function's own stream
+    on-failure destination (SAM adds that one itself)."""
+    problems = []
+    code = "\n".join(p.read_text() for p in Path(f"functions/{binary}/src").rglob("*.rs"))
+    failure_queues = [e["Properties"].get("DestinationConfig", {}).get("OnFailure", {}).get("Destination")
+                      for e in streams]
+    for action in listed(s["Action"]):
+        for resource in listed(s.get("Resource", [])):
+            target = resource.get("Fn::GetAtt") if isinstance(resource, dict) else None
+            target = target.split(".") if isinstance(target, str) else target
+            kind = template["Resources"].get(target[0], {}).get("Type") if target else None
+            if action == "events:PutEvents" and kind == "AWS::Events::EventBus" and target[1] == "Arn":
+                if ".put_events(" not in code:
+                    problems.append(f"{name}: grants events:PutEvents, which the code of {binary} never calls")
+            elif action == "sqs:SendMessage" and resource in failure_queues:
+                pass
+            else:
+                problems.append(f"{name}: {action} on {resource}: name each action, and the table or its indexes")
+    return problems
+
+
 def check(template, derived):
     """(problems, rows of (function, granted, derived)); `derived` caches derive() by binary."""
     template, problems, rows, binaries = copy.deepcopy(template), [], [], {}
@@ -249,13 +272,21 @@ def check(template, derived):
         if needed is None or role is None:
             problems.append(f"{name}: no crate functions/{binary}, or a role not made by this template: cannot check it")
             continue
+        streams = [e for e in template["Resources"][name]["Properties"].get("Events", {}).values()
+                   if e.get("Type") == "DynamoDB"]
         for arn in role["Properties"].get("ManagedPolicyArns", []):
+            # SAM gives a function with a DynamoDB stream event the stream-reading policy.
+            if streams and isinstance(arn, str) and arn.endswith("service-role/AWSLambdaDynamoDBExecutionRole"):
+                continue
             if not (isinstance(arn, str) and arn.endswith(SAM_MANAGED)):
                 problems.append(f"{name}: managed policy {arn} cannot be checked; use explicit statements")
         granted, unconditional = set(), set()
         for s in (s for p in role["Properties"].get("Policies", []) for s in listed(p["PolicyDocument"]["Statement"])):
             if s.get("Effect") != "Allow" or "NotAction" in s or "NotResource" in s:
                 problems.append(f"{name}: only Allow statements with Action and Resource are understood: {s}")
+                continue
+            if all(not a.startswith("dynamodb:") for a in listed(s["Action"])):
+                problems += other_service(template, name, binary, s, streams)
                 continue
             actions = [a.removeprefix("dynamodb:") for a in listed(s["Action"])]
             kinds = {resource_kind(r) for r in listed(s.get("Resource", []))}
@@ -288,6 +319,13 @@ def statement(template, function, action):
 
 
 MUTATIONS = [  # (what, how, the refusal expected): each must make the check fail that way
+    ("PutEvents on every bus", lambda t: next(st for st in t["Resources"]["PublishEventsFunction"]["Properties"]["Policies"][0][
+        "Statement"] if st["Action"] == ["events:PutEvents"]).update(Resource="*"), "PublishEventsFunction: events:PutEvents on *"),
+    ("PutEvents for a function that never publishes", lambda t: statement(t, "ListEventsFunction", "GetItem").update(
+        Action=["events:PutEvents"], Resource={"Fn::GetAtt": ["EventBus", "Arn"]}) or t["Resources"]["ListEventsFunction"][
+        "Properties"]["Policies"][0]["Statement"].append({"Sid": "R", "Effect": "Allow", "Action": ["dynamodb:GetItem",
+        "dynamodb:BatchGetItem", "dynamodb:Query"], "Resource": {"Fn::GetAtt": ["MembersTable", "Arn"]}}),
+     "ListEventsFunction: grants events:PutEvents, which the code of list-events never calls"),
     ("DynamoDBCrudPolicy back on create-member", lambda t: t["Resources"]["CreateMemberFunction"]["Properties"].update(
         Policies=[{"DynamoDBCrudPolicy": {"TableName": {"Ref": TABLE}}}]), "CreateMemberFunction: grants dynamodb:Scan"),
     ("create-role may write APIKEY#* items", lambda t: statement(t, "CreateRoleFunction", "PutItem")["Condition"][

@@ -60,6 +60,12 @@ port_busy "$DYNAMODB_PORT" || { echo "DynamoDB Local did not start; see .local/d
 
 exports=$(target/debug/membersctl demo --api-url "http://127.0.0.1:$API_PORT")
 
+# The stream consumer, as publish-events on AWS: places each change event in its
+# organisation's feed (GET /v1/events) and prints it here.
+echo "==> change events: membersctl events consume (prints one line per event)" >&2
+setsid target/debug/membersctl events consume &
+pids+=($!)
+
 echo "==> API on http://127.0.0.1:$API_PORT, loopback only (cargo lambda watch; each function serves 16 requests at once)" >&2
 # One process per function, 16 invocations at a time inside it (shared/src/local.rs says why
 # not watch's --concurrency).
@@ -73,6 +79,6 @@ Paste these two lines into your shell, then try the README's curl examples:
 
 $(echo "$exports" | grep '^export')
 
-Ctrl-C stops DynamoDB Local and the API.
+Ctrl-C stops DynamoDB Local, the API and the event consumer.
 MSG
 wait "${pids[@]}"

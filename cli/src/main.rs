@@ -1,6 +1,8 @@
 //! `membersctl`: the operator's CLI. Creates the table, organisations with their first admin,
 //! and API keys (shown once). Works against DynamoDB Local or AWS.
 
+mod consume;
+
 use clap::{Args, Parser, Subcommand};
 use serde_json::json;
 use shared::admin::{create_organization, FirstAdmin};
@@ -39,6 +41,9 @@ enum Command {
     /// Issue, list and revoke API keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Change events, locally.
+    #[command(subcommand)]
+    Events(EventsCommand),
     /// Create the table, a demo organisation and a read/write key; print shell exports.
     Demo {
         /// Base URL the API is served at, for the printed MEMBERS_API_URL.
@@ -94,6 +99,14 @@ enum KeysCommand {
     },
 }
 
+#[derive(Subcommand)]
+enum EventsCommand {
+    /// Consume the table's stream as `publish-events` does on AWS: place each new event in
+    /// its organisation's feed (GET /v1/events) and print it. Runs until stopped; resumes
+    /// where it stopped. For DynamoDB Local (on AWS the function does this).
+    Consume,
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -112,6 +125,11 @@ async fn run(cli: &Cli) -> Result<(), String> {
     let where_ = cli.endpoint_url.clone().unwrap_or_else(|| "AWS".into());
     let failed = |e: ApiError| describe(e, &where_, &cli.table);
     match &cli.command {
+        Command::Events(EventsCommand::Consume) => {
+            let config = DynamoStore::sdk_config(cli.endpoint_url.as_deref()).await;
+            let streams = aws_sdk_dynamodbstreams::Client::new(&config);
+            consume::run(&store, &streams).await?;
+        }
         Command::CreateTable => {
             let created = store.create_table().await.map_err(failed)?;
             let state = if created { "created" } else { "already exists" };

@@ -89,6 +89,7 @@ pub fn event(
         request_id: actor.request_id.clone(),
         member_version: after.version,
         occurred_at: after.updated_at,
+        resource: Some(member_json(after)),
     }
 }
 

@@ -69,6 +69,9 @@ pub enum ApiError {
     /// again with the same client token did not settle it: it may have been applied.
     #[error("the outcome of a write is unknown")]
     OutcomeUnknown { retry_after_seconds: u32 },
+    /// A feed cursor older than the feed's retention: events after it were deleted.
+    #[error("cursor expired")]
+    CursorExpired,
     #[error("internal error")]
     Internal,
 }
@@ -126,6 +129,7 @@ impl ApiError {
             ApiError::UpdateInProgress => "member_update_in_progress",
             ApiError::Unavailable { .. } => "service_unavailable",
             ApiError::OutcomeUnknown { .. } => "outcome_unknown",
+            ApiError::CursorExpired => "cursor_expired",
             ApiError::Internal => "internal_error",
         }
     }
@@ -198,6 +202,14 @@ impl ApiError {
                 "The data store did not confirm the write in time: it may or may not have been \
                  applied. Retry the same request: with its If-Match (or Idempotency-Key) a retry \
                  cannot apply it twice; or read the resource first."
+                    .into(),
+            ),
+            ApiError::CursorExpired => (
+                410,
+                "Gone",
+                "Events after this cursor are past the feed's 30-day retention and were \
+                 deleted. Resynchronise (GET /v1/members), then follow the feed again from \
+                 its start (no `after`)."
                     .into(),
             ),
             ApiError::Internal => (

@@ -4,6 +4,7 @@
 //! - [`input`]: JSON bodies → typed patches, every field checked; [`text`]: what free text may hold
 //! - [`rules`]: the SPEC's rules that one member and its organisation decide
 //! - [`store`]: the storage port and its DynamoDB implementation (counters, guards, conditions)
+//! - [`events`]: change events (CloudEvents) built from the outbox the writes fill
 //! - [`auth`], [`audit`], [`wire`], [`http`], [`error`]: keys, history, responses, Lambda glue
 //! - [`handlers`]: one function per endpoint (and the [`fallback`](handlers::fallback) for
 //!   what no route serves), listed in [`routes`]; [`admin`]: what the operator CLI does
@@ -11,7 +12,9 @@
 pub mod admin;
 pub mod audit;
 pub mod auth;
+pub mod consumer;
 pub mod error;
+pub mod events;
 pub mod handlers;
 pub mod http;
 pub mod input;

@@ -17,6 +17,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/roles"),
     ("POST", "/v1/roles"),
     ("DELETE", "/v1/roles/{id}"),
+    ("GET", "/v1/events"),
 ];
 
 /// The route template a request path fits (`/v1/members/{id}`), for logs: an id that is

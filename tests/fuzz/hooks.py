@@ -6,7 +6,7 @@ Two failures are dropped, and only these:
   ours) before any function runs. Given such a body, the function answers 400
   `malformed_json` (unit test "invalid utf-8" in shared/src/http.rs). tests/src/fuzz.rs
   counts these answers and reports them.
-- A made-up `cursor` (any string is "schema-valid": a cursor is opaque, so no schema can say
+- A made-up `cursor` or feed `after` (any string is "schema-valid": a cursor is opaque, so no schema can say
   which strings the API issued) answered 400 `invalid_cursor`, as openapi.yaml documents.
 """
 
@@ -29,7 +29,7 @@ def _made_up_cursor_refused(case, response) -> bool:
     query = case.query or {}
     return (
         response.status_code == 400
-        and "cursor" in query
+        and ("cursor" in query or "after" in query)
         and '"code":"invalid_cursor"' in response.text_lossy()
     )
 

@@ -4,6 +4,7 @@
 
 mod create_get;
 mod edges;
+mod events;
 mod faults;
 mod races;
 mod rest;
@@ -85,6 +86,9 @@ fn main() {
         rules::hris_on_is_refused_while_a_member_has_no_hris_role,
         roles::look_alike_names_are_refused_and_role_changes_have_history,
         rules::the_old_primary_is_written_like_any_update,
+        events::the_feed_never_skips_under_concurrent_writers_and_consumers,
+        events::one_event_per_change_and_none_for_refused_dry_or_noop,
+        events::a_consumer_killed_mid_batch_resumes_and_loses_nothing,
     ];
     let selected: Vec<_> = all
         .iter()

@@ -115,6 +115,20 @@ impl Process {
     }
 }
 
+impl Process {
+    /// SIGKILL to the process group, then wait for it.
+    pub fn kill(&self) {
+        let Ok(mut child) = self.child.lock() else {
+            return;
+        };
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", child.id())])
+            .stderr(Stdio::null())
+            .status();
+        let _ = child.wait();
+    }
+}
+
 impl Drop for Process {
     fn drop(&mut self) {
         self.stop();
@@ -208,6 +222,9 @@ pub struct Stack {
     pub watch_log: PathBuf,
     pub dir: PathBuf,
     watch: Process,
+    /// The stream consumer (`membersctl events consume`), as `make dev` runs it.
+    consumer: std::sync::Mutex<Option<Process>>,
+    consumer_starts: std::sync::atomic::AtomicUsize,
 }
 
 impl Stack {
@@ -276,7 +293,10 @@ impl Stack {
             watch_log,
             dir,
             watch,
+            consumer: std::sync::Mutex::new(None),
+            consumer_starts: Default::default(),
         };
+        stack.start_consumer()?;
         stack.warm_up()?;
         Ok(stack)
     }
@@ -313,7 +333,68 @@ impl Stack {
         Ok(())
     }
 
+    /// Starts the stream consumer (again): it resumes from its checkpoint.
+    pub fn start_consumer(&self) -> TestResult {
+        let n = self
+            .consumer_starts
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let mut command = Command::new(membersctl());
+        command
+            .args(["events", "consume"])
+            .env("AWS_ENDPOINT_URL_DYNAMODB", self.dynamo.endpoint())
+            .env("TABLE_NAME", TABLE);
+        let log = self.dir.join(format!("consumer-{n}.log"));
+        let process = Process::spawn("membersctl events consume", command, &log)?;
+        let mut slot = self.consumer.lock().map_err(|e| e.to_string())?;
+        *slot = Some(process);
+        Ok(())
+    }
+
+    /// Another consumer of the same stream, as long as the answer lives (a shard split or a
+    /// second poller: both place the same records).
+    pub fn extra_consumer(&self, name: &str) -> Result<Process, String> {
+        let mut command = Command::new(membersctl());
+        command
+            .args(["events", "consume"])
+            .env("AWS_ENDPOINT_URL_DYNAMODB", self.dynamo.endpoint())
+            .env("TABLE_NAME", TABLE);
+        Process::spawn(
+            "membersctl events consume",
+            command,
+            &self.dir.join(format!("consumer-{name}.log")),
+        )
+    }
+
+    /// Backdates a place of an organisation's feed past its retention (as 30 days would).
+    pub async fn expire_feed_place(&self, org: &OrgId, seq: u64) -> TestResult {
+        self.store
+            .client()
+            .update_item()
+            .table_name(TABLE)
+            .key("PK", AttributeValue::S(format!("ORG#{org}#EVENTS")))
+            .key("SK", AttributeValue::S(format!("{seq:020}")))
+            .update_expression("SET expiresAt = :past")
+            .condition_expression("attribute_exists(PK)")
+            .expression_attribute_values(":past", AttributeValue::N("1".into()))
+            .send()
+            .await
+            .map_err(|e| format!("expire place {seq}: {e:?}"))?;
+        Ok(())
+    }
+
+    /// Kills the stream consumer at once (SIGKILL: mid-batch, no clean-up).
+    pub fn kill_consumer(&self) -> TestResult {
+        let mut slot = self.consumer.lock().map_err(|e| e.to_string())?;
+        if let Some(process) = slot.take() {
+            process.kill();
+        }
+        Ok(())
+    }
+
     pub fn stop(&self) {
+        if let Ok(mut slot) = self.consumer.lock() {
+            slot.take();
+        }
         self.watch.stop();
         // Functions whose watch is gone would spin on the dead runtime API, each burning a
         // share of a core for as long as the machine runs.
@@ -614,6 +695,14 @@ pub fn s(item: &HashMap<String, AttributeValue>, name: &str) -> String {
 /// A boolean attribute (false when absent).
 pub fn b(item: &HashMap<String, AttributeValue>, name: &str) -> bool {
     matches!(item.get(name), Some(AttributeValue::Bool(true)))
+}
+
+/// The operator's CLI as `cargo build` left it (`make test` builds the workspace first).
+fn membersctl() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"));
+    target.join("debug/membersctl")
 }
 
 fn cargo_lambda() -> PathBuf {

@@ -2,7 +2,7 @@ use super::member_id;
 use super::paging::{self, decode_cursor, encode_cursor, fingerprint};
 use crate::error::ApiError;
 use crate::http::{ApiRequest, ApiResponse};
-use crate::model::{MemberId, OrgId, Scope};
+use crate::model::{AuditEvent, MemberId, OrgId, Scope};
 use crate::store::Store;
 use std::sync::Arc;
 
@@ -50,7 +50,13 @@ async fn history_page(
         .await?;
     // Events carry the changed fields before and after (collaboration rules up to 64 KiB
     // each way): a page stops at its byte budget and continues after its last event.
-    let (kept, cut) = paging::fit(&events, paging::text);
+    // The resource snapshot an entry keeps for its change event is not part of a history.
+    let (kept, cut) = paging::fit(&events, |e| {
+        paging::text(&AuditEvent {
+            resource: None,
+            ..e.clone()
+        })
+    });
     let next = match cut {
         true => events
             .get(kept.len().wrapping_sub(1))

@@ -170,5 +170,6 @@ fn event(actor: &Actor, before: &Organization, after: &Organization) -> AuditEve
         request_id: actor.request_id.clone(),
         member_version: after.version,
         occurred_at: after.updated_at,
+        resource: Some(new),
     }
 }

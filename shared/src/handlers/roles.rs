@@ -153,5 +153,7 @@ fn role_event(
         request_id: req.request_id.clone(),
         member_version: 0,
         occurred_at: after.map_or_else(Timestamp::now, |r| r.created_at),
+        // A deleted role's event carries the role as it was.
+        resource: after.or(before).map(custom_role_json),
     }
 }

@@ -250,6 +250,11 @@ pub struct AuditEvent {
     /// (roles have no version).
     pub member_version: u64,
     pub occurred_at: Timestamp,
+    /// The resource after the change in its API shape (secrets never in it), for the
+    /// change event this entry also is (the outbox: `events`). Not part of the history's
+    /// answers; absent in entries written before events existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource: Option<serde_json::Value>,
 }
 
 /// A custom role of an organisation (seed 000: a member's role may be a custom role id).

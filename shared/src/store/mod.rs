@@ -138,6 +138,16 @@ pub struct NewApiKey {
 
 /// Everything the handlers need from storage. Every write is conditional; every method that
 /// can be refused by a rule returns the matching [`ApiError`].
+/// One place of an organisation's event feed, as a read found it.
+#[derive(Clone, Debug)]
+pub struct FeedEntry {
+    pub seq: u64,
+    /// Past its retention (TTL deletes lazily, so a read may still find it).
+    pub expired: bool,
+    /// The event's outbox entry when it is live and of a type asked for.
+    pub event: Option<AuditEvent>,
+}
+
 pub trait Store: Send + Sync {
     fn api_key_by_hash(
         &self,
@@ -192,6 +202,16 @@ pub trait Store: Send + Sync {
         limit: usize,
         before: Option<&str>,
     ) -> impl Future<Output = Result<(Vec<AuditEvent>, Option<String>), ApiError>> + Send;
+    /// The organisation's event feed after place `after`, oldest first: each place read
+    /// (matching `types` or not; empty: all), with at most `limit` live matches, and
+    /// whether the feed goes on.
+    fn feed(
+        &self,
+        org: &OrgId,
+        after: u64,
+        limit: usize,
+        types: &[String],
+    ) -> impl Future<Output = Result<(Vec<FeedEntry>, bool), ApiError>> + Send;
     /// Writes new settings, conditioned on the version read and, when HRIS is switched, on
     /// the counters rule 3 and 4 need. Refusals: `precondition_failed`,
     /// `organization_changed`, `hris_requires_admin_hris_admin`, `hris_blocked_by_members`.

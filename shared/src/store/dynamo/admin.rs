@@ -14,7 +14,8 @@ use crate::store::{NewApiKey, NewOrganization};
 use aws_sdk_dynamodb::error::ProvideErrorMetadata;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, KeySchemaElement,
-    KeyType, Projection, ProjectionType, ScalarAttributeType,
+    KeyType, Projection, ProjectionType, ScalarAttributeType, StreamSpecification,
+    StreamViewType,
 };
 
 impl DynamoStore {
@@ -43,7 +44,15 @@ impl DynamoStore {
             .attribute_definitions(s("PK")?)
             .attribute_definitions(s("SK")?)
             .key_schema(key("PK", KeyType::Hash)?)
-            .key_schema(key("SK", KeyType::Range)?);
+            .key_schema(key("SK", KeyType::Range)?)
+            // The change events' outbox is read from the stream (template.yaml: the same).
+            .stream_specification(
+                StreamSpecification::builder()
+                    .stream_enabled(true)
+                    .stream_view_type(StreamViewType::NewImage)
+                    .build()
+                    .map_err(|e| build_error("StreamSpecification", e))?,
+            );
         for (index, pk, sk) in INDEXES {
             request = request
                 .attribute_definitions(s(pk)?)

@@ -97,7 +97,7 @@ impl DynamoStore {
 
 /// Short timeouts, so that an unreachable store becomes a 503 within seconds rather than a
 /// Lambda timeout.
-fn timeouts() -> aws_sdk_dynamodb::config::timeout::TimeoutConfig {
+pub fn timeouts() -> aws_sdk_dynamodb::config::timeout::TimeoutConfig {
     aws_sdk_dynamodb::config::timeout::TimeoutConfig::builder()
         .connect_timeout(Duration::from_secs(1))
         .operation_attempt_timeout(Duration::from_secs(2))
@@ -106,7 +106,7 @@ fn timeouts() -> aws_sdk_dynamodb::config::timeout::TimeoutConfig {
 }
 
 /// rustls on ring: the same TLS as the SDK's default client, a smaller binary.
-fn https_client() -> aws_smithy_runtime_api::client::http::SharedHttpClient {
+pub fn https_client() -> aws_smithy_runtime_api::client::http::SharedHttpClient {
     aws_smithy_http_client::Builder::new()
         .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
             aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,

@@ -94,7 +94,10 @@ pub(super) fn refusal(guard: Guarded) -> ApiError {
         | Guarded::Location
         | Guarded::OldCustomRole
         | Guarded::Role
-        | Guarded::RoleName => {
+        | Guarded::RoleName
+        | Guarded::FeedSequence
+        | Guarded::Outbox(_)
+        | Guarded::FeedEvent => {
             tracing::error!(?guard, "a freshly generated id already exists");
             ApiError::Internal
         }

@@ -35,6 +35,14 @@ pub fn audit_partition(org: &OrgId, member: Option<&MemberId>) -> String {
         None => format!("ORG#{org}#AUDIT"),
     }
 }
+/// The organisation's event feed: one item per place, and the counter.
+pub fn feed_partition(org: &OrgId) -> String {
+    format!("ORG#{org}#EVENTS")
+}
+/// The feed's counter: its sort key sorts before every place (`#` < `0`).
+pub fn feed_sequence(org: &OrgId) -> (String, String) {
+    (feed_partition(org), "#SEQUENCE".into())
+}
 pub fn api_key(hash: &str) -> (String, String) {
     (format!("APIKEY#{hash}"), "APIKEY".into())
 }

@@ -10,6 +10,7 @@
 mod admin;
 mod client;
 mod errors;
+mod feed;
 pub mod keys;
 mod member_items;
 mod members;
@@ -20,7 +21,10 @@ mod roundtrip;
 mod settings;
 mod tx;
 
+pub use aws_sdk_dynamodb::types::AttributeValue;
+pub use client::{https_client, timeouts};
 pub use errors::sdk_error;
+pub use feed::FEED_SCAN_CAP;
 pub use keys::INDEXES;
 pub use queries::READ_CAP;
 pub use records::IDEMPOTENCY_TTL_SECONDS;
@@ -29,7 +33,6 @@ pub use settings::hris_switch_refusal;
 use super::{CreateMember, IdempotencyRecord, Store, UpdateMember};
 use crate::error::ApiError;
 use crate::model::*;
-use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::Client;
 use records::{from_item, ApiKeyRecord, MemberRecord, OrgRecord};
 use serde::de::DeserializeOwned;
@@ -188,6 +191,16 @@ impl Store for DynamoStore {
         before: Option<&str>,
     ) -> Result<(Vec<AuditEvent>, Option<String>), ApiError> {
         self.audit_page(org, member, limit, before).await
+    }
+
+    async fn feed(
+        &self,
+        org: &OrgId,
+        after: u64,
+        limit: usize,
+        types: &[String],
+    ) -> Result<(Vec<crate::store::FeedEntry>, bool), ApiError> {
+        self.feed_page(org, after, limit, types).await
     }
 
     async fn update_organization(

@@ -31,6 +31,12 @@ pub(super) enum Guarded {
     /// A custom role item, and its name guard.
     Role,
     RoleName,
+    /// An organisation's feed counter, as read.
+    FeedSequence,
+    /// The audit item at this index of the chunk being placed, without a place yet.
+    Outbox(usize),
+    /// A new place in the feed.
+    FeedEvent,
 }
 
 /// Why a transaction did not happen.

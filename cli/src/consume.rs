@@ -1,0 +1,201 @@
+//! `membersctl events consume`: the local stand-in for the `publish-events` function. It
+//! reads the table's stream from DynamoDB Local (the real Streams API) and does what the
+//! function does on AWS (`shared::consumer::handle`): places each new outbox entry in its
+//! organisation's feed. Lambda keeps an event source mapping's position; here each shard's
+//! position is an item of the table (`LOCAL#STREAM`, the shard id), moved only after a batch
+//! is done, so a consumer killed mid-batch resumes where it stood and loses nothing.
+
+use aws_sdk_dynamodbstreams::types::{Shard, ShardIteratorType};
+use aws_sdk_dynamodbstreams::Client as Streams;
+use shared::consumer::{handle, Publisher, StreamRecord};
+use shared::events::CloudEvent;
+use shared::store::DynamoStore;
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+/// How long the consumer waits when the stream has nothing new.
+const IDLE: Duration = Duration::from_millis(100);
+
+/// Prints each event as it is placed: `event <sequence> <type> <subject> <id>`.
+struct PrintPublisher;
+
+impl Publisher for PrintPublisher {
+    async fn publish(&self, events: &[CloudEvent]) -> usize {
+        for e in events {
+            println!("event {} {} {} {}", e.sequence, e.kind, e.subject, e.id);
+        }
+        events.len()
+    }
+}
+
+pub async fn run(store: &DynamoStore, streams: &Streams) -> Result<(), String> {
+    let stream = store
+        .client()
+        .describe_table()
+        .table_name(store.table())
+        .send()
+        .await
+        .map_err(|e| format!("cannot describe table {}: {e}", store.table()))?
+        .table
+        .and_then(|t| t.latest_stream_arn)
+        .ok_or_else(|| {
+            format!(
+                "table {} has no stream; create it with `membersctl create-table` (a table made \
+                 before events existed: delete and recreate it locally)",
+                store.table()
+            )
+        })?;
+    eprintln!("membersctl: consuming the stream of table {}", store.table());
+    let mut iterators: HashMap<String, String> = HashMap::new();
+    let mut closed: HashSet<String> = HashSet::new();
+    loop {
+        let shards = shards(streams, &stream).await?;
+        let known: HashSet<&str> = shards.iter().filter_map(|s| s.shard_id()).collect();
+        let mut busy = false;
+        for shard in &shards {
+            let Some(id) = shard.shard_id() else { continue };
+            // A child shard waits for its parent: one item's records stay in order.
+            let parent_open = shard
+                .parent_shard_id()
+                .is_some_and(|p| known.contains(p) && !closed.contains(p));
+            if closed.contains(id) || parent_open {
+                continue;
+            }
+            let iterator = match iterators.remove(id) {
+                Some(it) => it,
+                None => iterator(store, streams, &stream, id).await?,
+            };
+            let out = match streams
+                .get_records()
+                .shard_iterator(&iterator)
+                .limit(100)
+                .send()
+                .await
+            {
+                Ok(out) => out,
+                Err(e) => {
+                    eprintln!("membersctl: GetRecords failed ({e}); asking again");
+                    continue;
+                }
+            };
+            let records: Vec<StreamRecord> = out.records().iter().filter_map(record).collect();
+            if let Some(last) = records.last() {
+                busy = true;
+                if let Some(failed) = handle(store, &records, &PrintPublisher).await {
+                    // Not moved: the batch is read again from the checkpoint.
+                    eprintln!("membersctl: batch failed at record {failed}; retrying");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    continue;
+                }
+                save_checkpoint(store, id, &last.sequence_number).await?;
+            }
+            match out.next_shard_iterator {
+                Some(next) => {
+                    iterators.insert(id.to_owned(), next);
+                }
+                None => {
+                    closed.insert(id.to_owned());
+                }
+            }
+        }
+        if !busy {
+            tokio::time::sleep(IDLE).await;
+        }
+    }
+}
+
+async fn shards(streams: &Streams, arn: &str) -> Result<Vec<Shard>, String> {
+    let mut out = Vec::new();
+    let mut start: Option<String> = None;
+    loop {
+        let page = streams
+            .describe_stream()
+            .stream_arn(arn)
+            .set_exclusive_start_shard_id(start.take())
+            .send()
+            .await
+            .map_err(|e| format!("cannot describe the stream: {e}"))?;
+        let description = page.stream_description;
+        let last = description
+            .as_ref()
+            .and_then(|d| d.last_evaluated_shard_id.clone());
+        out.extend(description.and_then(|d| d.shards).unwrap_or_default());
+        match last {
+            Some(id) => start = Some(id),
+            None => return Ok(out),
+        }
+    }
+}
+
+/// An iterator after the shard's checkpoint, or from its oldest record.
+async fn iterator(
+    store: &DynamoStore,
+    streams: &Streams,
+    arn: &str,
+    shard: &str,
+) -> Result<String, String> {
+    let request = streams.get_shard_iterator().stream_arn(arn).shard_id(shard);
+    let request = match checkpoint(store, shard).await? {
+        Some(after) => request
+            .shard_iterator_type(ShardIteratorType::AfterSequenceNumber)
+            .sequence_number(after),
+        None => request.shard_iterator_type(ShardIteratorType::TrimHorizon),
+    };
+    request
+        .send()
+        .await
+        .map_err(|e| format!("cannot read shard {shard}: {e}"))?
+        .shard_iterator
+        .ok_or_else(|| format!("no iterator for shard {shard}"))
+}
+
+fn record(r: &aws_sdk_dynamodbstreams::types::Record) -> Option<StreamRecord> {
+    let change = r.dynamodb.as_ref()?;
+    let image: serde_dynamo::Item = change.new_image.clone().unwrap_or_default().into();
+    Some(StreamRecord {
+        sequence_number: change.sequence_number.clone()?,
+        event_name: r.event_name.as_ref()?.as_str().to_owned(),
+        new_image: image.into(),
+    })
+}
+
+fn checkpoint_key(shard: &str) -> HashMap<String, shared::store::dynamo::AttributeValue> {
+    use shared::store::dynamo::AttributeValue as A;
+    HashMap::from([
+        ("PK".to_owned(), A::S("LOCAL#STREAM".into())),
+        ("SK".to_owned(), A::S(shard.to_owned())),
+    ])
+}
+
+async fn checkpoint(store: &DynamoStore, shard: &str) -> Result<Option<String>, String> {
+    let out = store
+        .client()
+        .get_item()
+        .table_name(store.table())
+        .set_key(Some(checkpoint_key(shard)))
+        .consistent_read(true)
+        .send()
+        .await
+        .map_err(|e| format!("cannot read the checkpoint: {e}"))?;
+    Ok(out.item.and_then(|i| match i.get("after") {
+        Some(shared::store::dynamo::AttributeValue::S(s)) => Some(s.clone()),
+        _ => None,
+    }))
+}
+
+async fn save_checkpoint(store: &DynamoStore, shard: &str, after: &str) -> Result<(), String> {
+    let mut item = checkpoint_key(shard);
+    item.insert(
+        "after".into(),
+        shared::store::dynamo::AttributeValue::S(after.to_owned()),
+    );
+    store
+        .client()
+        .put_item()
+        .table_name(store.table())
+        .set_item(Some(item))
+        .send()
+        .await
+        .map_err(|e| format!("cannot save the checkpoint: {e}"))?;
+    Ok(())
+}

@@ -1,0 +1,229 @@
+//! Change events: CloudEvents 1.0 built from the outbox.
+//!
+//! Every write puts an audit entry in the same transaction as its change (the outbox). The
+//! table's stream carries each new entry to the consumer (`publish-events` on AWS,
+//! `membersctl events consume` locally), which gives it the next place in its
+//! organisation's feed ([`crate::store::dynamo::DynamoStore::sequence`]) and publishes it.
+//! The feed (`GET /v1/events`) and the pushes all carry the same event, with the same `id`
+//! and `sequence`. docs/design.md says why the feed never skips.
+
+use crate::model::*;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// The event types, as `type` and as EventBridge's `detail-type`.
+pub const TYPES: [&str; 8] = [
+    "member.created",
+    "member.updated",
+    "member.deactivated",
+    "member.reactivated",
+    "member.primary_moved",
+    "role.created",
+    "role.deleted",
+    "organization.updated",
+];
+
+/// EventBridge `source` of every event, and the prefix of the CloudEvents `source`.
+pub const SOURCE: &str = "members-api";
+
+/// How long the feed keeps an event (TTL), counted from its sequencing.
+pub const RETENTION_SECONDS: i64 = 30 * 24 * 3600;
+
+/// One change event (CloudEvents 1.0, JSON format).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CloudEvent {
+    pub specversion: String,
+    /// The audit entry's id: the same in the feed, on EventBridge and in every webhook
+    /// delivery (`webhook-id`), so receivers deduplicate on it.
+    pub id: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// `members-api/organizations/<orgId>`.
+    pub source: String,
+    /// The resource changed: a member, custom role or organisation id.
+    pub subject: String,
+    pub time: Timestamp,
+    pub datacontenttype: String,
+    /// The event's place in its organisation's feed (CloudEvents `sequence` extension):
+    /// 20 decimal digits, so string order is numeric order; dense (no gaps).
+    pub sequence: String,
+    pub data: EventData,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EventData {
+    pub organization_id: OrgId,
+    /// The resource after the change, in its API shape (a deleted role: as it was). Null
+    /// only for entries written before events existed.
+    pub object: Value,
+    /// The fields changed, `{field: {before, after}}`, secrets redacted.
+    pub changes: Map<String, Value>,
+    /// The resource's version after the change: receivers order one resource's events by
+    /// it. A custom role has no version of its own: 1 when created, 2 when deleted.
+    pub version: u64,
+    /// The API key that made the change (`None`: the operator's CLI).
+    pub actor_key_id: Option<ApiKeyId>,
+    pub request_id: Option<String>,
+}
+
+/// A feed position as the `sequence` attribute spells it.
+pub fn sequence_text(seq: u64) -> String {
+    format!("{seq:020}")
+}
+
+/// The event an outbox entry stands for, at its place `seq` in the feed.
+pub fn from_audit(e: &AuditEvent, seq: u64) -> CloudEvent {
+    let subject = match (&e.member_id, &e.role_id) {
+        (Some(member), _) => member.to_string(),
+        (None, Some(role)) => role.to_string(),
+        (None, None) => e.organization_id.to_string(),
+    };
+    let version = match e.action.as_str() {
+        "role.created" => 1,
+        "role.deleted" => 2,
+        _ => e.member_version,
+    };
+    CloudEvent {
+        specversion: "1.0".into(),
+        id: e.id.to_string(),
+        kind: e.action.clone(),
+        source: format!("{SOURCE}/organizations/{}", e.organization_id),
+        subject,
+        time: e.occurred_at,
+        datacontenttype: "application/json".into(),
+        sequence: sequence_text(seq),
+        data: EventData {
+            organization_id: e.organization_id.clone(),
+            object: e.resource.clone().unwrap_or(Value::Null),
+            changes: e.changes.clone(),
+            version,
+            actor_key_id: e.actor_key_id.clone(),
+            request_id: e.request_id.clone(),
+        },
+    }
+}
+
+/// EventBridge refuses an entry over 256 KB. A bigger event (a member with the largest
+/// collaboration rules, changed both ways, comes near) is published without its `data`
+/// payload but with `dataref`, the feed query that returns it whole (the CloudEvents
+/// claim-check extension); the feed and webhooks always carry it whole.
+pub const PUSH_MAX_BYTES: usize = 256 * 1024;
+
+/// The event as published where an entry is limited to [`PUSH_MAX_BYTES`]: as is when it
+/// fits (with room for the envelope), else with `data` replaced by `dataref`.
+pub fn fitted_for_push(event: &CloudEvent, envelope_bytes: usize) -> Value {
+    let whole = serde_json::to_value(event).unwrap_or(Value::Null);
+    let size = whole.to_string().len() + envelope_bytes;
+    if size <= PUSH_MAX_BYTES {
+        return whole;
+    }
+    let mut thin = whole;
+    if let Some(obj) = thin.as_object_mut() {
+        obj.remove("data");
+        let after = event.sequence.parse::<u64>().unwrap_or(1).saturating_sub(1);
+        obj.insert(
+            "dataref".into(),
+            Value::String(format!("/v1/events?after={}&limit=1", feed_cursor(after))),
+        );
+    }
+    thin
+}
+
+/// The feed cursor that continues after `seq` (what `GET /v1/events` answers as
+/// `nextCursor`): opaque to clients, it only holds the position.
+pub fn feed_cursor(seq: u64) -> String {
+    crate::handlers::paging::encode_cursor(&seq.to_string(), FEED_CURSOR_KIND)
+}
+
+/// The fingerprint of feed cursors (they belong to no filter: `types` may change between
+/// calls).
+pub const FEED_CURSOR_KIND: &str = "events";
+
+/// Whether a stream image is an outbox entry (what the stream filter of template.yaml
+/// passes): an audit entry. The consumer checks it again.
+pub fn is_outbox_entry(entity: Option<&str>) -> bool {
+    entity == Some("auditEvent")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn entry(action: &str, rules: usize) -> AuditEvent {
+        AuditEvent {
+            id: AuditEventId::generate(),
+            organization_id: OrgId::parse("org_a").unwrap_or_else(|e| panic!("{e}")),
+            member_id: MemberId::parse("mem_b").ok(),
+            role_id: None,
+            actor_key_id: None,
+            action: action.into(),
+            changes: Map::from_iter([(
+                "collaborationRules".into(),
+                json!({"before": "x".repeat(rules), "after": "y".repeat(rules)}),
+            )]),
+            justification: None,
+            request_id: None,
+            member_version: 7,
+            occurred_at: Timestamp::now(),
+            resource: Some(json!({"id": "mem_b", "collaborationRules": "y".repeat(rules)})),
+        }
+    }
+
+    #[test]
+    fn an_event_has_every_cloudevents_attribute_and_its_place() {
+        let e = from_audit(&entry("member.updated", 10), 42);
+        let v = serde_json::to_value(&e).unwrap_or_default();
+        for attribute in [
+            "specversion",
+            "id",
+            "type",
+            "source",
+            "subject",
+            "time",
+            "datacontenttype",
+            "sequence",
+            "data",
+        ] {
+            assert!(v.get(attribute).is_some(), "{attribute}");
+        }
+        assert_eq!(v["specversion"], "1.0");
+        assert_eq!(v["subject"], "mem_b");
+        assert_eq!(v["sequence"], "00000000000000000042");
+        assert_eq!(v["data"]["version"], 7);
+        assert!(sequence_text(9) < sequence_text(10));
+        assert!(sequence_text(u64::MAX).len() == 20);
+    }
+
+    #[test]
+    fn an_event_too_big_to_push_is_pushed_with_a_reference_instead_of_data() {
+        let small = from_audit(&entry("member.updated", 10), 5);
+        assert_eq!(
+            fitted_for_push(&small, 100),
+            serde_json::to_value(&small).unwrap_or_default()
+        );
+        // Collaboration rules of 64 KiB each way, all quotes (escaped, they double): over
+        // 256 KB, as the largest accepted member can be.
+        let mut big = entry("member.updated", 0);
+        let rules = "\"".repeat(64 * 1024);
+        big.changes = Map::from_iter([(
+            "collaborationRules".into(),
+            json!({"before": rules, "after": rules}),
+        )]);
+        big.resource = Some(json!({ "collaborationRules": rules }));
+        let big = from_audit(&big, 5);
+        let pushed = fitted_for_push(&big, 100);
+        assert!(pushed.get("data").is_none());
+        assert!(pushed.to_string().len() < PUSH_MAX_BYTES);
+        assert_eq!(pushed["id"], big.id);
+        let dataref = pushed["dataref"].as_str().unwrap_or_default();
+        let cursor = dataref
+            .trim_start_matches("/v1/events?after=")
+            .trim_end_matches("&limit=1");
+        assert_eq!(
+            crate::handlers::paging::decode_cursor(cursor, FEED_CURSOR_KIND).ok(),
+            Some("4".into())
+        );
+    }
+}

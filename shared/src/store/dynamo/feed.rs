@@ -1,0 +1,402 @@
+//! The event feed of an organisation: each outbox entry (audit item) given a place.
+//!
+//! Partition `ORG#<org>#EVENTS`: the counter item (`SK = #SEQUENCE`, `last`) and one small
+//! item per event (`SK` = its place as 20 digits) that points at its audit item. Places are
+//! handed out by one transaction that moves the counter from the value read to `last + n`
+//! and writes places `last+1 ..= last+n`, so the places visible at any moment are exactly
+//! `1..=last`: dense, and a later event never gets a smaller one (docs/design.md, "The
+//! event feed"). The audit item is marked with its place (`feedSequence`) in the same
+//! transaction, so an entry delivered twice by the stream gets one place.
+
+use super::errors::{build_error, sdk_error};
+use super::records::{from_item, AuditRecord};
+use super::tx::{Guarded, TxFailure};
+use super::{keys, DynamoStore, Item};
+use crate::error::ApiError;
+use crate::events::{self, CloudEvent};
+use crate::model::*;
+use crate::store::FeedEntry;
+use aws_sdk_dynamodb::types::{
+    AttributeValue, KeysAndAttributes, ReturnValuesOnConditionCheckFailure,
+    TransactWriteItem, Update,
+};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+
+/// Entries placed by one transaction: the counter and two items each, under DynamoDB's 100.
+const PLACES_PER_TRANSACTION: usize = 49;
+/// The most rounds one organisation's entries may take (each round re-reads the counter
+/// another consumer moved, or places a chunk).
+const MAX_ROUNDS: usize = 64;
+/// The most feed items one read scans (the `types` filter can make matches sparse).
+pub const FEED_SCAN_CAP: usize = 1000;
+
+#[derive(Serialize, Deserialize)]
+struct SequenceRecord {
+    #[serde(rename = "PK")]
+    pk: String,
+    #[serde(rename = "SK")]
+    sk: String,
+    last: u64,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct FeedRecord {
+    #[serde(rename = "PK")]
+    pk: String,
+    #[serde(rename = "SK")]
+    sk: String,
+    entity: String,
+    #[serde(rename = "type")]
+    kind: String,
+    audit_pk: String,
+    audit_sk: String,
+    /// TTL: 30 days after the event got its place.
+    expires_at: i64,
+}
+
+impl DynamoStore {
+    /// Gives each outbox entry its place in its organisation's feed (an entry that already
+    /// has one keeps it) and returns the events, in the order given. Entries of one
+    /// organisation get increasing places in that order.
+    pub async fn sequence(&self, entries: &[AuditEvent]) -> Result<Vec<CloudEvent>, ApiError> {
+        let mut placed: Vec<Option<CloudEvent>> = vec![None; entries.len()];
+        let mut orgs: Vec<&OrgId> = entries.iter().map(|e| &e.organization_id).collect();
+        orgs.dedup();
+        orgs.sort();
+        orgs.dedup();
+        for org in orgs {
+            let pending: Vec<usize> = (0..entries.len())
+                .filter(|&i| &entries[i].organization_id == org)
+                .collect();
+            self.sequence_org(org, entries, pending, &mut placed).await?;
+        }
+        placed
+            .into_iter()
+            .map(|p| p.ok_or(ApiError::Internal))
+            .collect()
+    }
+
+    async fn sequence_org(
+        &self,
+        org: &OrgId,
+        entries: &[AuditEvent],
+        mut pending: Vec<usize>,
+        placed: &mut [Option<CloudEvent>],
+    ) -> Result<(), ApiError> {
+        let counter = keys::feed_sequence(org);
+        for _ in 0..MAX_ROUNDS {
+            if pending.is_empty() {
+                return Ok(());
+            }
+            let last = self
+                .get::<SequenceRecord>(counter.clone())
+                .await?
+                .map(|r| r.last);
+            let chunk: Vec<usize> = pending
+                .iter()
+                .copied()
+                .take(PLACES_PER_TRANSACTION)
+                .collect();
+            let first = last.unwrap_or(0) + 1;
+            let mut items = vec![(
+                Guarded::FeedSequence,
+                self.move_counter(org, last, chunk.len() as u64)?,
+            )];
+            let expires_at = Timestamp::now().unix_seconds() + events::RETENTION_SECONDS;
+            for (j, &i) in chunk.iter().enumerate() {
+                let seq = first + j as u64;
+                items.push((Guarded::Outbox(j), self.mark_entry(&entries[i], seq)?));
+                items.push((
+                    Guarded::FeedEvent,
+                    super::tx::put(&self.table, &feed_record(&entries[i], seq, expires_at))?,
+                ));
+            }
+            match self
+                .transact(items, || ApiError::Unavailable {
+                    retry_after_seconds: 1,
+                })
+                .await
+            {
+                Ok(()) => {
+                    for (j, &i) in chunk.iter().enumerate() {
+                        placed[i] = Some(events::from_audit(&entries[i], first + j as u64));
+                    }
+                    pending.drain(..chunk.len());
+                }
+                Err(TxFailure::Refused(refused)) => {
+                    // An entry placed before (the stream delivered it again) keeps its place;
+                    // a counter another consumer moved is read again.
+                    let mut settled = Vec::new();
+                    for (guard, old) in refused {
+                        if let (Guarded::Outbox(j), Some(old)) = (guard, old) {
+                            let Some(seq) = placed_at(&old) else {
+                                tracing::error!("an outbox entry refused its place without one");
+                                return Err(ApiError::Internal);
+                            };
+                            let i = chunk[j];
+                            placed[i] = Some(events::from_audit(&entries[i], seq));
+                            settled.push(i);
+                        }
+                    }
+                    pending.retain(|i| !settled.contains(i));
+                }
+                Err(TxFailure::Error(e)) => return Err(e),
+            }
+        }
+        tracing::warn!("sequencing did not settle; the batch will be retried");
+        Err(ApiError::Unavailable {
+            retry_after_seconds: 1,
+        })
+    }
+
+    /// The outbox entry an audit item's image (from the stream) holds.
+    pub fn read_outbox_entry(&self, image: Item) -> Result<AuditEvent, ApiError> {
+        Ok(from_item::<AuditRecord>(image)?.event)
+    }
+
+    /// The counter from `last` (as read; `None`: never moved) to `last + n`.
+    fn move_counter(
+        &self,
+        org: &OrgId,
+        last: Option<u64>,
+        n: u64,
+    ) -> Result<TransactWriteItem, ApiError> {
+        let (pk, sk) = keys::feed_sequence(org);
+        let mut update = Update::builder()
+            .table_name(&self.table)
+            .key("PK", AttributeValue::S(pk))
+            .key("SK", AttributeValue::S(sk))
+            .update_expression("SET #last = :new")
+            .expression_attribute_names("#last", "last")
+            .expression_attribute_values(
+                ":new",
+                AttributeValue::N((last.unwrap_or(0) + n).to_string()),
+            );
+        update = match last {
+            None => update.condition_expression("attribute_not_exists(PK)"),
+            Some(last) => update
+                .condition_expression("#last = :old")
+                .expression_attribute_values(":old", AttributeValue::N(last.to_string())),
+        };
+        let update = update.build().map_err(|e| build_error("Update", e))?;
+        Ok(TransactWriteItem::builder().update(update).build())
+    }
+
+    /// The audit item takes its place, unless it has one (then its old image says which).
+    fn mark_entry(&self, e: &AuditEvent, seq: u64) -> Result<TransactWriteItem, ApiError> {
+        let (pk, sk) = keys::audit(&e.organization_id, e.member_id.as_ref(), &e.id);
+        let update = Update::builder()
+            .table_name(&self.table)
+            .key("PK", AttributeValue::S(pk))
+            .key("SK", AttributeValue::S(sk))
+            .update_expression("SET feedSequence = :seq")
+            .condition_expression("attribute_exists(PK) AND attribute_not_exists(feedSequence)")
+            .expression_attribute_values(":seq", AttributeValue::N(seq.to_string()))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .build()
+            .map_err(|e| build_error("Update", e))?;
+        Ok(TransactWriteItem::builder().update(update).build())
+    }
+
+    /// The feed after place `after`, oldest first: every item read (at most `limit` that
+    /// match `types`, none at all after [`FEED_SCAN_CAP`] items), with the entry of each
+    /// live match; and whether the feed goes on. Consistent reads only: an index could show
+    /// place 7 before place 6.
+    pub(super) async fn feed_page(
+        &self,
+        org: &OrgId,
+        after: u64,
+        limit: usize,
+        types: &[String],
+    ) -> Result<(Vec<FeedEntry>, bool), ApiError> {
+        let now = Timestamp::now().unix_seconds();
+        let wanted = |kind: &str| types.is_empty() || types.iter().any(|t| t == kind);
+        let mut scanned: Vec<(u64, FeedRecord)> = Vec::new();
+        let mut matched = 0;
+        let mut start: Option<Item> = None;
+        let mut more = false;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("PK = :pk AND SK > :after")
+                .expression_attribute_values(":pk", AttributeValue::S(keys::feed_partition(org)))
+                .expression_attribute_values(
+                    ":after",
+                    AttributeValue::S(events::sequence_text(after)),
+                )
+                .consistent_read(true)
+                .limit(match types.is_empty() {
+                    true => limit + 1 - scanned.len().min(limit),
+                    false => FEED_SCAN_CAP - scanned.len(),
+                } as i32)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| sdk_error("Query", e))?;
+            start = out.last_evaluated_key().cloned();
+            for item in out.items.unwrap_or_default() {
+                let record: FeedRecord = from_item(item)?;
+                let seq = record.sk.parse::<u64>().map_err(|_| {
+                    tracing::error!(sk = %record.sk, "a feed item with a bad place");
+                    ApiError::Internal
+                })?;
+                if matched == limit {
+                    more = true;
+                    break;
+                }
+                if wanted(&record.kind) && record.expires_at > now {
+                    matched += 1;
+                }
+                scanned.push((seq, record));
+            }
+            if more || start.is_none() {
+                break;
+            }
+            if scanned.len() >= FEED_SCAN_CAP {
+                more = true;
+                break;
+            }
+        }
+        let live: Vec<(String, String)> = scanned
+            .iter()
+            .filter(|(_, r)| wanted(&r.kind) && r.expires_at > now)
+            .map(|(_, r)| (r.audit_pk.clone(), r.audit_sk.clone()))
+            .collect();
+        let mut loaded = self.audit_entries(&live).await?;
+        let entries = scanned
+            .into_iter()
+            .map(|(seq, r)| {
+                let expired = r.expires_at <= now;
+                let event = match wanted(&r.kind) && !expired {
+                    true => Some(loaded.remove(&(r.audit_pk, r.audit_sk)).ok_or_else(|| {
+                        tracing::error!(seq, "a feed item points at no audit item");
+                        ApiError::Internal
+                    })?),
+                    false => None,
+                };
+                Ok(FeedEntry {
+                    seq,
+                    expired,
+                    event,
+                })
+            })
+            .collect::<Result<Vec<_>, ApiError>>()?;
+        Ok((entries, more))
+    }
+
+    /// Audit entries by key, consistent, 100 keys per BatchGetItem.
+    async fn audit_entries(
+        &self,
+        keys: &[(String, String)],
+    ) -> Result<HashMap<(String, String), AuditEvent>, ApiError> {
+        let mut out = HashMap::new();
+        for chunk in keys.chunks(100) {
+            let mut wanted = KeysAndAttributes::builder().consistent_read(true);
+            for (pk, sk) in chunk {
+                wanted = wanted.keys(HashMap::from([
+                    ("PK".to_owned(), AttributeValue::S(pk.clone())),
+                    ("SK".to_owned(), AttributeValue::S(sk.clone())),
+                ]));
+            }
+            let mut wanted = Some(
+                wanted
+                    .build()
+                    .map_err(|e| build_error("KeysAndAttributes", e))?,
+            );
+            let mut attempts = 0;
+            while let Some(request) = wanted.take() {
+                attempts += 1;
+                let result = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.table, request)
+                    .send()
+                    .await
+                    .map_err(|e| sdk_error("BatchGetItem", e))?;
+                for item in result
+                    .responses()
+                    .and_then(|r| r.get(&self.table))
+                    .into_iter()
+                    .flatten()
+                {
+                    let record: AuditRecord = from_item(item.clone())?;
+                    let e = record.event;
+                    let key = keys::audit(&e.organization_id, e.member_id.as_ref(), &e.id);
+                    out.insert(key, e);
+                }
+                wanted = result
+                    .unprocessed_keys()
+                    .and_then(|u| u.get(&self.table))
+                    .filter(|k| !k.keys().is_empty())
+                    .cloned();
+                if wanted.is_some() && attempts >= 4 {
+                    return Err(ApiError::Unavailable {
+                        retry_after_seconds: 1,
+                    });
+                }
+                if wanted.is_some() {
+                    tokio::time::sleep(std::time::Duration::from_millis(20 << attempts)).await;
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn feed_record(e: &AuditEvent, seq: u64, expires_at: i64) -> FeedRecord {
+    let (audit_pk, audit_sk) = keys::audit(&e.organization_id, e.member_id.as_ref(), &e.id);
+    FeedRecord {
+        pk: keys::feed_partition(&e.organization_id),
+        sk: events::sequence_text(seq),
+        entity: "feedEvent".into(),
+        kind: e.action.clone(),
+        audit_pk,
+        audit_sk,
+        expires_at,
+    }
+}
+
+/// The place an audit item was given, from its image.
+fn placed_at(item: &Item) -> Option<u64> {
+    match item.get("feedSequence") {
+        Some(AttributeValue::N(n)) => n.parse().ok(),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::dynamo::records::to_item;
+
+    #[test]
+    fn a_place_sorts_as_its_number_and_a_feed_item_points_at_its_entry() {
+        let org = OrgId::parse("org_a").unwrap_or_else(|e| panic!("{e}"));
+        let e = AuditEvent {
+            id: AuditEventId::generate(),
+            organization_id: org.clone(),
+            member_id: None,
+            role_id: None,
+            actor_key_id: None,
+            action: "organization.updated".into(),
+            changes: Default::default(),
+            justification: None,
+            request_id: None,
+            member_version: 2,
+            occurred_at: Timestamp::now(),
+            resource: None,
+        };
+        let r = feed_record(&e, 9, 1);
+        assert_eq!(r.pk, keys::feed_partition(&org));
+        assert!(r.sk < feed_record(&e, 10, 1).sk);
+        // The counter item sorts before every place, so `SK > place` never returns it.
+        assert!(keys::feed_sequence(&org).1 < events::sequence_text(0));
+        assert_eq!((r.audit_pk, r.audit_sk), keys::audit(&org, None, &e.id));
+        let item = to_item(&feed_record(&e, 1, 1)).unwrap_or_default();
+        assert_eq!(item.get("type"), Some(&AttributeValue::S(e.action)));
+    }
+}
