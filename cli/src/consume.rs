@@ -45,7 +45,10 @@ pub async fn run(store: &DynamoStore, streams: &Streams) -> Result<(), String> {
                 store.table()
             )
         })?;
-    eprintln!("membersctl: consuming the stream of table {}", store.table());
+    eprintln!(
+        "membersctl: consuming the stream of table {}",
+        store.table()
+    );
     let mut iterators: HashMap<String, String> = HashMap::new();
     let mut closed: HashSet<String> = HashSet::new();
     loop {

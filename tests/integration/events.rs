@@ -44,9 +44,9 @@ fn follow(
     let p = page(t, cursor.as_deref(), limit, "")?;
     for e in p["events"].as_array().cloned().unwrap_or_default() {
         let seq: u64 = e["sequence"].as_str().unwrap_or("").parse().unwrap_or(0);
-        let previous = seen
-            .last()
-            .map_or(0, |l| l["sequence"].as_str().unwrap_or("").parse().unwrap_or(0));
+        let previous = seen.last().map_or(0, |l| {
+            l["sequence"].as_str().unwrap_or("").parse().unwrap_or(0)
+        });
         ensure_eq!(seq, previous + 1, "places are dense and in order: {e}");
         seen.push(e);
     }
@@ -76,7 +76,10 @@ pub async fn the_feed_never_skips_under_concurrent_writers_and_consumers(
                 follow(&t, &mut cursor, &mut seen, 7)?;
                 std::thread::sleep(Duration::from_millis(20));
             }
-            Ok(seen.into_iter().chain(Some(json!({"cursor": cursor}))).collect())
+            Ok(seen
+                .into_iter()
+                .chain(Some(json!({"cursor": cursor})))
+                .collect())
         })
     };
     let writers: Vec<_> = (0..6)
@@ -117,7 +120,9 @@ pub async fn the_feed_never_skips_under_concurrent_writers_and_consumers(
     std::thread::sleep(Duration::from_millis(500));
     done.store(true, Ordering::SeqCst);
     let mut seen = reader.join().map_err(|_| "reader panicked")??;
-    let cursor = seen.pop().and_then(|c| c["cursor"].as_str().map(str::to_owned));
+    let cursor = seen
+        .pop()
+        .and_then(|c| c["cursor"].as_str().map(str::to_owned));
     // The concurrent reader's last cursor, followed to the end now that writing stopped.
     let mut cursor = cursor;
     loop {
@@ -134,7 +139,11 @@ pub async fn the_feed_never_skips_under_concurrent_writers_and_consumers(
         .collect();
     let unique: BTreeSet<String> = ids.iter().cloned().collect();
     ensure_eq!(unique.len(), ids.len(), "each event once");
-    ensure_eq!(unique, expected, "the reader saw exactly the events written");
+    ensure_eq!(
+        unique,
+        expected,
+        "the reader saw exactly the events written"
+    );
     let mut versions: BTreeMap<String, u64> = BTreeMap::new();
     for e in &seen {
         let subject = e["subject"].as_str().unwrap_or("").to_owned();
@@ -186,7 +195,11 @@ pub async fn one_event_per_change_and_none_for_refused_dry_or_noop(ctx: Arc<Ctx>
     ensure_eq!(update["specversion"], "1.0", "{update}");
     ensure_eq!(update["subject"], json!(id), "{update}");
     ensure_eq!(update["datacontenttype"], "application/json", "{update}");
-    ensure_eq!(update["data"]["object"], member, "the member as GET shows it");
+    ensure_eq!(
+        update["data"]["object"],
+        member,
+        "the member as GET shows it"
+    );
     ensure_eq!(update["data"]["version"], member["version"], "{update}");
     ensure_eq!(
         update["data"]["changes"]["headline"],
@@ -211,7 +224,11 @@ pub async fn one_event_per_change_and_none_for_refused_dry_or_noop(ctx: Arc<Ctx>
     let rest = page(&t, Some(&after), 100, "")?;
     ensure_eq!(rest["events"], json!([]), "nothing after the last event");
     ensure_eq!(rest["hasMore"], false, "{rest}");
-    ensure_eq!(rest["nextCursor"], json!(after), "an empty page keeps the place");
+    ensure_eq!(
+        rest["nextCursor"],
+        json!(after),
+        "an empty page keeps the place"
+    );
     for bad in [
         "/v1/events?types=member.exploded",
         "/v1/events?after=bm9wZQ",

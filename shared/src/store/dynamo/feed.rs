@@ -17,8 +17,8 @@ use crate::events::{self, CloudEvent};
 use crate::model::*;
 use crate::store::FeedEntry;
 use aws_sdk_dynamodb::types::{
-    AttributeValue, KeysAndAttributes, ReturnValuesOnConditionCheckFailure,
-    TransactWriteItem, Update,
+    AttributeValue, KeysAndAttributes, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
+    Update,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -70,7 +70,8 @@ impl DynamoStore {
             let pending: Vec<usize> = (0..entries.len())
                 .filter(|&i| &entries[i].organization_id == org)
                 .collect();
-            self.sequence_org(org, entries, pending, &mut placed).await?;
+            self.sequence_org(org, entries, pending, &mut placed)
+                .await?;
         }
         placed
             .into_iter()
