@@ -231,10 +231,20 @@ def label(pairs):
     return ", ".join(sorted(a + ("(index)" if k == "index" else "") for a, k in pairs)) or "-"
 
 
+# The grants beyond DynamoDB: each action only on this template's resource of its kind, and
+# only for code that makes the call.
+OTHER_SERVICES = {"events:PutEvents": ("AWS::Events::EventBus", ".put_events("),
+                  "sqs:SendMessage": ("AWS::SQS::Queue", ".send_message("),
+                  "sqs:ChangeMessageVisibility": ("AWS::SQS::Queue", ".change_message_visibility(")}
+# SAM's own policy for a function's event source of this type.
+EVENT_SOURCE_POLICIES = {"DynamoDB": "service-role/AWSLambdaDynamoDBExecutionRole",
+                         "SQS": "service-role/AWSLambdaSQSQueueExecutionRole"}
+
+
 def other_service(template, name, binary, s, streams):
-    """The only grants beyond DynamoDB: events:PutEvents on this template's bus, for code that
-    calls `.put_events(`; sqs:SendMessage on the queue that is the function's own stream
-    on-failure destination (SAM adds that one itself)."""
+    """A statement of non-DynamoDB actions: each in OTHER_SERVICES, on a resource of this
+    template of the right kind, for code that calls it; or sqs:SendMessage on the function's
+    own stream on-failure destination (SAM adds that one itself)."""
     problems = []
     code = "\n".join(p.read_text() for p in Path(f"functions/{binary}/src").rglob("*.rs"))
     failure_queues = [e["Properties"].get("DestinationConfig", {}).get("OnFailure", {}).get("Destination")
@@ -244,11 +254,11 @@ def other_service(template, name, binary, s, streams):
             target = resource.get("Fn::GetAtt") if isinstance(resource, dict) else None
             target = target.split(".") if isinstance(target, str) else target
             kind = template["Resources"].get(target[0], {}).get("Type") if target else None
-            if action == "events:PutEvents" and kind == "AWS::Events::EventBus" and target[1] == "Arn":
-                if ".put_events(" not in code:
-                    problems.append(f"{name}: grants events:PutEvents, which the code of {binary} never calls")
-            elif action == "sqs:SendMessage" and resource in failure_queues:
-                pass
+            if action == "sqs:SendMessage" and resource in failure_queues:
+                continue
+            if action in OTHER_SERVICES and kind == OTHER_SERVICES[action][0] and target[1] == "Arn":
+                if OTHER_SERVICES[action][1] not in code:
+                    problems.append(f"{name}: grants {action}, which the code of {binary} never calls")
             else:
                 problems.append(f"{name}: {action} on {resource}: name each action, and the table or its indexes")
     return problems
@@ -272,11 +282,12 @@ def check(template, derived):
         if needed is None or role is None:
             problems.append(f"{name}: no crate functions/{binary}, or a role not made by this template: cannot check it")
             continue
-        streams = [e for e in template["Resources"][name]["Properties"].get("Events", {}).values()
-                   if e.get("Type") == "DynamoDB"]
+        sources = template["Resources"][name]["Properties"].get("Events", {}).values()
+        streams = [e for e in sources if e.get("Type") == "DynamoDB"]
         for arn in role["Properties"].get("ManagedPolicyArns", []):
-            # SAM gives a function with a DynamoDB stream event the stream-reading policy.
-            if streams and isinstance(arn, str) and arn.endswith("service-role/AWSLambdaDynamoDBExecutionRole"):
+            # SAM gives a function with a stream or queue event source the policy to read it.
+            if isinstance(arn, str) and any(arn.endswith(EVENT_SOURCE_POLICIES.get(e.get("Type"), "-"))
+                                            for e in sources):
                 continue
             if not (isinstance(arn, str) and arn.endswith(SAM_MANAGED)):
                 problems.append(f"{name}: managed policy {arn} cannot be checked; use explicit statements")
@@ -319,6 +330,9 @@ def statement(template, function, action):
 
 
 MUTATIONS = [  # (what, how, the refusal expected): each must make the check fail that way
+    ("SendMessage for a function that never sends", lambda t: t["Resources"]["DeliverWebhooksFunction"]["Properties"][
+        "Policies"][0]["Statement"][-1].update(Action=["sqs:SendMessage"]),
+     "DeliverWebhooksFunction: grants sqs:SendMessage, which the code of deliver-webhooks never calls"),
     ("PutEvents on every bus", lambda t: next(st for st in t["Resources"]["PublishEventsFunction"]["Properties"]["Policies"][0][
         "Statement"] if st["Action"] == ["events:PutEvents"]).update(Resource="*"), "PublishEventsFunction: events:PutEvents on *"),
     ("PutEvents for a function that never publishes", lambda t: statement(t, "ListEventsFunction", "GetItem").update(

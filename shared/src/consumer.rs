@@ -47,9 +47,15 @@ pub async fn handle(
         match outbox_entry(store, &r.new_image) {
             Ok(Some(e)) => entries.push((i, e)),
             Ok(None) => {}
-            // A corrupt entry would block the stream for 24 hours and then be lost: it is
-            // logged (with its key) and left to the on-failure destination by failing.
-            Err(_) => return Some(r.sequence_number.clone()),
+            // A corrupt entry (logged with its key by the parse): the batch fails from the
+            // first entry not done, which is the first outbox entry before it if any (a
+            // failure reported at the corrupt one would mark those done, unplaced). Lambda
+            // halves the batch until the corrupt record is alone, then gives up on it after
+            // its retries and reports it to the on-failure queue.
+            Err(_) => {
+                let first = entries.first().map_or(i, |(j, _)| *j);
+                return Some(records[first].sequence_number.clone());
+            }
         }
     }
     if entries.is_empty() {

@@ -25,6 +25,7 @@ pub mod rules;
 pub mod store;
 pub mod telemetry;
 pub mod text;
+pub mod webhooks;
 pub mod wire;
 
 pub use error::ApiError;

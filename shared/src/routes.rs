@@ -18,6 +18,17 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/roles"),
     ("DELETE", "/v1/roles/{id}"),
     ("GET", "/v1/events"),
+    ("POST", "/v1/webhooks"),
+    ("GET", "/v1/webhooks"),
+    ("GET", "/v1/webhooks/{id}"),
+    ("PATCH", "/v1/webhooks/{id}"),
+    ("DELETE", "/v1/webhooks/{id}"),
+    ("POST", "/v1/webhooks/{id}/rotate-secret"),
+    ("GET", "/v1/webhooks/{id}/deliveries"),
+    (
+        "POST",
+        "/v1/webhooks/{id}/deliveries/{deliveryId}/redeliver",
+    ),
 ];
 
 /// The route template a request path fits (`/v1/members/{id}`), for logs: an id that is

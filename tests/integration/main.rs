@@ -12,6 +12,7 @@ mod roles;
 mod rules;
 mod security;
 mod updates;
+mod webhooks;
 mod writes;
 
 use libtest_mimic::{Arguments, Failed, Trial};
@@ -89,6 +90,9 @@ fn main() {
         events::the_feed_never_skips_under_concurrent_writers_and_consumers,
         events::one_event_per_change_and_none_for_refused_dry_or_noop,
         events::a_consumer_killed_mid_batch_resumes_and_loses_nothing,
+        webhooks::every_event_arrives_signed_once_in_order,
+        webhooks::a_failing_receiver_gets_every_event_later,
+        webhooks::webhook_urls_secrets_and_scopes,
     ];
     let selected: Vec<_> = all
         .iter()

@@ -15,6 +15,8 @@ pub struct Tenant {
     pub root: MemberId,
     pub write_key: String,
     pub read_key: String,
+    /// `w_members` and `w_webhooks`.
+    pub hooks_key: String,
     pub api: String,
 }
 
@@ -111,7 +113,18 @@ impl Tenant {
 
     /// Any request with the read/write key and a JSON body (or none).
     pub fn call(&self, method: &str, path: &str, body: Option<&Value>) -> Result<Reply, String> {
-        let bearer = format!("Bearer {}", self.write_key);
+        self.call_as(&self.write_key, method, path, body)
+    }
+
+    /// Any request with `key` and a JSON body (or none).
+    pub fn call_as(
+        &self,
+        key: &str,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Reply, String> {
+        let bearer = format!("Bearer {key}");
         let mut headers = vec![("Authorization", bearer.as_str())];
         if body.is_some() {
             headers.push(("Content-Type", "application/json"));

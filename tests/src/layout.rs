@@ -2,6 +2,9 @@
 
 use super::workspace_root;
 
+/// The functions no HTTP route reaches: the stream's consumer and the webhook deliverer.
+const BACKGROUND: &[&str] = &["publish-events", "deliver-webhooks"];
+
 /// Every function crate is deployed by template.yaml and routed by the local watch router.
 #[test]
 fn every_function_has_a_template_resource_and_a_local_route() {
@@ -21,6 +24,14 @@ fn every_function_has_a_template_resource_and_a_local_route() {
             template.contains(&format!("Binary: {f}\n")),
             "{f} has no resource in template.yaml"
         );
+        // Functions that serve no HTTP route (a stream's or a queue's) have none locally.
+        if BACKGROUND.contains(&f.as_str()) {
+            assert!(
+                !manifest.contains(&format!("function = \"{f}\"")),
+                "{f} serves no route, yet the watch router has one"
+            );
+            continue;
+        }
         assert!(
             manifest.contains(&format!("function = \"{f}\"")),
             "{f} has no route in the watch router"

@@ -9,6 +9,7 @@ pub mod fuzz;
 #[cfg(test)]
 mod layout;
 pub mod load;
+pub mod receiver;
 pub mod stack;
 pub mod stale;
 pub mod tls;

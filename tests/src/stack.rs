@@ -77,7 +77,7 @@ pub struct Process {
 }
 
 impl Process {
-    fn spawn(name: &'static str, mut command: Command, log: &Path) -> Result<Self, String> {
+    pub fn spawn(name: &'static str, mut command: Command, log: &Path) -> Result<Self, String> {
         let out = File::create(log).map_err(|e| format!("{}: {e}", log.display()))?;
         let err = out.try_clone().map_err(|e| e.to_string())?;
         let child = command
@@ -280,6 +280,8 @@ impl Stack {
             // Short, so the revocation test sees the cache expire without waiting a minute.
             .env("API_KEY_CACHE_SECONDS", KEY_CACHE_SECONDS.to_string())
             .env("LOG_LEVEL", "info")
+            // Webhooks may point at the tests' receivers on 127.0.0.1 (never on AWS).
+            .env("WEBHOOKS_ALLOW_LOOPBACK", "true")
             // Watch starts each function in a session of its own: this marks them as this
             // stack's, so that stopping the stack stops them too (see `stop_marked`).
             .env(STACK_MARKER, dir.as_os_str());
@@ -342,7 +344,10 @@ impl Stack {
         command
             .args(["events", "consume"])
             .env("AWS_ENDPOINT_URL_DYNAMODB", self.dynamo.endpoint())
-            .env("TABLE_NAME", TABLE);
+            .env("TABLE_NAME", TABLE)
+            .env("WEBHOOKS_ALLOW_LOOPBACK", "true")
+            // Retries a hundred times sooner: 0.3 s, 1.2 s, 6 s, … (tests wait seconds).
+            .env("WEBHOOK_RETRY_SCALE", "0.01");
         let log = self.dir.join(format!("consumer-{n}.log"));
         let process = Process::spawn("membersctl events consume", command, &log)?;
         let mut slot = self.consumer.lock().map_err(|e| e.to_string())?;
@@ -357,7 +362,9 @@ impl Stack {
         command
             .args(["events", "consume"])
             .env("AWS_ENDPOINT_URL_DYNAMODB", self.dynamo.endpoint())
-            .env("TABLE_NAME", TABLE);
+            .env("TABLE_NAME", TABLE)
+            .env("WEBHOOKS_ALLOW_LOOPBACK", "true")
+            .env("WEBHOOK_RETRY_SCALE", "0.01");
         Process::spawn(
             "membersctl events consume",
             command,
@@ -379,6 +386,20 @@ impl Stack {
             .send()
             .await
             .map_err(|e| format!("expire place {seq}: {e:?}"))?;
+        Ok(())
+    }
+
+    /// Deletes a place of an organisation's feed (as TTL does, within days of expiry).
+    pub async fn delete_feed_place(&self, org: &OrgId, seq: u64) -> TestResult {
+        self.store
+            .client()
+            .delete_item()
+            .table_name(TABLE)
+            .key("PK", AttributeValue::S(format!("ORG#{org}#EVENTS")))
+            .key("SK", AttributeValue::S(format!("{seq:020}")))
+            .send()
+            .await
+            .map_err(|e| format!("delete place {seq}: {e:?}"))?;
         Ok(())
     }
 
@@ -629,6 +650,7 @@ pub async fn new_tenant(store: &DynamoStore, api: &str, hris: bool) -> Result<Te
     for scopes in [
         vec![Scope::ReadMembers, Scope::WriteMembers],
         vec![Scope::ReadMembers],
+        vec![Scope::WriteMembers, Scope::WriteWebhooks],
     ] {
         let issued = issue_key(&org.id, "it", scopes)?;
         store
@@ -642,6 +664,7 @@ pub async fn new_tenant(store: &DynamoStore, api: &str, hris: bool) -> Result<Te
         root: root.id,
         write_key: keys[0].clone(),
         read_key: keys[1].clone(),
+        hooks_key: keys[2].clone(),
         api: api.to_owned(),
     })
 }

@@ -19,21 +19,13 @@ pub struct Bus {
 impl Bus {
     /// `EVENT_BUS_NAME`, and the client from what Lambda puts in the environment.
     pub fn from_env() -> Result<Self, String> {
-        use aws_sdk_eventbridge::config::{BehaviorVersion, Credentials, Region};
+        use aws_sdk_eventbridge::config::BehaviorVersion;
         let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
         let name = var("EVENT_BUS_NAME").ok_or("EVENT_BUS_NAME is not set")?;
-        let region = var("AWS_REGION")
-            .or_else(|| var("AWS_DEFAULT_REGION"))
-            .ok_or("AWS_REGION is not set")?;
-        let (Some(key), Some(secret)) = (var("AWS_ACCESS_KEY_ID"), var("AWS_SECRET_ACCESS_KEY"))
-        else {
-            return Err("AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY are not set".into());
-        };
-        let credentials =
-            Credentials::new(key, secret, var("AWS_SESSION_TOKEN"), None, "environment");
+        let (region, credentials) = shared::store::dynamo::lambda_identity()?;
         let mut config = aws_sdk_eventbridge::Config::builder()
             .behavior_version(BehaviorVersion::latest())
-            .region(Region::new(region))
+            .region(region)
             .credentials_provider(credentials)
             .timeout_config(shared::store::dynamo::timeouts())
             .http_client(shared::store::dynamo::https_client());

@@ -6,7 +6,7 @@ use crate::error::ApiError;
 use crate::events::{self, FEED_CURSOR_KIND};
 use crate::http::{ApiRequest, ApiResponse};
 use crate::model::Scope;
-use crate::store::Store;
+use crate::store::{PlaceState, Store};
 use std::sync::Arc;
 
 /// Where a reader is. `started`: it has passed a live place, so every place after `after`
@@ -63,24 +63,57 @@ pub async fn list_events<S: Store>(
             _ => types = parse_types(value)?,
         }
     }
-    let (entries, more) = store
-        .feed(&key.organization_id, position.after, limit, &types)
-        .await?;
+    let org = &key.organization_id;
+    let (entries, mut more) = store.feed(org, position.after, limit, &types).await?;
     let mut found = Vec::new();
     let mut at = position;
+    let mut stopped = false;
     for entry in entries {
-        let gap = entry.seq != at.after + 1;
-        if at.started && (gap || entry.expired) {
-            return Err(ApiError::CursorExpired);
+        if entry.seq != at.after + 1 {
+            // Places not seen. A Query sees other transactions' items as they commit, one
+            // by one (read-committed), so a missing place may be one being committed: a
+            // page never goes past a gap it has not looked up on its own.
+            if at != position {
+                stopped = true;
+                break;
+            }
+            match store.feed_place(org, at.after + 1).await? {
+                PlaceState::Gone if at.started => return Err(ApiError::CursorExpired),
+                PlaceState::Gone => {}
+                PlaceState::Live | PlaceState::NotYet => {
+                    stopped = true;
+                    break;
+                }
+            }
         }
-        at.after = entry.seq;
-        if !entry.expired {
-            at.started = true;
+        if entry.expired {
+            if at.started {
+                return Err(ApiError::CursorExpired);
+            }
+            at.after = entry.seq;
+            continue;
         }
+        at = Position {
+            after: entry.seq,
+            started: true,
+        };
         if let Some(e) = entry.event {
             found.push((entry.seq, events::from_audit(&e, entry.seq)));
         }
     }
+    if !more && !stopped {
+        // At the end of the feed. A reader whose next place was deleted while nothing newer
+        // came is told now, not at the next write; one that had not started has now: every
+        // place after this one is still to come, and must then be there.
+        if at.started
+            && at == position
+            && store.feed_place(org, at.after + 1).await? == PlaceState::Gone
+        {
+            return Err(ApiError::CursorExpired);
+        }
+        at.started = true;
+    }
+    more |= stopped;
     // Events carry a member before and after: the page stops at its byte budget and the
     // cursor continues after its last event.
     let (kept, cut) = paging::fit(&found, |(_, e)| paging::text(e));

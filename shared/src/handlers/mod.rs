@@ -13,6 +13,7 @@ pub(crate) mod paging;
 mod put_members;
 mod roles;
 mod update_member;
+mod webhooks;
 
 pub use audit_events::{list_audit_events, list_organization_audit_events};
 pub use create_member::create_member;
@@ -25,6 +26,10 @@ pub use organization::{get_organization, update_organization};
 pub use put_members::put_members;
 pub use roles::{create_role, delete_role, list_roles};
 pub use update_member::update_member;
+pub use webhooks::{
+    create_webhook, delete_webhook, get_webhook, list_webhook_deliveries, list_webhooks, redeliver,
+    rotate_webhook_secret, update_webhook,
+};
 
 use crate::audit::{self, Actor};
 use crate::auth::authenticate;

@@ -221,10 +221,12 @@ pub struct ApiKey {
 
 impl ApiKey {
     /// Whether the key may do what `scope` covers: `w_members` implies `r_members` (every
-    /// write answers with the member, so a writer reads anyway).
+    /// write answers with the member, so a writer reads anyway); `w_webhooks` implies
+    /// `r_webhooks`. Webhook scopes are apart: a members key cannot add a webhook.
     pub fn allows(&self, scope: Scope) -> bool {
         self.scopes.contains(&scope)
             || (scope == Scope::ReadMembers && self.scopes.contains(&Scope::WriteMembers))
+            || (scope == Scope::ReadWebhooks && self.scopes.contains(&Scope::WriteWebhooks))
     }
 }
 

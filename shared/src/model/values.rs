@@ -74,6 +74,8 @@ prefixed_id!(UserId, "usr_");
 prefixed_id!(CustomRoleId, "rol_");
 prefixed_id!(ApiKeyId, "key_");
 prefixed_id!(AuditEventId, "evt_");
+prefixed_id!(WebhookId, "whk_");
+prefixed_id!(DeliveryId, "dlv_");
 
 /// Declares a closed vocabulary: a snake_case enum with its list of allowed values.
 macro_rules! vocabulary {
@@ -138,7 +140,12 @@ vocabulary!(
 );
 vocabulary!(
     /// API key scopes.
-    Scope { ReadMembers => "r_members", WriteMembers => "w_members" }
+    Scope {
+        ReadMembers => "r_members",
+        WriteMembers => "w_members",
+        ReadWebhooks => "r_webhooks",
+        WriteWebhooks => "w_webhooks",
+    }
 );
 
 /// A member's role: a built-in name or one of the organisation's custom roles (seed 000).
@@ -282,6 +289,20 @@ impl Timestamp {
 
     pub fn unix_seconds(self) -> i64 {
         self.0.unix_timestamp()
+    }
+
+    pub fn unix_millis(self) -> i64 {
+        (self.0.unix_timestamp_nanos() / 1_000_000) as i64
+    }
+
+    /// `self` moved by `millis`, held inside [`Self::YEARS`] like [`Self::plus_seconds`].
+    pub fn plus_millis(self, millis: i64) -> Self {
+        let moved = self.plus_seconds(millis.div_euclid(1000));
+        let rest = time::Duration::milliseconds(millis.rem_euclid(1000));
+        match moved.0.checked_add(rest) {
+            Some(t) if t.year() <= 9999 => Timestamp(t),
+            _ => moved,
+        }
     }
 
     /// `self` moved by `seconds`, held inside [`Self::YEARS`] (saturating at either end).

@@ -252,6 +252,16 @@ impl Store for MemoryStore {
         })
     }
 
+    async fn feed_place(&self, org: &OrgId, seq: u64) -> Result<super::PlaceState, ApiError> {
+        self.with(|s| {
+            let placed = s.audit.iter().filter(|e| &e.organization_id == org).count();
+            Ok(match seq as usize <= placed && seq > 0 {
+                true => super::PlaceState::Live,
+                false => super::PlaceState::NotYet,
+            })
+        })
+    }
+
     async fn update_organization(&self, w: &UpdateOrganization) -> Result<(), ApiError> {
         self.with(|s| {
             let org = s.orgs.get_mut(&w.after.id).ok_or(ApiError::NotFound)?;

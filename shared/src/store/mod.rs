@@ -148,6 +148,17 @@ pub struct FeedEntry {
     pub event: Option<AuditEvent>,
 }
 
+/// A feed place a read did not see, looked up on its own.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum PlaceState {
+    /// Not given yet.
+    NotYet,
+    /// There and live (a read that missed it ran while its transaction committed).
+    Live,
+    /// Given, then expired or deleted by the retention.
+    Gone,
+}
+
 pub trait Store: Send + Sync {
     fn api_key_by_hash(
         &self,
@@ -212,6 +223,12 @@ pub trait Store: Send + Sync {
         limit: usize,
         types: &[String],
     ) -> impl Future<Output = Result<(Vec<FeedEntry>, bool), ApiError>> + Send;
+    /// Whether place `seq` of the organisation's feed is live, gone, or not given yet.
+    fn feed_place(
+        &self,
+        org: &OrgId,
+        seq: u64,
+    ) -> impl Future<Output = Result<PlaceState, ApiError>> + Send;
     /// Writes new settings, conditioned on the version read and, when HRIS is switched, on
     /// the counters rule 3 and 4 need. Refusals: `precondition_failed`,
     /// `organization_changed`, `hris_requires_admin_hris_admin`, `hris_blocked_by_members`.

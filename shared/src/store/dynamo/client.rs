@@ -33,20 +33,12 @@ impl DynamoStore {
     /// and `AWS_ENDPOINT_URL_DYNAMODB` (or `AWS_ENDPOINT_URL`) for DynamoDB Local. Built
     /// without the SDK's config loader, which would add a megabyte to every function.
     pub fn lambda_client() -> Result<Client, String> {
-        use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
+        use aws_sdk_dynamodb::config::BehaviorVersion;
         let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-        let region = var("AWS_REGION")
-            .or_else(|| var("AWS_DEFAULT_REGION"))
-            .ok_or("AWS_REGION is not set")?;
-        let (Some(key), Some(secret)) = (var("AWS_ACCESS_KEY_ID"), var("AWS_SECRET_ACCESS_KEY"))
-        else {
-            return Err("AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY are not set".into());
-        };
-        let credentials =
-            Credentials::new(key, secret, var("AWS_SESSION_TOKEN"), None, "environment");
+        let (region, credentials) = lambda_identity()?;
         let mut config = aws_sdk_dynamodb::Config::builder()
             .behavior_version(BehaviorVersion::latest())
-            .region(Region::new(region))
+            .region(region)
             .credentials_provider(credentials)
             .timeout_config(timeouts())
             .http_client(https_client());
@@ -55,6 +47,27 @@ impl DynamoStore {
         }
         Ok(Client::from_conf(config.build()))
     }
+}
+
+/// The region and the execution role's credentials, as Lambda puts them in the environment
+/// (the same types for every AWS SDK crate: the other functions' clients use them too).
+pub fn lambda_identity() -> Result<
+    (
+        aws_sdk_dynamodb::config::Region,
+        aws_sdk_dynamodb::config::Credentials,
+    ),
+    String,
+> {
+    use aws_sdk_dynamodb::config::{Credentials, Region};
+    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    let region = var("AWS_REGION")
+        .or_else(|| var("AWS_DEFAULT_REGION"))
+        .ok_or("AWS_REGION is not set")?;
+    let (Some(key), Some(secret)) = (var("AWS_ACCESS_KEY_ID"), var("AWS_SECRET_ACCESS_KEY")) else {
+        return Err("AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY are not set".into());
+    };
+    let credentials = Credentials::new(key, secret, var("AWS_SESSION_TOKEN"), None, "environment");
+    Ok((Region::new(region), credentials))
 }
 
 impl DynamoStore {

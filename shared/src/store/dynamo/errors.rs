@@ -97,7 +97,9 @@ pub(super) fn refusal(guard: Guarded) -> ApiError {
         | Guarded::RoleName
         | Guarded::FeedSequence
         | Guarded::Outbox(_)
-        | Guarded::FeedEvent => {
+        | Guarded::FeedEvent
+        | Guarded::Webhook
+        | Guarded::WebhookCount => {
             tracing::error!(?guard, "a freshly generated id already exists");
             ApiError::Internal
         }

@@ -15,7 +15,7 @@ use super::{keys, DynamoStore, Item};
 use crate::error::ApiError;
 use crate::events::{self, CloudEvent};
 use crate::model::*;
-use crate::store::FeedEntry;
+use crate::store::{FeedEntry, PlaceState};
 use aws_sdk_dynamodb::types::{
     AttributeValue, KeysAndAttributes, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
     Update,
@@ -32,13 +32,24 @@ const MAX_ROUNDS: usize = 64;
 pub const FEED_SCAN_CAP: usize = 1000;
 
 #[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 struct SequenceRecord {
     #[serde(rename = "PK")]
     pk: String,
     #[serde(rename = "SK")]
     sk: String,
     last: u64,
+    /// The expiry given to place `last`: later places never expire earlier, whatever the
+    /// clocks of the consumers that place them (a later place expiring first would make a
+    /// reader at the retention's edge see a gap that is no loss).
+    #[serde(default)]
+    last_expires_at: i64,
 }
+
+/// The transaction size DynamoDB allows is 4 MB of items; a chunk stays under this, counted
+/// as the entries' JSON (an upper bound of their item size, which the marked audit items
+/// count with).
+const CHUNK_BYTES: usize = 3 * 1024 * 1024;
 
 #[derive(Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -91,21 +102,16 @@ impl DynamoStore {
             if pending.is_empty() {
                 return Ok(());
             }
-            let last = self
-                .get::<SequenceRecord>(counter.clone())
-                .await?
-                .map(|r| r.last);
-            let chunk: Vec<usize> = pending
-                .iter()
-                .copied()
-                .take(PLACES_PER_TRANSACTION)
-                .collect();
+            let read = self.get::<SequenceRecord>(counter.clone()).await?;
+            let last = read.as_ref().map(|r| r.last);
+            let expires_at = (Timestamp::now().unix_seconds() + events::RETENTION_SECONDS)
+                .max(read.map_or(0, |r| r.last_expires_at));
+            let chunk = chunk(entries, &pending);
             let first = last.unwrap_or(0) + 1;
             let mut items = vec![(
                 Guarded::FeedSequence,
-                self.move_counter(org, last, chunk.len() as u64)?,
+                self.move_counter(org, last, chunk.len() as u64, expires_at)?,
             )];
-            let expires_at = Timestamp::now().unix_seconds() + events::RETENTION_SECONDS;
             for (j, &i) in chunk.iter().enumerate() {
                 let seq = first + j as u64;
                 items.push((Guarded::Outbox(j), self.mark_entry(&entries[i], seq)?));
@@ -163,14 +169,16 @@ impl DynamoStore {
         org: &OrgId,
         last: Option<u64>,
         n: u64,
+        expires_at: i64,
     ) -> Result<TransactWriteItem, ApiError> {
         let (pk, sk) = keys::feed_sequence(org);
         let mut update = Update::builder()
             .table_name(&self.table)
             .key("PK", AttributeValue::S(pk))
             .key("SK", AttributeValue::S(sk))
-            .update_expression("SET #last = :new")
+            .update_expression("SET #last = :new, lastExpiresAt = :expires")
             .expression_attribute_names("#last", "last")
+            .expression_attribute_values(":expires", AttributeValue::N(expires_at.to_string()))
             .expression_attribute_values(
                 ":new",
                 AttributeValue::N((last.unwrap_or(0) + n).to_string()),
@@ -231,7 +239,11 @@ impl DynamoStore {
                 )
                 .consistent_read(true)
                 .limit(match types.is_empty() {
-                    true => limit + 1 - scanned.len().min(limit),
+                    // Places are small: at least 100 a Query, so expired places at the
+                    // head (TTL deletes within days) cost few round trips.
+                    true => (limit + 1 - matched)
+                        .max(100)
+                        .min(FEED_SCAN_CAP - scanned.len()),
                     false => FEED_SCAN_CAP - scanned.len(),
                 } as i32)
                 .set_exclusive_start_key(start.take())
@@ -287,6 +299,41 @@ impl DynamoStore {
             })
             .collect::<Result<Vec<_>, ApiError>>()?;
         Ok((entries, more))
+    }
+
+    /// Whether place `seq` exists now: the counter is read first, so a place at or below it
+    /// that is absent was given and then deleted (TTL), not still being committed.
+    pub(super) async fn place_state(&self, org: &OrgId, seq: u64) -> Result<PlaceState, ApiError> {
+        let last = self
+            .get::<SequenceRecord>(keys::feed_sequence(org))
+            .await?
+            .map_or(0, |r| r.last);
+        if seq > last {
+            return Ok(PlaceState::NotYet);
+        }
+        let place = (keys::feed_partition(org), events::sequence_text(seq));
+        let now = Timestamp::now().unix_seconds();
+        Ok(match self.get::<FeedRecord>(place).await? {
+            Some(r) if r.expires_at > now => PlaceState::Live,
+            _ => PlaceState::Gone,
+        })
+    }
+
+    /// The event at place `seq` of the feed, whole; `None` once it is past retention.
+    pub async fn feed_event(&self, org: &OrgId, seq: u64) -> Result<Option<CloudEvent>, ApiError> {
+        let place = (keys::feed_partition(org), events::sequence_text(seq));
+        let now = Timestamp::now().unix_seconds();
+        let Some(r) = self
+            .get::<FeedRecord>(place)
+            .await?
+            .filter(|r| r.expires_at > now)
+        else {
+            return Ok(None);
+        };
+        Ok(self
+            .get::<AuditRecord>((r.audit_pk, r.audit_sk))
+            .await?
+            .map(|a| events::from_audit(&a.event, seq)))
     }
 
     /// Audit entries by key, consistent, 100 keys per BatchGetItem.
@@ -348,6 +395,22 @@ impl DynamoStore {
     }
 }
 
+/// The first pending entries that one transaction can place: at most
+/// [`PLACES_PER_TRANSACTION`], and [`CHUNK_BYTES`] (always at least one).
+fn chunk(entries: &[AuditEvent], pending: &[usize]) -> Vec<usize> {
+    let mut out = Vec::new();
+    let mut bytes = 0;
+    for &i in pending.iter().take(PLACES_PER_TRANSACTION) {
+        let size = serde_json::to_string(&entries[i]).map_or(CHUNK_BYTES, |t| t.len()) + 512;
+        if !out.is_empty() && bytes + size > CHUNK_BYTES {
+            break;
+        }
+        bytes += size;
+        out.push(i);
+    }
+    out
+}
+
 fn feed_record(e: &AuditEvent, seq: u64, expires_at: i64) -> FeedRecord {
     let (audit_pk, audit_sk) = keys::audit(&e.organization_id, e.member_id.as_ref(), &e.id);
     FeedRecord {
@@ -397,6 +460,17 @@ mod tests {
         // The counter item sorts before every place, so `SK > place` never returns it.
         assert!(keys::feed_sequence(&org).1 < events::sequence_text(0));
         assert_eq!((r.audit_pk, r.audit_sk), keys::audit(&org, None, &e.id));
+        // A transaction places at most 49 entries and ~3 MB of them.
+        let small: Vec<AuditEvent> = (0..120).map(|_| e.clone()).collect();
+        let all: Vec<usize> = (0..small.len()).collect();
+        assert_eq!(chunk(&small, &all).len(), PLACES_PER_TRANSACTION);
+        let mut big = e.clone();
+        big.resource = Some(serde_json::json!("x".repeat(300 * 1024)));
+        let large: Vec<AuditEvent> = (0..20).map(|_| big.clone()).collect();
+        assert_eq!(chunk(&large, &(0..20).collect::<Vec<_>>()).len(), 10);
+        let mut huge = e.clone();
+        huge.resource = Some(serde_json::json!("x".repeat(4 * 1024 * 1024)));
+        assert_eq!(chunk(&[huge], &[0]).len(), 1, "one always goes");
         let item = to_item(&feed_record(&e, 1, 1)).unwrap_or_default();
         assert_eq!(item.get("type"), Some(&AttributeValue::S(e.action)));
     }

@@ -20,9 +20,10 @@ mod records;
 mod roundtrip;
 mod settings;
 mod tx;
+mod webhooks;
 
 pub use aws_sdk_dynamodb::types::AttributeValue;
-pub use client::{https_client, timeouts};
+pub use client::{https_client, lambda_identity, timeouts};
 pub use errors::sdk_error;
 pub use feed::FEED_SCAN_CAP;
 pub use keys::INDEXES;
@@ -201,6 +202,14 @@ impl Store for DynamoStore {
         types: &[String],
     ) -> Result<(Vec<crate::store::FeedEntry>, bool), ApiError> {
         self.feed_page(org, after, limit, types).await
+    }
+
+    async fn feed_place(
+        &self,
+        org: &OrgId,
+        seq: u64,
+    ) -> Result<crate::store::PlaceState, ApiError> {
+        self.place_state(org, seq).await
     }
 
     async fn update_organization(

@@ -37,6 +37,9 @@ pub(super) enum Guarded {
     Outbox(usize),
     /// A new place in the feed.
     FeedEvent,
+    /// A webhook, and the organisation's count of them.
+    Webhook,
+    WebhookCount,
 }
 
 /// Why a transaction did not happen.
