@@ -24,7 +24,7 @@ test: deps lint ## Everything CI runs: lint, bench smoke, unit, integration, rob
 	@# workspace's), so no function compiles inside a test request.
 	cargo build $(addprefix -p ,$(FUNCTIONS))
 	@# The benchmarks as a smoke test (a few rounds, debug builds): a broken bench fails CI.
-	BENCH_SMOKE=1 cargo test -p members-tests --bench init --bench patch --bench list
+	BENCH_SMOKE=1 cargo test -p members-tests --bench init --bench patch --bench list --bench events
 	@cargo test --workspace --no-fail-fast 2>&1 | tee target/test-output.log; \
 	  status=$${PIPESTATUS[0]}; scripts/summary.sh target/test-output.log; exit $$status
 
@@ -61,6 +61,7 @@ bench: deps ## Benchmarks against DynamoDB Local (optimised build; prints figure
 	cargo bench -p members-tests --bench patch
 	cargo bench -p members-tests --bench list
 	cargo bench -p members-tests --bench init
+	cargo bench -p members-tests --bench events
 
 build: deps ## Release build of every function for Lambda (arm64), with a size table
 	@start=$$(date +%s); \

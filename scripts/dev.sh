@@ -78,7 +78,7 @@ for _ in $(seq 600); do port_busy "$API_PORT" && break; sleep 0.1; done
 
 cat <<MSG
 
-Paste these two lines into your shell, then try the README's curl examples:
+Paste these three lines into your shell, then try the README's curl examples:
 
 $(echo "$exports" | grep '^export')
 

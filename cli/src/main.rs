@@ -44,7 +44,8 @@ enum Command {
     /// Change events, locally.
     #[command(subcommand)]
     Events(EventsCommand),
-    /// Create the table, a demo organisation and a read/write key; print shell exports.
+    /// Create the table, a demo organisation, a read/write key and a webhooks key; print
+    /// shell exports.
     Demo {
         /// Base URL the API is served at, for the printed MEMBERS_API_URL.
         #[arg(long, default_value = "http://127.0.0.1:9000")]
@@ -81,7 +82,8 @@ enum KeysCommand {
         /// A label for the key, e.g. who uses it.
         #[arg(long)]
         name: String,
-        /// Scopes: r_members (reads), w_members (writes). Repeat or comma-separate.
+        /// Scopes: r_members (reads), w_members (writes), r_webhooks, w_webhooks (webhooks;
+        /// not implied by the members scopes). Repeat or comma-separate.
         #[arg(long, value_delimiter = ',', default_values = ["r_members", "w_members"])]
         scope: Vec<String>,
     },
@@ -218,10 +220,12 @@ async fn run(cli: &Cli) -> Result<(), String> {
                 vec![Scope::ReadMembers, Scope::WriteMembers],
             )?;
             store.put_api_key(&issued.record).await.map_err(failed)?;
+            let hooks = issue_key(&org.id, "demo webhooks", vec![Scope::WriteWebhooks])?;
+            store.put_api_key(&hooks.record).await.map_err(failed)?;
             if cli.json {
                 println!(
                     "{}",
-                    json!({"organizationId": org.id, "adminMemberId": member.id, "apiKey": issued.secret, "apiUrl": api_url})
+                    json!({"organizationId": org.id, "adminMemberId": member.id, "apiKey": issued.secret, "webhooksKey": hooks.secret, "apiUrl": api_url})
                 );
             } else {
                 println!(
@@ -232,6 +236,7 @@ async fn run(cli: &Cli) -> Result<(), String> {
                 );
                 println!("export MEMBERS_API_URL={api_url}");
                 println!("export MEMBERS_API_KEY={}", issued.secret);
+                println!("export MEMBERS_HOOKS_KEY={}", hooks.secret);
             }
         }
     }

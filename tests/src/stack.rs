@@ -721,7 +721,7 @@ pub fn b(item: &HashMap<String, AttributeValue>, name: &str) -> bool {
 }
 
 /// The operator's CLI as `cargo build` left it (`make test` builds the workspace first).
-fn membersctl() -> PathBuf {
+pub fn membersctl() -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace_root().join("target"));

@@ -76,7 +76,7 @@ class Handler(BaseHTTPRequestHandler):
                 event = json.loads(body)
             except ValueError:
                 event = None
-            state["received"].append({"id": headers.get("webhook-id"), "valid": valid, "error": error,
+            state["received"].append({"id": headers.get("webhook-id"), "valid": valid, "error": error, "at": time.time(),
                                       "status": status, "signatures": len(headers.get("webhook-signature", "").split()),
                                       "event": event})
         self.reply(status)
