@@ -10,7 +10,7 @@ use aws_sdk_dynamodbstreams::Client as Streams;
 use shared::consumer::{handle, Publisher, StreamRecord};
 use shared::events::CloudEvent;
 use shared::store::DynamoStore;
-use shared::webhooks::deliver::{deliver_event, Enqueue, Sender, TableQueue};
+use shared::webhooks::deliver::{deliver_event, Sender};
 use shared::webhooks::EventRef;
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
@@ -27,17 +27,12 @@ struct LocalPublisher<'a>(&'a DynamoStore);
 
 impl Publisher for LocalPublisher<'_> {
     async fn publish(&self, events: &[CloudEvent]) -> usize {
-        for (n, e) in events.iter().enumerate() {
-            if let Err(err) = TableQueue(self.0)
-                .enqueue(&EventRef::of(e), Duration::ZERO)
-                .await
-            {
-                eprintln!(
-                    "membersctl: cannot queue event {} for webhooks: {err}",
-                    e.id
-                );
-                return n;
-            }
+        let refs: Vec<EventRef> = events.iter().map(EventRef::of).collect();
+        if let Err(err) = self.0.queue_local_now(&refs).await {
+            eprintln!("membersctl: cannot queue events for webhooks: {err}");
+            return 0;
+        }
+        for e in events {
             println!("event {} {} {} {}", e.sequence, e.kind, e.subject, e.id);
         }
         events.len()
@@ -67,16 +62,24 @@ async fn deliver_forever(store: DynamoStore) {
             let retry = match deliver_event(&store, &sender, &event).await {
                 Ok(retry) => retry,
                 Err(e) => {
-                    eprintln!("membersctl: delivering {} failed ({e}); retrying", event.id);
-                    Some(Duration::from_secs(1))
+                    eprintln!(
+                        "membersctl: delivering {} failed ({e}); retrying in 5 s",
+                        event.id
+                    );
+                    Some(Duration::from_secs(5))
                 }
             };
             if let Some(delay) = retry {
-                if store.queue_local(&event, delay).await.is_err() {
+                if let Err(e) = store.queue_local(&event, delay).await {
+                    // Left where it is: read again after a pause, not in a tight loop.
+                    eprintln!("membersctl: cannot queue a retry ({e})");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
                     continue;
                 }
             }
-            let _ = store.unqueue_local(&key).await;
+            if let Err(e) = store.unqueue_local(&key).await {
+                eprintln!("membersctl: cannot take a delivered event off the queue ({e})");
+            }
         }
     }
 }

@@ -7,7 +7,7 @@
 //!    against the bare read of the same stream records (GetRecords only), in the same run.
 
 use members_tests::receiver::Receiver;
-use members_tests::{free_port, membersctl, new_tenant, DynamoLocal, Process, TABLE};
+use members_tests::{consumer, free_port, new_tenant, DynamoLocal, TABLE};
 use serde_json::json;
 use shared::http::ApiRequest;
 use shared::model::*;
@@ -24,16 +24,6 @@ fn main() {
 fn percentile(samples: &mut [Duration], p: f64) -> Duration {
     samples.sort();
     samples[((samples.len() - 1) as f64 * p).round() as usize]
-}
-
-fn consumer(endpoint: &str, log: &std::path::Path) -> Result<Process, String> {
-    let mut command = std::process::Command::new(membersctl());
-    command
-        .args(["events", "consume"])
-        .env("AWS_ENDPOINT_URL_DYNAMODB", endpoint)
-        .env("TABLE_NAME", TABLE)
-        .env("WEBHOOKS_ALLOW_LOOPBACK", "true");
-    Process::spawn("membersctl events consume", command, log)
 }
 
 async fn run() -> Result<(), String> {
@@ -56,7 +46,10 @@ async fn run() -> Result<(), String> {
             id: WebhookId::generate(),
             organization_id: t.org.clone(),
             url: receiver.url("/bench"),
-            event_types: shared::events::TYPES.iter().map(|s| s.to_string()).collect(),
+            event_types: shared::events::TYPES
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
             description: None,
             enabled: true,
             secret: secret.clone(),
@@ -73,7 +66,10 @@ async fn run() -> Result<(), String> {
         path: format!("/v1/members/{}", t.root),
         path_id: Some(t.root.to_string()),
         headers: HashMap::from([
-            ("authorization".to_owned(), format!("Bearer {}", t.write_key)),
+            (
+                "authorization".to_owned(),
+                format!("Bearer {}", t.write_key),
+            ),
             ("content-type".to_owned(), "application/json".to_owned()),
         ]),
         query: Vec::new(),
@@ -120,9 +116,16 @@ async fn run() -> Result<(), String> {
         .filter_map(|(v, at)| Some(Duration::from_secs_f64((received.get(v)? - at).max(0.0))))
         .collect();
     if latencies.len() != acked.len() {
-        return Err(format!("{} of {} events received", latencies.len(), acked.len()));
+        return Err(format!(
+            "{} of {} events received",
+            latencies.len(),
+            acked.len()
+        ));
     }
-    let (p50, p99) = (percentile(&mut latencies, 0.5), percentile(&mut latencies, 0.99));
+    let (p50, p99) = (
+        percentile(&mut latencies, 0.5),
+        percentile(&mut latencies, 0.99),
+    );
     println!(
         "write → webhook received ({writes} PATCHes, consumer + signed delivery): p50 {:.0} ms, p99 {:.0} ms",
         p50.as_secs_f64() * 1e3,
@@ -189,8 +192,14 @@ async fn run() -> Result<(), String> {
             .client()
             .get_item()
             .table_name(TABLE)
-            .key("PK", shared::store::dynamo::AttributeValue::S(format!("ORG#{org}#EVENTS")))
-            .key("SK", shared::store::dynamo::AttributeValue::S("#SEQUENCE".into()))
+            .key(
+                "PK",
+                shared::store::dynamo::AttributeValue::S(format!("ORG#{org}#EVENTS")),
+            )
+            .key(
+                "SK",
+                shared::store::dynamo::AttributeValue::S("#SEQUENCE".into()),
+            )
             .consistent_read(true)
             .send()
             .await

@@ -9,16 +9,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-const ALL_TYPES: [&str; 8] = [
-    "member.created",
-    "member.updated",
-    "member.deactivated",
-    "member.reactivated",
-    "member.primary_moved",
-    "role.created",
-    "role.deleted",
-    "organization.updated",
-];
+/// The events the first test writes: 4 members × (create, 3 updates, deactivate), 1 role.
+const WRITTEN: usize = 4 * 5 + 1;
 
 /// A webhook for every type at `url`: (id, secret).
 fn subscribe(t: &Tenant, url: &str) -> Result<(String, String), String> {
@@ -26,7 +18,7 @@ fn subscribe(t: &Tenant, url: &str) -> Result<(String, String), String> {
         &t.hooks_key,
         "POST",
         "/v1/webhooks",
-        Some(&json!({"url": url, "eventTypes": ALL_TYPES, "description": "tests"})),
+        Some(&json!({"url": url, "eventTypes": shared::events::TYPES, "description": "tests"})),
     )?;
     ensure_eq!(r.status, 201, "{}", r.text);
     let v = r.json();
@@ -118,12 +110,12 @@ pub async fn every_event_arrives_signed_once_in_order(ctx: Arc<Ctx>) -> TestResu
             .filter_map(|e| e["id"].as_str().map(str::to_owned))
             .collect();
         let new: BTreeSet<String> = all.difference(&before).cloned().collect();
-        if new.len() >= 4 * 5 + 1 || Instant::now() > deadline {
+        if new.len() >= WRITTEN || Instant::now() > deadline {
             break new;
         }
         std::thread::sleep(Duration::from_millis(200));
     };
-    ensure_eq!(want.len(), 4 * 5 + 1, "events written");
+    ensure_eq!(want.len(), WRITTEN, "events written");
     let got = wait_for(&receiver, &want, Duration::from_secs(60))?;
     let invalid: Vec<&Value> = got.iter().filter(|d| d["valid"] != true).collect();
     ensure!(invalid.is_empty(), "every signature verifies: {invalid:?}");
@@ -271,6 +263,18 @@ pub async fn a_failing_receiver_gets_every_event_later(ctx: Arc<Ctx>) -> TestRes
     ensure!(
         new_secret != secret && new_secret.starts_with("whsec_"),
         "a new secret"
+    );
+    let twice = t.call_as(
+        &t.hooks_key,
+        "POST",
+        &format!("/v1/webhooks/{hook}/rotate-secret"),
+        None,
+    )?;
+    ensure_eq!(
+        (twice.status, twice.code()),
+        (409, "rotation_in_progress".to_owned()),
+        "the old secret keeps its day: {}",
+        twice.text
     );
     receiver.control(&[&new_secret], 0.0)?;
     let delivery = retried["id"].as_str().unwrap_or_default();

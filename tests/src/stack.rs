@@ -340,16 +340,8 @@ impl Stack {
         let n = self
             .consumer_starts
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        let mut command = Command::new(membersctl());
-        command
-            .args(["events", "consume"])
-            .env("AWS_ENDPOINT_URL_DYNAMODB", self.dynamo.endpoint())
-            .env("TABLE_NAME", TABLE)
-            .env("WEBHOOKS_ALLOW_LOOPBACK", "true")
-            // Retries a hundred times sooner: 0.3 s, 1.2 s, 6 s, … (tests wait seconds).
-            .env("WEBHOOK_RETRY_SCALE", "0.01");
         let log = self.dir.join(format!("consumer-{n}.log"));
-        let process = Process::spawn("membersctl events consume", command, &log)?;
+        let process = consumer(&self.dynamo.endpoint(), &log)?;
         let mut slot = self.consumer.lock().map_err(|e| e.to_string())?;
         *slot = Some(process);
         Ok(())
@@ -358,16 +350,8 @@ impl Stack {
     /// Another consumer of the same stream, as long as the answer lives (a shard split or a
     /// second poller: both place the same records).
     pub fn extra_consumer(&self, name: &str) -> Result<Process, String> {
-        let mut command = Command::new(membersctl());
-        command
-            .args(["events", "consume"])
-            .env("AWS_ENDPOINT_URL_DYNAMODB", self.dynamo.endpoint())
-            .env("TABLE_NAME", TABLE)
-            .env("WEBHOOKS_ALLOW_LOOPBACK", "true")
-            .env("WEBHOOK_RETRY_SCALE", "0.01");
-        Process::spawn(
-            "membersctl events consume",
-            command,
+        consumer(
+            &self.dynamo.endpoint(),
             &self.dir.join(format!("consumer-{name}.log")),
         )
     }
@@ -720,8 +704,22 @@ pub fn b(item: &HashMap<String, AttributeValue>, name: &str) -> bool {
     matches!(item.get(name), Some(AttributeValue::Bool(true)))
 }
 
+/// A stream consumer (`membersctl events consume`) of the DynamoDB Local at `endpoint`, as
+/// `make dev` runs it, but with webhook retries a hundred times sooner (0.3 s, 1.2 s, 6 s, …:
+/// tests wait seconds, not hours).
+pub fn consumer(endpoint: &str, log: &Path) -> Result<Process, String> {
+    let mut command = Command::new(membersctl());
+    command
+        .args(["events", "consume"])
+        .env("AWS_ENDPOINT_URL_DYNAMODB", endpoint)
+        .env("TABLE_NAME", TABLE)
+        .env("WEBHOOKS_ALLOW_LOOPBACK", "true")
+        .env("WEBHOOK_RETRY_SCALE", "0.01");
+    Process::spawn("membersctl events consume", command, log)
+}
+
 /// The operator's CLI as `cargo build` left it (`make test` builds the workspace first).
-pub fn membersctl() -> PathBuf {
+fn membersctl() -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace_root().join("target"));

@@ -142,6 +142,16 @@ pub async fn rotate_webhook_secret(
     no_query(&req)?;
     let before = webhook(store, &key.organization_id, &req).await?;
     let now = Timestamp::now();
+    if let Some(until) = before.previous_secret_expires_at.filter(|u| *u > now) {
+        // A second rotation now would end the first old secret's day at once.
+        return Err(ApiError::Conflict {
+            code: "rotation_in_progress",
+            detail: format!(
+                "The previous secret still signs until {until}; rotate again after that."
+            ),
+            field: None,
+        });
+    }
     let mut after = before.clone();
     after.previous_secret = Some(before.secret.clone());
     after.previous_secret_expires_at = Some(now.plus_seconds(ROTATION_OVERLAP_SECONDS));
@@ -209,11 +219,22 @@ pub async fn redeliver<Q: Enqueue>(
             field: None,
         });
     }
-    let expected = d.attempt_count;
+    if d.status == DeliveryStatus::Pending {
+        // Its own retry is scheduled; a second message would send every later retry twice.
+        return Err(ApiError::Conflict {
+            code: "delivery_pending",
+            detail: format!(
+                "The delivery is still being retried (next attempt at {}); redeliver it once it has succeeded or been parked.",
+                d.next_attempt_at.map_or_else(|| "once due".to_owned(), |t| t.to_string())
+            ),
+            field: None,
+        });
+    }
+    let expected = d.revision;
     d.status = DeliveryStatus::Pending;
     d.failures = 0;
     d.next_attempt_at = Some(Timestamp::now());
-    if !store.save_delivery(&d, expected).await? {
+    if !store.save_delivery(&mut d, expected).await? {
         return Err(ApiError::Conflict {
             code: "delivery_in_progress",
             detail: "An attempt of this delivery was just recorded; read it and retry.".into(),

@@ -7,6 +7,7 @@ use super::sign::signature_header;
 use super::target::GuardedResolver;
 use super::{retry_delay, Attempt, Delivery, DeliveryStatus, EventRef, KEPT_ATTEMPTS};
 use crate::error::ApiError;
+use crate::events::CloudEvent;
 use crate::model::*;
 use crate::store::DynamoStore;
 use std::future::Future;
@@ -51,6 +52,9 @@ struct Outcome {
 impl Sender {
     pub fn new(allow_loopback: bool) -> Self {
         let config = ureq::Agent::config_builder()
+            // No proxy from the environment (HTTPS_PROXY, …): through a proxy, ureq would not
+            // resolve the target itself, and the resolver's check would be bypassed.
+            .proxy(None)
             .timeout_global(Some(ATTEMPT_TIMEOUT))
             .max_redirects(0)
             .http_status_as_error(false)
@@ -97,11 +101,19 @@ impl Sender {
                 latency_ms,
                 error: Some(format!("the receiver answered {status}")),
             },
-            Err(e) => Outcome {
-                status: None,
-                latency_ms,
-                error: Some(e),
-            },
+            // What failed is not shown (refused, reset, timed out, which address): the
+            // deliveries log must not make a port scanner or a DNS oracle of the service.
+            Err(e) => {
+                tracing::info!(error = %e, "a webhook attempt got no answer");
+                Outcome {
+                    status: None,
+                    latency_ms,
+                    error: Some(match e.contains("non-public") {
+                        true => "refused: the host resolves to a non-public address".into(),
+                        false => "no answer: the connection failed or timed out".into(),
+                    }),
+                }
+            }
         }
     }
 }
@@ -116,31 +128,57 @@ pub async fn deliver_event(
     event: &EventRef,
 ) -> Result<Option<Duration>, ApiError> {
     let org = &event.organization_id;
+    // Every webhook of the organisation (a redelivery: the one named). A webhook that wants
+    // the event gets a delivery if it existed when the event happened; one that stopped
+    // wanting it (disabled, or the type removed) has its pending delivery parked, so that
+    // the event is never left pending with no message to retry it.
     let webhooks = match &event.only {
         Some((id, _)) => store.webhook(org, id).await?.into_iter().collect(),
-        None => {
-            let all = store.webhooks(org).await?;
-            all.into_iter()
-                .filter(|w| w.wants(&event.kind))
-                .collect::<Vec<_>>()
-        }
+        None => store.webhooks(org).await?,
     };
+    let mut loaded: Option<Option<CloudEvent>> = None;
     let mut body: Option<String> = None;
     let mut next: Option<Duration> = None;
     for webhook in webhooks {
         let now = Timestamp::now();
         let fresh = Delivery::new(&webhook, event, now);
-        let mut delivery = match store.delivery(org, &webhook.id, &fresh.id).await? {
+        let existing = store.delivery(org, &webhook.id, &fresh.id).await?;
+        let mut delivery = match existing {
             Some(d) => d,
-            None if event.only.is_none() => {
+            None if event.only.is_some() || !webhook.wants(&event.kind) => continue,
+            None => {
+                if loaded.is_none() {
+                    loaded = Some(store.feed_event(org, event.sequence).await?);
+                }
+                // Subscribed after the event: not its to receive (a message still circling
+                // for another webhook must not deliver history to a new one).
+                let happened = loaded.as_ref().and_then(|e| e.as_ref().map(|e| e.time));
+                if happened.is_some_and(|t| t < webhook.created_at) {
+                    continue;
+                }
                 store.put_delivery_if_absent(&fresh).await?;
                 match store.delivery(org, &webhook.id, &fresh.id).await? {
                     Some(d) => d,
                     None => continue,
                 }
             }
-            None => continue,
         };
+        if delivery.status == DeliveryStatus::Pending
+            && event.only.is_none()
+            && !webhook.wants(&event.kind)
+        {
+            let expected = delivery.revision;
+            delivery.status = DeliveryStatus::Parked;
+            delivery.next_attempt_at = None;
+            delivery.attempts.push(Attempt::failed(
+                now,
+                None,
+                0,
+                "parked: the webhook was disabled or no longer subscribes to this type",
+            ));
+            store.save_delivery(&mut delivery, expected).await?;
+            continue;
+        }
         if delivery.status != DeliveryStatus::Pending {
             continue;
         }
@@ -153,13 +191,16 @@ pub async fn deliver_event(
                 continue;
             }
         }
+        if loaded.is_none() {
+            loaded = Some(store.feed_event(org, event.sequence).await?);
+        }
         if body.is_none() {
-            body = match store.feed_event(org, event.sequence).await? {
-                Some(e) => Some(serde_json::to_string(&e).map_err(|_| ApiError::Internal)?),
+            body = match loaded.as_ref().and_then(Option::as_ref) {
+                Some(e) => Some(serde_json::to_string(e).map_err(|_| ApiError::Internal)?),
                 None => None,
             };
         }
-        let expected = delivery.attempt_count;
+        let expected = delivery.revision;
         let outcome = match &body {
             Some(body) => {
                 let timestamp = now.unix_seconds();
@@ -209,7 +250,7 @@ pub async fn deliver_event(
                 }
             }
         }
-        if !store.save_delivery(&delivery, expected).await? {
+        if !store.save_delivery(&mut delivery, expected).await? {
             tracing::info!(delivery_id = %delivery.id, "another worker recorded an attempt first");
         }
         tracing::info!(

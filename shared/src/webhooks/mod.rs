@@ -163,10 +163,13 @@ pub struct Delivery {
     /// Failed attempts since the delivery was created or last redelivered.
     #[serde(default)]
     pub failures: usize,
-    /// Every attempt ever made (`attempts` keeps the last [`KEPT_ATTEMPTS`]); a save is
-    /// conditioned on it, so two workers never both record an attempt.
+    /// Every attempt ever made (`attempts` keeps the last [`KEPT_ATTEMPTS`]).
     #[serde(default)]
     pub attempt_count: u64,
+    /// Moved by every save, which is conditioned on it: two workers never both record an
+    /// attempt, and a redelivery is never overwritten by an attempt that read before it.
+    #[serde(default)]
+    pub revision: u64,
     pub next_attempt_at: Option<Timestamp>,
     pub created_at: Timestamp,
 }
@@ -189,6 +192,7 @@ impl Delivery {
             attempts: Vec::new(),
             failures: 0,
             attempt_count: 0,
+            revision: 0,
             next_attempt_at: Some(now),
             created_at: now,
         }

@@ -65,7 +65,8 @@ pub fn check_addresses(addrs: &[SocketAddr], allow_loopback: bool) -> Result<(),
     for a in addrs {
         let ip = a.ip();
         if !(is_public(ip) || allow_loopback && ip.is_loopback()) {
-            return Err(format!("the host resolves to a non-public address ({ip})"));
+            // Which address is not said: that would answer DNS questions for the caller.
+            return Err("the host resolves to a non-public address".into());
         }
     }
     Ok(())
@@ -106,8 +107,11 @@ fn public_v6(ip: Ipv6Addr) -> bool {
         || (first & 0xfe00) == 0xfc00 // unique local (fd00:ec2::254, the metadata service)
         || (first & 0xffc0) == 0xfe80 // link-local
         || (first == 0x2001 && ip.segments()[1] == 0x0db8) // documentation
-        || (first == 0x0064 && ip.segments()[1] == 0xff9b) // NAT64 of any IPv4
-        || ip.segments()[..6] == [0, 0, 0, 0, 0, 0]) // IPv4-compatible
+        || (first & 0xffc0) == 0xfec0 // site-local (deprecated, still routed inside some nets)
+        || (first == 0x0064 && ip.segments()[1] == 0xff9b) // NAT64 of any IPv4 (and /48 local)
+        || first == 0x2002 // 6to4: embeds any IPv4
+        || ip.segments()[..6] == [0, 0, 0, 0, 0, 0] // IPv4-compatible
+        || ip.segments()[..6] == [0, 0, 0, 0, 0xffff, 0]) // IPv4-translated
 }
 
 /// The resolver deliveries connect with: the system's answer, refused whole if any address
@@ -159,6 +163,10 @@ mod tests {
             "https://[::1]/",
             "https://[::ffff:127.0.0.1]/",
             "https://[fd00:ec2::254]/",
+            "https://[fec0::1]/",
+            "https://[64:ff9b:1::a00:1]/",
+            "https://[2002:a00:1::1]/",
+            "https://[::ffff:0:a00:1]/",
             "https://100.64.0.1/",
             "https://0.0.0.0/",
             "http://127.0.0.1:9/",

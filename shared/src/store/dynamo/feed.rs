@@ -17,8 +17,7 @@ use crate::events::{self, CloudEvent};
 use crate::model::*;
 use crate::store::{FeedEntry, PlaceState};
 use aws_sdk_dynamodb::types::{
-    AttributeValue, KeysAndAttributes, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
-    Update,
+    AttributeValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -336,60 +335,16 @@ impl DynamoStore {
             .map(|a| events::from_audit(&a.event, seq)))
     }
 
-    /// Audit entries by key, consistent, 100 keys per BatchGetItem.
+    /// Audit entries by key, consistent (`batch_get`).
     async fn audit_entries(
         &self,
         keys: &[(String, String)],
     ) -> Result<HashMap<(String, String), AuditEvent>, ApiError> {
         let mut out = HashMap::new();
-        for chunk in keys.chunks(100) {
-            let mut wanted = KeysAndAttributes::builder().consistent_read(true);
-            for (pk, sk) in chunk {
-                wanted = wanted.keys(HashMap::from([
-                    ("PK".to_owned(), AttributeValue::S(pk.clone())),
-                    ("SK".to_owned(), AttributeValue::S(sk.clone())),
-                ]));
-            }
-            let mut wanted = Some(
-                wanted
-                    .build()
-                    .map_err(|e| build_error("KeysAndAttributes", e))?,
-            );
-            let mut attempts = 0;
-            while let Some(request) = wanted.take() {
-                attempts += 1;
-                let result = self
-                    .client
-                    .batch_get_item()
-                    .request_items(&self.table, request)
-                    .send()
-                    .await
-                    .map_err(|e| sdk_error("BatchGetItem", e))?;
-                for item in result
-                    .responses()
-                    .and_then(|r| r.get(&self.table))
-                    .into_iter()
-                    .flatten()
-                {
-                    let record: AuditRecord = from_item(item.clone())?;
-                    let e = record.event;
-                    let key = keys::audit(&e.organization_id, e.member_id.as_ref(), &e.id);
-                    out.insert(key, e);
-                }
-                wanted = result
-                    .unprocessed_keys()
-                    .and_then(|u| u.get(&self.table))
-                    .filter(|k| !k.keys().is_empty())
-                    .cloned();
-                if wanted.is_some() && attempts >= 4 {
-                    return Err(ApiError::Unavailable {
-                        retry_after_seconds: 1,
-                    });
-                }
-                if wanted.is_some() {
-                    tokio::time::sleep(std::time::Duration::from_millis(20 << attempts)).await;
-                }
-            }
+        for item in self.batch_get(keys).await?.0 {
+            let e = from_item::<AuditRecord>(item)?.event;
+            let key = keys::audit(&e.organization_id, e.member_id.as_ref(), &e.id);
+            out.insert(key, e);
         }
         Ok(out)
     }

@@ -1,7 +1,7 @@
 //! Member writes and their reads: the create and update transactions, a member read
 //! together with its organisation, and a create's idempotency record.
 
-use super::errors::{build_error, refusal, sdk_error, update_refusal, write_conflict};
+use super::errors::{refusal, update_refusal, write_conflict};
 use super::member_items::{
     demote_primary, hashed, holder_deltas, org_item, role_holders, update_items,
 };
@@ -14,9 +14,7 @@ use super::{keys, DynamoStore};
 use crate::error::ApiError;
 use crate::model::*;
 use crate::store::{CreateMember, IdempotencyRecord, UpdateMember};
-use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
-use std::collections::HashMap;
-use std::time::Duration;
+use aws_sdk_dynamodb::types::AttributeValue;
 
 impl DynamoStore {
     pub(super) async fn idempotency(
@@ -44,7 +42,7 @@ impl DynamoStore {
         let mut wanted = vec![keys::org(org)];
         wanted.extend(key.map(|k| keys::idempotency(org, k)));
         let (mut organization, mut record) = (None, None);
-        for item in self.batch_get(wanted).await? {
+        for item in self.batch_get(&wanted).await?.0 {
             match item.get("SK") {
                 Some(AttributeValue::S(sk)) if sk == "IDEMPOTENCY" => {
                     let found = from_item::<IdempotencyItem>(item)?;
@@ -55,51 +53,6 @@ impl DynamoStore {
             }
         }
         Ok((organization, record))
-    }
-
-    /// Items by key in one consistent BatchGetItem (at most 100 keys), following
-    /// `UnprocessedKeys` with a short backoff; still unprocessed after four tries is a 503.
-    pub(super) async fn batch_get(
-        &self,
-        wanted: Vec<(String, String)>,
-    ) -> Result<Vec<HashMap<String, AttributeValue>>, ApiError> {
-        let mut request = KeysAndAttributes::builder().consistent_read(true);
-        for (pk, sk) in wanted {
-            request = request.keys(HashMap::from([
-                ("PK".to_owned(), AttributeValue::S(pk)),
-                ("SK".to_owned(), AttributeValue::S(sk)),
-            ]));
-        }
-        let mut request = request
-            .build()
-            .map_err(|e| build_error("KeysAndAttributes", e))?;
-        let mut found = Vec::new();
-        for attempt in 0..4 {
-            let out = self
-                .client
-                .batch_get_item()
-                .request_items(&self.table, request.clone())
-                .send()
-                .await
-                .map_err(|e| sdk_error("BatchGetItem", e))?;
-            found.extend(
-                out.responses()
-                    .and_then(|r| r.get(&self.table))
-                    .into_iter()
-                    .flatten()
-                    .cloned(),
-            );
-            match out.unprocessed_keys().and_then(|u| u.get(&self.table)) {
-                Some(rest) if !rest.keys().is_empty() => {
-                    request = rest.clone();
-                    tokio::time::sleep(Duration::from_millis(20 << attempt)).await;
-                }
-                _ => return Ok(found),
-            }
-        }
-        Err(ApiError::Unavailable {
-            retry_after_seconds: 1,
-        })
     }
 
     pub(super) async fn insert_member(&self, w: &CreateMember) -> Result<(), ApiError> {
@@ -167,8 +120,9 @@ impl DynamoStore {
     ) -> Result<(Option<Member>, Option<Organization>), ApiError> {
         let (mut member, mut organization) = (None, None);
         for item in self
-            .batch_get(vec![keys::member(org, id), keys::org(org)])
+            .batch_get(&[keys::member(org, id), keys::org(org)])
             .await?
+            .0
         {
             match item.get("SK") {
                 Some(AttributeValue::S(sk)) if sk == "MEMBER" => {

@@ -252,15 +252,37 @@ impl DynamoStore {
         ids: &[String],
         page: &mut ListPage,
     ) -> Result<HashMap<String, Member>, ApiError> {
+        let mut keys = Vec::with_capacity(ids.len());
+        for id in ids {
+            let member = MemberId::parse(id).map_err(|_| ApiError::Internal)?;
+            keys.push(keys::member(org, &member));
+        }
+        let (items, calls, units) = self.batch_get(&keys).await?;
+        page.calls += calls;
+        page.read_units += units;
         let mut out = HashMap::new();
-        for chunk in ids.chunks(100) {
+        for item in items {
+            page.items_read += 1;
+            let m = read_member(item)?;
+            out.insert(m.id.to_string(), m);
+        }
+        Ok(out)
+    }
+
+    /// Items by key, consistent, 100 keys a BatchGetItem; keys left unprocessed (throttling)
+    /// are asked again after a pause, 4 times at most (then 503). Answers the items found (in
+    /// no order), the calls made and the read units consumed.
+    pub(super) async fn batch_get(
+        &self,
+        keys: &[(String, String)],
+    ) -> Result<(Vec<Item>, usize, f64), ApiError> {
+        let (mut items, mut calls, mut units) = (Vec::new(), 0, 0.0);
+        for chunk in keys.chunks(100) {
             let mut wanted = KeysAndAttributes::builder().consistent_read(true);
-            for id in chunk {
-                let member = MemberId::parse(id).map_err(|_| ApiError::Internal)?;
-                let (pk, sk) = keys::member(org, &member);
+            for (pk, sk) in chunk {
                 wanted = wanted.keys(HashMap::from([
-                    ("PK".to_owned(), AttributeValue::S(pk)),
-                    ("SK".to_owned(), AttributeValue::S(sk)),
+                    ("PK".to_owned(), AttributeValue::S(pk.clone())),
+                    ("SK".to_owned(), AttributeValue::S(sk.clone())),
                 ]));
             }
             let mut wanted = Some(
@@ -279,21 +301,14 @@ impl DynamoStore {
                     .send()
                     .await
                     .map_err(|e| sdk_error("BatchGetItem", e))?;
-                page.calls += 1;
-                page.read_units += result
+                calls += 1;
+                units += result
                     .consumed_capacity()
                     .iter()
                     .filter_map(|c| c.capacity_units())
                     .sum::<f64>();
-                for item in result
-                    .responses()
-                    .and_then(|r| r.get(&self.table))
-                    .into_iter()
-                    .flatten()
-                {
-                    page.items_read += 1;
-                    let m = read_member(item.clone())?;
-                    out.insert(m.id.to_string(), m);
+                if let Some(found) = result.responses().and_then(|r| r.get(&self.table)) {
+                    items.extend(found.iter().cloned());
                 }
                 wanted = result
                     .unprocessed_keys()
@@ -311,7 +326,7 @@ impl DynamoStore {
                 }
             }
         }
-        Ok(out)
+        Ok((items, calls, units))
     }
 
     /// A history page, newest first: Query pages followed until `limit + 1` events or the

@@ -213,15 +213,17 @@ impl DynamoStore {
         }
     }
 
-    /// Saves a delivery after an attempt (or a redelivery), on the condition that no other
-    /// worker recorded one meanwhile (`attemptCount` as read); answers whether it saved.
-    pub async fn save_delivery(&self, d: &Delivery, expected: u64) -> Result<bool, ApiError> {
+    /// Saves a delivery after an attempt (or a redelivery) as its next revision, on the
+    /// condition that nothing saved it since it was read at revision `expected`; answers
+    /// whether it saved.
+    pub async fn save_delivery(&self, d: &mut Delivery, expected: u64) -> Result<bool, ApiError> {
+        d.revision = expected + 1;
         let result = self
             .client
             .put_item()
             .table_name(&self.table)
             .set_item(Some(to_item(&delivery_record(d))?))
-            .condition_expression("attribute_exists(PK) AND attemptCount = :n")
+            .condition_expression("attribute_exists(PK) AND revision = :n")
             .expression_attribute_values(":n", AttributeValue::N(expected.to_string()))
             .send()
             .await;
@@ -303,6 +305,61 @@ impl DynamoStore {
             .send()
             .await
             .map_err(|e| sdk_error("PutItem", e))?;
+        Ok(())
+    }
+
+    /// Local delivery queue: many events due now, 25 a BatchWriteItem (the consumer queues
+    /// a whole batch of the stream at once).
+    pub async fn queue_local_now(&self, events: &[EventRef]) -> Result<(), ApiError> {
+        let due = Timestamp::now().unix_millis();
+        for chunk in events.chunks(25) {
+            let mut writes = Vec::with_capacity(chunk.len());
+            for event in chunk {
+                let record = QueueRecord {
+                    pk: LOCAL_QUEUE.into(),
+                    sk: format!(
+                        "{due:020}#{:020}#{}",
+                        event.sequence,
+                        ulid::Ulid::generate()
+                    ),
+                    event: serde_json::to_string(event).map_err(|_| ApiError::Internal)?,
+                };
+                let put = aws_sdk_dynamodb::types::PutRequest::builder()
+                    .set_item(Some(to_item(&record)?))
+                    .build()
+                    .map_err(|e| build_error("PutRequest", e))?;
+                writes.push(
+                    aws_sdk_dynamodb::types::WriteRequest::builder()
+                        .put_request(put)
+                        .build(),
+                );
+            }
+            let mut pending = Some(writes);
+            for attempt in 0..5 {
+                let Some(requests) = pending.take().filter(|r| !r.is_empty()) else {
+                    break;
+                };
+                let out = self
+                    .client
+                    .batch_write_item()
+                    .request_items(&self.table, requests)
+                    .send()
+                    .await
+                    .map_err(|e| sdk_error("BatchWriteItem", e))?;
+                pending = out
+                    .unprocessed_items()
+                    .and_then(|u| u.get(&self.table))
+                    .cloned();
+                if pending.as_ref().is_some_and(|p| !p.is_empty()) {
+                    tokio::time::sleep(Duration::from_millis(20 << attempt)).await;
+                }
+            }
+            if pending.is_some_and(|p| !p.is_empty()) {
+                return Err(ApiError::Unavailable {
+                    retry_after_seconds: 1,
+                });
+            }
+        }
         Ok(())
     }
 
