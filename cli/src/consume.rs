@@ -84,23 +84,44 @@ async fn deliver_forever(store: DynamoStore) {
     }
 }
 
+/// Timeouts for a worker that waits on a busy DynamoDB Local rather than giving up.
+pub fn patient_timeouts() -> aws_sdk_dynamodb::config::timeout::TimeoutConfig {
+    aws_sdk_dynamodb::config::timeout::TimeoutConfig::builder()
+        .connect_timeout(Duration::from_secs(5))
+        .operation_attempt_timeout(Duration::from_secs(20))
+        .operation_timeout(Duration::from_secs(60))
+        .build()
+}
+
+/// Runs until stopped. Only a table without a stream ends it: every other failure (a
+/// timeout, DynamoDB Local restarting) is logged and tried again after a pause.
 pub async fn run(store: &DynamoStore, streams: &Streams) -> Result<(), String> {
-    let stream = store
-        .client()
-        .describe_table()
-        .table_name(store.table())
-        .send()
-        .await
-        .map_err(|e| format!("cannot describe table {}: {e}", store.table()))?
-        .table
-        .and_then(|t| t.latest_stream_arn)
-        .ok_or_else(|| {
-            format!(
-                "table {} has no stream; create it with `membersctl create-table` (a table made \
-                 before events existed: delete and recreate it locally)",
-                store.table()
-            )
-        })?;
+    let stream = loop {
+        match store
+            .client()
+            .describe_table()
+            .table_name(store.table())
+            .send()
+            .await
+        {
+            Ok(out) => {
+                break out.table.and_then(|t| t.latest_stream_arn).ok_or_else(|| {
+                    format!(
+                        "table {} has no stream; create it with `membersctl create-table` (a \
+                         table made before events existed: delete and recreate it locally)",
+                        store.table()
+                    )
+                })?
+            }
+            Err(e) => {
+                eprintln!(
+                    "membersctl: cannot describe table {} ({e}); trying again",
+                    store.table()
+                );
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    };
     eprintln!(
         "membersctl: consuming the stream of table {}",
         store.table()
@@ -109,7 +130,14 @@ pub async fn run(store: &DynamoStore, streams: &Streams) -> Result<(), String> {
     let mut iterators: HashMap<String, String> = HashMap::new();
     let mut closed: HashSet<String> = HashSet::new();
     loop {
-        let shards = shards(streams, &stream).await?;
+        let shards = match shards(streams, &stream).await {
+            Ok(shards) => shards,
+            Err(e) => {
+                eprintln!("membersctl: {e}; trying again");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
         let known: HashSet<&str> = shards.iter().filter_map(|s| s.shard_id()).collect();
         let mut busy = false;
         for shard in &shards {
@@ -123,7 +151,14 @@ pub async fn run(store: &DynamoStore, streams: &Streams) -> Result<(), String> {
             }
             let iterator = match iterators.remove(id) {
                 Some(it) => it,
-                None => iterator(store, streams, &stream, id).await?,
+                None => match iterator(store, streams, &stream, id).await {
+                    Ok(it) => it,
+                    Err(e) => {
+                        eprintln!("membersctl: {e}; trying again");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        continue;
+                    }
+                },
             };
             let out = match streams
                 .get_records()
@@ -158,7 +193,11 @@ pub async fn run(store: &DynamoStore, streams: &Streams) -> Result<(), String> {
                     tokio::time::sleep(Duration::from_millis(500)).await;
                     continue;
                 }
-                save_checkpoint(store, id, &last.sequence_number).await?;
+                if let Err(e) = save_checkpoint(store, id, &last.sequence_number).await {
+                    // Not moved: the batch is given again (placing is idempotent).
+                    eprintln!("membersctl: {e}; the batch will be read again");
+                    continue;
+                }
             }
             match out.next_shard_iterator {
                 Some(next) => {

@@ -128,9 +128,18 @@ async fn run(cli: &Cli) -> Result<(), String> {
     let failed = |e: ApiError| describe(e, &where_, &cli.table);
     match &cli.command {
         Command::Events(EventsCommand::Consume) => {
+            // A long-running worker: patient timeouts (a busy DynamoDB Local can take
+            // seconds), and it outlives any call that fails (see consume.rs).
             let config = DynamoStore::sdk_config(cli.endpoint_url.as_deref()).await;
-            let streams = aws_sdk_dynamodbstreams::Client::new(&config);
-            consume::run(&store, &streams).await?;
+            let patient = consume::patient_timeouts();
+            let dynamo = aws_sdk_dynamodb::config::Builder::from(&config)
+                .timeout_config(patient.clone())
+                .build();
+            let store = DynamoStore::new(aws_sdk_dynamodb::Client::from_conf(dynamo), &cli.table);
+            let streams = aws_sdk_dynamodbstreams::config::Builder::from(&config)
+                .timeout_config(patient)
+                .build();
+            consume::run(&store, &aws_sdk_dynamodbstreams::Client::from_conf(streams)).await?;
         }
         Command::CreateTable => {
             let created = store.create_table().await.map_err(failed)?;

@@ -45,17 +45,40 @@ pub async fn every_route_refuses_bad_credentials_alike(ctx: Arc<Ctx>) -> TestRes
         .await
         .map_err(|e| format!("{e:?}"))?;
 
+    // Webhook scopes are apart: w_webhooks implies r_webhooks, and a members key has neither.
+    let hooks_only = issue_key(&a.org, "hooks-write-only", vec![Scope::WriteWebhooks])?;
+    st.store
+        .put_api_key(&hooks_only.record)
+        .await
+        .map_err(|e| format!("{e:?}"))?;
+    let webhook = a
+        .call_as(
+            &a.hooks_key,
+            "POST",
+            "/v1/webhooks",
+            Some(&json!({"url": "http://127.0.0.1:9/x", "eventTypes": ["role.created"]})),
+        )?
+        .json()["id"]
+        .as_str()
+        .unwrap_or("")
+        .to_owned();
+
     let unknown = format!("mapi_{}", "0f".repeat(32));
     let body = br#"{}"#;
     for (method, template) in ROUTES {
-        let path = template.replace(
-            "{id}",
-            if template.starts_with("/v1/roles") {
-                &role
-            } else {
-                &victim
-            },
-        );
+        let hooks = template.starts_with("/v1/webhooks");
+        let path = template
+            .replace(
+                "{id}",
+                if template.starts_with("/v1/roles") {
+                    &role
+                } else if hooks {
+                    &webhook
+                } else {
+                    &victim
+                },
+            )
+            .replace("{deliveryId}", "dlv_none");
         let url = format!("{}{path}", a.api);
         let send = |auth: Option<String>| {
             let mut headers = vec![("Content-Type", "application/json".to_owned())];
@@ -117,6 +140,20 @@ pub async fn every_route_refuses_bad_credentials_alike(ctx: Arc<Ctx>) -> TestRes
                 (r.status, r.code()),
                 (403, "insufficient_scope".to_owned()),
                 "{route}: read-only key"
+            );
+        } else if hooks {
+            let r = send(Some(format!("Bearer {}", hooks_only.secret)))?;
+            ensure_eq!(
+                (r.status, r.header("cache-control")),
+                (200, Some("no-store")),
+                "{route}: a w_webhooks key reads: {}",
+                r.text
+            );
+            let r = send(Some(format!("Bearer {}", write_only.secret)))?;
+            ensure_eq!(
+                (r.status, r.code()),
+                (403, "insufficient_scope".to_owned()),
+                "{route}: a members key has no webhook scope"
             );
         } else {
             let r = send(Some(format!("Bearer {}", write_only.secret)))?;
