@@ -4,11 +4,13 @@
 //! `wiretap`, `tls`), the contract check, the fuzzing and the load of the robustness run.
 
 pub mod client;
+pub mod consumers;
 pub mod contract;
 pub mod fuzz;
 #[cfg(test)]
 mod layout;
 pub mod load;
+pub mod process;
 pub mod receiver;
 pub mod stack;
 pub mod stale;
@@ -16,6 +18,8 @@ pub mod tls;
 pub mod wiretap;
 
 pub use client::*;
+pub use consumers::consumer;
+pub use process::{DynamoLocal, Process};
 pub use stack::*;
 
 pub type TestResult = Result<(), String>;

