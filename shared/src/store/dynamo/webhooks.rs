@@ -288,16 +288,7 @@ impl DynamoStore {
     /// Local delivery queue: `event` due at `due` (membersctl and, locally, redeliveries).
     pub async fn queue_local(&self, event: &EventRef, delay: Duration) -> Result<(), ApiError> {
         let due = Timestamp::now().unix_millis() + delay.as_millis() as i64;
-        let record = QueueRecord {
-            pk: LOCAL_QUEUE.into(),
-            // Due time, then the event's place: events due together go in feed order.
-            sk: format!(
-                "{due:020}#{:020}#{}",
-                event.sequence,
-                ulid::Ulid::generate()
-            ),
-            event: serde_json::to_string(event).map_err(|_| ApiError::Internal)?,
-        };
+        let record = queue_record(event, due)?;
         self.client
             .put_item()
             .table_name(&self.table)
@@ -315,15 +306,7 @@ impl DynamoStore {
         for chunk in events.chunks(25) {
             let mut writes = Vec::with_capacity(chunk.len());
             for event in chunk {
-                let record = QueueRecord {
-                    pk: LOCAL_QUEUE.into(),
-                    sk: format!(
-                        "{due:020}#{:020}#{}",
-                        event.sequence,
-                        ulid::Ulid::generate()
-                    ),
-                    event: serde_json::to_string(event).map_err(|_| ApiError::Internal)?,
-                };
+                let record = queue_record(event, due)?;
                 let put = aws_sdk_dynamodb::types::PutRequest::builder()
                     .set_item(Some(to_item(&record)?))
                     .build()
@@ -399,6 +382,19 @@ impl DynamoStore {
             .map_err(|e| sdk_error("DeleteItem", e))?;
         Ok(())
     }
+}
+
+/// A queue item: due time, then the event's place, so events due together go in feed order.
+fn queue_record(event: &EventRef, due: i64) -> Result<QueueRecord, ApiError> {
+    Ok(QueueRecord {
+        pk: LOCAL_QUEUE.into(),
+        sk: format!(
+            "{due:020}#{:020}#{}",
+            event.sequence,
+            ulid::Ulid::generate()
+        ),
+        event: serde_json::to_string(event).map_err(|_| ApiError::Internal)?,
+    })
 }
 
 fn record(w: &Webhook) -> WebhookRecord {
