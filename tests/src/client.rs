@@ -199,6 +199,30 @@ pub fn http(
     headers: &[(&str, &str)],
     timeout: Option<Duration>,
 ) -> Result<Reply, String> {
+    let reply = exchange(method, url, body, headers, timeout)?;
+    let path = url
+        .split_once("://")
+        .and_then(|(_, rest)| rest.find('/').map(|i| &rest[i..]))
+        .unwrap_or(url);
+    contract::record(contract::Recorded {
+        method: method.to_owned(),
+        path: path.split('?').next().unwrap_or(path).to_owned(),
+        status: reply.status,
+        content_type: reply.header("content-type").map(str::to_owned),
+        body: reply.text.clone(),
+    });
+    Ok(reply)
+}
+
+/// [`http`] without recording the answer for the contract check: for servers that are not
+/// the API (the tests' webhook receiver).
+pub fn exchange(
+    method: &str,
+    url: &str,
+    body: Option<&[u8]>,
+    headers: &[(&str, &str)],
+    timeout: Option<Duration>,
+) -> Result<Reply, String> {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_global(Some(timeout.unwrap_or(Duration::from_secs(30))))
@@ -243,17 +267,6 @@ pub fn http(
         }
         EMULATOR_RETRIES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     };
-    let path = url
-        .split_once("://")
-        .and_then(|(_, rest)| rest.find('/').map(|i| &rest[i..]))
-        .unwrap_or(url);
-    contract::record(contract::Recorded {
-        method: method.to_owned(),
-        path: path.split('?').next().unwrap_or(path).to_owned(),
-        status: reply.status,
-        content_type: reply.header("content-type").map(str::to_owned),
-        body: reply.text.clone(),
-    });
     Ok(reply)
 }
 

@@ -1,7 +1,7 @@
 //! The tests' webhook receiver (tests/webhooks/receiver.py): a real HTTP server on
 //! 127.0.0.1 that verifies every delivery with the `standardwebhooks` package.
 
-use crate::{http, Process};
+use crate::{exchange, Process};
 use serde_json::{json, Value};
 use std::path::Path;
 use std::process::Command;
@@ -50,7 +50,7 @@ impl Receiver {
     }
 
     fn post(&self, path: &str, body: &Value) -> Result<Value, String> {
-        let r = http(
+        let r = exchange(
             "POST",
             &self.url(path),
             Some(body.to_string().as_bytes()),
@@ -71,7 +71,7 @@ impl Receiver {
 
     /// Every delivery so far, in arrival order.
     pub fn received(&self) -> Result<Vec<Value>, String> {
-        let r = http("GET", &self.url("/received"), None, &[], None)?;
+        let r = exchange("GET", &self.url("/received"), None, &[], None)?;
         serde_json::from_str(&r.text).map_err(|e| e.to_string())
     }
 
