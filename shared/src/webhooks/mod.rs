@@ -338,9 +338,15 @@ pub fn parse_patch(
     }
     Ok(WebhookPatch {
         url,
-        event_types: event_types.map(|mut t| {
-            t.dedup();
-            t
+        // Each type once, in the order first given (`dedup` alone keeps a/b/a).
+        event_types: event_types.map(|types| {
+            let mut once: Vec<String> = Vec::with_capacity(types.len());
+            for t in types {
+                if !once.contains(&t) {
+                    once.push(t);
+                }
+            }
+            once
         }),
         description,
         enabled,
@@ -404,6 +410,14 @@ mod tests {
             assert_eq!(e, Some("validation_failed"), "{bad}");
         }
         assert!(parse(json!({"enabled": false}), false).is_ok());
+        let repeated = parse(
+            json!({"eventTypes": ["role.created", "role.deleted", "role.created"]}),
+            false,
+        );
+        assert_eq!(
+            repeated.ok().and_then(|p| p.event_types),
+            Some(vec!["role.created".to_owned(), "role.deleted".to_owned()])
+        );
     }
 
     #[test]
