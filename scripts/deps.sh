@@ -5,6 +5,8 @@
 #   - a Python venv in .local/venv with `cargo-lambda` (ships the binary), `cfn-lint` and
 #     `aws-sam-cli` (template checks and deploys), `schemathesis` (contract fuzzing),
 #     `standardwebhooks` (the tests' webhook receiver verifies signatures with it)
+#   - a venv of its own in .local/scim-venv with `scim2-tester` (RFC 7643/7644 checks of
+#     /scim/v2; its pydantic stack stays apart from SAM's and schemathesis's)
 # Re-running it does nothing when everything is there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,6 +17,7 @@ CFN_LINT_VERSION=1.58.0
 SAM_CLI_VERSION=1.170.0
 SCHEMATHESIS_VERSION=4.32.5
 STANDARDWEBHOOKS_VERSION=1.1.0
+SCIM2_TESTER_VERSION=0.5.2
 
 say() { printf '==> %s\n' "$*" >&2; }
 
@@ -53,4 +56,12 @@ fi
 if ! .local/venv/bin/python -c 'import standardwebhooks' 2>/dev/null; then
   say "installing standardwebhooks $STANDARDWEBHOOKS_VERSION into .local/venv"
   .local/venv/bin/pip install --quiet --disable-pip-version-check "standardwebhooks==$STANDARDWEBHOOKS_VERSION"
+fi
+
+if ! .local/scim-venv/bin/python -c 'import scim2_tester' 2>/dev/null; then
+  say "installing scim2-tester $SCIM2_TESTER_VERSION into .local/scim-venv"
+  python3 -m venv .local/scim-venv
+  .local/scim-venv/bin/pip install --quiet --disable-pip-version-check \
+    "scim2-tester[httpx2]==$SCIM2_TESTER_VERSION" "scim2-client==0.13.2" "scim2-models==0.12.3" \
+    "httpx2==2.16.2" "httpcore2==2.16.2"
 fi

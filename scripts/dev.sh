@@ -78,9 +78,13 @@ for _ in $(seq 600); do port_busy "$API_PORT" && break; sleep 0.1; done
 
 cat <<MSG
 
-Paste these three lines into your shell, then try the README's curl examples:
+Paste these lines into your shell, then try the README's curl examples:
 
 $(echo "$exports" | grep '^export')
+
+To point an identity provider at this stack (README, "SCIM provisioning"): SCIM base URL
+http://127.0.0.1:$API_PORT/scim/v2, bearer token \$MEMBERS_SCIM_KEY (reachable from your
+machine only: a cloud IdP needs a tunnel to it, or a deployed stack).
 
 Ctrl-C stops DynamoDB Local, the API and the event consumer.
 MSG

@@ -44,8 +44,8 @@ enum Command {
     /// Change events, locally.
     #[command(subcommand)]
     Events(EventsCommand),
-    /// Create the table, a demo organisation, a read/write key and a webhooks key; print
-    /// shell exports.
+    /// Create the table, a demo organisation, a read/write key, a webhooks key and a SCIM
+    /// key; print shell exports.
     Demo {
         /// Base URL the API is served at, for the printed MEMBERS_API_URL.
         #[arg(long, default_value = "http://127.0.0.1:9000")]
@@ -83,7 +83,8 @@ enum KeysCommand {
         #[arg(long)]
         name: String,
         /// Scopes: r_members (reads), w_members (writes), r_webhooks, w_webhooks (webhooks;
-        /// not implied by the members scopes). Repeat or comma-separate.
+        /// not implied by the members scopes), or scim alone (an identity provider's key for
+        /// /scim/v2, which calls nothing else). Repeat or comma-separate.
         #[arg(long, value_delimiter = ',', default_values = ["r_members", "w_members"])]
         scope: Vec<String>,
     },
@@ -231,10 +232,12 @@ async fn run(cli: &Cli) -> Result<(), String> {
             store.put_api_key(&issued.record).await.map_err(failed)?;
             let hooks = issue_key(&org.id, "demo webhooks", vec![Scope::WriteWebhooks])?;
             store.put_api_key(&hooks.record).await.map_err(failed)?;
+            let scim = issue_key(&org.id, "demo identity provider", vec![Scope::Scim])?;
+            store.put_api_key(&scim.record).await.map_err(failed)?;
             if cli.json {
                 println!(
                     "{}",
-                    json!({"organizationId": org.id, "adminMemberId": member.id, "apiKey": issued.secret, "webhooksKey": hooks.secret, "apiUrl": api_url})
+                    json!({"organizationId": org.id, "adminMemberId": member.id, "apiKey": issued.secret, "webhooksKey": hooks.secret, "scimKey": scim.secret, "apiUrl": api_url})
                 );
             } else {
                 println!(
@@ -246,6 +249,8 @@ async fn run(cli: &Cli) -> Result<(), String> {
                 println!("export MEMBERS_API_URL={api_url}");
                 println!("export MEMBERS_API_KEY={}", issued.secret);
                 println!("export MEMBERS_HOOKS_KEY={}", hooks.secret);
+                println!("export MEMBERS_SCIM_KEY={}", scim.secret);
+                println!("# SCIM for Okta / Entra ID: base URL {api_url}/scim/v2, token $MEMBERS_SCIM_KEY");
             }
         }
     }
@@ -289,6 +294,11 @@ fn parse_scopes(scopes: &[String]) -> Result<Vec<Scope>, String> {
         if !out.contains(&scope) {
             out.push(scope);
         }
+    }
+    // An identity provider holds its key in its own console: it gets SCIM and nothing else,
+    // and a /v1 key never reaches /scim/v2.
+    if out.contains(&Scope::Scim) && out.len() > 1 {
+        return Err("--scope scim is a key of its own: issue it without other scopes".into());
     }
     Ok(out)
 }

@@ -69,6 +69,16 @@ pub enum ApiError {
     /// again with the same client token did not settle it: it may have been applied.
     #[error("the outcome of a write is unknown")]
     OutcomeUnknown { retry_after_seconds: u32 },
+    /// A SCIM request the SCIM protocol refuses with a `scimType` of RFC 7644 §3.12
+    /// (`invalidFilter`, `invalidPath`, `noTarget`, `mutability`, …): 400.
+    #[error("SCIM {scim_type}: {detail}")]
+    Scim {
+        scim_type: &'static str,
+        detail: String,
+    },
+    /// A feature this API does not offer (SCIM's `/.search`, announced as such).
+    #[error("not implemented")]
+    NotImplemented { detail: String },
     /// A feed cursor older than the feed's retention: events after it were deleted.
     #[error("cursor expired")]
     CursorExpired,
@@ -130,6 +140,8 @@ impl ApiError {
             ApiError::Unavailable { .. } => "service_unavailable",
             ApiError::OutcomeUnknown { .. } => "outcome_unknown",
             ApiError::CursorExpired => "cursor_expired",
+            ApiError::Scim { scim_type, .. } => scim_type,
+            ApiError::NotImplemented { .. } => "not_implemented",
             ApiError::Internal => "internal_error",
         }
     }
@@ -141,7 +153,9 @@ impl ApiError {
                 "Malformed JSON",
                 format!("The request body is not valid JSON: {why}."),
             ),
-            ApiError::BadRequest { detail, .. } => (400, "Bad request", detail.clone()),
+            ApiError::BadRequest { detail, .. } | ApiError::Scim { detail, .. } => {
+                (400, "Bad request", detail.clone())
+            }
             ApiError::UnsupportedMediaType => (
                 415,
                 "Unsupported media type",
@@ -212,6 +226,7 @@ impl ApiError {
                  its start (no `after`)."
                     .into(),
             ),
+            ApiError::NotImplemented { detail } => (501, "Not implemented", detail.clone()),
             ApiError::Internal => (
                 500,
                 "Internal server error",

@@ -235,13 +235,19 @@ where
     let started = Instant::now();
     let method = request.method.clone();
     let route = route_of(&request);
+    // Errors on SCIM's paths are SCIM documents (RFC 7644 §3.12), never problem+json.
+    let error = if crate::scim::is_scim_path(&request.path) {
+        crate::scim::error_response
+    } else {
+        ApiResponse::problem
+    };
     let task = tokio::spawn(handler(store, request).instrument(span.clone()));
     let response = match task.await {
         Ok(Ok(response)) => response,
-        Ok(Err(err)) => ApiResponse::problem(&err),
+        Ok(Err(err)) => error(&err),
         Err(join) => {
             span.in_scope(|| tracing::error!(panicked = join.is_panic(), "handler failed"));
-            ApiResponse::problem(&ApiError::Internal)
+            error(&ApiError::Internal)
         }
     };
     span.in_scope(|| {

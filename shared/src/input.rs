@@ -53,6 +53,10 @@ pub struct MemberPatch {
     pub onboard_date: Option<Option<Timestamp>>,
     pub offboard_date: Option<Option<Timestamp>>,
     pub created_at: Option<Timestamp>,
+    /// SCIM only (`/v1` bodies cannot set these): the identity provider's id, and whether
+    /// the member is deprovisioned from SCIM.
+    pub external_id: Option<Option<String>>,
+    pub scim_deprovisioned: Option<bool>,
 }
 
 const WRITABLE: &[&str] = &[
@@ -83,6 +87,8 @@ const WRITABLE: &[&str] = &[
 ];
 const READ_ONLY: &[&str] = &[
     "id",
+    "externalId",
+    "scimDeprovisioned",
     "version",
     "updatedAt",
     "backgroundCheckRequests",

@@ -4,6 +4,7 @@
 //! - [`input`]: JSON bodies → typed patches, every field checked; [`text`]: what free text may hold
 //! - [`rules`]: the SPEC's rules that one member and its organisation decide
 //! - [`store`]: the storage port and its DynamoDB implementation (counters, guards, conditions)
+//! - [`scim`]: SCIM 2.0 Users (the wire format; its handlers are in [`handlers`])
 //! - [`events`]: change events (CloudEvents) built from the outbox the writes fill
 //! - [`auth`], [`audit`], [`wire`], [`http`], [`error`]: keys, history, responses, Lambda glue
 //! - [`handlers`]: one function per endpoint (and the [`fallback`](handlers::fallback) for
@@ -22,6 +23,7 @@ pub mod local;
 pub mod model;
 pub mod routes;
 pub mod rules;
+pub mod scim;
 pub mod store;
 pub mod telemetry;
 pub mod text;

@@ -29,6 +29,17 @@ pub const ROUTES: &[(&str, &str)] = &[
         "POST",
         "/v1/webhooks/{id}/deliveries/{deliveryId}/redeliver",
     ),
+    ("GET", "/scim/v2/ServiceProviderConfig"),
+    ("GET", "/scim/v2/ResourceTypes"),
+    ("GET", "/scim/v2/ResourceTypes/{id}"),
+    ("GET", "/scim/v2/Schemas"),
+    ("GET", "/scim/v2/Schemas/{id}"),
+    ("POST", "/scim/v2/Users"),
+    ("GET", "/scim/v2/Users"),
+    ("GET", "/scim/v2/Users/{id}"),
+    ("PUT", "/scim/v2/Users/{id}"),
+    ("PATCH", "/scim/v2/Users/{id}"),
+    ("DELETE", "/scim/v2/Users/{id}"),
 ];
 
 /// The route template a request path fits (`/v1/members/{id}`), for logs: an id that is

@@ -86,6 +86,8 @@ pub fn new_member(
         created_at: now,
         updated_at: now,
         version: 1,
+        external_id: None,
+        scim_deprovisioned: false,
     };
     apply(patch, &blank, org, now)
 }
@@ -135,6 +137,12 @@ pub fn apply(
     set(&mut m.onboard_date, patch.onboard_date);
     set(&mut m.offboard_date, patch.offboard_date);
     set(&mut m.created_at, patch.created_at);
+    set(&mut m.external_id, patch.external_id);
+    set(&mut m.scim_deprovisioned, patch.scim_deprovisioned);
+    // A member that is active again is back in SCIM, whichever API reactivated it.
+    if m.is_active {
+        m.scim_deprovisioned = false;
+    }
 
     // Rule 7: an exemption needs a reason; leaving it clears reason and justification.
     set(

@@ -36,6 +36,10 @@ pub struct MemberView<'a> {
     pub version: u64,
     /// Seed 000's shape.
     pub user: UserView<'a>,
+    /// The identity provider's id (SCIM `externalId`); read-only here.
+    pub external_id: &'a Option<String>,
+    /// Deleted through SCIM: hidden from `/scim/v2` until provisioned again.
+    pub scim_deprovisioned: bool,
 }
 
 #[derive(Serialize)]
@@ -92,6 +96,8 @@ pub fn member_view(m: &Member) -> MemberView<'_> {
             name: m.full_name(),
             email: &m.email,
         },
+        external_id: &m.external_id,
+        scim_deprovisioned: m.scim_deprovisioned,
     }
 }
 
@@ -114,6 +120,10 @@ pub fn organization_json(o: &Organization) -> serde_json::Value {
         "hrisEnabled": o.hris_enabled,
         "backgroundCheckRequired": o.background_check_required,
         "primaryMemberId": o.primary_member_id,
+        "scim": {
+            "defaultRole": o.scim_role(),
+            "defaultHrisRole": o.scim_hris_role(),
+        },
         "counts": {
             "activeAdmins": c.active_admins,
             "activeHrisAdmins": c.active_hris_admins,

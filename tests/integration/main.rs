@@ -10,6 +10,7 @@ mod races;
 mod rest;
 mod roles;
 mod rules;
+mod scim;
 mod security;
 mod updates;
 mod webhooks;
@@ -93,6 +94,11 @@ fn main() {
         webhooks::every_event_arrives_signed_once_in_order,
         webhooks::a_failing_receiver_gets_every_event_later,
         webhooks::webhook_urls_secrets_and_scopes,
+        scim::okta_provisioning_sequence,
+        scim::entra_provisioning_sequence,
+        scim::scim_rules_errors_and_paging,
+        scim::scim_deactivation_races_v1_demotion,
+        scim::scim2_tester_passes,
     ];
     let selected: Vec<_> = all
         .iter()

@@ -1,10 +1,11 @@
 //! Every route against every kind of bad credential, mass assignment, and hostile input.
 
 use crate::Ctx;
-use members_tests::{ensure, ensure_eq, http, TestResult, KEY_CACHE_SECONDS, ROUTES};
+use members_tests::{ensure, ensure_eq, http, Reply, TestResult, KEY_CACHE_SECONDS, ROUTES};
 use serde_json::json;
 use shared::auth::issue_key;
 use shared::model::Scope;
+use shared::scim::{ERROR as SCIM_ERROR, USER as SCIM_USER};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -67,6 +68,44 @@ pub async fn every_route_refuses_bad_credentials_alike(ctx: Arc<Ctx>) -> TestRes
     let body = br#"{}"#;
     for (method, template) in ROUTES {
         let hooks = template.starts_with("/v1/webhooks");
+        // SCIM: its own key, and its refusals are SCIM errors (no `code`: `kind` reads the
+        // status a SCIM error carries instead).
+        let scim = template.starts_with("/scim/");
+        let kind = |r: &Reply, code: &str| {
+            if scim {
+                let e = r.json();
+                let is_error = e["schemas"] == json!([SCIM_ERROR])
+                    && e["status"] == json!(r.status.to_string())
+                    && r.header("content-type") == Some("application/scim+json");
+                (
+                    r.status,
+                    if is_error {
+                        "scim error".to_owned()
+                    } else {
+                        r.text.clone()
+                    },
+                )
+            } else {
+                (
+                    r.status,
+                    if r.code() == code {
+                        code.to_owned()
+                    } else {
+                        r.text.clone()
+                    },
+                )
+            }
+        };
+        let want = |status: u16, code: &str| {
+            (
+                status,
+                if scim {
+                    "scim error".to_owned()
+                } else {
+                    code.to_owned()
+                },
+            )
+        };
         let path = template
             .replace(
                 "{id}",
@@ -74,6 +113,10 @@ pub async fn every_route_refuses_bad_credentials_alike(ctx: Arc<Ctx>) -> TestRes
                     &role
                 } else if hooks {
                     &webhook
+                } else if template.starts_with("/scim/v2/Schemas") {
+                    SCIM_USER
+                } else if template.starts_with("/scim/v2/ResourceTypes") {
+                    "User"
                 } else {
                     &victim
                 },
@@ -101,8 +144,8 @@ pub async fn every_route_refuses_bad_credentials_alike(ctx: Arc<Ctx>) -> TestRes
             "{route}: headers"
         );
         ensure_eq!(
-            (none.status, none.code()),
-            (401, "missing_api_key".to_owned()),
+            kind(&none, "missing_api_key"),
+            want(401, "missing_api_key"),
             "{route}: no key"
         );
         for garbage in [
@@ -116,8 +159,8 @@ pub async fn every_route_refuses_bad_credentials_alike(ctx: Arc<Ctx>) -> TestRes
         ] {
             let r = send(Some(garbage.to_owned()))?;
             ensure_eq!(
-                (r.status, r.code()),
-                (401, "invalid_api_key".to_owned()),
+                kind(&r, "invalid_api_key"),
+                want(401, "invalid_api_key"),
                 "{route}: {garbage:?}"
             );
         }
@@ -134,7 +177,22 @@ pub async fn every_route_refuses_bad_credentials_alike(ctx: Arc<Ctx>) -> TestRes
             Some("Bearer"),
             "{route}"
         );
-        if is_write(method) {
+        if scim {
+            // A /v1 key never reaches SCIM, whatever its scopes; the SCIM key reads.
+            for key in [&a.write_key, &a.hooks_key, &a.read_key] {
+                let r = send(Some(format!("Bearer {key}")))?;
+                ensure_eq!(kind(&r, ""), want(403, ""), "{route}: a /v1 key on SCIM");
+            }
+            if !is_write(method) {
+                let r = send(Some(format!("Bearer {}", a.scim_key)))?;
+                ensure_eq!(
+                    (r.status, r.header("cache-control")),
+                    (200, Some("no-store")),
+                    "{route}: the SCIM key reads: {}",
+                    r.text
+                );
+            }
+        } else if is_write(method) {
             let r = send(Some(format!("Bearer {}", a.read_key)))?;
             ensure_eq!(
                 (r.status, r.code()),
@@ -166,7 +224,13 @@ pub async fn every_route_refuses_bad_credentials_alike(ctx: Arc<Ctx>) -> TestRes
         }
         // Another organisation's key never sees or touches a's data (for webhook routes, a
         // key with the webhook scope, so that the answer is about the resource).
-        let foreign_key = if hooks { &b.hooks_key } else { &b.write_key };
+        let foreign_key = if hooks {
+            &b.hooks_key
+        } else if scim {
+            &b.scim_key
+        } else {
+            &b.write_key
+        };
         let foreign = send(Some(format!("Bearer {foreign_key}")))?;
         ensure!(
             !foreign.text.contains(&victim)
@@ -175,7 +239,10 @@ pub async fn every_route_refuses_bad_credentials_alike(ctx: Arc<Ctx>) -> TestRes
             "{route}: a's data leaked to b: {}",
             foreign.text
         );
-        if template.contains("{id}") {
+        // (SCIM's schemas and resource types are the same for everyone.)
+        let tenant_resource = !template.starts_with("/scim/v2/Schemas")
+            && !template.starts_with("/scim/v2/ResourceTypes");
+        if template.contains("{id}") && tenant_resource {
             ensure_eq!(
                 foreign.status,
                 404,

@@ -17,6 +17,8 @@ pub struct Tenant {
     pub read_key: String,
     /// `w_members` and `w_webhooks`.
     pub hooks_key: String,
+    /// `scim` (an identity provider's key: /scim/v2 only).
+    pub scim_key: String,
     pub api: String,
 }
 
@@ -135,6 +137,31 @@ impl Tenant {
             &format!("{}{path}", self.api),
             body.as_deref(),
             &headers,
+            None,
+        )
+    }
+
+    /// A SCIM request with the SCIM key (`path` under /scim/v2), a SCIM body, and
+    /// `headers` besides.
+    pub fn scim(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+        headers: &[(&str, &str)],
+    ) -> Result<Reply, String> {
+        let bearer = format!("Bearer {}", self.scim_key);
+        let mut all = vec![("Authorization", bearer.as_str())];
+        if body.is_some() {
+            all.push(("Content-Type", "application/scim+json"));
+        }
+        all.extend_from_slice(headers);
+        let body = body.map(|b| b.to_string().into_bytes());
+        http(
+            method,
+            &format!("{}/scim/v2{path}", self.api),
+            body.as_deref(),
+            &all,
             None,
         )
     }

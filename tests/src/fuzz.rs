@@ -1,7 +1,7 @@
 //! Contract fuzzing: schemathesis (from the project venv) against the running local stack and
 //! openapi.yaml, with its default checks and its stateful phase (the document's links). Its
 //! HAR report is then read back: every request it sent is counted, no answer may be a 5xx and
-//! every 4xx must be a complete problem+json.
+//! every 4xx must be a complete problem+json, or on a `/scim/v2` path a complete SCIM error.
 
 use crate::workspace_root;
 use serde_json::Value;
@@ -35,8 +35,15 @@ fn schemathesis() -> PathBuf {
         .unwrap_or_else(|| workspace_root().join(".local/venv/bin/schemathesis"))
 }
 
-/// Runs schemathesis against `api` with `key`; reports land in `dir`.
-pub fn run(api: &str, key: &str, dir: &Path, config: &FuzzConfig) -> Result<FuzzRun, String> {
+/// Runs schemathesis against `api` with `key`, and with `scim_key` (scope `scim`, which no
+/// other key has) for SCIM's operations; reports land in `dir`.
+pub fn run(
+    api: &str,
+    key: &str,
+    scim_key: &str,
+    dir: &Path,
+    config: &FuzzConfig,
+) -> Result<FuzzRun, String> {
     let har = dir.join("schemathesis.har");
     let log = dir.join("schemathesis.log");
     let out = std::fs::File::create(&log).map_err(|e| e.to_string())?;
@@ -59,6 +66,9 @@ pub fn run(api: &str, key: &str, dir: &Path, config: &FuzzConfig) -> Result<Fuzz
             "SCHEMATHESIS_HOOKS",
             workspace_root().join("tests/fuzz/hooks.py"),
         )
+        // schemathesis.toml sends the /scim/v2 operations with this key instead of `key`
+        // (an operation's headers win over --header); sanitized out of the report like it.
+        .env("MEMBERS_SCIM_KEY", scim_key)
         .env("HYPOTHESIS_STORAGE_DIRECTORY", dir.join("hypothesis"))
         .env("NO_COLOR", "1")
         .env("SCHEMATHESIS_TELEMETRY", "false")
@@ -107,7 +117,13 @@ pub fn run(api: &str, key: &str, dir: &Path, config: &FuzzConfig) -> Result<Fuzz
         } else if status >= 500 || status == 0 {
             problems.push(format!("{what}: a server error"));
         } else if status >= 400 && e["request"]["method"] != "HEAD" {
-            if let Err(why) = problem_json(&e["response"], status) {
+            let url = e["request"]["url"].as_str().unwrap_or("");
+            let refusal = if shared::scim::is_scim_path(url_path(url)) {
+                scim_error(&e["response"], status)
+            } else {
+                problem_json(&e["response"], status)
+            };
+            if let Err(why) = refusal {
                 problems.push(format!("{what}: {why}"));
             }
         }
@@ -133,9 +149,16 @@ fn har_entries(har: &Path) -> Result<Vec<Value>, String> {
         .unwrap_or_default())
 }
 
-/// A HAR response is RFC 9457 problem+json with our stable `code`.
-fn problem_json(response: &Value, status: u16) -> Result<(), String> {
-    let content_type = response["headers"]
+/// The path of a HAR request's URL (no scheme, host, query or fragment).
+fn url_path(url: &str) -> &str {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let path = rest.find('/').map_or("", |at| &rest[at..]);
+    path.split(['?', '#']).next().unwrap_or("")
+}
+
+/// A HAR response's `Content-Type`, as sent.
+fn content_type(response: &Value) -> &str {
+    response["headers"]
         .as_array()
         .into_iter()
         .flatten()
@@ -145,7 +168,12 @@ fn problem_json(response: &Value, status: u16) -> Result<(), String> {
                 .is_some_and(|n| n.eq_ignore_ascii_case("content-type"))
         })
         .and_then(|h| h["value"].as_str())
-        .unwrap_or("");
+        .unwrap_or("")
+}
+
+/// A HAR response is RFC 9457 problem+json with our stable `code`.
+fn problem_json(response: &Value, status: u16) -> Result<(), String> {
+    let content_type = content_type(response);
     if content_type != "application/problem+json" {
         return Err(format!("content-type {content_type:?}"));
     }
@@ -162,9 +190,37 @@ fn problem_json(response: &Value, status: u16) -> Result<(), String> {
     Ok(())
 }
 
+/// A HAR response on a `/scim/v2` path is an RFC 7644 §3.12 SCIM error: `schemas` the Error
+/// URN alone, `status` the HTTP status as a string, a `detail`, and `scimType` (when there is
+/// one) a string.
+fn scim_error(response: &Value, status: u16) -> Result<(), String> {
+    let content_type = content_type(response);
+    if content_type != shared::scim::CONTENT_TYPE {
+        return Err(format!("content-type {content_type:?}"));
+    }
+    let body: Value = serde_json::from_str(response["content"]["text"].as_str().unwrap_or(""))
+        .map_err(|e| format!("body is not JSON: {e}"))?;
+    if body["schemas"] != serde_json::json!([shared::scim::ERROR]) {
+        return Err(format!("SCIM error without its schemas: {body}"));
+    }
+    if body["status"].as_str() != Some(status.to_string().as_str()) {
+        return Err(format!(
+            "SCIM error status {} on a {status}",
+            body["status"]
+        ));
+    }
+    if !body["detail"].is_string() {
+        return Err(format!("SCIM error without detail: {body}"));
+    }
+    match &body["scimType"] {
+        Value::Null | Value::String(_) => Ok(()),
+        other => Err(format!("SCIM error scimType {other} is not a string")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::problem_json;
+    use super::{problem_json, scim_error, url_path};
     use serde_json::json;
 
     fn response(content_type: &str, text: &str) -> serde_json::Value {
@@ -184,5 +240,32 @@ mod tests {
         assert!(problem_json(&response("application/json", "{}"), 404).is_err());
         let wrong_status = r#"{"type":"t","title":"t","status":400,"detail":"x","code":"c"}"#;
         assert!(problem_json(&response("application/problem+json", wrong_status), 404).is_err());
+    }
+
+    #[test]
+    fn scim_paths_answer_scim_errors() {
+        let scim = "application/scim+json";
+        let body = r#"{"schemas":["urn:ietf:params:scim:api:messages:2.0:Error"],"status":"409","scimType":"uniqueness","detail":"x"}"#;
+        assert!(scim_error(&response(scim, body), 409).is_ok());
+        let no_type = r#"{"schemas":["urn:ietf:params:scim:api:messages:2.0:Error"],"status":"404","detail":"x"}"#;
+        assert!(scim_error(&response(scim, no_type), 404).is_ok());
+        // A number for status, another status, a problem+json, no detail: refused.
+        let numeric = r#"{"schemas":["urn:ietf:params:scim:api:messages:2.0:Error"],"status":404,"detail":"x"}"#;
+        assert!(scim_error(&response(scim, numeric), 404).is_err());
+        assert!(scim_error(&response(scim, no_type), 400).is_err());
+        let problem = r#"{"type":"about:blank","title":"Not found","status":404,"detail":"x","code":"not_found"}"#;
+        assert!(scim_error(&response("application/problem+json", problem), 404).is_err());
+        let no_detail =
+            r#"{"schemas":["urn:ietf:params:scim:api:messages:2.0:Error"],"status":"404"}"#;
+        assert!(scim_error(&response(scim, no_detail), 404).is_err());
+        assert_eq!(
+            url_path("http://127.0.0.1:9000/scim/v2/Users?filter=x"),
+            "/scim/v2/Users"
+        );
+        assert_eq!(
+            url_path("http://127.0.0.1:9000/v1/members/mem_1"),
+            "/v1/members/mem_1"
+        );
+        assert_eq!(url_path("http://127.0.0.1:9000"), "");
     }
 }

@@ -309,6 +309,38 @@ impl Stack {
             c.active_without_hris_role,
         );
         ensure_eq!(stored, recount, "counters vs recount");
+        // SCIM's totalResults: the members it shows (all but the deprovisioned, who are
+        // never active), and the active ones.
+        let shown = members
+            .iter()
+            .filter(|m| !b(m, "scimDeprovisioned"))
+            .count() as i64;
+        ensure_eq!(
+            (c.scim_members, c.active_members),
+            (shown, active.len() as i64),
+            "SCIM counters vs recount"
+        );
+        ensure!(
+            !members
+                .iter()
+                .any(|m| b(m, "scimDeprovisioned") && b(m, "isActive")),
+            "a member deleted through SCIM is active"
+        );
+        // One externalId guard per member holding one, pointing at it.
+        let mut held: Vec<String> = members
+            .iter()
+            .filter(|m| m.contains_key("externalId"))
+            .map(|m| s(m, "id"))
+            .collect();
+        let mut guarded: Vec<String> = self
+            .items(&format!("ORG#{org}#EXTERNALID#"))
+            .await?
+            .iter()
+            .map(|g| s(g, "memberId"))
+            .collect();
+        held.sort();
+        guarded.sort();
+        ensure_eq!(guarded, held, "externalId guards follow the members");
         ensure!(admins >= 1, "an organisation must keep an active admin");
         let primaries: Vec<String> = members
             .iter()
@@ -432,6 +464,7 @@ pub async fn new_tenant(store: &DynamoStore, api: &str, hris: bool) -> Result<Te
         vec![Scope::ReadMembers, Scope::WriteMembers],
         vec![Scope::ReadMembers],
         vec![Scope::WriteMembers, Scope::WriteWebhooks],
+        vec![Scope::Scim],
     ] {
         let issued = issue_key(&org.id, "it", scopes)?;
         store
@@ -446,6 +479,7 @@ pub async fn new_tenant(store: &DynamoStore, api: &str, hris: bool) -> Result<Te
         write_key: keys[0].clone(),
         read_key: keys[1].clone(),
         hooks_key: keys[2].clone(),
+        scim_key: keys[3].clone(),
         api: api.to_owned(),
     })
 }

@@ -113,7 +113,13 @@ async fn run(stack: &Stack, fuzz_config: &FuzzConfig, load_config: LoadConfig) -
     match stack.tenant(false).await {
         Ok(t) => {
             let started = Instant::now();
-            match fuzz::run(&stack.api, &t.hooks_key, &stack.dir, fuzz_config) {
+            match fuzz::run(
+                &stack.api,
+                &t.hooks_key,
+                &t.scim_key,
+                &stack.dir,
+                fuzz_config,
+            ) {
                 Ok(run) => {
                     let statuses: Vec<String> = run
                         .by_status

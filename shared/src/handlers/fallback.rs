@@ -7,6 +7,14 @@ use std::sync::Arc;
 /// catch-all): a known path asked with another method is a 405 with `Allow`, any other path a
 /// 404. Both before authentication: which paths exist is public (openapi.yaml).
 pub async fn fallback<S>(_store: Arc<S>, req: ApiRequest) -> Result<ApiResponse, ApiError> {
+    // SCIM's search by POST (RFC 7644 §3.4.3) is not offered: 501, as the RFC has it for
+    // what a service provider does not support (GET /scim/v2/Users?filter= is).
+    if crate::scim::is_scim_path(&req.path) && req.path.ends_with("/.search") {
+        return Err(ApiError::NotImplemented {
+            detail: "Search by POST (/.search) is not supported: use GET /scim/v2/Users?filter=…"
+                .into(),
+        });
+    }
     match allowed_methods(&req.path) {
         Some(methods) => Err(ApiError::MethodNotAllowed {
             allow: methods.join(", "),

@@ -1,7 +1,7 @@
 use crate::audit::Actor;
 use crate::error::ApiError;
 use crate::http::{etag_matches, ApiRequest, ApiResponse};
-use crate::input::{text, Reader};
+use crate::input::{text, vocab, Reader};
 use crate::model::*;
 use crate::store::dynamo::hris_switch_refusal;
 use crate::store::{Store, UpdateOrganization};
@@ -28,7 +28,9 @@ pub async fn get_organization<S: Store>(
     Ok(ApiResponse::json(200, &organization_json(&org)).with_header("ETag", tag))
 }
 
-/// PATCH /v1/organization: `name`, `hrisEnabled`, `backgroundCheckRequired`. Switching
+/// PATCH /v1/organization: `name`, `hrisEnabled`, `backgroundCheckRequired`, `scim`
+/// (`defaultRole`: a built-in role, `defaultHrisRole`: what SCIM-provisioned members get
+/// when the identity provider sends none). Switching
 /// HRIS on needs an active admin + hris_admin, and no active member without an HRIS role
 /// or with no_access + hris_no_access; switching it off needs no active no_access member (rules 3 and 4). A refusal
 /// names the members that block it. Conditional on the organisation's version.
@@ -42,7 +44,7 @@ pub async fn update_organization<S: Store>(
     let obj = super::object_body(&req)?;
     let mut r = Reader::new(&obj, "");
     r.check_keys(
-        &["name", "hrisEnabled", "backgroundCheckRequired"],
+        &["name", "hrisEnabled", "backgroundCheckRequired", "scim"],
         &[
             "id",
             "counts",
@@ -55,6 +57,18 @@ pub async fn update_organization<S: Store>(
     let name = r.not_null("name", text(200));
     let hris = r.boolean("hrisEnabled");
     let background = r.boolean("backgroundCheckRequired");
+    // What a member provisioned through SCIM gets when the identity provider sends no role.
+    let (mut scim_role, mut scim_hris_role) = (None, None);
+    if let Some(scim) = r.object("scim") {
+        let mut s = Reader::new(scim, "scim.");
+        s.check_keys(&["defaultRole", "defaultHrisRole"], &[]);
+        scim_role = s.not_null(
+            "defaultRole",
+            vocab(BuiltinRole::parse, BuiltinRole::ALLOWED),
+        );
+        scim_hris_role = s.not_null("defaultHrisRole", vocab(HrisRole::parse, HrisRole::ALLOWED));
+        r.errors.extend(s.errors);
+    }
     if !r.errors.is_empty() {
         return Err(ApiError::Validation(r.errors));
     }
@@ -67,6 +81,8 @@ pub async fn update_organization<S: Store>(
     after.name = name.unwrap_or(after.name);
     after.hris_enabled = hris.unwrap_or(after.hris_enabled);
     after.background_check_required = background.unwrap_or(after.background_check_required);
+    after.scim_default_role = scim_role.or(after.scim_default_role);
+    after.scim_default_hris_role = scim_hris_role.or(after.scim_default_hris_role);
     if after == before {
         return Ok(ApiResponse::json(200, &organization_json(&before))
             .with_header("ETag", etag(before.version)));
@@ -150,7 +166,7 @@ async fn name_blockers(store: &impl Store, org: &OrgId, on: bool, refusal: ApiEr
 fn event(actor: &Actor, before: &Organization, after: &Organization) -> AuditEvent {
     let (old, new) = (organization_json(before), organization_json(after));
     let mut changes = Map::new();
-    for field in ["name", "hrisEnabled", "backgroundCheckRequired"] {
+    for field in ["name", "hrisEnabled", "backgroundCheckRequired", "scim"] {
         if old[field] != new[field] {
             changes.insert(
                 field.into(),

@@ -3,7 +3,7 @@ use crate::audit::{self, Actor};
 use crate::error::ApiError;
 use crate::http::{etag_matches, ApiRequest, ApiResponse};
 use crate::input::{parse_member_patch, MemberPatch};
-use crate::model::{ApiKey, Member, MemberId, Scope, Timestamp};
+use crate::model::{ApiKey, Member, MemberId, Organization, Scope, Timestamp};
 use crate::rules;
 use crate::store::{Store, UpdateMember};
 use crate::wire::{etag, member_json};
@@ -87,6 +87,32 @@ pub(crate) async fn apply_update(
         tracing::error!("the API key's organisation does not exist");
         ApiError::Internal
     })?;
+    apply_to(
+        store,
+        key,
+        req,
+        before,
+        org,
+        patch,
+        dry_run,
+        hris_role_mandatory,
+    )
+    .await
+}
+
+/// [`apply_update`] on a member and organisation already read together (SCIM reads them
+/// first to build its document).
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn apply_to(
+    store: &impl Store,
+    key: &ApiKey,
+    req: &ApiRequest,
+    before: Member,
+    org: Organization,
+    patch: MemberPatch,
+    dry_run: bool,
+    hris_role_mandatory: bool,
+) -> Result<Outcome, ApiError> {
     if hris_role_mandatory && org.hris_enabled && !matches!(patch.hris_role, Some(Some(_))) {
         return Err(ApiError::rule(
             "hris_role_required",

@@ -49,9 +49,27 @@ pub struct Organization {
     pub version: u64,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
+    /// What a member provisioned through SCIM gets when the identity provider sends no role
+    /// (default `simple`); built-in roles only, so that it can never name a deleted role.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scim_default_role: Option<BuiltinRole>,
+    /// The HRIS role such a member gets while HRIS is on (default `hris_employee`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scim_default_hris_role: Option<HrisRole>,
 }
 
 impl Organization {
+    /// The role a SCIM-provisioned member gets when none is sent.
+    pub fn scim_role(&self) -> BuiltinRole {
+        self.scim_default_role.unwrap_or(BuiltinRole::Simple)
+    }
+
+    /// The HRIS role a SCIM-provisioned member gets when none is sent.
+    pub fn scim_hris_role(&self) -> HrisRole {
+        self.scim_default_hris_role
+            .unwrap_or(HrisRole::HrisEmployee)
+    }
+
     /// A new organisation with no members counted yet.
     pub fn new(name: impl Into<String>, hris_enabled: bool) -> Self {
         let now = Timestamp::now();
@@ -65,6 +83,8 @@ impl Organization {
             version: 1,
             created_at: now,
             updated_at: now,
+            scim_default_role: None,
+            scim_default_hris_role: None,
         }
     }
 }
@@ -86,11 +106,17 @@ pub struct Counters {
     /// (rule 3), so that no member is ever stranded without the role HRIS requires.
     #[serde(default)]
     pub active_without_hris_role: i64,
+    /// Members SCIM shows, active or not (all but the deprovisioned): its `totalResults`.
+    #[serde(default)]
+    pub scim_members: i64,
+    /// Active members (every active member is shown by SCIM).
+    #[serde(default)]
+    pub active_members: i64,
 }
 
 impl Counters {
     /// The attribute names of the counters on the organisation item, with their values.
-    pub fn fields(self) -> [(&'static str, i64); 6] {
+    pub fn fields(self) -> [(&'static str, i64); 8] {
         [
             ("activeAdmins", self.active_admins),
             ("activeHrisAdmins", self.active_hris_admins),
@@ -101,6 +127,8 @@ impl Counters {
                 self.active_no_access_hris_no_access,
             ),
             ("activeWithoutHrisRole", self.active_without_hris_role),
+            ("scimMembers", self.scim_members),
+            ("activeMembers", self.active_members),
         ]
     }
 
@@ -121,6 +149,8 @@ impl Counters {
                 && hris_role == Some(HrisRole::HrisNoAccess))
                 as i64,
             active_without_hris_role: hris_role.is_none() as i64,
+            scim_members: 0,
+            active_members: 1,
         }
     }
 
@@ -134,6 +164,8 @@ impl Counters {
                 + other.active_no_access_hris_no_access,
             active_without_hris_role: self.active_without_hris_role
                 + other.active_without_hris_role,
+            scim_members: self.scim_members + other.scim_members,
+            active_members: self.active_members + other.active_members,
         }
     }
 
@@ -145,6 +177,8 @@ impl Counters {
             active_no_access: -other.active_no_access,
             active_no_access_hris_no_access: -other.active_no_access_hris_no_access,
             active_without_hris_role: -other.active_without_hris_role,
+            scim_members: -other.scim_members,
+            active_members: -other.active_members,
         })
     }
 
@@ -186,6 +220,15 @@ pub struct Member {
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
     pub version: u64,
+    /// The identity provider's id for this member (SCIM `externalId`), unique per
+    /// organisation (a guard item) and case-sensitive.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_id: Option<String>,
+    /// Deleted through SCIM (`DELETE /scim/v2/Users/{id}`): deactivated, hidden from SCIM
+    /// (404 there) until the identity provider provisions its `userName` again. Cleared
+    /// whenever the member becomes active again.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub scim_deprovisioned: bool,
 }
 
 impl Member {
@@ -203,7 +246,10 @@ impl Member {
     }
 
     pub fn counters(&self) -> Counters {
-        Counters::of(self.is_active, &self.role, self.hris_role)
+        Counters {
+            scim_members: !self.scim_deprovisioned as i64,
+            ..Counters::of(self.is_active, &self.role, self.hris_role)
+        }
     }
 }
 
@@ -295,6 +341,8 @@ pub struct ListQuery {
     pub location_id: Option<String>,
     pub email: Option<Email>,
     pub updated_since: Option<Timestamp>,
+    /// Only the members SCIM shows (not deprovisioned).
+    pub scim_only: bool,
     pub limit: usize,
     /// The sort key of the last position already returned (from the cursor).
     pub after: Option<String>,
@@ -311,6 +359,7 @@ impl ListQuery {
             location_id: None,
             email: None,
             updated_since: None,
+            scim_only: false,
             limit,
             after: None,
         }
@@ -336,6 +385,7 @@ impl ListQuery {
                 .as_ref()
                 .is_none_or(|e| e.normalized() == m.email.normalized())
             && self.updated_since.is_none_or(|t| m.updated_at >= t)
+            && !(self.scim_only && m.scim_deprovisioned)
     }
 }
 

@@ -145,6 +145,7 @@ vocabulary!(
         WriteMembers => "w_members",
         ReadWebhooks => "r_webhooks",
         WriteWebhooks => "w_webhooks",
+        Scim => "scim",
     }
 );
 

@@ -181,6 +181,41 @@ impl Store for MemoryStore {
         })
     }
 
+    async fn member_by_email(
+        &self,
+        org: &OrgId,
+        email: &Email,
+    ) -> Result<Option<Member>, ApiError> {
+        self.with(|s| {
+            let id = s.emails.get(&(org.clone(), email.normalized())).cloned();
+            Ok(id.and_then(|id| s.members.get(&(org.clone(), id)).cloned()))
+        })
+    }
+
+    async fn member_by_external_id(
+        &self,
+        org: &OrgId,
+        external_id: &str,
+    ) -> Result<Option<Member>, ApiError> {
+        self.with(|s| {
+            Ok(s.members
+                .values()
+                .find(|m| {
+                    &m.organization_id == org && m.external_id.as_deref() == Some(external_id)
+                })
+                .cloned())
+        })
+    }
+
+    async fn count_members(&self, org: &OrgId, q: &ListQuery) -> Result<u64, ApiError> {
+        self.with(|s| {
+            Ok(s.members
+                .values()
+                .filter(|m| &m.organization_id == org && q.matches(m))
+                .count() as u64)
+        })
+    }
+
     async fn list_members(&self, org: &OrgId, q: &ListQuery) -> Result<ListPage, ApiError> {
         self.with(|s| {
             let mut members: Vec<Member> = s

@@ -204,6 +204,27 @@ pub trait Store: Send + Sync {
         org: &OrgId,
         query: &ListQuery,
     ) -> impl Future<Output = Result<ListPage, ApiError>> + Send;
+    /// The member holding an email address (its guard, then the member; consistent).
+    fn member_by_email(
+        &self,
+        org: &OrgId,
+        email: &Email,
+    ) -> impl Future<Output = Result<Option<Member>, ApiError>> + Send;
+    /// The member holding a SCIM `externalId` (its guard, then the member; consistent).
+    fn member_by_external_id(
+        &self,
+        org: &OrgId,
+        external_id: &str,
+    ) -> impl Future<Output = Result<Option<Member>, ApiError>> + Send;
+    /// How many members match `query` (its `email`, `limit` and `after` aside), counted by
+    /// the index `list_members` would read: for SCIM's `totalResults` where no counter of
+    /// the organisation gives it (`meta.lastModified`). Costs one read unit per 4 KB of
+    /// matching members (DynamoDB counts what it reads), in 1 MB steps.
+    fn count_members(
+        &self,
+        org: &OrgId,
+        query: &ListQuery,
+    ) -> impl Future<Output = Result<u64, ApiError>> + Send;
     /// A member's (or, with `None`, the organisation's) history, newest first: at most
     /// `limit` events older than the event id `before`, and the id to continue from.
     fn audit_events(

@@ -73,6 +73,11 @@ pub(super) fn refusal(guard: Guarded) -> ApiError {
             detail: "Another member of this organisation already has this email address.".into(),
             field: Some("email"),
         },
+        Guarded::ExternalIdGuard => ApiError::Conflict {
+            code: "external_id_taken",
+            detail: "Another member of this organisation already has this externalId.".into(),
+            field: Some("externalId"),
+        },
         Guarded::CustomRole => ApiError::rule(
             "unknown_role",
             Some("role"),
@@ -88,7 +93,9 @@ pub(super) fn refusal(guard: Guarded) -> ApiError {
             detail: "Another request with the same Idempotency-Key is being processed.".into(),
             field: None,
         },
-        Guarded::Member | Guarded::OldEmailGuard => ApiError::UpdateInProgress,
+        Guarded::Member | Guarded::OldEmailGuard | Guarded::OldExternalIdGuard => {
+            ApiError::UpdateInProgress
+        }
         Guarded::NewMember
         | Guarded::Audit
         | Guarded::Location
@@ -110,15 +117,17 @@ pub(super) fn refusal(guard: Guarded) -> ApiError {
 /// be a consequence of a concurrent change), then the organisation's rules.
 pub(super) fn update_refusal(w: &UpdateMember, failed: Vec<(Guarded, Option<Item>)>) -> ApiError {
     let has = |g: Guarded| failed.iter().any(|(f, _)| *f == g);
-    if has(Guarded::Member) || has(Guarded::OldEmailGuard) {
+    if has(Guarded::Member) || has(Guarded::OldEmailGuard) || has(Guarded::OldExternalIdGuard) {
         return if w.if_match {
             ApiError::PreconditionFailed
         } else {
             ApiError::UpdateInProgress
         };
     }
-    if has(Guarded::EmailGuard) {
-        return refusal(Guarded::EmailGuard);
+    for guard in [Guarded::EmailGuard, Guarded::ExternalIdGuard] {
+        if has(guard) {
+            return refusal(guard);
+        }
     }
     if let Some((_, old)) = failed.iter().find(|(g, _)| *g == Guarded::Organization) {
         let current = old

@@ -15,6 +15,13 @@ pub fn email(org: &OrgId, email: &Email) -> (String, String) {
         "EMAIL".into(),
     )
 }
+/// The guard that keeps a SCIM `externalId` unique per organisation: keyed by its SHA-256
+/// (an identity provider's id may hold any character, at any length up to its limit).
+pub fn external_id(org: &OrgId, external_id: &str) -> (String, String) {
+    use sha2::{Digest, Sha256};
+    let hash = hex::encode(Sha256::digest(external_id.as_bytes()));
+    (format!("ORG#{org}#EXTERNALID#{hash}"), "EXTERNALID".into())
+}
 pub fn role(org: &OrgId, id: &CustomRoleId) -> (String, String) {
     (format!("ORG#{org}#ROLE#{id}"), "ROLE".into())
 }

@@ -3,7 +3,9 @@
 //! count of holders.
 
 use super::errors::build_error;
-use super::records::{audit_record, email_guard, location_records, to_item, MemberRecord};
+use super::records::{
+    audit_record, email_guard, external_id_guard, location_records, to_item, MemberRecord,
+};
 use super::tx::{check, delete, put, Guarded};
 use super::{keys, Item};
 use crate::error::ApiError;
@@ -71,6 +73,9 @@ pub(super) fn update_items(
             },
         ));
     }
+    if before.external_id != after.external_id {
+        items.extend(external_id_items(t, before, after, w.dry_run)?);
+    }
     if let Some(item) = org_item(t, &w.org, Some(before), after, w.dry_run)? {
         items.push((Guarded::Organization, item));
     }
@@ -130,6 +135,49 @@ pub(super) fn update_items(
         items.push((Guarded::Location, delete(t, key, None)?));
     }
     items.push((Guarded::Audit, put(t, &audit_record(&w.audit))?));
+    Ok(items)
+}
+
+/// A changed `externalId` moves its guard: the old one is deleted while it is still this
+/// member's, the new one written only where none is (or, in a dry run, both checked).
+fn external_id_items(
+    t: &str,
+    before: &Member,
+    after: &Member,
+    dry_run: bool,
+) -> Result<Vec<(Guarded, TransactWriteItem)>, ApiError> {
+    let org = &after.organization_id;
+    let mut items = Vec::new();
+    if let Some(old) = &before.external_id {
+        let me = HashMap::from([(":me".to_owned(), AttributeValue::S(after.id.to_string()))]);
+        let key = keys::external_id(org, old);
+        items.push((
+            Guarded::OldExternalIdGuard,
+            if dry_run {
+                check(t, key, "memberId = :me", me)?
+            } else {
+                delete(t, key, Some(("memberId = :me", me)))?
+            },
+        ));
+    }
+    if let Some(new) = &after.external_id {
+        items.push((
+            Guarded::ExternalIdGuard,
+            if dry_run {
+                check(
+                    t,
+                    keys::external_id(org, new),
+                    "attribute_not_exists(PK)",
+                    HashMap::new(),
+                )?
+            } else {
+                match external_id_guard(after) {
+                    Some(guard) => put(t, &guard)?,
+                    None => return Err(ApiError::Internal),
+                }
+            },
+        ));
+    }
     Ok(items)
 }
 

@@ -6,8 +6,8 @@ use super::member_items::{
     demote_primary, hashed, holder_deltas, org_item, role_holders, update_items,
 };
 use super::records::{
-    audit_record, email_guard, from_item, location_records, IdempotencyItem, MemberRecord,
-    OrgRecord, IDEMPOTENCY_TTL_SECONDS,
+    audit_record, email_guard, external_id_guard, from_item, location_records, IdempotencyItem,
+    MemberRecord, OrgRecord, IDEMPOTENCY_TTL_SECONDS,
 };
 use super::tx::{put, put_unless_live, Guarded, TxFailure};
 use super::{keys, DynamoStore};
@@ -68,6 +68,9 @@ impl DynamoStore {
                 org_item(t, &w.org, None, m, false)?.ok_or(ApiError::Internal)?,
             ),
         ];
+        if let Some(guard) = external_id_guard(m) {
+            items.push((Guarded::ExternalIdGuard, put(t, &guard)?));
+        }
         for (role, delta) in holder_deltas(None, m) {
             items.push((
                 Guarded::CustomRole,

@@ -184,6 +184,46 @@ impl Store for DynamoStore {
         self.list(org, query).await
     }
 
+    async fn member_by_email(
+        &self,
+        org: &OrgId,
+        email: &Email,
+    ) -> Result<Option<Member>, ApiError> {
+        let guard = self
+            .get::<records::EmailGuardRecord>(keys::email(org, email))
+            .await?;
+        let Some(guard) = guard else {
+            return Ok(None);
+        };
+        Ok(self
+            .member(org, &guard.member_id)
+            .await?
+            .filter(|m| m.email.normalized() == email.normalized()))
+    }
+
+    async fn member_by_external_id(
+        &self,
+        org: &OrgId,
+        external_id: &str,
+    ) -> Result<Option<Member>, ApiError> {
+        let guard = self
+            .get::<records::EmailGuardRecord>(keys::external_id(org, external_id))
+            .await?;
+        let Some(guard) = guard else {
+            return Ok(None);
+        };
+        // The guard and the member are written together: a member that no longer holds the
+        // id (a write between the two reads) does not match.
+        Ok(self
+            .member(org, &guard.member_id)
+            .await?
+            .filter(|m| m.external_id.as_deref() == Some(external_id)))
+    }
+
+    async fn count_members(&self, org: &OrgId, query: &ListQuery) -> Result<u64, ApiError> {
+        self.count(org, query).await
+    }
+
     async fn audit_events(
         &self,
         org: &OrgId,

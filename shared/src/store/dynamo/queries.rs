@@ -91,6 +91,72 @@ impl DynamoStore {
         Ok(page)
     }
 
+    /// Counts what [`Self::list`] would return over all its pages (email, limit and cursor
+    /// aside): `Select: COUNT` queries on the same index, key condition and filter, 1 MB at a
+    /// time.
+    pub(super) async fn count(&self, org: &OrgId, q: &ListQuery) -> Result<u64, ApiError> {
+        let Source::Index {
+            index,
+            pk,
+            sk,
+            partition,
+        } = choose_source(org, q)
+        else {
+            // Locations are not an index: their members are counted by reading them.
+            let mut q = q.clone();
+            let (mut total, mut after) = (0, None);
+            q.limit = 100;
+            loop {
+                q.after = after;
+                let page = self.list(org, &q).await?;
+                total += page.members.len() as u64;
+                match page.next {
+                    Some(next) => after = Some(next),
+                    None => return Ok(total),
+                }
+            }
+        };
+        let statuses: &[bool] = match q.status {
+            StatusFilter::Active => &[true],
+            StatusFilter::Inactive => &[false],
+            StatusFilter::All => &[true, false],
+        };
+        let (filter, names, filter_values) = filter_expression(org, q);
+        let mut total = 0u64;
+        for &active in statuses {
+            let mut values = filter_values.clone();
+            let mut condition = format!("{pk} = :pk");
+            values.insert(":pk".into(), AttributeValue::S(partition(active)));
+            if let (Some(since), "GSI5SK") = (q.updated_since, sk) {
+                condition.push_str(&format!(" AND {sk} >= :since"));
+                values.insert(":since".into(), AttributeValue::S(since.to_string()));
+            }
+            let mut start = None;
+            loop {
+                let out = self
+                    .client
+                    .query()
+                    .table_name(&self.table)
+                    .index_name(index)
+                    .key_condition_expression(&condition)
+                    .set_filter_expression(filter.clone())
+                    .set_expression_attribute_names((!names.is_empty()).then(|| names.clone()))
+                    .set_expression_attribute_values(Some(values.clone()))
+                    .select(aws_sdk_dynamodb::types::Select::Count)
+                    .set_exclusive_start_key(start.take())
+                    .send()
+                    .await
+                    .map_err(|e| sdk_error("Query", e))?;
+                total += out.count().max(0) as u64;
+                match out.last_evaluated_key {
+                    Some(key) => start = Some(key),
+                    None => break,
+                }
+            }
+        }
+        Ok(total)
+    }
+
     async fn list_by_email(
         &self,
         org: &OrgId,
@@ -472,6 +538,9 @@ fn filter_expression(
             values.insert(format!(":{attribute}"), AttributeValue::S(value));
         }
         indexed = true;
+    }
+    if q.scim_only {
+        parts.push("attribute_not_exists(scimDeprovisioned)".into());
     }
     let filter = (!parts.is_empty()).then(|| parts.join(" AND "));
     (filter, names, values)

@@ -155,6 +155,17 @@ pub(super) fn email_guard(m: &Member) -> EmailGuardRecord {
     }
 }
 
+/// The guard of a member's SCIM `externalId` (a member without one has none).
+pub(super) fn external_id_guard(m: &Member) -> Option<EmailGuardRecord> {
+    let (pk, sk) = keys::external_id(&m.organization_id, m.external_id.as_deref()?);
+    Some(EmailGuardRecord {
+        pk,
+        sk,
+        entity: "externalIdGuard".into(),
+        member_id: m.id.clone(),
+    })
+}
+
 pub(super) fn location_records(m: &Member) -> Vec<LocationRecord> {
     m.locations
         .iter()
@@ -259,6 +270,8 @@ mod tests {
             created_at: now,
             updated_at: now,
             version: 7,
+            external_id: Some("00u1ab".into()),
+            scim_deprovisioned: false,
         }
     }
 
@@ -301,6 +314,8 @@ mod tests {
             version: 1,
             created_at: now,
             updated_at: now,
+            scim_default_role: None,
+            scim_default_hris_role: None,
         };
         let item = to_item(&OrgRecord {
             pk: "ORG#org_a".into(),

@@ -99,13 +99,25 @@ impl DynamoStore {
         if turning_on || turning_off {
             values.insert(":zero".into(), AttributeValue::N("0".into()));
         }
+        let mut sets = String::from(
+            "SET #name = :name, hrisEnabled = :hris, backgroundCheckRequired = :bg, version = :version, updatedAt = :now",
+        );
+        if let Some(role) = after.scim_default_role {
+            sets.push_str(", scimDefaultRole = :scimRole");
+            values.insert(":scimRole".into(), AttributeValue::S(role.as_str().into()));
+        }
+        if let Some(role) = after.scim_default_hris_role {
+            sets.push_str(", scimDefaultHrisRole = :scimHrisRole");
+            values.insert(
+                ":scimHrisRole".into(),
+                AttributeValue::S(role.as_str().into()),
+            );
+        }
         let update = Update::builder()
             .table_name(&self.table)
             .key("PK", AttributeValue::S(pk))
             .key("SK", AttributeValue::S(sk))
-            .update_expression(
-                "SET #name = :name, hrisEnabled = :hris, backgroundCheckRequired = :bg, version = :version, updatedAt = :now",
-            )
+            .update_expression(sets)
             .condition_expression(condition.join(" AND "))
             .expression_attribute_names("#name", "name")
             .set_expression_attribute_values(Some(values))

@@ -21,6 +21,9 @@ pub(super) enum Guarded {
     Member,
     EmailGuard,
     OldEmailGuard,
+    /// A SCIM `externalId`'s guard, new and old.
+    ExternalIdGuard,
+    OldExternalIdGuard,
     Organization,
     Audit,
     CustomRole,

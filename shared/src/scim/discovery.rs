@@ -1,0 +1,180 @@
+//! The discovery documents (RFC 7644 §4, RFC 7643 §5–7): exactly what is served. Users
+//! only (no Groups yet), PATCH yes, bulk no, filter yes (the filters of [`super::filter`]),
+//! changePassword no, sort no, ETags yes, bearer tokens.
+
+use super::{ENTERPRISE, LIST, MEMBER, USER};
+use crate::model::{BuiltinRole, Department, HrisRole, LocationRole};
+use serde_json::{json, Value};
+
+/// The largest `count` a list answers with (`filter.maxResults`).
+pub const MAX_RESULTS: usize = 100;
+
+const SPC: &str = "urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig";
+const RESOURCE_TYPE: &str = "urn:ietf:params:scim:schemas:core:2.0:ResourceType";
+const SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:Schema";
+
+pub fn service_provider_config(base: &str) -> Value {
+    json!({
+        "schemas": [SPC],
+        "documentationUri": "https://github.com/members-api/members-api#scim-provisioning",
+        "patch": {"supported": true},
+        "bulk": {"supported": false, "maxOperations": 0, "maxPayloadSize": 0},
+        "filter": {"supported": true, "maxResults": MAX_RESULTS},
+        "changePassword": {"supported": false},
+        "sort": {"supported": false},
+        "etag": {"supported": true},
+        "authenticationSchemes": [{
+            "type": "oauthbearertoken",
+            "name": "Bearer token",
+            "description": "An API key with the scope scim (membersctl keys issue --scope scim), \
+                            sent as Authorization: Bearer <key>.",
+            "primary": true,
+        }],
+        "meta": {
+            "resourceType": "ServiceProviderConfig",
+            "location": format!("{base}/ServiceProviderConfig"),
+        },
+    })
+}
+
+pub fn user_resource_type(base: &str) -> Value {
+    json!({
+        "schemas": [RESOURCE_TYPE],
+        "id": "User",
+        "name": "User",
+        "endpoint": "/Users",
+        "description": "A member of the organisation",
+        "schema": USER,
+        "schemaExtensions": [
+            {"schema": ENTERPRISE, "required": false},
+            // Every user has it (a member always has a role); a create without it takes
+            // the organisation's defaults.
+            {"schema": MEMBER, "required": true},
+        ],
+        "meta": {"resourceType": "ResourceType", "location": format!("{base}/ResourceTypes/User")},
+    })
+}
+
+/// Every schema served, by id.
+pub fn schemas(base: &str) -> Vec<Value> {
+    let with_meta = |mut schema: Value| {
+        let id = schema["id"].as_str().unwrap_or_default().to_owned();
+        schema["schemas"] = json!([SCHEMA]);
+        schema["meta"] =
+            json!({"resourceType": "Schema", "location": format!("{base}/Schemas/{id}")});
+        schema
+    };
+    vec![
+        with_meta(user_schema()),
+        with_meta(enterprise_schema()),
+        with_meta(member_schema()),
+    ]
+}
+
+/// One attribute definition, with RFC 7643 §7's defaults spelled out.
+fn attribute(name: &str, kind: &str, description: &str) -> Value {
+    json!({
+        "name": name,
+        "type": kind,
+        "multiValued": false,
+        "description": description,
+        "required": false,
+        "caseExact": false,
+        "mutability": "readWrite",
+        "returned": "default",
+        "uniqueness": "none",
+    })
+}
+
+fn with(mut attribute: Value, changes: Value) -> Value {
+    if let (Some(a), Some(c)) = (attribute.as_object_mut(), changes.as_object()) {
+        a.extend(c.clone());
+    }
+    attribute
+}
+
+fn user_schema() -> Value {
+    json!({
+        "id": USER,
+        "name": "User",
+        "description": "A member of the organisation (only the attributes listed are kept)",
+        "attributes": [
+            with(attribute("userName", "string", "The member's email address, unique in the organisation (case-insensitive)"),
+                 json!({"required": true, "uniqueness": "server"})),
+            with(attribute("name", "complex", "The member's name"), json!({"subAttributes": [
+                attribute("givenName", "string", "First name (at most 100 characters)"),
+                attribute("familyName", "string", "Last name (at most 100 characters)"),
+            ]})),
+            with(attribute("displayName", "string", "The member's full name (at most 200 characters). \
+                 A member needs a name: displayName or name.givenName is required on a create"),
+                 json!({"required": true})),
+            attribute("title", "string", "Job title (at most 200 characters)"),
+            with(attribute("active", "boolean", "false: deactivated, still readable (default true)"),
+                 json!({"required": true})),
+            with(attribute("emails", "complex", "The member's email, from userName: one work \
+                 address. A PATCH or PUT of its work value is taken as a change of userName"),
+                 json!({"multiValued": true, "mutability": "readOnly", "subAttributes": [
+                    with(attribute("value", "string", "The email address"), json!({"mutability": "readOnly"})),
+                    with(attribute("type", "string", "work"),
+                         json!({"mutability": "readOnly", "canonicalValues": ["work"]})),
+                    with(attribute("primary", "boolean", "true"), json!({"mutability": "readOnly"})),
+                 ]})),
+        ],
+    })
+}
+
+fn enterprise_schema() -> Value {
+    json!({
+        "id": ENTERPRISE,
+        "name": "EnterpriseUser",
+        "description": "Enterprise user (only department is kept)",
+        "attributes": [
+            with(attribute("department", "string", "One of the organisation's departments (any case)"),
+                 json!({"canonicalValues": departments()})),
+        ],
+    })
+}
+
+fn member_schema() -> Value {
+    json!({
+        "id": MEMBER,
+        "name": "Member",
+        "description": "What the Members API adds: role, HRIS role, locations. Absent on a \
+                        create: the organisation's scim.defaultRole and, while HRIS is on, \
+                        scim.defaultHrisRole; absent on a replace: unchanged",
+        "attributes": [
+            with(attribute("role", "string", "A built-in role (admin, simple, reviewer, no_access: \
+                 only while HRIS is on) or a custom role id (rol_…)"),
+                 json!({"required": true, "caseExact": true,
+                        "canonicalValues": [BuiltinRole::Simple, BuiltinRole::Reviewer, BuiltinRole::Admin]})),
+            with(attribute("hrisRole", "string", "The HRIS role (required while HRIS is on)"),
+                 json!({"caseExact": true, "canonicalValues": HrisRole::ALLOWED})),
+            with(attribute("locations", "complex", "The member's locations and roles there"),
+                 json!({"multiValued": true, "subAttributes": [
+                    with(attribute("locationId", "string", "The location"), json!({"caseExact": true})),
+                    with(attribute("role", "string", "Roles at the location"),
+                         json!({"multiValued": true, "caseExact": true, "canonicalValues": LocationRole::ALLOWED})),
+                 ]})),
+        ],
+    })
+}
+
+/// The departments a User may name (`none` is the absence of one: no department).
+fn departments() -> Vec<&'static str> {
+    Department::ALLOWED
+        .iter()
+        .copied()
+        .filter(|d| *d != Department::None.as_str())
+        .collect()
+}
+
+/// A list of discovery resources, as RFC 7644 §4 answers them.
+pub fn list(resources: Vec<Value>) -> Value {
+    json!({
+        "schemas": [LIST],
+        "totalResults": resources.len(),
+        "startIndex": 1,
+        "itemsPerPage": resources.len(),
+        "Resources": resources,
+    })
+}
