@@ -441,6 +441,7 @@ mod tests {
             Counters::of(true, &custom, None),
             Counters {
                 active_without_hris_role: 1,
+                active_members: 1,
                 ..Counters::default()
             }
         );
