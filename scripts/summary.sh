@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The last lines of `make test` / `make verify`: one line per test binary that ran tests, from
-# the saved output of `cargo test --workspace`, then the robustness run's table again.
+# the saved output of `cargo test --workspace` (and scim2-tester's figures), then the
+# robustness run's table again.
 set -euo pipefail
 log=${1:-target/test-output.log}
 [ -f "$log" ] || { echo "summary: no $log" >&2; exit 1; }
@@ -21,6 +22,7 @@ awk '
     next
   }
   /^verify: [0-9]+ of [0-9]+ checks passed/ { printf "  %-36s %s\n", "verify (robustness run)", substr($0, 9) }
+  /^scim2-tester: [0-9]+ passed/ { printf "  %-36s %s\n", "scim2-tester (RFC 7643/7644 checks)", substr($0, 15) }
   END { printf "  %-36s %7d passed %5d failed\n", "all test binaries", tp, tf }
 ' "$log"
 # The robustness table, as the run printed it.

@@ -62,9 +62,15 @@ pub async fn update_organization<S: Store>(
     if let Some(scim) = r.object("scim") {
         let mut s = Reader::new(scim, "scim.");
         s.check_keys(&["defaultRole", "defaultHrisRole"], &[]);
+        // no_access needs HRIS, which may be switched off later: never a default that
+        // could make every SCIM create fail.
+        const DEFAULT_ROLES: &[&str] = &["admin", "simple", "reviewer"];
         scim_role = s.not_null(
             "defaultRole",
-            vocab(BuiltinRole::parse, BuiltinRole::ALLOWED),
+            vocab(
+                |r| BuiltinRole::parse(r).filter(|r| *r != BuiltinRole::NoAccess),
+                DEFAULT_ROLES,
+            ),
         );
         scim_hris_role = s.not_null("defaultHrisRole", vocab(HrisRole::parse, HrisRole::ALLOWED));
         r.errors.extend(s.errors);

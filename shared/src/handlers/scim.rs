@@ -20,7 +20,7 @@ use crate::scim::attributes::Projection;
 use crate::scim::discovery::{self, MAX_RESULTS};
 use crate::scim::user::{to_user, user_patch, Write};
 use crate::scim::{self, filter, invalid, version_tag, LIST};
-use crate::store::{CreateMember, Store};
+use crate::store::{CreateMember, Store, COUNT_READ_CAP};
 use serde_json::{json, Map, Value};
 use std::sync::Arc;
 
@@ -116,11 +116,22 @@ pub async fn scim_create_user<S: Store>(
                     // A create names no version: an If-Match sent along does not apply.
                     let mut req = req.clone();
                     req.headers.remove("if-match");
-                    let member = update(store, &key, &req, &m.id, true, |_, org| {
+                    let member = update(store, &key, &req, &m.id, true, |before, org| {
+                        // Read again on every try: a member another writer has brought back
+                        // meanwhile is taken, not provisioned over.
+                        if !before.scim_deprovisioned {
+                            return Err(ApiError::Conflict {
+                                code: "email_taken",
+                                detail: String::new(),
+                                field: Some("email"),
+                            });
+                        }
                         let mut patch = user_patch(&body, Write::Create, org)?;
                         patch.is_active = patch.is_active.or(Some(true));
                         patch.locations = patch.locations.or(Some(Vec::new()));
                         patch.scim_deprovisioned = Some(false);
+                        // A new provisioning: whatever password the member had is gone.
+                        patch.password = Some(None);
                         Ok(patch)
                     })
                     .await?;
@@ -249,7 +260,19 @@ pub async fn scim_list_users<S: Store>(
             };
             (q.updated_since, q.scim_only) = (f.modified_since, true);
             let total = match q.updated_since {
-                Some(_) => store.count_members(org_id, &q).await? as usize,
+                Some(since) => match store.count_members(org_id, &q).await? {
+                    Some(n) => n as usize,
+                    None => {
+                        return Err(invalid(
+                            "tooMany",
+                            format!(
+                                "More than {COUNT_READ_CAP} users were changed since {since}: \
+                                 counting them is too costly for one request. Ask for a later \
+                                 meta.lastModified."
+                            ),
+                        ))
+                    }
+                },
                 None => {
                     let c = organization(store, &key).await?.counters;
                     let n = match f.active {
@@ -395,12 +418,40 @@ async fn update(
             ApiError::Internal
         })?;
         let patch = make(&before, &org)?;
+        let email = patch
+            .email
+            .clone()
+            .filter(|e| e.normalized() != before.email.normalized());
         match apply_to(store, key, req, before, org, patch, false, false).await {
             Err(ApiError::UpdateInProgress) if !if_match && attempt < ATTEMPTS => {
                 tracing::info!(attempt, "SCIM write lost a race; running it again");
             }
+            Err(err) if err.code() == "email_taken" => {
+                return Err(match email {
+                    Some(email) => taken_by(store, key, &email, err).await,
+                    None => err,
+                })
+            }
             other => return other.map(|outcome| outcome.member),
         }
+    }
+}
+
+/// A refused change of `userName`: when the address is held by a user deleted through SCIM
+/// (invisible there), the answer says so and what to do, rather than a bare 409.
+async fn taken_by(store: &impl Store, key: &ApiKey, email: &Email, err: ApiError) -> ApiError {
+    match store.member_by_email(&key.organization_id, email).await {
+        Ok(Some(holder)) if holder.scim_deprovisioned => ApiError::Conflict {
+            code: "email_held_by_deprovisioned",
+            detail: format!(
+                "This userName belongs to member {}, deleted through SCIM. Provision it again \
+                 (POST /Users with this userName), or change that member's email in the \
+                 Members API (PATCH /v1/members/{}), then retry.",
+                holder.id, holder.id
+            ),
+            field: Some("email"),
+        },
+        _ => err,
     }
 }
 

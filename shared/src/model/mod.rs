@@ -447,4 +447,21 @@ mod tests {
         );
         assert!(Counters::of(false, &custom, None).is_zero());
     }
+
+    #[test]
+    fn scim_counts_every_member_it_shows_active_or_not() {
+        let body =
+            serde_json::json!({"firstName": "A", "email": "a@example.com", "role": "simple"});
+        let patch = crate::input::parse_member_patch(&body).unwrap_or_else(|e| panic!("{e:?}"));
+        let org = Organization::new("A", false);
+        let mut m = crate::rules::new_member(patch, &org, Timestamp::now())
+            .unwrap_or_else(|e| panic!("{e:?}"))
+            .member;
+        let c = |m: &Member| (m.counters().scim_members, m.counters().active_members);
+        assert_eq!(c(&m), (1, 1));
+        m.is_active = false;
+        assert_eq!(c(&m), (1, 0), "deactivated: still shown");
+        m.scim_deprovisioned = true;
+        assert_eq!(c(&m), (0, 0), "deleted through SCIM: not shown");
+    }
 }

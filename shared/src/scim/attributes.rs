@@ -175,6 +175,24 @@ fn copy(user: &Map<String, Value>, kept: &mut Map<String, Value>, n: &Name) {
         ),
         _ => return,
     };
+    // A second sub-attribute of the same multi-valued attribute joins the first, element
+    // by element (`emails.value,emails.type`).
+    let value = match (kept.get(&key), value, ext_key.is_none()) {
+        (Some(Value::Array(have)), Value::Array(more), true) => Value::Array(
+            have.iter()
+                .zip(more)
+                .map(|(a, b)| match (a, b) {
+                    (Value::Object(a), Value::Object(b)) => {
+                        let mut joined = a.clone();
+                        joined.extend(b);
+                        Value::Object(joined)
+                    }
+                    (a, _) => a.clone(),
+                })
+                .collect(),
+        ),
+        (_, value, _) => value,
+    };
     match ext_key {
         None => {
             kept.insert(key, value);
@@ -262,6 +280,10 @@ mod tests {
             project(Some("name.familyName,emails.value"), None),
             json!({"schemas": [USER, ENTERPRISE], "id": "mem_1",
                    "name": {"familyName": "B"}, "emails": [{"value": "a@example.com"}]})
+        );
+        assert_eq!(
+            project(Some("emails.value,emails.type"), None)["emails"],
+            json!([{"value": "a@example.com", "type": "work"}])
         );
         let dept = format!("{ENTERPRISE}:department");
         assert_eq!(

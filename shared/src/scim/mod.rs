@@ -92,6 +92,11 @@ pub fn error_response(err: &ApiError) -> ApiResponse {
             "Another user of this organisation already has this userName (email address).".into(),
         ),
         ApiError::Conflict {
+            code: "email_held_by_deprovisioned",
+            detail,
+            ..
+        } => (409, Some("uniqueness"), detail.clone()),
+        ApiError::Conflict {
             code: "external_id_taken",
             ..
         } => (
@@ -189,8 +194,8 @@ fn with_advice(code: &str, detail: &str) -> String {
              primary first (PATCH /v1/members/{id} with {\"isPrimary\": true}), then retry."
         }
         "hris_role_required" => {
-            "HRIS is enabled: send the hrisRole attribute of our extension, or set the \
-             organisation's scim.defaultHrisRole (PATCH /v1/organization)."
+            "HRIS is enabled: send the hrisRole attribute of our extension (for new users, \
+             the organisation's scim.defaultHrisRole applies when it is absent)."
         }
         "unknown_role" => {
             "Send a built-in role (admin, simple, reviewer, no_access) or the id of one of \

@@ -71,11 +71,12 @@ pub fn to_user(m: &Member, req: &ApiRequest) -> Value {
         &["externalId"],
         m.external_id.clone().map(Value::from),
     );
-    // The member's own full name; without one it shows given and family names.
+    // The member's full name: its own, or given and family names.
+    let full = m.full_name();
     set(
         &mut user,
         &["displayName"],
-        m.name_override.clone().map(Value::from),
+        (!full.is_empty()).then(|| json!(full)),
     );
     set(&mut user, &["title"], m.job_title.clone().map(Value::from));
     let department =
@@ -147,10 +148,17 @@ pub fn user_patch(
         "lastName".into(),
         string_or_null(sub("familyName"), "name.familyName")?,
     );
-    v1.insert(
-        "name".into(),
-        string_or_null(attr(body, "displayName").cloned(), "displayName")?,
-    );
+    // A displayName that is just the given and family names is what the member shows
+    // without a name of its own: kept as none, so that a User read and sent back is no change.
+    let derived: Vec<&str> = ["firstName", "lastName"]
+        .iter()
+        .filter_map(|k| v1[*k].as_str())
+        .collect();
+    let display = match string_or_null(attr(body, "displayName").cloned(), "displayName")? {
+        Value::String(s) if s == derived.join(" ") => Value::Null,
+        other => other,
+    };
+    v1.insert("name".into(), display);
     v1.insert(
         "jobTitle".into(),
         string_or_null(attr(body, "title").cloned(), "title")?,
@@ -242,13 +250,15 @@ fn email_of(body: &Map<String, Value>, write: Write<'_>) -> Result<Email, ApiErr
         Some(current) if work.normalized() == current.email.normalized() => Ok(user_name),
         _ => Err(invalid(
             "invalidValue",
-            "userName and the work email (emails[type eq \"work\"].value) are the same \
-             address here, the member's email: send the same value in both.",
+            "userName and the work email (emails[type eq \"work\"].value) are one address \
+             here, the member's email: send the same value in both. In Microsoft Entra ID, map \
+             the same source attribute (e.g. mail) to both, or remove the emails mapping.",
         )),
     }
 }
 
-/// The value of the `work` entry of `emails`, else of the `primary` one, else of the only one.
+/// The value of the (last) `work` entry of `emails`, else of the (last) `primary` one, else
+/// of the only one.
 fn work_email(body: &Map<String, Value>) -> Result<Option<String>, ApiError> {
     let emails = match attr(body, "emails") {
         None | Some(Value::Null) => return Ok(None),
@@ -267,10 +277,12 @@ fn work_email(body: &Map<String, Value>) -> Result<Option<String>, ApiError> {
             _ => false,
         })
     };
+    // The last one: a PATCH `add` appends the new address after the old one.
     let chosen = emails
         .iter()
+        .rev()
         .find(|e| is(e, "type", &json!("work")))
-        .or_else(|| emails.iter().find(|e| is(e, "primary", &json!(true))))
+        .or_else(|| emails.iter().rev().find(|e| is(e, "primary", &json!(true))))
         .or(if emails.len() == 1 {
             emails.first()
         } else {
@@ -421,6 +433,38 @@ mod tests {
         let draft = crate::rules::apply(again, &m, &org(true), m.updated_at)
             .unwrap_or_else(|e| panic!("{e:?}"));
         assert!(crate::rules::is_noop(&m, &draft));
+    }
+
+    #[test]
+    fn a_full_page_of_the_largest_users_fits_in_a_lambda_answer() {
+        // Every text at its longest, in the character that costs most in the answer (`"`:
+        // escaped in the JSON, then again in Lambda's envelope), 40 locations.
+        let q = |n: usize| "\"".repeat(n);
+        let locations: Vec<Value> = (0..crate::input::MAX_LOCATIONS)
+            .map(|i| json!({"locationId": format!("{i:03}{}", q(125)), "role": ["admin", "editor", "viewer"]}))
+            .collect();
+        let v1 = json!({
+            "email": format!("{}@{}.example.com", "a".repeat(64), "b".repeat(63)),
+            "firstName": q(100), "lastName": q(100), "name": q(200), "jobTitle": q(200),
+            "role": "reviewer", "hrisRole": "hris_employee", "department": "qms",
+            "locations": locations,
+        });
+        let patch = parse_member_patch(&v1).unwrap_or_else(|e| panic!("{e:?}"));
+        let mut m = crate::rules::new_member(patch, &org(false), Timestamp::now())
+            .unwrap_or_else(|e| panic!("{e:?}"))
+            .member;
+        m.external_id = Some(q(MAX_EXTERNAL_ID));
+        let mut req = ApiRequest {
+            path: format!("/{}/scim/v2/Users", "s".repeat(100)),
+            ..ApiRequest::default()
+        };
+        req.headers.insert("host".into(), "h".repeat(253));
+        let one = crate::handlers::paging::answer_bytes(&to_user(&m, &req).to_string());
+        let page = one * super::super::discovery::MAX_RESULTS;
+        assert!(
+            page < crate::handlers::paging::PAGE_BYTES,
+            "{one} bytes a user, {page} a page: over the page budget"
+        );
     }
 
     #[test]

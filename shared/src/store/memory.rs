@@ -207,12 +207,14 @@ impl Store for MemoryStore {
         })
     }
 
-    async fn count_members(&self, org: &OrgId, q: &ListQuery) -> Result<u64, ApiError> {
+    async fn count_members(&self, org: &OrgId, q: &ListQuery) -> Result<Option<u64>, ApiError> {
         self.with(|s| {
-            Ok(s.members
+            let n = s
+                .members
                 .values()
                 .filter(|m| &m.organization_id == org && q.matches(m))
-                .count() as u64)
+                .count() as u64;
+            Ok((n <= super::COUNT_READ_CAP).then_some(n))
         })
     }
 

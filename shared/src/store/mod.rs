@@ -55,6 +55,10 @@ pub struct UpdateMember {
     pub dry_run: bool,
 }
 
+/// The most members a count reads (about 40 Query calls of 1 MB): past it, a count would
+/// not fit in a request's time, and the caller narrows its query.
+pub const COUNT_READ_CAP: u64 = 20_000;
+
 /// One page of a member list, with what it cost (for benchmarks and logs).
 #[derive(Debug, Clone, Default)]
 pub struct ListPage {
@@ -219,12 +223,13 @@ pub trait Store: Send + Sync {
     /// How many members match `query` (its `email`, `limit` and `after` aside), counted by
     /// the index `list_members` would read: for SCIM's `totalResults` where no counter of
     /// the organisation gives it (`meta.lastModified`). Costs one read unit per 4 KB of
-    /// matching members (DynamoDB counts what it reads), in 1 MB steps.
+    /// members read (DynamoDB counts what it reads), in 1 MB steps; `None` when that would
+    /// mean reading more than [`COUNT_READ_CAP`] members.
     fn count_members(
         &self,
         org: &OrgId,
         query: &ListQuery,
-    ) -> impl Future<Output = Result<u64, ApiError>> + Send;
+    ) -> impl Future<Output = Result<Option<u64>, ApiError>> + Send;
     /// A member's (or, with `None`, the organisation's) history, newest first: at most
     /// `limit` events older than the event id `before`, and the id to continue from.
     fn audit_events(

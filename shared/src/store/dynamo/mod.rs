@@ -220,7 +220,7 @@ impl Store for DynamoStore {
             .filter(|m| m.external_id.as_deref() == Some(external_id)))
     }
 
-    async fn count_members(&self, org: &OrgId, query: &ListQuery) -> Result<u64, ApiError> {
+    async fn count_members(&self, org: &OrgId, query: &ListQuery) -> Result<Option<u64>, ApiError> {
         self.count(org, query).await
     }
 

@@ -94,7 +94,8 @@ impl DynamoStore {
     /// Counts what [`Self::list`] would return over all its pages (email, limit and cursor
     /// aside): `Select: COUNT` queries on the same index, key condition and filter, 1 MB at a
     /// time.
-    pub(super) async fn count(&self, org: &OrgId, q: &ListQuery) -> Result<u64, ApiError> {
+    pub(super) async fn count(&self, org: &OrgId, q: &ListQuery) -> Result<Option<u64>, ApiError> {
+        use crate::store::COUNT_READ_CAP;
         let Source::Index {
             index,
             pk,
@@ -104,15 +105,17 @@ impl DynamoStore {
         else {
             // Locations are not an index: their members are counted by reading them.
             let mut q = q.clone();
-            let (mut total, mut after) = (0, None);
+            let (mut total, mut read, mut after) = (0, 0, None);
             q.limit = 100;
             loop {
                 q.after = after;
                 let page = self.list(org, &q).await?;
                 total += page.members.len() as u64;
+                read += page.items_read as u64;
                 match page.next {
+                    _ if read > COUNT_READ_CAP => return Ok(None),
                     Some(next) => after = Some(next),
-                    None => return Ok(total),
+                    None => return Ok(Some(total)),
                 }
             }
         };
@@ -122,7 +125,7 @@ impl DynamoStore {
             StatusFilter::All => &[true, false],
         };
         let (filter, names, filter_values) = filter_expression(org, q);
-        let mut total = 0u64;
+        let (mut total, mut read) = (0u64, 0u64);
         for &active in statuses {
             let mut values = filter_values.clone();
             let mut condition = format!("{pk} = :pk");
@@ -148,13 +151,15 @@ impl DynamoStore {
                     .await
                     .map_err(|e| sdk_error("Query", e))?;
                 total += out.count().max(0) as u64;
+                read += out.scanned_count().max(0) as u64;
                 match out.last_evaluated_key {
+                    _ if read > COUNT_READ_CAP => return Ok(None),
                     Some(key) => start = Some(key),
                     None => break,
                 }
             }
         }
-        Ok(total)
+        Ok(Some(total))
     }
 
     async fn list_by_email(
