@@ -1,7 +1,7 @@
 //! `attributes` and `excludedAttributes` (RFC 7644 §3.4.2.5): which attributes of a User
 //! an answer shows. `id` and `schemas` are always shown (`returned: always`).
 
-use super::{invalid, ENTERPRISE, MEMBER, USER};
+use super::{invalid, split_schema};
 use crate::error::ApiError;
 use serde_json::{Map, Value};
 
@@ -73,23 +73,7 @@ fn name(path: &str) -> Result<Name, ApiError> {
             format!("{path:?} is not an attribute of a User"),
         )
     };
-    let (schema, rest) = [
-        (None, USER),
-        (Some(ENTERPRISE), ENTERPRISE),
-        (Some(MEMBER), MEMBER),
-    ]
-    .into_iter()
-    .find_map(|(schema, urn)| {
-        let head = path.get(..urn.len())?;
-        if !head.eq_ignore_ascii_case(urn) {
-            return None;
-        }
-        match &path[urn.len()..] {
-            "" => Some((schema, "")),
-            tail => tail.strip_prefix(':').map(|t| (schema, t)),
-        }
-    })
-    .unwrap_or((None, path));
+    let (schema, rest) = split_schema(path);
     if rest.is_empty() {
         return match schema {
             Some(_) => Ok(Name {
@@ -249,6 +233,7 @@ fn drop_name(user: &mut Map<String, Value>, n: &Name) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::scim::{ENTERPRISE, USER};
     use serde_json::json;
 
     fn user() -> Value {

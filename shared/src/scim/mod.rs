@@ -31,6 +31,29 @@ pub const ERROR: &str = "urn:ietf:params:scim:api:messages:2.0:Error";
 /// Where SCIM is served.
 pub const BASE: &str = "/scim/v2";
 
+/// An attribute path split after its schema's URN, when it has one (`urn:…:User:department`
+/// → the enterprise extension and `department`; the URN alone → the extension and ``):
+/// `None` is the core schema (its URN is optional). URNs compare case-insensitively.
+pub fn split_schema(path: &str) -> (Option<&'static str>, &str) {
+    [
+        (None, USER),
+        (Some(ENTERPRISE), ENTERPRISE),
+        (Some(MEMBER), MEMBER),
+    ]
+    .into_iter()
+    .find_map(|(schema, urn)| {
+        let head = path.get(..urn.len())?;
+        if !head.eq_ignore_ascii_case(urn) {
+            return None;
+        }
+        match &path[urn.len()..] {
+            "" => Some((schema, "")),
+            tail => tail.strip_prefix(':').map(|t| (schema, t)),
+        }
+    })
+    .unwrap_or((None, path))
+}
+
 /// Whether a request path is SCIM's (its answers, errors included, are SCIM documents).
 pub fn is_scim_path(path: &str) -> bool {
     path.contains("/scim/v2/") || path.ends_with("/scim/v2")

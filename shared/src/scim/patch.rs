@@ -8,7 +8,7 @@
 //! `{"op": "replace", "value": {"active": false}}`).
 
 use super::user::attr;
-use super::{invalid, ENTERPRISE, MEMBER, PATCH_OP, USER};
+use super::{invalid, split_schema, PATCH_OP};
 use crate::error::ApiError;
 use serde_json::{Map, Value};
 
@@ -125,23 +125,7 @@ fn parse_path(path: &str) -> Result<Path, ApiError> {
         )
     };
     // A schema URN first: the core schema, or one of the extensions.
-    let (schema, rest) = [
-        (None, USER),
-        (Some(ENTERPRISE), ENTERPRISE),
-        (Some(MEMBER), MEMBER),
-    ]
-    .into_iter()
-    .find_map(|(schema, urn)| {
-        let head = path.get(..urn.len())?;
-        if !head.eq_ignore_ascii_case(urn) {
-            return None;
-        }
-        match &path[urn.len()..] {
-            "" => Some((schema, "")),
-            tail => tail.strip_prefix(':').map(|t| (schema, t)),
-        }
-    })
-    .unwrap_or((None, path));
+    let (schema, rest) = split_schema(path);
     if rest.is_empty() {
         if schema.is_none() {
             return Err(bad());
@@ -419,6 +403,7 @@ fn remove(doc: &mut Map<String, Value>, path: &Path) -> Result<(), ApiError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::scim::{ENTERPRISE, MEMBER};
     use serde_json::json;
 
     fn doc() -> Map<String, Value> {

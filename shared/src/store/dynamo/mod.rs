@@ -127,6 +127,25 @@ impl DynamoStore {
         Ok(key)
     }
 
+    /// The member a guard item points at, when it still holds what the guard guards (the
+    /// guard and the member are written together, but a write can land between the two
+    /// reads): two consistent GetItems.
+    async fn member_by_guard(
+        &self,
+        org: &OrgId,
+        guard: (String, String),
+        holds: impl Fn(&Member) -> bool,
+    ) -> Result<Option<Member>, ApiError> {
+        let Some(guard) = self.get::<records::EmailGuardRecord>(guard).await? else {
+            return Ok(None);
+        };
+        Ok(self
+            .get::<MemberRecord>(keys::member(org, &guard.member_id))
+            .await?
+            .map(|r| r.member)
+            .filter(|m| holds(m)))
+    }
+
     /// One item, read consistently: DynamoDB's GetItem is eventually consistent unless
     /// asked, and these reads decide writes (the idempotency replay, the old primary, the
     /// organisation's version and HRIS state) or answer right after one (read your writes).
@@ -189,16 +208,10 @@ impl Store for DynamoStore {
         org: &OrgId,
         email: &Email,
     ) -> Result<Option<Member>, ApiError> {
-        let guard = self
-            .get::<records::EmailGuardRecord>(keys::email(org, email))
-            .await?;
-        let Some(guard) = guard else {
-            return Ok(None);
-        };
-        Ok(self
-            .member(org, &guard.member_id)
-            .await?
-            .filter(|m| m.email.normalized() == email.normalized()))
+        self.member_by_guard(org, keys::email(org, email), |m| {
+            m.email.normalized() == email.normalized()
+        })
+        .await
     }
 
     async fn member_by_external_id(
@@ -206,18 +219,10 @@ impl Store for DynamoStore {
         org: &OrgId,
         external_id: &str,
     ) -> Result<Option<Member>, ApiError> {
-        let guard = self
-            .get::<records::EmailGuardRecord>(keys::external_id(org, external_id))
-            .await?;
-        let Some(guard) = guard else {
-            return Ok(None);
-        };
-        // The guard and the member are written together: a member that no longer holds the
-        // id (a write between the two reads) does not match.
-        Ok(self
-            .member(org, &guard.member_id)
-            .await?
-            .filter(|m| m.external_id.as_deref() == Some(external_id)))
+        self.member_by_guard(org, keys::external_id(org, external_id), |m| {
+            m.external_id.as_deref() == Some(external_id)
+        })
+        .await
     }
 
     async fn count_members(&self, org: &OrgId, query: &ListQuery) -> Result<Option<u64>, ApiError> {
