@@ -14,6 +14,16 @@ pub struct Actor {
     pub request_id: Option<String>,
 }
 
+impl Actor {
+    /// The caller's key, under the request being served.
+    pub fn of(key: &ApiKey, req: &crate::http::ApiRequest) -> Self {
+        Actor {
+            key_id: Some(key.id.clone()),
+            request_id: req.request_id.clone(),
+        }
+    }
+}
+
 /// `{field: {before, after}}` for every wire field that differs, settings flattened as
 /// `settings.x`, the password only ever as "[redacted]".
 pub fn changes(

@@ -58,14 +58,7 @@ fn find(t: &Tenant, filter: &str) -> Result<Value, String> {
 }
 
 fn urlencoding(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
+    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
 }
 
 /// Okta's SCIM 2.0 guide: find by userName, create, read, update (PUT), deactivate and
@@ -476,6 +469,16 @@ pub async fn scim_rules_errors_and_paging(ctx: Arc<Ctx>) -> TestResult {
     )?;
     expect_error(r, 400, Some("invalidSyntax"), "empty body")?;
     expect_error(t.scim("GET", "/Groups", None, &[])?, 404, None, "no Groups")?;
+    let schema = expect(
+        t.scim("GET", &format!("/Schemas/{}", urlencoding(USER)), None, &[])?,
+        200,
+        "encoded schema id",
+    )?;
+    ensure_eq!(
+        schema["id"],
+        json!(USER),
+        "a percent-encoded URN names the schema"
+    );
     expect_error(
         t.scim("POST", "/.search", Some(&json!({})), &[])?,
         501,

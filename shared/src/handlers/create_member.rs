@@ -39,10 +39,7 @@ pub async fn create_member<S: Store>(
     let draft = rules::new_member(patch, &org, now)?;
     let member = draft.member;
     record_ids(&org.id, Some(&member.id));
-    let actor = Actor {
-        key_id: Some(key.id.clone()),
-        request_id: req.request_id.clone(),
-    };
+    let actor = Actor::of(&key, &req);
 
     let previous_primary = if member.is_primary {
         super::demotion(store, &org, &member.id, &actor, now).await?

@@ -100,10 +100,7 @@ pub async fn update_organization<S: Store>(
             return Err(name_blockers(store, &before.id, after.hris_enabled, refusal).await);
         }
     }
-    let actor = Actor {
-        key_id: Some(key.id.clone()),
-        request_id: req.request_id.clone(),
-    };
+    let actor = Actor::of(&key, &req);
     let write = UpdateOrganization {
         audit: event(&actor, &before, &after),
         before,

@@ -40,8 +40,9 @@ pub async fn scim_discovery<S: Store>(
     let base = base.trim_end_matches('/');
     let path = req.path.trim_end_matches('/');
     // A schema id is a URN: clients may send its colons percent-encoded.
-    let tail = percent_decoded(path.rsplit_once(scim::BASE).map_or("", |(_, t)| t));
-    let body = match tail.as_str() {
+    let tail = path.rsplit_once(scim::BASE).map_or("", |(_, t)| t);
+    let tail = percent_encoding::percent_decode_str(tail).decode_utf8_lossy();
+    let body = match tail.as_ref() {
         "/ServiceProviderConfig" => discovery::service_provider_config(base),
         "/ResourceTypes" => discovery::list(vec![discovery::user_resource_type(base)]),
         "/ResourceTypes/User" => discovery::user_resource_type(base),
@@ -55,30 +56,6 @@ pub async fn scim_discovery<S: Store>(
         },
     };
     Ok(scim::json(200, &body))
-}
-
-/// `%XX` escapes decoded (an invalid one is kept as it is).
-fn percent_decoded(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = bytes
-            .get(i + 1..i + 3)
-            .and_then(|h| std::str::from_utf8(h).ok())
-            .and_then(|h| u8::from_str_radix(h, 16).ok());
-        match (bytes[i], hex) {
-            (b'%', Some(b)) => {
-                out.push(b);
-                i += 3;
-            }
-            (b, _) => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// GET /scim/v2/Users/{id}: a deactivated user reads `active: false`; a deleted one is 404.
@@ -467,10 +444,7 @@ async fn create(
     let now = Timestamp::now();
     let draft = rules::new_member(patch, &org, now)?;
     record_ids(&org.id, Some(&draft.member.id));
-    let actor = Actor {
-        key_id: Some(key.id.clone()),
-        request_id: req.request_id.clone(),
-    };
+    let actor = Actor::of(key, req);
     let write = CreateMember {
         audit: audit::event(
             "member.created",

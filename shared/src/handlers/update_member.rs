@@ -155,10 +155,7 @@ pub(crate) async fn apply_to(
     ) {
         return Err(violation);
     }
-    let actor = Actor {
-        key_id: Some(key.id.clone()),
-        request_id: req.request_id.clone(),
-    };
+    let actor = Actor::of(key, req);
     let previous_primary = if after.is_primary && !before.is_primary {
         super::demotion(store, &org, &after.id, &actor, now).await?
     } else {

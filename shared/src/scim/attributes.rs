@@ -1,7 +1,7 @@
 //! `attributes` and `excludedAttributes` (RFC 7644 §3.4.2.5): which attributes of a User
 //! an answer shows. `id` and `schemas` are always shown (`returned: always`).
 
-use super::{invalid, split_schema};
+use super::{invalid, key_of, split_schema};
 use crate::error::ApiError;
 use serde_json::{Map, Value};
 
@@ -97,10 +97,6 @@ fn name(path: &str) -> Result<Name, ApiError> {
         attribute: Some(attribute.to_owned()),
         sub,
     })
-}
-
-fn key_of(map: &Map<String, Value>, name: &str) -> Option<String> {
-    map.keys().find(|k| k.eq_ignore_ascii_case(name)).cloned()
 }
 
 /// The object a name's attribute lives in (the User, or its extension's object), and the

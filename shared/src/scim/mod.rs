@@ -54,6 +54,11 @@ pub fn split_schema(path: &str) -> (Option<&'static str>, &str) {
     .unwrap_or((None, path))
 }
 
+/// The key an attribute has in a SCIM object (attribute names compare case-insensitively).
+pub fn key_of(map: &serde_json::Map<String, Value>, name: &str) -> Option<String> {
+    map.keys().find(|k| k.eq_ignore_ascii_case(name)).cloned()
+}
+
 /// Whether a request path is SCIM's (its answers, errors included, are SCIM documents).
 pub fn is_scim_path(path: &str) -> bool {
     path.contains("/scim/v2/") || path.ends_with("/scim/v2")

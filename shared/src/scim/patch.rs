@@ -8,7 +8,7 @@
 //! `{"op": "replace", "value": {"active": false}}`).
 
 use super::user::attr;
-use super::{invalid, split_schema, PATCH_OP};
+use super::{invalid, key_of, split_schema, PATCH_OP};
 use crate::error::ApiError;
 use serde_json::{Map, Value};
 
@@ -210,11 +210,6 @@ fn container<'a>(
     }
     slot.as_object_mut()
         .ok_or_else(|| invalid("invalidValue", format!("{urn} must be an object")))
-}
-
-/// The key an attribute is stored under (names compare case-insensitively).
-fn key_of(map: &Map<String, Value>, name: &str) -> Option<String> {
-    map.keys().find(|k| k.eq_ignore_ascii_case(name)).cloned()
 }
 
 fn check_writable(path: &Path) -> Result<(), ApiError> {
