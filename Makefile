@@ -4,6 +4,10 @@ SHELL := /bin/bash
 # credentials are only ever read by `make deploy-staging`, from your environment.
 export CARGO_TERM_COLOR ?= never
 export SAM_CLI_TELEMETRY = 0
+# CI builds once from a clean clone: incremental caches only cost disk there.
+ifeq ($(CI),true)
+export CARGO_INCREMENTAL ?= 0
+endif
 VENV := .local/venv/bin
 FUNCTIONS := $(notdir $(wildcard functions/*))
 
@@ -19,9 +23,9 @@ dev: ## Run the API locally: DynamoDB Local + table + demo org and key + cargo l
 	@scripts/dev.sh
 
 test: deps lint ## Everything CI runs: lint, bench smoke, unit, integration, robustness (schemathesis + load); ends with a summary
-	cargo build --workspace --all-targets
-	@# The functions as `cargo lambda watch` builds them (their own features, not the
-	@# workspace's), so no function compiles inside a test request.
+	@# The functions only as `cargo lambda watch` builds them (their own features, not the
+	@# workspace's), so no function compiles inside a test request and none links twice.
+	cargo build --workspace --all-targets $(addprefix --exclude ,$(FUNCTIONS))
 	cargo build $(addprefix -p ,$(FUNCTIONS))
 	@# The benchmarks as a smoke test (a few rounds, debug builds): a broken bench fails CI.
 	BENCH_SMOKE=1 cargo test -p members-tests --bench init --bench patch --bench list --bench events
