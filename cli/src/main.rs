@@ -2,6 +2,7 @@
 //! and API keys (shown once). Works against DynamoDB Local or AWS.
 
 mod consume;
+mod recount;
 
 use clap::{Args, Parser, Subcommand};
 use serde_json::json;
@@ -44,6 +45,20 @@ enum Command {
     /// Change events, locally.
     #[command(subcommand)]
     Events(EventsCommand),
+    /// Recount organisations' counters from their members and write those that are wrong
+    /// or missing (run once after an upgrade that adds a counter). Safe while the API serves
+    /// writes; each run reads the whole table (a consistent Scan).
+    Recount {
+        /// One organisation (org_…).
+        #[arg(long, required_unless_present = "all", conflicts_with = "all")]
+        org: Option<String>,
+        /// Every organisation in the table.
+        #[arg(long)]
+        all: bool,
+        /// Report what is wrong, write nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Create the table, a demo organisation, a read/write key, a webhooks key and a SCIM
     /// key; print shell exports.
     Demo {
@@ -213,6 +228,18 @@ async fn run(cli: &Cli) -> Result<(), String> {
                 e => failed(e),
             })?;
             print(cli, json!(key), format!("revoked {}", key.id));
+        }
+        Command::Recount { org, dry_run, .. } => {
+            let org = org.as_deref().map(parse_org).transpose()?;
+            let recounts = store
+                .recount_counters(org.as_ref(), *dry_run)
+                .await
+                .map_err(failed)?;
+            let (value, text, failure) = recount::report(&recounts, *dry_run);
+            print(cli, value, text);
+            if let Some(failure) = failure {
+                return Err(failure);
+            }
         }
         Command::Demo { api_url } => {
             store.create_table().await.map_err(failed)?;

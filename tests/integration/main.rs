@@ -6,6 +6,7 @@ mod create_get;
 mod edges;
 mod events;
 mod faults;
+mod operator;
 mod races;
 mod rest;
 mod roles;
@@ -99,6 +100,8 @@ fn main() {
         scim::scim_rules_errors_and_paging,
         scim::scim_deactivation_races_v1_demotion,
         scim::scim2_tester_passes,
+        operator::recount_restores_missing_and_damaged_counters,
+        operator::recount_under_concurrent_writers_stays_exact,
     ];
     let selected: Vec<_> = all
         .iter()

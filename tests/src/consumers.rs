@@ -85,7 +85,7 @@ pub fn consumer(endpoint: &str, log: &Path) -> Result<Process, String> {
 }
 
 /// The operator's CLI as `cargo build` left it (`make test` builds the workspace first).
-fn membersctl() -> PathBuf {
+pub fn membersctl() -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace_root().join("target"));

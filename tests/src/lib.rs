@@ -18,7 +18,7 @@ pub mod tls;
 pub mod wiretap;
 
 pub use client::*;
-pub use consumers::consumer;
+pub use consumers::{consumer, membersctl};
 pub use process::{DynamoLocal, Process};
 pub use stack::*;
 

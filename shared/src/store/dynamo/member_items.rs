@@ -6,6 +6,7 @@ use super::errors::build_error;
 use super::records::{
     audit_record, email_guard, external_id_guard, location_records, to_item, MemberRecord,
 };
+use super::recount::COUNTER_WRITES;
 use super::tx::{check, delete, put, Guarded};
 use super::{keys, Item};
 use crate::error::ApiError;
@@ -272,6 +273,10 @@ pub(super) fn org_item(
         expression.push_str(&format!("SET {} ", sets.join(", ")));
     }
     if !adds.is_empty() {
+        // Every change of a counter also moves the stamp, so that `membersctl recount` can
+        // tell "no counter moved while I counted" even when two moves cancel out.
+        adds.push(format!("{COUNTER_WRITES} :one"));
+        values.insert(":one".into(), AttributeValue::N("1".into()));
         expression.push_str(&format!("ADD {}", adds.join(", ")));
     }
     let update = Update::builder()

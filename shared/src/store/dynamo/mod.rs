@@ -5,7 +5,8 @@
 //! `records` lays out the stored items, `tx` runs transactions, `errors` maps failures and
 //! refused conditions to domain errors, `members` and `member_items` write members,
 //! `queries` reads pages, `settings` writes organisation settings and custom roles, and
-//! `admin` holds the operator's and the tests' operations.
+//! `admin` holds the operator's and the tests' operations, `recount` the operator's recount
+//! of an organisation's counters.
 
 mod admin;
 mod client;
@@ -16,6 +17,7 @@ mod member_items;
 mod members;
 mod queries;
 mod records;
+mod recount;
 #[cfg(test)]
 mod roundtrip;
 mod settings;
@@ -29,6 +31,7 @@ pub use feed::FEED_SCAN_CAP;
 pub use keys::INDEXES;
 pub use queries::READ_CAP;
 pub use records::IDEMPOTENCY_TTL_SECONDS;
+pub use recount::{Recount, RecountOutcome, RECOUNT_ATTEMPTS};
 pub use settings::hris_switch_refusal;
 
 use super::{CreateMember, IdempotencyRecord, Store, UpdateMember};
