@@ -4,12 +4,11 @@ SHELL := /bin/bash
 # credentials are only ever read by `make deploy-staging`, from your environment.
 export CARGO_TERM_COLOR ?= never
 export SAM_CLI_TELEMETRY = 0
-# CI builds once from a clean clone: incremental caches only cost disk there.
-ifeq ($(CI),true)
-export CARGO_INCREMENTAL ?= 0
-endif
 VENV := .local/venv/bin
 FUNCTIONS := $(notdir $(wildcard functions/*))
+# Everything but the functions, which have no tests and are built on their own (below): the
+# same packages in every step resolve the same features, so nothing is compiled twice.
+NOT_FUNCTIONS := --workspace $(addprefix --exclude ,$(FUNCTIONS))
 
 .PHONY: help deps dev test verify unit integration robustness lint fmt bench build validate deploy-staging
 
@@ -25,23 +24,25 @@ dev: ## Run the API locally: DynamoDB Local + table + demo org and key + cargo l
 test: deps lint ## Everything CI runs: lint, bench smoke, unit, integration, robustness (schemathesis + load); ends with a summary
 	@# The functions only as `cargo lambda watch` builds them (their own features, not the
 	@# workspace's), so no function compiles inside a test request and none links twice.
-	cargo build --workspace --all-targets $(addprefix --exclude ,$(FUNCTIONS))
+	cargo build $(NOT_FUNCTIONS) --all-targets
 	cargo build $(addprefix -p ,$(FUNCTIONS))
 	@# The benchmarks as a smoke test (a few rounds, debug builds): a broken bench fails CI.
-	BENCH_SMOKE=1 cargo test -p members-tests --bench init --bench patch --bench list --bench events
-	@cargo test --workspace --no-fail-fast 2>&1 | tee target/test-output.log; \
+	BENCH_SMOKE=1 cargo test $(NOT_FUNCTIONS) --bench init --bench patch --bench list --bench events
+	@cargo test $(NOT_FUNCTIONS) --no-fail-fast 2>&1 | tee target/test-output.log; \
 	  status=$${PIPESTATUS[0]}; scripts/summary.sh target/test-output.log; exit $$status
 
 verify: test ## Another name for `make test`: the full run, ending with the robustness summary table
 
 unit: ## Unit tests only (no local stack)
-	cargo test --workspace --lib --bins
+	cargo test $(NOT_FUNCTIONS) --lib --bins
 
 integration: deps ## Integration tests only (DynamoDB Local + cargo lambda watch)
+	cargo build -p membersctl
 	cargo build $(addprefix -p ,$(FUNCTIONS))
 	cargo test -p members-tests --test integration
 
 robustness: deps ## Only the robustness run: schemathesis + bounded load (VERIFY_FUZZ_EXAMPLES, VERIFY_LOAD_REQUESTS)
+	cargo build -p membersctl
 	cargo build $(addprefix -p ,$(FUNCTIONS))
 	cargo test -p members-tests --test verify
 

@@ -154,6 +154,20 @@ impl Counters {
         }
     }
 
+    /// What a member contributes, from the only facts counted (`Member::counters`; the
+    /// recount reads just these attributes).
+    pub fn of_member(
+        is_active: bool,
+        role: &Role,
+        hris_role: Option<HrisRole>,
+        scim_deprovisioned: bool,
+    ) -> Counters {
+        Counters {
+            scim_members: !scim_deprovisioned as i64,
+            ..Counters::of(is_active, role, hris_role)
+        }
+    }
+
     pub fn plus(self, other: Counters) -> Counters {
         Counters {
             active_admins: self.active_admins + other.active_admins,
@@ -246,10 +260,12 @@ impl Member {
     }
 
     pub fn counters(&self) -> Counters {
-        Counters {
-            scim_members: !self.scim_deprovisioned as i64,
-            ..Counters::of(self.is_active, &self.role, self.hris_role)
-        }
+        Counters::of_member(
+            self.is_active,
+            &self.role,
+            self.hris_role,
+            self.scim_deprovisioned,
+        )
     }
 }
 

@@ -2,30 +2,39 @@
 //! members, for organisations whose counters predate a counter (`scimMembers` and
 //! `activeMembers` came with SCIM, the rule-4 counts with HRIS) or were damaged by hand.
 //!
-//! Safe while the API serves writes. The counters are read first, then every member with a
+//! Safe while the API serves writes. The counters are read first, with the `counterWrites`
+//! stamp that every counter move also adds one to; then every member is counted with a
 //! consistent Scan (the GSIs are eventually consistent on AWS: a member created a moment ago
-//! could be missing from them, never from the table), then the new values are written on the
-//! condition that no counter moved meanwhile: every counter move also adds one to
-//! `counterWrites`, so "moved" is seen even when two moves cancel out. A Scan is not a
-//! snapshot, but with no counter moving during it, no member's contribution changed either.
-//! If one did, the organisation is counted again, up to `RECOUNT_ATTEMPTS` times.
+//! could be missing from them, never from the table); then the counts are written on the
+//! condition that the stamp has not moved. The stamp, not the counters, is compared: two
+//! moves that cancel out leave the counters as read, yet the Scan, which is not a snapshot,
+//! may have seen one move and not the other. With no move during the Scan, no member's
+//! contribution changed either, so the count is exact when written. An organisation whose
+//! stamp moved is counted again, up to `RECOUNT_ATTEMPTS` times.
 //!
-//! Cost: each attempt reads the whole table (a Scan with a filter reads every item), once for
-//! all the organisations asked for; the attempts after the first are per organisation.
+//! Cost: each attempt reads the whole table (a Scan with a filter reads every item): for
+//! `--all`, one Scan for the organisation items and one for all their members; each retry
+//! scans again for its organisation.
 
 use super::errors::sdk_error;
-use super::records::{from_item, read_member, OrgRecord};
+use super::records::{from_item, OrgRecord};
 use super::{keys, DynamoStore, Item};
 use crate::error::ApiError;
 use crate::model::*;
 use aws_sdk_dynamodb::error::ProvideErrorMetadata;
 use aws_sdk_dynamodb::types::AttributeValue;
+use serde::Deserialize;
 use std::collections::HashMap;
+use std::time::Duration;
 
 /// The organisation item's stamp: how many writes moved its counters.
 pub(super) const COUNTER_WRITES: &str = "counterWrites";
 /// Counts of one organisation, tried again while writers keep moving its counters.
 pub const RECOUNT_ATTEMPTS: usize = 5;
+/// Between reading the stamps and scanning. A Scan is only read-committed: a transaction
+/// whose organisation item is already visible may still be applying its member item, for
+/// milliseconds. Waiting lets every transaction the stamps show finish.
+const BEFORE_SCAN: Duration = Duration::from_secs(1);
 
 /// What the recount found for one organisation.
 #[derive(Clone, Debug, PartialEq)]
@@ -67,6 +76,13 @@ impl Recount {
     }
 }
 
+/// One organisation counted: what `settle_tally` writes, on the stamp read before counting.
+#[derive(Clone, Debug)]
+pub struct Tally {
+    pub recount: Recount,
+    stamp: Option<String>,
+}
+
 /// An organisation item as read before counting.
 struct Read {
     org: OrgId,
@@ -95,12 +111,38 @@ impl Read {
             stamp,
         })
     }
+
+    fn tally(self, counted: Counters) -> Tally {
+        Tally {
+            recount: Recount {
+                org: self.org,
+                stored: self.stored,
+                missing: self.missing,
+                counted,
+                outcome: RecountOutcome::Unchanged,
+            },
+            stamp: self.stamp,
+        }
+    }
+}
+
+/// The attributes of a member item that the counters count (`Counters::of_member`).
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Counted {
+    organization_id: OrgId,
+    is_active: bool,
+    role: Role,
+    hris_role: Option<HrisRole>,
+    #[serde(default)]
+    scim_deprovisioned: bool,
 }
 
 impl DynamoStore {
     /// Recounts the counters of `org`, or of every organisation (`None`), and writes those
-    /// that are wrong or missing unless `dry_run` (which reports a difference only when no
-    /// counter moved while counting). `NotFound` when `org` does not exist.
+    /// that are wrong or missing unless `dry_run`. Every outcome, `Unchanged` and dry runs
+    /// included, holds only if no counter moved while counting. `NotFound` when `org` does
+    /// not exist.
     pub async fn recount_counters(
         &self,
         org: Option<&OrgId>,
@@ -110,43 +152,37 @@ impl DynamoStore {
             Some(org) => vec![self.read_for_recount(org).await?],
             None => self.organizations_for_recount().await?,
         };
-        let mut counted = self.recount_members(org).await?;
         let mut out = Vec::new();
         for attempt in 1..=RECOUNT_ATTEMPTS {
+            tokio::time::sleep(BEFORE_SCAN).await;
+            let mut counted = match (org, reads.as_slice()) {
+                (None, _) if attempt == 1 => self.recount_members(None).await?,
+                (_, [read]) => self.recount_members(Some(&read.org)).await?,
+                // After the first attempt of `--all`, each busy organisation on its own.
+                _ => {
+                    let mut all = HashMap::new();
+                    for read in &reads {
+                        all.extend(self.recount_members(Some(&read.org)).await?);
+                    }
+                    all
+                }
+            };
             let mut again = Vec::new();
             for read in reads {
                 let counts = counted.remove(&read.org).unwrap_or_default();
-                let mut recount = Recount {
-                    org: read.org.clone(),
-                    stored: read.stored,
-                    missing: read.missing.clone(),
-                    counted: counts,
-                    outcome: RecountOutcome::Unchanged,
-                };
-                if recount.differences().is_empty() {
-                    out.push(recount);
-                    continue;
-                }
-                recount.outcome = RecountOutcome::Corrected;
-                let settled = if dry_run {
-                    // Reported only if no counter moved while counting, as if written.
-                    self.read_for_recount(&read.org).await?.stamp == read.stamp
-                } else {
-                    self.write_counts(&read, counts).await?
-                };
-                if settled {
-                    out.push(recount);
+                let mut tally = read.tally(counts);
+                if self.settle_tally(&mut tally, dry_run).await? {
+                    out.push(tally.recount);
                 } else if attempt == RECOUNT_ATTEMPTS {
-                    recount.outcome = RecountOutcome::Busy;
-                    out.push(recount);
+                    tally.recount.outcome = RecountOutcome::Busy;
+                    out.push(tally.recount);
                 } else {
-                    again.push(read.org);
+                    again.push(tally.recount.org);
                 }
             }
             reads = Vec::new();
             for org in &again {
                 reads.push(self.read_for_recount(org).await?);
-                counted.extend(self.recount_members(Some(org)).await?);
             }
             if reads.is_empty() {
                 break;
@@ -154,6 +190,38 @@ impl DynamoStore {
         }
         out.sort_by(|a, b| a.org.cmp(&b.org));
         Ok(out)
+    }
+
+    /// The first steps of a recount of one organisation: its counters and stamp read, then
+    /// its members counted. `recount_counters` is these and [`settle_tally`]; they are
+    /// public so that a test can put a write between them.
+    ///
+    /// [`settle_tally`]: DynamoStore::settle_tally
+    #[doc(hidden)]
+    pub async fn tally_counters(&self, org: &OrgId) -> Result<Tally, ApiError> {
+        let read = self.read_for_recount(org).await?;
+        tokio::time::sleep(BEFORE_SCAN).await;
+        let counted = self.recount_members(Some(org)).await?;
+        Ok(read.tally(counted.get(org).copied().unwrap_or_default()))
+    }
+
+    /// The last step: writes the counts (unless `dry_run`, or nothing differs) on the
+    /// condition that the stamp has not moved since the tally; false, writing nothing, if it
+    /// has. Sets the tally's outcome.
+    #[doc(hidden)]
+    pub async fn settle_tally(&self, tally: &mut Tally, dry_run: bool) -> Result<bool, ApiError> {
+        let differs = !tally.recount.differences().is_empty();
+        tally.recount.outcome = if differs {
+            RecountOutcome::Corrected
+        } else {
+            RecountOutcome::Unchanged
+        };
+        if dry_run || !differs {
+            // Reported only if no counter moved while counting, as if written.
+            let now = self.read_for_recount(&tally.recount.org).await?;
+            return Ok(now.stamp == tally.stamp);
+        }
+        self.write_counts(tally).await
     }
 
     async fn read_for_recount(&self, org: &OrgId) -> Result<Read, ApiError> {
@@ -174,14 +242,17 @@ impl DynamoStore {
     }
 
     async fn organizations_for_recount(&self) -> Result<Vec<Read>, ApiError> {
-        self.scan_consistently("ORG#", "ORG")
-            .await?
-            .into_iter()
-            .map(Read::from_org_item)
-            .collect()
+        let mut out = Vec::new();
+        self.scan_consistently("ORG#", "ORG", None, |item| {
+            out.push(Read::from_org_item(item)?);
+            Ok(())
+        })
+        .await?;
+        Ok(out)
     }
 
-    /// Each organisation's counters from its members (all of them, `None`).
+    /// Each organisation's counters from its members (all organisations', `None`), folded
+    /// page by page from the counted attributes only.
     async fn recount_members(
         &self,
         org: Option<&OrgId>,
@@ -191,21 +262,32 @@ impl DynamoStore {
             None => "ORG#".into(),
         };
         let mut out: HashMap<OrgId, Counters> = HashMap::new();
-        for item in self.scan_consistently(&prefix, "MEMBER").await? {
-            let member = read_member(item)?;
-            let sum = out.entry(member.organization_id.clone()).or_default();
-            *sum = sum.plus(member.counters());
-        }
+        let attributes = "organizationId, isActive, #role, hrisRole, scimDeprovisioned";
+        self.scan_consistently(&prefix, "MEMBER", Some(attributes), |item| {
+            let m: Counted = from_item(item)?;
+            let counters =
+                Counters::of_member(m.is_active, &m.role, m.hris_role, m.scim_deprovisioned);
+            let sum = out.entry(m.organization_id).or_default();
+            *sum = sum.plus(counters);
+            Ok(())
+        })
+        .await?;
         Ok(out)
     }
 
-    /// Every item whose PK starts with `prefix` and whose SK is `sk`: a consistent Scan of
+    /// Every item whose PK starts with `prefix` and whose SK is `sk` (with only
+    /// `attributes`, where `role` is spelled `#role`), given to `each`: a consistent Scan of
     /// the whole table, page by page.
-    async fn scan_consistently(&self, prefix: &str, sk: &str) -> Result<Vec<Item>, ApiError> {
-        let mut out = Vec::new();
+    async fn scan_consistently(
+        &self,
+        prefix: &str,
+        sk: &str,
+        attributes: Option<&str>,
+        mut each: impl FnMut(Item) -> Result<(), ApiError>,
+    ) -> Result<(), ApiError> {
         let mut start: Option<Item> = None;
         loop {
-            let page = self
+            let mut request = self
                 .client
                 .scan()
                 .table_name(&self.table)
@@ -213,21 +295,28 @@ impl DynamoStore {
                 .filter_expression("begins_with(PK, :prefix) AND SK = :sk")
                 .expression_attribute_values(":prefix", AttributeValue::S(prefix.to_owned()))
                 .expression_attribute_values(":sk", AttributeValue::S(sk.to_owned()))
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(|e| sdk_error("Scan", e))?;
-            out.extend(page.items().iter().cloned());
-            start = page.last_evaluated_key().cloned();
+                .set_exclusive_start_key(start);
+            if let Some(attributes) = attributes {
+                request = request
+                    .projection_expression(attributes)
+                    .expression_attribute_names("#role", "role");
+            }
+            let page = request.send().await.map_err(|e| sdk_error("Scan", e))?;
+            for item in page.items.unwrap_or_default() {
+                each(item)?;
+            }
+            start = page.last_evaluated_key;
             if start.is_none() {
-                return Ok(out);
+                return Ok(());
             }
         }
     }
 
-    /// Sets the counters on the condition that none moved since `read`; false if one did.
-    async fn write_counts(&self, read: &Read, counts: Counters) -> Result<bool, ApiError> {
-        let (pk, sk) = keys::org(&read.org);
+    /// Sets the counters on the condition that the stamp has not moved since the tally;
+    /// false if it has, or if a transaction on the item was under way (AWS answers that
+    /// `TransactionConflictException`; a counter is moving, so this is a move too).
+    async fn write_counts(&self, tally: &Tally) -> Result<bool, ApiError> {
+        let (pk, sk) = keys::org(&tally.recount.org);
         let mut request = self
             .client
             .update_item()
@@ -236,14 +325,14 @@ impl DynamoStore {
             .key("SK", AttributeValue::S(sk))
             .expression_attribute_names("#stamp", COUNTER_WRITES);
         let mut sets = Vec::new();
-        for (name, value) in counts.fields() {
+        for (name, value) in tally.recount.counted.fields() {
             sets.push(format!("{name} = :{name}"));
             request = request.expression_attribute_values(
                 format!(":{name}"),
                 AttributeValue::N(value.to_string()),
             );
         }
-        let condition = match &read.stamp {
+        let condition = match &tally.stamp {
             Some(stamp) => {
                 request =
                     request.expression_attribute_values(":stamp", AttributeValue::N(stamp.clone()));
@@ -258,7 +347,14 @@ impl DynamoStore {
             .await
         {
             Ok(_) => Ok(true),
-            Err(e) if e.code() == Some("ConditionalCheckFailedException") => Ok(false),
+            Err(e)
+                if matches!(
+                    e.code(),
+                    Some("ConditionalCheckFailedException" | "TransactionConflictException")
+                ) =>
+            {
+                Ok(false)
+            }
             Err(e) => Err(sdk_error("UpdateItem", e)),
         }
     }
@@ -294,5 +390,24 @@ mod tests {
                 ("activeMembers", None, 5),
             ]
         );
+    }
+
+    #[test]
+    fn the_counted_attributes_of_a_member_item_give_its_counters() {
+        let item = HashMap::from([
+            (
+                "organizationId".to_owned(),
+                AttributeValue::S("org_a".into()),
+            ),
+            ("isActive".to_owned(), AttributeValue::Bool(true)),
+            ("role".to_owned(), AttributeValue::S("admin".into())),
+        ]);
+        let m: Counted = from_item(item).unwrap_or_else(|e| panic!("{e:?}"));
+        let role = Role::parse("admin").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            Counters::of_member(m.is_active, &m.role, m.hris_role, m.scim_deprovisioned),
+            Counters::of_member(true, &role, None, false)
+        );
+        assert_eq!(m.organization_id.to_string(), "org_a");
     }
 }
