@@ -152,10 +152,12 @@ impl DynamoStore {
     /// One item, read consistently: DynamoDB's GetItem is eventually consistent unless
     /// asked, and these reads decide writes (the idempotency replay, the old primary, the
     /// organisation's version and HRIS state) or answer right after one (read your writes).
-    async fn get<T: DeserializeOwned>(
-        &self,
-        (pk, sk): (String, String),
-    ) -> Result<Option<T>, ApiError> {
+    async fn get<T: DeserializeOwned>(&self, key: (String, String)) -> Result<Option<T>, ApiError> {
+        self.get_raw(key).await?.map(from_item).transpose()
+    }
+
+    /// [`get`](Self::get) as the item itself (its attributes as stored).
+    async fn get_raw(&self, (pk, sk): (String, String)) -> Result<Option<Item>, ApiError> {
         let out = self
             .client
             .get_item()
@@ -166,7 +168,7 @@ impl DynamoStore {
             .send()
             .await
             .map_err(|e| sdk_error("GetItem", e))?;
-        out.item.map(from_item).transpose()
+        Ok(out.item)
     }
 }
 

@@ -225,18 +225,9 @@ impl DynamoStore {
     }
 
     async fn read_for_recount(&self, org: &OrgId) -> Result<Read, ApiError> {
-        let (pk, sk) = keys::org(org);
         let item = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key("PK", AttributeValue::S(pk))
-            .key("SK", AttributeValue::S(sk))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| sdk_error("GetItem", e))?
-            .item
+            .get_raw(keys::org(org))
+            .await?
             .ok_or(ApiError::NotFound)?;
         Read::from_org_item(item)
     }
