@@ -197,7 +197,10 @@ pub async fn recount_never_writes_a_count_that_writers_moved_under(ctx: Arc<Ctx>
     );
     ensure_eq!(org_item(&ctx, &t.org).await?, moved, "nothing written");
 
+    let started = std::time::Instant::now();
     let mut fresh = store.tally_counters(&t.org).await.map_err(recount)?;
+    // One attempt's length: a Scan of the whole shared table, longer the fuller it is.
+    let attempt = started.elapsed();
     ensure!(
         store
             .settle_tally(&mut fresh, false)
@@ -224,8 +227,9 @@ pub async fn recount_never_writes_a_count_that_writers_moved_under(ctx: Arc<Ctx>
         .enumerate()
         .map(|(i, id)| {
             let (t, id, stop) = (t.clone(), id.clone(), stop.clone());
-            // Paced so that some recounts see a quiet second and some do not.
-            let pause = std::time::Duration::from_millis(2500 + 1000 * i as u64);
+            // Paced by an attempt's length, so that most attempts see no move even when the
+            // suite slows them (under the full suite a fixed pace left none quiet).
+            let pause = attempt * (5 + 2 * i as u32);
             std::thread::spawn(move || -> Result<usize, String> {
                 let mut moves = 0;
                 while !stop.load(Ordering::Relaxed) {
@@ -238,7 +242,10 @@ pub async fn recount_never_writes_a_count_that_writers_moved_under(ctx: Arc<Ctx>
                             return Err(format!("{method} {path}: {} {}", r.status, r.text));
                         }
                         moves += 1;
-                        std::thread::sleep(pause);
+                        let until = std::time::Instant::now() + pause;
+                        while std::time::Instant::now() < until && !stop.load(Ordering::Relaxed) {
+                            std::thread::sleep(std::time::Duration::from_millis(50));
+                        }
                     }
                 }
                 Ok(moves)
@@ -262,7 +269,7 @@ pub async fn recount_never_writes_a_count_that_writers_moved_under(ctx: Arc<Ctx>
         moves += w.join().map_err(|_| "writer panicked".to_owned())??;
     }
     eprintln!(
-        "recount race: {moves} counter moves by 2 writers during {} recounts: {outcomes:?}",
+        "recount race: {moves} counter moves by 2 writers during {} recounts (an attempt {attempt:?}): {outcomes:?}",
         outcomes.len()
     );
     ensure!(moves > 0, "the writers moved nothing");
