@@ -148,45 +148,34 @@ impl DynamoStore {
         org: Option<&OrgId>,
         dry_run: bool,
     ) -> Result<Vec<Recount>, ApiError> {
-        let mut reads = match org {
-            Some(org) => vec![self.read_for_recount(org).await?],
-            None => self.organizations_for_recount().await?,
+        let tallies = match org {
+            Some(org) => vec![self.tally_counters(org).await?],
+            // One Scan for every organisation's members, after reading them all.
+            None => {
+                let reads = self.organizations_for_recount().await?;
+                tokio::time::sleep(BEFORE_SCAN).await;
+                let mut counted = self.recount_members(None).await?;
+                reads
+                    .into_iter()
+                    .map(|read| {
+                        let counts = counted.remove(&read.org).unwrap_or_default();
+                        read.tally(counts)
+                    })
+                    .collect()
+            }
         };
         let mut out = Vec::new();
-        for attempt in 1..=RECOUNT_ATTEMPTS {
-            tokio::time::sleep(BEFORE_SCAN).await;
-            let mut counted = match (org, reads.as_slice()) {
-                (None, _) if attempt == 1 => self.recount_members(None).await?,
-                (_, [read]) => self.recount_members(Some(&read.org)).await?,
-                // After the first attempt of `--all`, each busy organisation on its own.
-                _ => {
-                    let mut all = HashMap::new();
-                    for read in &reads {
-                        all.extend(self.recount_members(Some(&read.org)).await?);
-                    }
-                    all
-                }
-            };
-            let mut again = Vec::new();
-            for read in reads {
-                let counts = counted.remove(&read.org).unwrap_or_default();
-                let mut tally = read.tally(counts);
-                if self.settle_tally(&mut tally, dry_run).await? {
-                    out.push(tally.recount);
-                } else if attempt == RECOUNT_ATTEMPTS {
+        for mut tally in tallies {
+            let mut attempt = 1;
+            while !self.settle_tally(&mut tally, dry_run).await? {
+                if attempt == RECOUNT_ATTEMPTS {
                     tally.recount.outcome = RecountOutcome::Busy;
-                    out.push(tally.recount);
-                } else {
-                    again.push(tally.recount.org);
+                    break;
                 }
+                attempt += 1;
+                tally = self.tally_counters(&tally.recount.org).await?;
             }
-            reads = Vec::new();
-            for org in &again {
-                reads.push(self.read_for_recount(org).await?);
-            }
-            if reads.is_empty() {
-                break;
-            }
+            out.push(tally.recount);
         }
         out.sort_by(|a, b| a.org.cmp(&b.org));
         Ok(out)
