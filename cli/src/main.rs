@@ -98,7 +98,8 @@ enum KeysCommand {
         #[arg(long)]
         name: String,
         /// Scopes: r_members (reads), w_members (writes), r_webhooks, w_webhooks (webhooks;
-        /// not implied by the members scopes), or scim alone (an identity provider's key for
+        /// not implied by the members scopes; a webhook of member events also needs
+        /// r_members), or scim alone (an identity provider's key for
         /// /scim/v2, which calls nothing else). Repeat or comma-separate.
         #[arg(long, value_delimiter = ',', default_values = ["r_members", "w_members"])]
         scope: Vec<String>,
@@ -257,7 +258,12 @@ async fn run(cli: &Cli) -> Result<(), String> {
                 vec![Scope::ReadMembers, Scope::WriteMembers],
             )?;
             store.put_api_key(&issued.record).await.map_err(failed)?;
-            let hooks = issue_key(&org.id, "demo webhooks", vec![Scope::WriteWebhooks])?;
+            // Webhooks of member events need a key that may read members (SPEC, "Scopes").
+            let hooks = issue_key(
+                &org.id,
+                "demo webhooks",
+                vec![Scope::WriteWebhooks, Scope::ReadMembers],
+            )?;
             store.put_api_key(&hooks.record).await.map_err(failed)?;
             let scim = issue_key(&org.id, "demo identity provider", vec![Scope::Scim])?;
             store.put_api_key(&scim.record).await.map_err(failed)?;

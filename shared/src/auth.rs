@@ -60,6 +60,16 @@ pub async fn authenticate(
     authorization: Option<&str>,
     scope: Scope,
 ) -> Result<ApiKey, ApiError> {
+    authenticate_any(store, authorization, &[scope]).await
+}
+
+/// As [`authenticate`], for an endpoint that any of `scopes` may call (it then shows each
+/// key only what its own scopes read); a key with none is refused naming the first.
+pub async fn authenticate_any(
+    store: &impl Store,
+    authorization: Option<&str>,
+    scopes: &[Scope],
+) -> Result<ApiKey, ApiError> {
     let header = authorization
         .map(str::trim)
         .filter(|h| !h.is_empty())
@@ -78,10 +88,12 @@ pub async fn authenticate(
     let key = store.api_key_by_hash(&hash_key(secret)).await?;
     match key {
         Some(key) if key.revoked_at.is_none() => {
-            if key.allows(scope) {
+            if scopes.iter().any(|s| key.allows(*s)) {
                 Ok(key)
             } else {
-                Err(ApiError::MissingScope(scope.as_str()))
+                Err(ApiError::MissingScope(
+                    scopes.first().map_or("", |s| s.as_str()),
+                ))
             }
         }
         _ => Err(ApiError::InvalidApiKey),

@@ -39,6 +39,10 @@ pub enum ApiError {
     InvalidApiKey,
     #[error("missing scope {0}")]
     MissingScope(&'static str),
+    /// The key may call the endpoint, but not ask for what this request asks: it would
+    /// learn through it what `scope` guards (a webhook subscribed to member events).
+    #[error("missing scope {scope} for what the request asks")]
+    ScopeNeeded { scope: &'static str, detail: String },
     #[error("not found")]
     NotFound,
     /// A known path asked with a method it does not serve; `allow` lists the ones it does.
@@ -130,7 +134,7 @@ impl ApiError {
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
             ApiError::MissingApiKey => "missing_api_key",
             ApiError::InvalidApiKey => "invalid_api_key",
-            ApiError::MissingScope(_) => "insufficient_scope",
+            ApiError::MissingScope(_) | ApiError::ScopeNeeded { .. } => "insufficient_scope",
             ApiError::NotFound => "not_found",
             ApiError::MethodNotAllowed { .. } => "method_not_allowed",
             ApiError::Validation(_) => "validation_failed",
@@ -177,6 +181,7 @@ impl ApiError {
                 "Forbidden",
                 format!("The API key lacks the scope {scope} this request needs."),
             ),
+            ApiError::ScopeNeeded { detail, .. } => (403, "Forbidden", detail.clone()),
             ApiError::NotFound => (404, "Not found", "No such resource.".into()),
             ApiError::MethodNotAllowed { allow } => (
                 405,

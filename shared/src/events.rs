@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 /// The event types, as `type` and as EventBridge's `detail-type`.
-pub const TYPES: [&str; 8] = [
+pub const TYPES: [&str; 13] = [
     "member.created",
     "member.updated",
     "member.deactivated",
@@ -21,7 +21,35 @@ pub const TYPES: [&str; 8] = [
     "role.created",
     "role.deleted",
     "organization.updated",
+    "webhook.created",
+    "webhook.updated",
+    "webhook.secret_rotated",
+    "webhook.deleted",
+    "webhook.redelivered",
 ];
+
+/// The scope a key needs to see an event of type `kind`, wherever it would see it (the
+/// feed, a history, a webhook it subscribes): the scope that reads the event's data
+/// directly. A member, a custom role and the organisation's settings are read with
+/// `r_members`; a webhook and its deliveries with `r_webhooks`. An unknown type needs
+/// `r_members`, the stricter default, so a type added later leaks nothing by omission.
+pub fn read_scope(kind: &str) -> Scope {
+    match kind.starts_with("webhook.") {
+        true => Scope::ReadWebhooks,
+        false => Scope::ReadMembers,
+    }
+}
+
+/// The first scope among `types` that `key` lacks (what a 403 names), if any.
+pub fn missing_read_scope<'a>(
+    key: &ApiKey,
+    types: impl IntoIterator<Item = &'a String>,
+) -> Option<Scope> {
+    types
+        .into_iter()
+        .map(|t| read_scope(t))
+        .find(|s| !key.allows(*s))
+}
 
 /// EventBridge `source` of every event, and the prefix of the CloudEvents `source`.
 pub const SOURCE: &str = "members-api";
@@ -40,7 +68,7 @@ pub struct CloudEvent {
     pub kind: String,
     /// `members-api/organizations/<orgId>`.
     pub source: String,
-    /// The resource changed: a member, custom role or organisation id.
+    /// The resource changed: a member, custom role, webhook or organisation id.
     pub subject: String,
     pub time: Timestamp,
     pub datacontenttype: String,
@@ -74,10 +102,11 @@ pub fn sequence_text(seq: u64) -> String {
 
 /// The event an outbox entry stands for, at its place `seq` in the feed.
 pub fn from_audit(e: &AuditEvent, seq: u64) -> CloudEvent {
-    let subject = match (&e.member_id, &e.role_id) {
-        (Some(member), _) => member.to_string(),
-        (None, Some(role)) => role.to_string(),
-        (None, None) => e.organization_id.to_string(),
+    let subject = match (&e.member_id, &e.role_id, &e.webhook_id) {
+        (Some(member), _, _) => member.to_string(),
+        (None, Some(role), _) => role.to_string(),
+        (None, None, Some(webhook)) => webhook.to_string(),
+        (None, None, None) => e.organization_id.to_string(),
     };
     let version = match e.action.as_str() {
         "role.created" => 1,
@@ -157,6 +186,7 @@ mod tests {
             organization_id: OrgId::parse("org_a").unwrap_or_else(|e| panic!("{e}")),
             member_id: MemberId::parse("mem_b").ok(),
             role_id: None,
+            webhook_id: None,
             actor_key_id: None,
             action: action.into(),
             changes: Map::from_iter([(
@@ -194,6 +224,40 @@ mod tests {
         assert_eq!(v["data"]["version"], 7);
         assert!(sequence_text(9) < sequence_text(10));
         assert!(sequence_text(u64::MAX).len() == 20);
+    }
+
+    #[test]
+    fn every_type_needs_the_scope_that_reads_its_data() {
+        for kind in TYPES {
+            let expected = match kind.split('.').next() {
+                Some("webhook") => Scope::ReadWebhooks,
+                _ => Scope::ReadMembers,
+            };
+            assert_eq!(read_scope(kind), expected, "{kind}");
+        }
+        assert_eq!(read_scope("anything.new"), Scope::ReadMembers);
+        let key = |scopes: Vec<Scope>| ApiKey {
+            id: ApiKeyId::generate(),
+            organization_id: OrgId::parse("org_a").unwrap_or_else(|e| panic!("{e}")),
+            name: "k".into(),
+            scopes,
+            created_at: Timestamp::now(),
+            revoked_at: None,
+        };
+        let types: Vec<String> = vec!["webhook.created".into(), "member.updated".into()];
+        let hooks_only = key(vec![Scope::WriteWebhooks]);
+        assert_eq!(
+            missing_read_scope(&hooks_only, &types),
+            Some(Scope::ReadMembers)
+        );
+        assert_eq!(missing_read_scope(&hooks_only, &types[..1]), None);
+        let both = key(vec![Scope::WriteWebhooks, Scope::ReadMembers]);
+        assert_eq!(missing_read_scope(&both, &types), None);
+        let members_only = key(vec![Scope::WriteMembers]);
+        assert_eq!(
+            missing_read_scope(&members_only, &types),
+            Some(Scope::ReadWebhooks)
+        );
     }
 
     #[test]

@@ -41,24 +41,32 @@ async fn run() -> Result<(), String> {
     let secret = shared::webhooks::sign::new_secret()?;
     receiver.control(&[&secret], 0.0)?;
     let now = Timestamp::now();
+    let webhook = Webhook {
+        id: WebhookId::generate(),
+        organization_id: t.org.clone(),
+        url: receiver.url("/bench"),
+        event_types: shared::events::TYPES
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+        description: None,
+        enabled: true,
+        secret: secret.clone(),
+        previous_secret: None,
+        previous_secret_expires_at: None,
+        subscribed_by: Some(t.hooks_key_id.clone()),
+        created_at: now,
+        updated_at: now,
+        version: 1,
+    };
+    let created = shared::webhooks::history::event(
+        "webhook.created",
+        &shared::audit::Actor::default(),
+        None,
+        Some(&webhook),
+    );
     store
-        .create_webhook(&Webhook {
-            id: WebhookId::generate(),
-            organization_id: t.org.clone(),
-            url: receiver.url("/bench"),
-            event_types: shared::events::TYPES
-                .iter()
-                .map(|s| s.to_string())
-                .collect(),
-            description: None,
-            enabled: true,
-            secret: secret.clone(),
-            previous_secret: None,
-            previous_secret_expires_at: None,
-            created_at: now,
-            updated_at: now,
-            version: 1,
-        })
+        .create_webhook(&webhook, &created)
         .await
         .map_err(|e| format!("{e:?}"))?;
     let patch = |i: usize| ApiRequest {

@@ -12,6 +12,7 @@ mod rest;
 mod roles;
 mod rules;
 mod scim;
+mod scopes;
 mod security;
 mod updates;
 mod webhooks;
@@ -95,6 +96,8 @@ fn main() {
         webhooks::every_event_arrives_signed_once_in_order,
         webhooks::a_failing_receiver_gets_every_event_later,
         webhooks::webhook_urls_secrets_and_scopes,
+        scopes::a_key_learns_nothing_its_scopes_refuse,
+        scopes::a_revoked_subscriber_stops_its_webhook,
         scim::okta_provisioning_sequence,
         scim::entra_provisioning_sequence,
         scim::scim_rules_errors_and_paging,

@@ -17,6 +17,7 @@ pub struct Tenant {
     pub read_key: String,
     /// `w_members` and `w_webhooks`.
     pub hooks_key: String,
+    pub hooks_key_id: shared::model::ApiKeyId,
     /// `scim` (an identity provider's key: /scim/v2 only).
     pub scim_key: String,
     pub api: String,

@@ -460,6 +460,7 @@ pub async fn new_tenant(store: &DynamoStore, api: &str, hris: bool) -> Result<Te
         .await
         .map_err(|e| format!("create org: {e:?}"))?;
     let mut keys = Vec::new();
+    let mut ids = Vec::new();
     for scopes in [
         vec![Scope::ReadMembers, Scope::WriteMembers],
         vec![Scope::ReadMembers],
@@ -472,6 +473,7 @@ pub async fn new_tenant(store: &DynamoStore, api: &str, hris: bool) -> Result<Te
             .await
             .map_err(|e| format!("{e:?}"))?;
         keys.push(issued.secret);
+        ids.push(issued.record.key.id);
     }
     Ok(Tenant {
         org: org.id,
@@ -479,6 +481,7 @@ pub async fn new_tenant(store: &DynamoStore, api: &str, hris: bool) -> Result<Te
         write_key: keys[0].clone(),
         read_key: keys[1].clone(),
         hooks_key: keys[2].clone(),
+        hooks_key_id: ids[2].clone(),
         scim_key: keys[3].clone(),
         api: api.to_owned(),
     })

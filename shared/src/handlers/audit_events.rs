@@ -2,7 +2,7 @@ use super::member_id;
 use super::paging::{self, decode_cursor, encode_cursor, fingerprint};
 use crate::error::ApiError;
 use crate::http::{ApiRequest, ApiResponse};
-use crate::model::{AuditEvent, MemberId, OrgId, Scope};
+use crate::model::{ApiKey, AuditEvent, MemberId, Scope};
 use crate::store::Store;
 use std::sync::Arc;
 
@@ -19,26 +19,29 @@ pub async fn list_audit_events<S: Store>(
     if store.member(&key.organization_id, &id).await?.is_none() {
         return Err(ApiError::NotFound);
     }
-    history_page(store, &key.organization_id, Some(&id), limit, cursor).await
+    history_page(store, &key, Some(&id), limit, cursor).await
 }
 
 /// GET /v1/organization/audit-events: the organisation's own history, newest first: its
-/// settings changes (`organization.updated`) and its custom roles created and deleted
-/// (`role.created`, `role.deleted`), `limit` and `cursor`.
+/// settings changes (`organization.updated`), its custom roles created and deleted
+/// (`role.created`, `role.deleted`) and its webhooks' changes (`webhook.*`), `limit` and
+/// `cursor`. A key that reads members or webhooks may ask; it is shown the entries its
+/// scopes read.
 pub async fn list_organization_audit_events<S: Store>(
     store: Arc<S>,
     req: ApiRequest,
 ) -> Result<ApiResponse, ApiError> {
     let store = store.as_ref();
-    let key = super::caller(store, &req, Scope::ReadMembers).await?;
+    let key = super::caller_any(store, &req, &[Scope::ReadMembers, Scope::ReadWebhooks]).await?;
     let (limit, cursor) = paging::limit_and_cursor(&req, paging::DEFAULT_LIMIT)?;
-    history_page(store, &key.organization_id, None, limit, cursor).await
+    history_page(store, &key, None, limit, cursor).await
 }
 
-/// One page of a history (a member's, or with `None` the organisation's).
+/// One page of a history (a member's, or with `None` the organisation's): the entries
+/// `key` may read; a page that hides some is shorter, and its cursor goes on after them.
 async fn history_page(
     store: &impl Store,
-    org: &OrgId,
+    key: &ApiKey,
     member: Option<&MemberId>,
     limit: usize,
     cursor: Option<&str>,
@@ -46,8 +49,12 @@ async fn history_page(
     let print = fingerprint(&[member.map_or("organization", |m| m.as_str())]);
     let before = cursor.map(|c| decode_cursor(c, &print)).transpose()?;
     let (events, next) = store
-        .audit_events(org, member, limit, before.as_deref())
+        .audit_events(&key.organization_id, member, limit, before.as_deref())
         .await?;
+    let events: Vec<AuditEvent> = events
+        .into_iter()
+        .filter(|e| key.allows(crate::events::read_scope(&e.action)))
+        .collect();
     // Events carry the changed fields before and after (collaboration rules up to 64 KiB
     // each way): a page stops at its byte budget and continues after its last event.
     // The resource snapshot an entry keeps for its change event is not part of a history.

@@ -49,7 +49,10 @@ pub async fn list_events<S: Store>(
     req: ApiRequest,
 ) -> Result<ApiResponse, ApiError> {
     let store = store.as_ref();
-    let key = super::caller(store, &req, Scope::ReadMembers).await?;
+    // Any key that reads members or webhooks follows the feed; it is shown only the
+    // events its scopes read (the others keep their places, so its cursor never skips
+    // one it may see).
+    let key = super::caller_any(store, &req, &[Scope::ReadMembers, Scope::ReadWebhooks]).await?;
     let mut limit = paging::DEFAULT_LIMIT;
     let mut position = Position {
         after: 0,
@@ -97,7 +100,10 @@ pub async fn list_events<S: Store>(
             after: entry.seq,
             started: true,
         };
-        if let Some(e) = entry.event {
+        if let Some(e) = entry
+            .event
+            .filter(|e| key.allows(events::read_scope(&e.action)))
+        {
             found.push((entry.seq, events::from_audit(&e, entry.seq)));
         }
     }

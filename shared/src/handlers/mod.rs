@@ -37,7 +37,7 @@ pub use webhooks::{
 };
 
 use crate::audit::{self, Actor};
-use crate::auth::authenticate;
+use crate::auth::authenticate_any;
 use crate::error::ApiError;
 use crate::http::{record_ids, ApiRequest};
 use crate::model::{ApiKey, MemberId, Organization, Scope, Timestamp};
@@ -50,7 +50,17 @@ pub(crate) async fn caller(
     req: &ApiRequest,
     scope: Scope,
 ) -> Result<ApiKey, ApiError> {
-    let key = authenticate(store, req.header("authorization"), scope).await?;
+    caller_any(store, req, &[scope]).await
+}
+
+/// As [`caller`], for endpoints that any of `scopes` may call; the handler then shows
+/// the key only what its own scopes read.
+pub(crate) async fn caller_any(
+    store: &impl Store,
+    req: &ApiRequest,
+    scopes: &[Scope],
+) -> Result<ApiKey, ApiError> {
+    let key = authenticate_any(store, req.header("authorization"), scopes).await?;
     let member = req
         .path_id
         .as_deref()

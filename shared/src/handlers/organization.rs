@@ -182,6 +182,7 @@ fn event(actor: &Actor, before: &Organization, after: &Organization) -> AuditEve
         organization_id: after.id.clone(),
         member_id: None,
         role_id: None,
+        webhook_id: None,
         actor_key_id: actor.key_id.clone(),
         action: "organization.updated".into(),
         changes,

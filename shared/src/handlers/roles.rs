@@ -146,6 +146,7 @@ fn role_event(
         organization_id: organization_id.unwrap_or_else(|| key.organization_id.clone()),
         member_id: None,
         role_id,
+        webhook_id: None,
         actor_key_id: Some(key.id.clone()),
         action: action.to_owned(),
         changes,

@@ -4,7 +4,9 @@
 
 use super::paging::{self, decode_cursor, encode_cursor, fingerprint};
 use super::{no_query, object_body};
+use crate::audit::Actor;
 use crate::error::ApiError;
+use crate::events::missing_read_scope;
 use crate::http::{ApiRequest, ApiResponse};
 use crate::model::*;
 use crate::store::DynamoStore;
@@ -12,7 +14,7 @@ use crate::webhooks::deliver::Enqueue;
 use crate::webhooks::sign::new_secret;
 use crate::webhooks::target::{check_addresses, loopback_allowed};
 use crate::webhooks::{
-    delivery_json, parse_patch, webhook_json, DeliveryStatus, EventRef, Webhook,
+    delivery_json, history, parse_patch, webhook_json, DeliveryStatus, EventRef, Webhook,
     ROTATION_OVERLAP_SECONDS,
 };
 use crate::wire::etag;
@@ -20,7 +22,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// POST /v1/webhooks `{url, eventTypes, description?, enabled?}`: 201 with the webhook and
-/// its signing `secret`, shown this once.
+/// its signing `secret`, shown this once. Each event type needs the scope that reads its
+/// data (`member.*`: `r_members`), and the webhook is bound to the creating key.
 pub async fn create_webhook(
     store: Arc<DynamoStore>,
     req: ApiRequest,
@@ -29,6 +32,8 @@ pub async fn create_webhook(
     let key = super::caller(store, &req, Scope::WriteWebhooks).await?;
     no_query(&req)?;
     let patch = parse_patch(&object_body(&req)?, true)?;
+    let event_types = patch.event_types.unwrap_or_default();
+    may_subscribe(&key, &event_types)?;
     let url = patch.url.unwrap_or_default();
     resolvable(&url).await?;
     let now = Timestamp::now();
@@ -40,17 +45,24 @@ pub async fn create_webhook(
         id: WebhookId::generate(),
         organization_id: key.organization_id.clone(),
         url,
-        event_types: patch.event_types.unwrap_or_default(),
+        event_types,
         description: patch.description.flatten(),
         enabled: patch.enabled.unwrap_or(true),
         secret,
         previous_secret: None,
         previous_secret_expires_at: None,
+        subscribed_by: Some(key.id.clone()),
         created_at: now,
         updated_at: now,
         version: 1,
     };
-    store.create_webhook(&webhook).await?;
+    let audit = history::event(
+        "webhook.created",
+        &Actor::of(&key, &req),
+        None,
+        Some(&webhook),
+    );
+    store.create_webhook(&webhook, &audit).await?;
     tracing::info!(webhook_id = %webhook.id, "webhook created");
     Ok(with_secret(201, &webhook).with_header("Location", format!("/v1/webhooks/{}", webhook.id)))
 }
@@ -84,7 +96,9 @@ pub async fn get_webhook(
 }
 
 /// PATCH /v1/webhooks/{id} `{url?, eventTypes?, description?, enabled?}`, `If-Match`
-/// honoured; conditioned on the version read either way.
+/// honoured; conditioned on the version read either way. Sending `url` or `eventTypes`
+/// chooses where events go: it needs the scopes that read every type the webhook then
+/// subscribes, and binds the webhook to this key.
 pub async fn update_webhook(
     store: Arc<DynamoStore>,
     req: ApiRequest,
@@ -101,17 +115,28 @@ pub async fn update_webhook(
         return Err(ApiError::PreconditionFailed);
     }
     let mut after = before.clone();
+    let rebinding = patch.url.is_some() || patch.event_types.is_some();
+    after.event_types = patch.event_types.unwrap_or(after.event_types);
+    if rebinding {
+        may_subscribe(&key, &after.event_types)?;
+        after.subscribed_by = Some(key.id.clone());
+    }
     if let Some(url) = patch.url {
         resolvable(&url).await?;
         after.url = url;
     }
-    after.event_types = patch.event_types.unwrap_or(after.event_types);
     after.description = patch.description.unwrap_or(after.description);
     after.enabled = patch.enabled.unwrap_or(after.enabled);
     if after != before {
         after.version += 1;
         after.updated_at = Timestamp::now();
-        store.update_webhook(&after, before.version).await?;
+        let audit = history::event(
+            "webhook.updated",
+            &Actor::of(&key, &req),
+            Some(&before),
+            Some(&after),
+        );
+        store.update_webhook(&after, before.version, &audit).await?;
     }
     Ok(ApiResponse::json(200, &webhook_json(&after)).with_header("ETag", etag(after.version)))
 }
@@ -124,11 +149,21 @@ pub async fn delete_webhook(
     let store = store.as_ref();
     let key = super::caller(store, &req, Scope::WriteWebhooks).await?;
     no_query(&req)?;
-    let id = webhook_id(&req)?;
-    match store.delete_webhook(&key.organization_id, &id).await? {
-        true => Ok(ApiResponse::empty(204)),
-        false => Err(ApiError::NotFound),
+    // Deleted as read, so its history entry shows what was deleted; a change in between
+    // is read again.
+    for _ in 0..3 {
+        let w = webhook(store, &key.organization_id, &req).await?;
+        let audit = history::event("webhook.deleted", &Actor::of(&key, &req), Some(&w), None);
+        if store.delete_webhook(&w, &audit).await? {
+            tracing::info!(webhook_id = %w.id, "webhook deleted");
+            return Ok(ApiResponse::empty(204));
+        }
     }
+    Err(ApiError::Conflict {
+        code: "webhook_update_in_progress",
+        detail: "The webhook kept changing while it was being deleted; retry.".into(),
+        field: None,
+    })
 }
 
 /// POST /v1/webhooks/{id}/rotate-secret: a new secret, shown once; the old one stays valid
@@ -158,7 +193,13 @@ pub async fn rotate_webhook_secret(
     after.secret = new_secret().map_err(|_| ApiError::Internal)?;
     after.version += 1;
     after.updated_at = now;
-    store.update_webhook(&after, before.version).await?;
+    let audit = history::event(
+        "webhook.secret_rotated",
+        &Actor::of(&key, &req),
+        Some(&before),
+        Some(&after),
+    );
+    store.update_webhook(&after, before.version, &audit).await?;
     tracing::info!(webhook_id = %after.id, "webhook secret rotated");
     Ok(with_secret(200, &after))
 }
@@ -192,7 +233,8 @@ pub async fn list_webhook_deliveries(
 }
 
 /// POST /v1/webhooks/{id}/deliveries/{deliveryId}/redeliver: 202; the delivery is tried
-/// again now, whatever its state (a parked one too), with a fresh series of retries.
+/// again now, whatever its state (a parked one too), with a fresh series of retries. The
+/// key needs the scope that reads the event (as a subscription does).
 pub async fn redeliver<Q: Enqueue>(
     store: Arc<DynamoStore>,
     req: ApiRequest,
@@ -212,6 +254,7 @@ pub async fn redeliver<Q: Enqueue>(
         .delivery(&key.organization_id, &w.id, &id)
         .await?
         .ok_or(ApiError::NotFound)?;
+    may_subscribe(&key, [&d.event_type])?;
     if !w.enabled {
         return Err(ApiError::Conflict {
             code: "webhook_disabled",
@@ -234,7 +277,8 @@ pub async fn redeliver<Q: Enqueue>(
     d.status = DeliveryStatus::Pending;
     d.failures = 0;
     d.next_attempt_at = Some(Timestamp::now());
-    if !store.save_delivery(&mut d, expected).await? {
+    let audit = history::redelivered(&Actor::of(&key, &req), &w, &d);
+    if !store.redeliver(&mut d, expected, &audit).await? {
         return Err(ApiError::Conflict {
             code: "delivery_in_progress",
             detail: "An attempt of this delivery was just recorded; read it and retry.".into(),
@@ -250,6 +294,30 @@ pub async fn redeliver<Q: Enqueue>(
     };
     queue.enqueue(&event, Duration::ZERO).await?;
     Ok(ApiResponse::json(202, &delivery_json(&d)))
+}
+
+/// Refuses a key that may not read every one of `types` (403 naming the scope): it would
+/// learn through the webhook what it may not read directly.
+fn may_subscribe<'a>(
+    key: &ApiKey,
+    types: impl IntoIterator<Item = &'a String> + Clone,
+) -> Result<(), ApiError> {
+    let Some(scope) = missing_read_scope(key, types.clone()) else {
+        return Ok(());
+    };
+    let refused: Vec<&str> = types
+        .into_iter()
+        .filter(|t| crate::events::read_scope(t) == scope)
+        .map(String::as_str)
+        .collect();
+    Err(ApiError::ScopeNeeded {
+        scope: scope.as_str(),
+        detail: format!(
+            "Events of type {} carry data that only a key with the scope {} may read; use such a key, or subscribe to other types.",
+            refused.join(", "),
+            scope.as_str()
+        ),
+    })
 }
 
 fn webhook_id(req: &ApiRequest) -> Result<WebhookId, ApiError> {

@@ -304,6 +304,9 @@ pub struct AuditEvent {
     /// The custom role created or deleted (`role.created`, `role.deleted`).
     #[serde(default)]
     pub role_id: Option<CustomRoleId>,
+    /// The webhook created, changed, rotated, deleted or redelivered (`webhook.*`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook_id: Option<WebhookId>,
     pub actor_key_id: Option<ApiKeyId>,
     pub action: String,
     /// `{field: {before, after}}`, secrets already redacted.

@@ -5,11 +5,12 @@
 
 use super::sign::signature_header;
 use super::target::GuardedResolver;
-use super::{retry_delay, Attempt, Delivery, DeliveryStatus, EventRef, KEPT_ATTEMPTS};
+use super::{retry_delay, Attempt, Delivery, DeliveryStatus, EventRef, Webhook, KEPT_ATTEMPTS};
 use crate::error::ApiError;
-use crate::events::CloudEvent;
+use crate::events::{read_scope, CloudEvent};
 use crate::model::*;
 use crate::store::DynamoStore;
+use std::collections::HashMap;
 use std::future::Future;
 use std::time::{Duration, Instant};
 
@@ -139,6 +140,7 @@ pub async fn deliver_event(
     let mut loaded: Option<Option<CloudEvent>> = None;
     let mut body: Option<String> = None;
     let mut next: Option<Duration> = None;
+    let mut subscribers = Subscribers::default();
     for webhook in webhooks {
         let now = Timestamp::now();
         let fresh = Delivery::new(&webhook, event, now);
@@ -190,6 +192,17 @@ pub async fn deliver_event(
                 next = Some(next.map_or(wait, |n| n.min(wait)));
                 continue;
             }
+        }
+        if let Some(why) = subscribers.refusal(store, &webhook, &event.kind).await? {
+            // The key that chose this webhook's URL and types may not (or no longer) read
+            // this event: nothing is sent, and the log says why.
+            let expected = delivery.revision;
+            delivery.status = DeliveryStatus::Parked;
+            delivery.next_attempt_at = None;
+            delivery.attempts.push(Attempt::failed(now, None, 0, &why));
+            store.save_delivery(&mut delivery, expected).await?;
+            tracing::warn!(webhook_id = %webhook.id, delivery_id = %delivery.id, "delivery parked: its subscriber may not read it");
+            continue;
         }
         if loaded.is_none() {
             loaded = Some(store.feed_event(org, event.sequence).await?);
@@ -263,4 +276,40 @@ pub async fn deliver_event(
         );
     }
     Ok(next)
+}
+
+/// The keys that webhooks are bound to, each looked up once per event.
+#[derive(Default)]
+struct Subscribers(HashMap<ApiKeyId, Option<ApiKey>>);
+
+impl Subscribers {
+    /// Why `webhook` may not be sent an event of type `kind`: its subscribing key is gone,
+    /// revoked, or may not read that type. `None` when it may.
+    async fn refusal(
+        &mut self,
+        store: &DynamoStore,
+        webhook: &Webhook,
+        kind: &str,
+    ) -> Result<Option<String>, ApiError> {
+        let Some(id) = &webhook.subscribed_by else {
+            return Ok(Some(
+                "parked: the webhook is bound to no API key; PATCH its eventTypes with a key that may read them".into(),
+            ));
+        };
+        if !self.0.contains_key(id) {
+            let key = store.api_key_by_id(&webhook.organization_id, id).await?;
+            self.0.insert(id.clone(), key);
+        }
+        let scope = read_scope(kind);
+        Ok(match self.0.get(id).and_then(Option::as_ref) {
+            Some(key) if key.revoked_at.is_none() && key.allows(scope) => None,
+            Some(key) if key.revoked_at.is_none() => Some(format!(
+                "parked: the API key {id} that subscribed this webhook lacks the scope {} that {kind} events need",
+                scope.as_str()
+            )),
+            _ => Some(format!(
+                "parked: the API key {id} that subscribed this webhook was revoked; PATCH its url or eventTypes with a live key that may read them"
+            )),
+        })
+    }
 }

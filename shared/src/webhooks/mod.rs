@@ -9,6 +9,7 @@
 //! and orders one resource's events by `data.version`.
 
 pub mod deliver;
+pub mod history;
 pub mod sign;
 pub mod target;
 
@@ -76,6 +77,12 @@ pub struct Webhook {
     pub previous_secret: Option<String>,
     #[serde(default)]
     pub previous_secret_expires_at: Option<Timestamp>,
+    /// The key that last chose where this webhook sends and what (its create, or the last
+    /// PATCH of `url` or `eventTypes`): every delivery needs it still live and allowed to
+    /// read the event ([`crate::events::read_scope`]). `None` only for webhooks made before
+    /// the binding existed; they deliver nothing until a PATCH binds them.
+    #[serde(default)]
+    pub subscribed_by: Option<ApiKeyId>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
     pub version: u64,
@@ -108,6 +115,7 @@ pub fn webhook_json(w: &Webhook) -> Value {
         "description": w.description,
         "enabled": w.enabled,
         "secretRotatedUntil": w.previous_secret_expires_at,
+        "subscribedByKeyId": w.subscribed_by,
         "createdAt": w.created_at,
         "updatedAt": w.updated_at,
         "version": w.version,
@@ -433,6 +441,7 @@ mod tests {
             secret: "whsec_new".into(),
             previous_secret: Some("whsec_old".into()),
             previous_secret_expires_at: Some(now.plus_seconds(10)),
+            subscribed_by: None,
             created_at: now,
             updated_at: now,
             version: 2,

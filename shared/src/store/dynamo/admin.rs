@@ -156,6 +156,30 @@ impl DynamoStore {
         }
     }
 
+    /// The organisation's key `id`, as its index holds it (eventually consistent: a
+    /// revocation is seen within about a second; deliveries re-check it at every attempt).
+    pub async fn api_key_by_id(
+        &self,
+        org: &OrgId,
+        id: &ApiKeyId,
+    ) -> Result<Option<ApiKey>, ApiError> {
+        let page = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name("GSI1")
+            .key_condition_expression("GSI1PK = :pk AND GSI1SK = :id")
+            .expression_attribute_values(":pk", AttributeValue::S(keys::api_keys_of(org)))
+            .expression_attribute_values(":id", AttributeValue::S(id.to_string()))
+            .send()
+            .await
+            .map_err(|e| sdk_error("Query", e))?;
+        match page.items().first() {
+            Some(item) => Ok(Some(from_item::<ApiKeyRecord>(item.clone())?.key)),
+            None => Ok(None),
+        }
+    }
+
     /// Marks a key revoked; `NotFound` if the organisation has no such key.
     pub async fn revoke_api_key(&self, org: &OrgId, id: &ApiKeyId) -> Result<ApiKey, ApiError> {
         let (mut key, pk) = self

@@ -407,6 +407,7 @@ mod tests {
             organization_id: org.clone(),
             member_id: None,
             role_id: None,
+            webhook_id: None,
             actor_key_id: None,
             action: "organization.updated".into(),
             changes: Default::default(),

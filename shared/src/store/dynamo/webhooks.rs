@@ -7,7 +7,7 @@
 //!   `<due, ms>#<ulid>`.
 
 use super::errors::{build_error, sdk_error};
-use super::records::{from_item, to_item};
+use super::records::{audit_record, from_item, to_item};
 use super::tx::{Guarded, TxFailure};
 use super::{DynamoStore, Item};
 use crate::error::ApiError;
@@ -74,8 +74,9 @@ fn key_map((pk, sk): (String, String)) -> Item {
 }
 
 impl DynamoStore {
-    /// A new webhook; 422 `webhook_limit` when the organisation has [`MAX_WEBHOOKS`].
-    pub async fn create_webhook(&self, w: &Webhook) -> Result<(), ApiError> {
+    /// A new webhook and its history entry (`webhook.created`); 422 `webhook_limit` when the
+    /// organisation has [`MAX_WEBHOOKS`].
+    pub async fn create_webhook(&self, w: &Webhook, audit: &AuditEvent) -> Result<(), ApiError> {
         let (pk, sk) = count_key(&w.organization_id);
         let count = Update::builder()
             .table_name(&self.table)
@@ -93,6 +94,10 @@ impl DynamoStore {
                 TransactWriteItem::builder().update(count).build(),
             ),
             (Guarded::Webhook, super::tx::put(&self.table, &record(w))?),
+            (
+                Guarded::Audit,
+                super::tx::put(&self.table, &audit_record(audit))?,
+            ),
         ];
         match self.transact(items, conflict).await {
             Ok(()) => Ok(()),
@@ -137,9 +142,15 @@ impl DynamoStore {
             .map(|r| r.webhook))
     }
 
-    /// Writes a changed webhook on the condition that it is still at `expected` version:
-    /// 412 `precondition_failed` when another request changed it first, 404 when deleted.
-    pub async fn update_webhook(&self, w: &Webhook, expected: u64) -> Result<(), ApiError> {
+    /// Writes a changed webhook and its history entry on the condition that it is still at
+    /// `expected` version: 412 `precondition_failed` when another request changed it first,
+    /// 404 when deleted.
+    pub async fn update_webhook(
+        &self,
+        w: &Webhook,
+        expected: u64,
+        audit: &AuditEvent,
+    ) -> Result<(), ApiError> {
         let put = Put::builder()
             .table_name(&self.table)
             .set_item(Some(to_item(&record(w))?))
@@ -147,10 +158,16 @@ impl DynamoStore {
             .expression_attribute_values(":expected", AttributeValue::N(expected.to_string()))
             .build()
             .map_err(|e| build_error("Put", e))?;
-        let items = vec![(
-            Guarded::Webhook,
-            TransactWriteItem::builder().put(put).build(),
-        )];
+        let items = vec![
+            (
+                Guarded::Webhook,
+                TransactWriteItem::builder().put(put).build(),
+            ),
+            (
+                Guarded::Audit,
+                super::tx::put(&self.table, &audit_record(audit))?,
+            ),
+        ];
         match self.transact(items, conflict).await {
             Ok(()) => Ok(()),
             Err(TxFailure::Refused(_)) => Err(ApiError::PreconditionFailed),
@@ -158,15 +175,18 @@ impl DynamoStore {
         }
     }
 
-    /// Deletes a webhook and counts it out; `false` when there was none. Its deliveries
+    /// Deletes a webhook as read (at its version), counts it out and writes its history
+    /// entry; `false` when it was changed or deleted since it was read. Its deliveries
     /// expire with their TTL.
-    pub async fn delete_webhook(&self, org: &OrgId, id: &WebhookId) -> Result<bool, ApiError> {
-        let (pk, sk) = webhook_key(org, id);
+    pub async fn delete_webhook(&self, w: &Webhook, audit: &AuditEvent) -> Result<bool, ApiError> {
+        let org = &w.organization_id;
+        let (pk, sk) = webhook_key(org, &w.id);
         let delete = Delete::builder()
             .table_name(&self.table)
             .key("PK", AttributeValue::S(pk))
             .key("SK", AttributeValue::S(sk))
-            .condition_expression("attribute_exists(PK)")
+            .condition_expression("attribute_exists(PK) AND version = :expected")
+            .expression_attribute_values(":expected", AttributeValue::N(w.version.to_string()))
             .build()
             .map_err(|e| build_error("Delete", e))?;
         let (pk, sk) = count_key(org);
@@ -186,6 +206,10 @@ impl DynamoStore {
             (
                 Guarded::WebhookCount,
                 TransactWriteItem::builder().update(count).build(),
+            ),
+            (
+                Guarded::Audit,
+                super::tx::put(&self.table, &audit_record(audit))?,
             ),
         ];
         match self.transact(items, conflict).await {
@@ -231,6 +255,40 @@ impl DynamoStore {
             Ok(_) => Ok(true),
             Err(e) if is_condition_failure(&e) => Ok(false),
             Err(e) => Err(sdk_error("PutItem", e)),
+        }
+    }
+
+    /// A redelivery: the delivery saved as its next revision (as [`Self::save_delivery`])
+    /// together with its history entry (`webhook.redelivered`), in one transaction; answers
+    /// whether it saved.
+    pub async fn redeliver(
+        &self,
+        d: &mut Delivery,
+        expected: u64,
+        audit: &AuditEvent,
+    ) -> Result<bool, ApiError> {
+        d.revision = expected + 1;
+        let put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(to_item(&delivery_record(d))?))
+            .condition_expression("attribute_exists(PK) AND revision = :n")
+            .expression_attribute_values(":n", AttributeValue::N(expected.to_string()))
+            .build()
+            .map_err(|e| build_error("Put", e))?;
+        let items = vec![
+            (
+                Guarded::Webhook,
+                TransactWriteItem::builder().put(put).build(),
+            ),
+            (
+                Guarded::Audit,
+                super::tx::put(&self.table, &audit_record(audit))?,
+            ),
+        ];
+        match self.transact(items, conflict).await {
+            Ok(()) => Ok(true),
+            Err(TxFailure::Refused(_)) => Ok(false),
+            Err(TxFailure::Error(e)) => Err(e),
         }
     }
 
