@@ -3,6 +3,9 @@
 #   DynamoDB Local (in memory; DYNAMODB_DATA=dir keeps data) on DYNAMODB_PORT or a free port,
 #   the table, a demo organisation with an admin and an API key, then `cargo lambda watch`
 #   serving every endpoint at http://127.0.0.1:$API_PORT (default 9000) as API Gateway would.
+#   MEMBERS_PLAY_CONFLICTS=1: the functions reach DynamoDB Local through the tests' proxy,
+#   which plays what AWS does and DynamoDB Local hides: eventually consistent reads, and
+#   transaction conflicts (each transaction holds its items MEMBERS_TX_HOLD_MS, default 20).
 # Ctrl-C stops everything it started.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,6 +22,7 @@ fi
 scripts/deps.sh
 echo "==> building (first time: a few minutes)" >&2
 cargo build --quiet -p membersctl $(for f in functions/*/; do printf -- "-p %s " "$(basename "$f")"; done)
+if [ "${MEMBERS_PLAY_CONFLICTS:-0}" = 1 ]; then cargo build --quiet -p members-tests --bin dynamo-proxy; fi
 
 export AWS_REGION=${AWS_REGION:-us-east-1} AWS_DEFAULT_REGION=${AWS_DEFAULT_REGION:-us-east-1}
 export AWS_ACCESS_KEY_ID=${AWS_ACCESS_KEY_ID:-local} AWS_SECRET_ACCESS_KEY=${AWS_SECRET_ACCESS_KEY:-local}
@@ -61,6 +65,17 @@ pids+=($!)
 for _ in $(seq 100); do port_busy "$DYNAMODB_PORT" && break; sleep 0.1; done
 port_busy "$DYNAMODB_PORT" || { echo "DynamoDB Local did not start; see .local/dynamodb.log" >&2; exit 1; }
 
+functions_endpoint="$AWS_ENDPOINT_URL_DYNAMODB"
+if [ "${MEMBERS_PLAY_CONFLICTS:-0}" = 1 ]; then
+  rm -f .local/dynamo-proxy.port
+  setsid target/debug/dynamo-proxy "$DYNAMODB_PORT" .local/dynamo-proxy.port &
+  pids+=($!)
+  for _ in $(seq 100); do [ -s .local/dynamo-proxy.port ] && break; sleep 0.1; done
+  [ -s .local/dynamo-proxy.port ] || { echo "the conflict-playing proxy did not start" >&2; exit 1; }
+  functions_endpoint="http://127.0.0.1:$(cat .local/dynamo-proxy.port)"
+  echo "==> the functions reach DynamoDB Local through $functions_endpoint: stale reads and transaction conflicts (${MEMBERS_TX_HOLD_MS:-20} ms a transaction) as on AWS" >&2
+fi
+
 exports=$(target/debug/membersctl demo --api-url "http://127.0.0.1:$API_PORT")
 
 # The stream consumer, as publish-events on AWS: places each change event in its
@@ -72,7 +87,7 @@ pids+=($!)
 echo "==> API on http://127.0.0.1:$API_PORT, loopback only (cargo lambda watch; each function serves 16 requests at once)" >&2
 # One process per function, 16 invocations at a time inside it (shared/src/local.rs says why
 # not watch's --concurrency).
-MEMBERS_LOCAL_CONCURRENCY=16 setsid .local/venv/bin/cargo-lambda lambda watch --ignore-changes --disable-cors -A 127.0.0.1 -P "$API_PORT" &
+AWS_ENDPOINT_URL_DYNAMODB="$functions_endpoint" MEMBERS_LOCAL_CONCURRENCY=16 setsid .local/venv/bin/cargo-lambda lambda watch --ignore-changes --disable-cors -A 127.0.0.1 -P "$API_PORT" &
 pids+=($!)
 for _ in $(seq 600); do port_busy "$API_PORT" && break; sleep 0.1; done
 

@@ -2,6 +2,7 @@
 //! DynamoDB Local, both started here on free ports and stopped at the end.
 //! Every test makes its own organisation, so they run in parallel on one stack.
 
+mod conflicts;
 mod create_get;
 mod edges;
 mod events;
@@ -47,6 +48,7 @@ fn main() {
         }
     };
     let all = tests![
+        conflicts::two_overlapping_transactions_give_exactly_one_conflict,
         create_get::create_then_get_round_trips,
         create_get::bad_input_gets_clear_problems,
         create_get::keys_scopes_and_tenants,
@@ -164,6 +166,7 @@ fn main() {
             load(&v.eventual_reads),
             load(&v.lagged_items)
         );
+        println!("{}", ctx.stack.stale.conflicts.summary());
     }
     let retried = members_tests::emulator_retries();
     if retried > 0 {

@@ -151,6 +151,9 @@ pub async fn a_key_learns_nothing_its_scopes_refuse(ctx: Arc<Ctx>) -> TestResult
         let r = t.call_as(hk, "PATCH", &path, Some(&body))?;
         refused_for(&r, "r_members", &format!("PATCH {body}"))?;
     }
+    // Nor can it take the secret, which signs member events.
+    let r = t.call_as(hk, "POST", &format!("{path}/rotate-secret"), None)?;
+    refused_for(&r, "r_members", "rotating a member-events webhook's secret")?;
     let described = t.call_as(hk, "PATCH", &path, Some(&json!({"description": "ops"})))?;
     ensure_eq!(described.status, 200, "{}", described.text);
     ensure_eq!(
@@ -213,6 +216,10 @@ pub async fn a_key_learns_nothing_its_scopes_refuse(ctx: Arc<Ctx>) -> TestResult
         Ok(placed.then_some(feed))
     })?;
     let hooks_feed = types_of(&all_of(&t, hk, "/v1/events", "events", "after")?, "type");
+    // Asking the feed about a type it may not read is refused, not answered with where
+    // such events lie.
+    let r = t.call_as(hk, "GET", "/v1/events?types=member.created&limit=1", None)?;
+    refused_for(&r, "r_members", "the feed filtered on member events")?;
     let members_feed = types_of(
         &all_of(&t, &t.read_key, "/v1/events", "events", "after")?,
         "type",

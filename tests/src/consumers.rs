@@ -80,7 +80,9 @@ pub fn consumer(endpoint: &str, log: &Path) -> Result<Process, String> {
         .env("AWS_ENDPOINT_URL_DYNAMODB", endpoint)
         .env("TABLE_NAME", TABLE)
         .env("WEBHOOKS_ALLOW_LOOPBACK", "true")
-        .env("WEBHOOK_RETRY_SCALE", "0.01");
+        .env("WEBHOOK_RETRY_SCALE", "0.01")
+        // As the functions (stack.rs): timeouts sized for DynamoDB Local on a busy machine.
+        .env("DYNAMODB_ATTEMPT_TIMEOUT_MS", "10000");
     Process::spawn("membersctl events consume", command, log)
 }
 

@@ -117,3 +117,80 @@ fn template_router_and_routes_list_the_same_routes() {
         "the router has a route the tests do not know"
     );
 }
+
+/// The store's rooms depend one way (keys → records → items → transactions → operations):
+/// no two of `shared/src/store/dynamo/*.rs` import each other, directly or around a circle,
+/// and none passes 600 lines.
+#[test]
+fn the_stores_modules_import_one_way() {
+    let dir = workspace_root().join("shared/src/store/dynamo");
+    let mut imports: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(module) = name.strip_suffix(".rs") else {
+            continue;
+        };
+        if module == "mod" {
+            continue;
+        }
+        let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
+        // Tests may use anything.
+        let code = text.split("#[cfg(test)]").next().unwrap_or_default();
+        assert!(
+            text.lines().count() <= 600,
+            "{name} has {} lines: split it by responsibility",
+            text.lines().count()
+        );
+        let mut used: Vec<String> = code
+            .match_indices("super::")
+            .filter_map(|(at, _)| {
+                let rest = &code[at + "super::".len()..];
+                let end = rest
+                    .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                    .unwrap_or(rest.len());
+                let target = &rest[..end];
+                // `super::{DynamoStore, Item}` and other items of mod.rs are not rooms.
+                (!target.is_empty() && target.chars().all(|c| c.is_ascii_lowercase() || c == '_'))
+                    .then(|| target.to_owned())
+            })
+            .filter(|t| t != module)
+            .collect();
+        used.sort();
+        used.dedup();
+        imports.insert(module.to_owned(), used);
+    }
+    assert!(
+        imports.len() > 5,
+        "no store modules found in {}",
+        dir.display()
+    );
+    // Depth-first search for a circle.
+    fn visit(
+        m: &str,
+        imports: &std::collections::BTreeMap<String, Vec<String>>,
+        path: &mut Vec<String>,
+        done: &mut std::collections::BTreeSet<String>,
+    ) {
+        if done.contains(m) {
+            return;
+        }
+        if let Some(at) = path.iter().position(|p| p == m) {
+            panic!(
+                "the store's modules import in a circle: {} → {m}",
+                path[at..].join(" → ")
+            );
+        }
+        path.push(m.to_owned());
+        for next in imports.get(m).into_iter().flatten() {
+            if imports.contains_key(next) {
+                visit(next, imports, path, done);
+            }
+        }
+        path.pop();
+        done.insert(m.to_owned());
+    }
+    let mut done = Default::default();
+    for m in imports.keys() {
+        visit(m, &imports, &mut Vec::new(), &mut done);
+    }
+}

@@ -4,6 +4,7 @@
 //! `wiretap`, `tls`), the contract check, the fuzzing and the load of the robustness run.
 
 pub mod client;
+pub mod conflicts;
 pub mod consumers;
 pub mod contract;
 pub mod fuzz;

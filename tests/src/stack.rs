@@ -134,6 +134,9 @@ impl Stack {
             .env(shared::local::CONCURRENCY_VAR, "32")
             .env("AWS_ENDPOINT_URL_DYNAMODB", stale.endpoint())
             .env("TABLE_NAME", TABLE)
+            // DynamoDB Local on CI's two busy cores answers in seconds where AWS answers in
+            // milliseconds: a timeout here would be the emulator's, not the service's.
+            .env("DYNAMODB_ATTEMPT_TIMEOUT_MS", "10000")
             .env("LOG_FORMAT", "json")
             // Short, so the revocation test sees the cache expire without waiting a minute.
             .env("API_KEY_CACHE_SECONDS", KEY_CACHE_SECONDS.to_string())

@@ -1,5 +1,6 @@
 //! Stale-read mode: a proxy between the functions and DynamoDB Local that plays real
-//! DynamoDB's eventual consistency, which DynamoDB Local (always consistent) hides.
+//! DynamoDB's eventual consistency, which DynamoDB Local (always consistent) hides; it also
+//! plays transaction conflicts (src/conflicts.rs), which DynamoDB Local hides too.
 //!
 //! Every write that passes through it (PutItem, UpdateItem, DeleteItem, BatchWriteItem,
 //! TransactWriteItems) marks the keys it wrote. A read of the table that does not ask for
@@ -17,6 +18,7 @@
 //! a time per connection, bodies by `Content-Length`; it talks HTTP/1.0 upstream, so DynamoDB
 //! Local answers unchunked and closes, and reframes the answer with its own length.
 
+use crate::conflicts::{Admission, ConflictTable};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -189,27 +191,41 @@ fn written_keys(operation: &str, request: &Value) -> Vec<(String, String)> {
 pub struct StaleProxy {
     pub port: u16,
     pub view: Arc<StaleView>,
+    /// Transaction conflicts played (src/conflicts.rs).
+    pub conflicts: Arc<ConflictTable>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl StaleProxy {
-    /// Starts it on the current tokio runtime.
+    /// Starts it on the current tokio runtime, transactions held for
+    /// [`crate::conflicts::hold`].
     pub async fn start(upstream: SocketAddr) -> Result<StaleProxy, String> {
+        Self::start_holding(upstream, crate::conflicts::hold()).await
+    }
+
+    /// Starts it with transactions held for `hold` (zero: no conflicts played).
+    pub async fn start_holding(upstream: SocketAddr, hold: Duration) -> Result<StaleProxy, String> {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .map_err(|e| format!("stale-read proxy: {e}"))?;
         let port = listener.local_addr().map_err(|e| e.to_string())?.port();
         let view = Arc::new(StaleView::default());
-        let shared = view.clone();
+        let conflicts = Arc::new(ConflictTable::new(hold));
+        let (shared, table) = (view.clone(), conflicts.clone());
         let task = tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
-                let view = shared.clone();
+                let (view, table) = (shared.clone(), table.clone());
                 tokio::spawn(async move {
-                    let _ = serve_connection(client, upstream, view).await;
+                    let _ = serve_connection(client, upstream, view, table).await;
                 });
             }
         });
-        Ok(StaleProxy { port, view, task })
+        Ok(StaleProxy {
+            port,
+            view,
+            conflicts,
+            task,
+        })
     }
 
     pub fn endpoint(&self) -> String {
@@ -227,6 +243,7 @@ async fn serve_connection(
     client: TcpStream,
     upstream: SocketAddr,
     view: Arc<StaleView>,
+    conflicts: Arc<ConflictTable>,
 ) -> std::io::Result<()> {
     let (read, mut write) = client.into_split();
     let mut reader = BufReader::new(read);
@@ -237,8 +254,27 @@ async fn serve_connection(
         let operation = header(&head, "x-amz-target")
             .and_then(|t| t.rsplit('.').next().map(str::to_owned))
             .unwrap_or_default();
-        let (status_line, headers, answer) = forward(upstream, &head, &body).await?;
         let request: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        let hold = match conflicts.admit(&operation, &request) {
+            Admission::Refuse(error) => {
+                let out = format!(
+                    "HTTP/1.1 400 Bad Request\r\ncontent-type: application/x-amz-json-1.0\r\ncontent-length: {}\r\n\r\n{error}",
+                    error.len()
+                );
+                write.write_all(out.as_bytes()).await?;
+                write.flush().await?;
+                continue;
+            }
+            Admission::Pass(hold) => hold,
+        };
+        let forwarded = forward(upstream, &head, &body).await;
+        if let Some(hold) = hold {
+            // A transaction takes as long as on AWS, and lets its items go before it answers.
+            let done = hold.since + conflicts.hold;
+            tokio::time::sleep_until(done.into()).await;
+            conflicts.release(hold);
+        }
+        let (status_line, headers, answer) = forwarded?;
         let ok = status_line.split(' ').nth(1) == Some("200");
         let changed = if ok {
             view.serve(&operation, &request, &answer)

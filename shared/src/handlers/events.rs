@@ -66,6 +66,29 @@ pub async fn list_events<S: Store>(
             _ => types = parse_types(value)?,
         }
     }
+    // A key is asked about, and shown, only the types its scopes read: a type it may not
+    // read is refused (naming the scope), and without `types` the store counts `limit`
+    // among the readable types only, so no page tells where a hidden event lies.
+    if let Some(scope) = events::missing_read_scope(&key, &types) {
+        return Err(ApiError::ScopeNeeded {
+            scope: scope.as_str(),
+            detail: format!(
+                "Events of these types carry data that only a key with the scope {} may read.",
+                scope.as_str()
+            ),
+        });
+    }
+    if types.is_empty()
+        && !events::TYPES
+            .iter()
+            .all(|t| key.allows(events::read_scope(t)))
+    {
+        types = events::TYPES
+            .iter()
+            .filter(|t| key.allows(events::read_scope(t)))
+            .map(|t| t.to_string())
+            .collect();
+    }
     let org = &key.organization_id;
     let (entries, mut more) = store.feed(org, position.after, limit, &types).await?;
     let mut found = Vec::new();

@@ -167,7 +167,8 @@ pub async fn delete_webhook(
 }
 
 /// POST /v1/webhooks/{id}/rotate-secret: a new secret, shown once; the old one stays valid
-/// for 24 hours, and deliveries meanwhile carry both signatures.
+/// for 24 hours, and deliveries meanwhile carry both signatures. The key needs the scopes
+/// that read every type the webhook subscribes (with the secret, it could sign them).
 pub async fn rotate_webhook_secret(
     store: Arc<DynamoStore>,
     req: ApiRequest,
@@ -176,6 +177,9 @@ pub async fn rotate_webhook_secret(
     let key = super::caller(store, &req, Scope::WriteWebhooks).await?;
     no_query(&req)?;
     let before = webhook(store, &key.organization_id, &req).await?;
+    // Whoever holds the secret can sign the webhook's events: only a key that may read
+    // them gets it.
+    may_subscribe(&key, &before.event_types)?;
     let now = Timestamp::now();
     if let Some(until) = before.previous_secret_expires_at.filter(|u| *u > now) {
         // A second rotation now would end the first old secret's day at once.
@@ -274,10 +278,11 @@ pub async fn redeliver<Q: Enqueue>(
         });
     }
     let expected = d.revision;
+    let was = d.status;
     d.status = DeliveryStatus::Pending;
     d.failures = 0;
     d.next_attempt_at = Some(Timestamp::now());
-    let audit = history::redelivered(&Actor::of(&key, &req), &w, &d);
+    let audit = history::redelivered(&Actor::of(&key, &req), &w, &d, was);
     if !store.redeliver(&mut d, expected, &audit).await? {
         return Err(ApiError::Conflict {
             code: "delivery_in_progress",
@@ -313,7 +318,7 @@ fn may_subscribe<'a>(
     Err(ApiError::ScopeNeeded {
         scope: scope.as_str(),
         detail: format!(
-            "Events of type {} carry data that only a key with the scope {} may read; use such a key, or subscribe to other types.",
+            "Events of type {} carry data that only a key with the scope {} may read, and this request would let the key see or sign them: use a key with that scope.",
             refused.join(", "),
             scope.as_str()
         ),

@@ -307,8 +307,11 @@ impl Subscribers {
                 "parked: the API key {id} that subscribed this webhook lacks the scope {} that {kind} events need",
                 scope.as_str()
             )),
-            _ => Some(format!(
+            Some(_) => Some(format!(
                 "parked: the API key {id} that subscribed this webhook was revoked; PATCH its url or eventTypes with a live key that may read them"
+            )),
+            None => Some(format!(
+                "parked: the API key {id} that subscribed this webhook no longer exists; PATCH its url or eventTypes with a live key that may read them"
             )),
         })
     }

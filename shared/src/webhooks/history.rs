@@ -40,9 +40,14 @@ pub fn event(
     )
 }
 
-/// The history entry of a redelivery: the delivery as it now stands (pending again); the
-/// webhook is unchanged, so the event carries its version.
-pub fn redelivered(actor: &Actor, webhook: &Webhook, delivery: &Delivery) -> AuditEvent {
+/// The history entry of a redelivery: the delivery as it now stands (pending again), and
+/// the status it had (`was`). The webhook is unchanged, so the event carries its version.
+pub fn redelivered(
+    actor: &Actor,
+    webhook: &Webhook,
+    delivery: &Delivery,
+    was: super::DeliveryStatus,
+) -> AuditEvent {
     let mut changes = Map::new();
     changes.insert(
         "deliveryId".into(),
@@ -50,7 +55,7 @@ pub fn redelivered(actor: &Actor, webhook: &Webhook, delivery: &Delivery) -> Aud
     );
     changes.insert(
         "status".into(),
-        json!({"before": null, "after": delivery.status}),
+        json!({"before": was, "after": delivery.status}),
     );
     entry(
         "webhook.redelivered",
@@ -200,8 +205,12 @@ mod tests {
                 Timestamp::now(),
             )
         };
-        let again = redelivered(&Actor::default(), &w, &d);
+        let again = redelivered(&Actor::default(), &w, &d, DeliveryStatus::Parked);
         assert_eq!(again.action, "webhook.redelivered");
+        assert_eq!(
+            again.changes["status"],
+            json!({"before": "parked", "after": "pending"})
+        );
         assert_eq!(
             again.resource.as_ref().map(|r| &r["id"]),
             Some(&json!(d.id))

@@ -291,6 +291,7 @@ pub fn parse_patch(
             "id",
             "secret",
             "secretRotatedUntil",
+            "subscribedByKeyId",
             "createdAt",
             "updatedAt",
             "version",

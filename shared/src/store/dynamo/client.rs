@@ -109,12 +109,20 @@ impl DynamoStore {
 }
 
 /// Short timeouts, so that an unreachable store becomes a 503 within seconds rather than a
-/// Lambda timeout.
+/// Lambda timeout: an attempt 2 s, a call with its retries 5 s. DynamoDB answers in
+/// milliseconds; DynamoDB Local on a busy two-core machine can take seconds, so a local
+/// stack may set `DYNAMODB_ATTEMPT_TIMEOUT_MS` (the call's timeout scales with it; the
+/// template never sets it).
 pub fn timeouts() -> aws_sdk_dynamodb::config::timeout::TimeoutConfig {
+    let attempt = std::env::var("DYNAMODB_ATTEMPT_TIMEOUT_MS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .filter(|ms| (100..=120_000).contains(ms))
+        .map_or(Duration::from_secs(2), Duration::from_millis);
     aws_sdk_dynamodb::config::timeout::TimeoutConfig::builder()
         .connect_timeout(Duration::from_secs(1))
-        .operation_attempt_timeout(Duration::from_secs(2))
-        .operation_timeout(Duration::from_secs(5))
+        .operation_attempt_timeout(attempt)
+        .operation_timeout(attempt.mul_f64(2.5))
         .build()
 }
 

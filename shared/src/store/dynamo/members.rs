@@ -1,7 +1,6 @@
 //! Member writes and their reads: the create and update transactions, a member read
 //! together with its organisation, and a create's idempotency record.
 
-use super::errors::{refusal, update_refusal, write_conflict};
 use super::member_items::{
     demote_primary, hashed, holder_deltas, org_item, role_holders, update_items,
 };
@@ -9,6 +8,7 @@ use super::records::{
     audit_record, email_guard, external_id_guard, from_item, location_records, IdempotencyItem,
     MemberRecord, OrgRecord, IDEMPOTENCY_TTL_SECONDS,
 };
+use super::refusals::{refusal, update_refusal, write_conflict};
 use super::tx::{put, put_unless_live, Guarded, TxFailure};
 use super::{keys, DynamoStore};
 use crate::error::ApiError;

@@ -18,6 +18,7 @@ mod members;
 mod queries;
 mod records;
 mod recount;
+mod refusals;
 #[cfg(test)]
 mod roundtrip;
 mod settings;

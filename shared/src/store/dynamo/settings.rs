@@ -229,7 +229,7 @@ impl DynamoStore {
             (Guarded::RoleName, put(&self.table, &guard)?),
             (Guarded::Audit, put(&self.table, &audit_record(audit))?),
         ];
-        self.transact(items, super::errors::write_conflict)
+        self.transact(items, super::refusals::write_conflict)
             .await
             .map_err(|failure| match failure {
                 TxFailure::Error(e) => e,
@@ -269,7 +269,7 @@ impl DynamoStore {
             ),
             (Guarded::Audit, put(&self.table, &audit_record(audit))?),
         ];
-        self.transact(items, super::errors::write_conflict)
+        self.transact(items, super::refusals::write_conflict)
             .await
             .map_err(|failure| match failure {
                 TxFailure::Error(e) => e,

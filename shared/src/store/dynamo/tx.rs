@@ -45,6 +45,17 @@ pub(super) enum Guarded {
     WebhookCount,
 }
 
+impl Guarded {
+    /// Whether the item is the resource the write is about (a conflict on it is a race for
+    /// that resource), rather than an item other writes share.
+    fn is_the_resource(self) -> bool {
+        matches!(
+            self,
+            Guarded::Member | Guarded::NewMember | Guarded::Webhook
+        )
+    }
+}
+
 /// Why a transaction did not happen.
 pub(super) enum TxFailure {
     /// Conditions failed: the items, with their old values where DynamoDB returned them.
@@ -80,6 +91,7 @@ impl DynamoStore {
         let mut maybe_applied = false;
         let mut unsettled = 0;
         let mut throttled = 0;
+        let mut shared_conflicts: u32 = 0;
         let started = Instant::now();
         loop {
             attempt += 1;
@@ -155,18 +167,42 @@ impl DynamoStore {
             if !refused.is_empty() {
                 return Err(TxFailure::Refused(refused));
             }
-            if reasons
+            let conflicted: Vec<Guarded> = reasons
                 .iter()
-                .any(|(_, code, _)| code == "TransactionConflict")
-            {
-                if attempt < 3 {
-                    tokio::time::sleep(Duration::from_millis(10 * attempt)).await;
-                    // Cancelled as a whole: nothing under the old token was applied.
-                    token = client_token();
-                    maybe_applied = false;
+                .filter(|(_, code, _)| code == "TransactionConflict")
+                .map(|(g, _, _)| *g)
+                .collect();
+            if !conflicted.is_empty() {
+                // Cancelled as a whole: nothing under the old token was applied.
+                token = client_token();
+                maybe_applied = false;
+                if conflicted.iter().any(|g| g.is_the_resource()) {
+                    // Another request is writing this very member (or webhook): it will
+                    // most likely move its version, so two more tries, then the caller's
+                    // answer for a lost race.
+                    if attempt < 3 {
+                        tokio::time::sleep(Duration::from_millis(10 * attempt)).await;
+                        continue;
+                    }
+                    return Err(TxFailure::Error(on_conflict()));
+                }
+                // An item another member's write shares (a counter, a role, a guard): it is
+                // held for a few milliseconds, and this write has not lost any race. Tried
+                // again with jittered backoff until the deadline; then a retryable 503,
+                // never an answer that tells a client its write was refused.
+                shared_conflicts += 1;
+                if started.elapsed() < TX_DEADLINE {
+                    tokio::time::sleep(jittered_backoff(shared_conflicts)).await;
                     continue;
                 }
-                return Err(TxFailure::Error(on_conflict()));
+                tracing::warn!(
+                    attempt,
+                    ?conflicted,
+                    "transaction kept conflicting on a shared item"
+                );
+                return Err(TxFailure::Error(ApiError::Unavailable {
+                    retry_after_seconds: 1,
+                }));
             }
             if reasons.iter().any(|(_, code, _)| {
                 code == "ThrottlingError" || code == "ProvisionedThroughputExceeded"
@@ -189,6 +225,15 @@ const MAX_THROTTLED_RETRIES: u64 = 2;
 /// No retry starts after this long: with one attempt at most 2 s (the client's attempt
 /// timeout), a write answers within about 6 s of its first attempt.
 const TX_DEADLINE: Duration = Duration::from_secs(4);
+
+/// "Full jitter" (AWS Architecture Blog, "Exponential backoff and jitter"): a random wait
+/// up to 20 ms × 2^(n−1), at most 320 ms, so writers that conflicted together do not
+/// collide again together.
+fn jittered_backoff(n: u32) -> Duration {
+    let cap = (20u64 << n.saturating_sub(1).min(4)).min(320);
+    let random = (ulid::Ulid::generate().random() % 1_000) as u64;
+    Duration::from_millis(1 + cap * random / 1_000)
+}
 
 /// A fresh `ClientRequestToken` (1–36 characters).
 fn client_token() -> String {

@@ -151,27 +151,12 @@ impl DynamoStore {
         expected: u64,
         audit: &AuditEvent,
     ) -> Result<(), ApiError> {
-        let put = Put::builder()
-            .table_name(&self.table)
-            .set_item(Some(to_item(&record(w))?))
-            .condition_expression("attribute_exists(PK) AND version = :expected")
-            .expression_attribute_values(":expected", AttributeValue::N(expected.to_string()))
-            .build()
-            .map_err(|e| build_error("Put", e))?;
-        let items = vec![
-            (
-                Guarded::Webhook,
-                TransactWriteItem::builder().put(put).build(),
-            ),
-            (
-                Guarded::Audit,
-                super::tx::put(&self.table, &audit_record(audit))?,
-            ),
-        ];
-        match self.transact(items, conflict).await {
-            Ok(()) => Ok(()),
-            Err(TxFailure::Refused(_)) => Err(ApiError::PreconditionFailed),
-            Err(TxFailure::Error(e)) => Err(e),
+        match self
+            .put_audited(&record(w), "version", expected, audit)
+            .await?
+        {
+            true => Ok(()),
+            false => Err(ApiError::PreconditionFailed),
         }
     }
 
@@ -268,11 +253,25 @@ impl DynamoStore {
         audit: &AuditEvent,
     ) -> Result<bool, ApiError> {
         d.revision = expected + 1;
+        self.put_audited(&delivery_record(d), "revision", expected, audit)
+            .await
+    }
+
+    /// Writes `record` over its item on the condition that its `attribute` is still
+    /// `expected`, with the history entry of the change, in one transaction; answers
+    /// whether it wrote (`false`: changed or deleted since it was read).
+    async fn put_audited<T: Serialize>(
+        &self,
+        record: &T,
+        attribute: &str,
+        expected: u64,
+        audit: &AuditEvent,
+    ) -> Result<bool, ApiError> {
         let put = Put::builder()
             .table_name(&self.table)
-            .set_item(Some(to_item(&delivery_record(d))?))
-            .condition_expression("attribute_exists(PK) AND revision = :n")
-            .expression_attribute_values(":n", AttributeValue::N(expected.to_string()))
+            .set_item(Some(to_item(record)?))
+            .condition_expression(format!("attribute_exists(PK) AND {attribute} = :expected"))
+            .expression_attribute_values(":expected", AttributeValue::N(expected.to_string()))
             .build()
             .map_err(|e| build_error("Put", e))?;
         let items = vec![
