@@ -192,16 +192,8 @@ impl DynamoStore {
                 Guarded::WebhookCount,
                 TransactWriteItem::builder().update(count).build(),
             ),
-            (
-                Guarded::Audit,
-                super::tx::put(&self.table, &audit_record(audit))?,
-            ),
         ];
-        match self.transact(items, conflict).await {
-            Ok(()) => Ok(true),
-            Err(TxFailure::Refused(_)) => Ok(false),
-            Err(TxFailure::Error(e)) => Err(e),
-        }
+        self.audited(items, audit).await
     }
 
     /// Writes a new delivery unless it exists (the stream or the queue gave its event
@@ -274,16 +266,24 @@ impl DynamoStore {
             .expression_attribute_values(":expected", AttributeValue::N(expected.to_string()))
             .build()
             .map_err(|e| build_error("Put", e))?;
-        let items = vec![
-            (
-                Guarded::Webhook,
-                TransactWriteItem::builder().put(put).build(),
-            ),
-            (
-                Guarded::Audit,
-                super::tx::put(&self.table, &audit_record(audit))?,
-            ),
-        ];
+        let items = vec![(
+            Guarded::Webhook,
+            TransactWriteItem::builder().put(put).build(),
+        )];
+        self.audited(items, audit).await
+    }
+
+    /// Runs `items` with the history entry of their change, in one transaction; answers
+    /// whether it ran (`false`: a condition failed).
+    async fn audited(
+        &self,
+        mut items: Vec<(Guarded, TransactWriteItem)>,
+        audit: &AuditEvent,
+    ) -> Result<bool, ApiError> {
+        items.push((
+            Guarded::Audit,
+            super::tx::put(&self.table, &audit_record(audit))?,
+        ));
         match self.transact(items, conflict).await {
             Ok(()) => Ok(true),
             Err(TxFailure::Refused(_)) => Ok(false),
