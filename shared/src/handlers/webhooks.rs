@@ -6,7 +6,7 @@ use super::paging::{self, decode_cursor, encode_cursor, fingerprint};
 use super::{no_query, object_body};
 use crate::audit::Actor;
 use crate::error::ApiError;
-use crate::events::missing_read_scope;
+use crate::events::read_scope;
 use crate::http::{ApiRequest, ApiResponse};
 use crate::model::*;
 use crate::store::DynamoStore;
@@ -301,26 +301,26 @@ pub async fn redeliver<Q: Enqueue>(
     Ok(ApiResponse::json(202, &delivery_json(&d)))
 }
 
-/// Refuses a key that may not read every one of `types` (403 naming the scope): it would
-/// learn through the webhook what it may not read directly.
+/// Refuses a key that may not read every one of `types` (403 naming the scope and the
+/// types): it would learn through the webhook what it may not read directly.
 fn may_subscribe<'a>(
     key: &ApiKey,
-    types: impl IntoIterator<Item = &'a String> + Clone,
+    types: impl IntoIterator<Item = &'a String>,
 ) -> Result<(), ApiError> {
-    let Some(scope) = missing_read_scope(key, types.clone()) else {
-        return Ok(());
-    };
     let refused: Vec<&str> = types
         .into_iter()
-        .filter(|t| crate::events::read_scope(t) == scope)
+        .filter(|t| !key.allows(read_scope(t)))
         .map(String::as_str)
         .collect();
+    let Some(first) = refused.first() else {
+        return Ok(());
+    };
+    let scope = read_scope(first).as_str();
     Err(ApiError::ScopeNeeded {
-        scope: scope.as_str(),
+        scope,
         detail: format!(
-            "Events of type {} carry data that only a key with the scope {} may read, and this request would let the key see or sign them: use a key with that scope.",
+            "Events of type {} carry data that only a key with the scope {scope} may read, and this request would let the key see or sign them: use a key with that scope.",
             refused.join(", "),
-            scope.as_str()
         ),
     })
 }
