@@ -21,13 +21,13 @@ pub fn report(recounts: &[Recount], dry_run: bool) -> (Value, String, Option<Str
                     json!({"counter": counter, "stored": stored, "counted": counted})
                 })
                 .collect();
-            json!({"organizationId": r.org, "outcome": outcome(r), "differences": differences})
+            json!({"organizationId": r.org, "outcome": outcome(r), "differences": differences, "shards": r.shards})
         })
         .collect();
     let mut lines: Vec<String> = recounts
         .iter()
         .map(|r| {
-            let changes: Vec<String> = r
+            let mut changes: Vec<String> = r
                 .differences()
                 .into_iter()
                 .map(|(counter, stored, counted)| match stored {
@@ -35,6 +35,7 @@ pub fn report(recounts: &[Recount], dry_run: bool) -> (Value, String, Option<Str
                     None => format!("{counter} missing → {counted}"),
                 })
                 .collect();
+            changes.extend(r.shards.map(|why| format!("shards: {why}")));
             format!("{}  {:<13} {}", r.org, outcome(r), changes.join(", "))
                 .trim_end()
                 .to_owned()

@@ -1,12 +1,17 @@
 //! The operator's `membersctl recount`: counters that an upgrade left missing (an
 //! organisation created before SCIM has no `scimMembers` nor `activeMembers`) or that were
-//! damaged are set from the members, also while the API keeps writing.
+//! damaged are set from the members, also while the API keeps writing; an organisation
+//! created before counter shards is served as before until the recount moves its counts
+//! into shards.
 
 use crate::Ctx;
 use members_tests::{ensure, ensure_eq, membersctl, TestResult, TABLE};
 use serde_json::{json, Value};
-use shared::model::OrgId;
-use shared::store::dynamo::{keys, AttributeValue, RecountOutcome, RECOUNT_ATTEMPTS};
+use shared::model::{AuditEvent, AuditEventId, OrgId, Organization, Timestamp};
+use shared::store::dynamo::{
+    keys, AttributeValue, RecountOutcome, COUNTER_SHARDS, RECOUNT_ATTEMPTS,
+};
+use shared::store::{Store, UpdateOrganization};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -29,7 +34,7 @@ async fn org_item(ctx: &Ctx, org: &OrgId) -> Result<HashMap<String, AttributeVal
         .ok_or_else(|| "no org item".to_owned())
 }
 
-/// An upgrade's starting point, by hand: the SCIM counters and the stamp gone, and
+/// Damage by hand: the SCIM counters and the stamp gone from the organisation item, and
 /// `damage` written over the others.
 async fn damage(ctx: &Ctx, org: &OrgId, set: &str, values: &[(&str, i64)]) -> TestResult {
     let (pk, sk) = keys::org(org);
@@ -49,6 +54,69 @@ async fn damage(ctx: &Ctx, org: &OrgId, set: &str, values: &[(&str, i64)]) -> Te
     }
     update.send().await.map_err(|e| format!("damage: {e:?}"))?;
     Ok(())
+}
+
+/// An organisation as an older version left it: every count on its item, no counter shards.
+async fn make_legacy(ctx: &Ctx, org: &OrgId) -> TestResult {
+    let client = ctx.stack.store.client();
+    let counted = ctx.stack.organization(org).await?.counters;
+    for index in 0..COUNTER_SHARDS {
+        let (pk, sk) = keys::counter_shard(org, index);
+        client
+            .delete_item()
+            .table_name(TABLE)
+            .key("PK", AttributeValue::S(pk))
+            .key("SK", AttributeValue::S(sk))
+            .send()
+            .await
+            .map_err(|e| format!("delete shard: {e:?}"))?;
+    }
+    let (pk, sk) = keys::org(org);
+    let mut update = client
+        .update_item()
+        .table_name(TABLE)
+        .key("PK", AttributeValue::S(pk))
+        .key("SK", AttributeValue::S(sk));
+    let mut sets = Vec::new();
+    for (name, value) in counted.fields() {
+        sets.push(format!("{name} = :{name}"));
+        update = update
+            .expression_attribute_values(format!(":{name}"), AttributeValue::N(value.to_string()));
+    }
+    update
+        .update_expression(format!(
+            "SET {} REMOVE counterShards, counterWrites",
+            sets.join(", ")
+        ))
+        .send()
+        .await
+        .map_err(|e| format!("legacy: {e:?}"))?;
+    Ok(())
+}
+
+/// How many counter shards the organisation has.
+async fn shard_count(ctx: &Ctx, org: &OrgId) -> Result<usize, String> {
+    let page = ctx
+        .stack
+        .store
+        .client()
+        .query()
+        .table_name(TABLE)
+        .key_condition_expression("PK = :pk AND begins_with(SK, :shard)")
+        .expression_attribute_values(":pk", AttributeValue::S(keys::org(org).0))
+        .expression_attribute_values(":shard", AttributeValue::S("COUNTS#".into()))
+        .consistent_read(true)
+        .send()
+        .await
+        .map_err(|e| format!("shards: {e:?}"))?;
+    Ok(page.items().len())
+}
+
+fn number(item: &HashMap<String, AttributeValue>, name: &str) -> i64 {
+    match item.get(name) {
+        Some(AttributeValue::N(n)) => n.parse().unwrap_or(i64::MIN),
+        _ => 0,
+    }
 }
 
 /// `membersctl --json recount …` against the stack's DynamoDB Local: (success, stdout, stderr).
@@ -88,6 +156,9 @@ pub async fn recount_restores_missing_and_damaged_counters(ctx: Arc<Ctx>) -> Tes
         "Cy deleted through SCIM"
     );
     st.check_invariants(&t.org).await?;
+    // The upgrade's starting point: an organisation created before SCIM (no SCIM counters)
+    // and before counter shards, then damaged by hand.
+    make_legacy(&ctx, &t.org).await?;
     damage(&ctx, &t.org, "SET activeAdmins = :seven", &[(":seven", 7)]).await?;
     let damaged = org_item(&ctx, &t.org).await?;
 
@@ -106,6 +177,7 @@ pub async fn recount_restores_missing_and_damaged_counters(ctx: Arc<Ctx>) -> Tes
                 {"counter": "scimMembers", "stored": null, "counted": 3},
                 {"counter": "activeMembers", "stored": null, "counted": 2},
             ],
+            "shards": "moved into counter shards",
         }]),
         "dry run's report"
     );
@@ -114,11 +186,40 @@ pub async fn recount_restores_missing_and_damaged_counters(ctx: Arc<Ctx>) -> Tes
         damaged,
         "a dry run writes nothing"
     );
+    ensure_eq!(shard_count(&ctx, &t.org).await?, 0, "nor shards");
+    // Until the recount, the API serves the organisation as the older version did: a
+    // create counts on the organisation item, and no shard appears.
+    t.create(&json!({"firstName": "Di", "email": "di@example.com", "role": "simple"}))?;
+    let served = org_item(&ctx, &t.org).await?;
+    ensure_eq!(
+        number(&served, "activeWithoutHrisRole") - number(&damaged, "activeWithoutHrisRole"),
+        1,
+        "Di counted on the organisation item"
+    );
+    ensure_eq!(
+        shard_count(&ctx, &t.org).await?,
+        0,
+        "no shard written by a create"
+    );
 
     let (ok, out, err) = recount_cli(&ctx, &["--org", &org])?;
     ensure!(ok, "recount: {out} {err}");
     ensure!(out.contains("\"outcome\":\"corrected\""), "{out}");
+    // Upgraded: every count in shards, each its own members' (check_invariants), and no
+    // count of the older version left on the item.
     st.check_invariants(&t.org).await?;
+    let upgraded = org_item(&ctx, &t.org).await?;
+    for gone in [
+        "activeMembers",
+        "scimMembers",
+        "activeWithoutHrisRole",
+        "activeNoAccess",
+    ] {
+        ensure!(
+            !upgraded.contains_key(gone),
+            "{gone} left on the organisation item"
+        );
+    }
     let (ok, out, err) = recount_cli(&ctx, &["--org", &org])?;
     ensure!(
         ok && out.contains("\"outcome\":\"unchanged\""),
@@ -177,8 +278,8 @@ pub async fn recount_never_writes_a_count_that_writers_moved_under(ctx: Arc<Ctx>
     }
     let moved = org_item(&ctx, &t.org).await?;
     ensure_eq!(
-        moved.get("activeWithoutHrisRole"),
-        Some(&AttributeValue::N("100".into())),
+        st.organization(&t.org).await?.counters,
+        stale.recount.stored,
         "the two moves cancel out"
     );
     ensure!(
@@ -277,6 +378,80 @@ pub async fn recount_never_writes_a_count_that_writers_moved_under(ctx: Arc<Ctx>
         outcomes.contains(&RecountOutcome::Corrected),
         "no recount found a quiet second in 8 runs of {RECOUNT_ATTEMPTS} attempts"
     );
+    st.check_invariants(&t.org).await
+}
+
+/// An HRIS switch that read an organisation of the older layout, committed after a recount
+/// moved its counts into shards, is refused (409 `organization_changed`: its conditions were
+/// on the item's counts, which are gone), never written unchecked nor answered 500; the
+/// same switch read afresh sets every shard's mirror.
+pub async fn a_switch_that_read_the_older_layout_is_refused_after_the_upgrade(
+    ctx: Arc<Ctx>,
+) -> TestResult {
+    let st = &ctx.stack;
+    let t = st.tenant(false).await?;
+    make_legacy(&ctx, &t.org).await?;
+    let store = &st.store;
+    let read = |e| format!("read: {e:?}");
+    let before = store
+        .organization(&t.org)
+        .await
+        .map_err(read)?
+        .ok_or("no organisation")?;
+    ensure_eq!(before.counter_shards, 0, "read as the older layout");
+    let (ok, out, err) = recount_cli(&ctx, &["--org", t.org.as_str()])?;
+    ensure!(
+        ok && out.contains("moved into counter shards"),
+        "upgrade: {out} {err}"
+    );
+    let switch = |before: Organization| {
+        let mut after = before.clone();
+        after.hris_enabled = true;
+        after.version += 1;
+        after.updated_at = Timestamp::now();
+        UpdateOrganization {
+            audit: AuditEvent {
+                id: AuditEventId::generate(),
+                organization_id: after.id.clone(),
+                member_id: None,
+                role_id: None,
+                webhook_id: None,
+                actor_key_id: None,
+                action: "organization.updated".into(),
+                changes: serde_json::Map::new(),
+                justification: None,
+                request_id: None,
+                member_version: after.version,
+                occurred_at: after.updated_at,
+                resource: None,
+            },
+            before,
+            after,
+            if_match: false,
+        }
+    };
+    let stale = store.update_organization(&switch(before)).await;
+    ensure_eq!(
+        stale.as_ref().err().map(|e| e.code()),
+        Some("organization_changed"),
+        "the stale switch: {stale:?}"
+    );
+    ensure!(
+        !st.organization(&t.org).await?.hris_enabled,
+        "nothing written"
+    );
+    st.check_invariants(&t.org).await?;
+    let fresh = store
+        .organization(&t.org)
+        .await
+        .map_err(read)?
+        .ok_or("no organisation")?;
+    store
+        .update_organization(&switch(fresh))
+        .await
+        .map_err(|e| format!("the fresh switch: {e:?}"))?;
+    ensure!(st.organization(&t.org).await?.hris_enabled, "switched on");
+    // Every shard mirrors it (check_shards).
     st.check_invariants(&t.org).await
 }
 

@@ -11,17 +11,17 @@
 //!   progress holds fails with `TransactionConflictException`;
 //! - `GetItem`, `BatchGetItem`, `Query` and `Scan` are never blocked.
 //!
-//! A transaction holds its items from its arrival until its answer, and takes at least
-//! [`hold`] (AWS's transactions take tens of milliseconds; DynamoDB Local's, one or two): the
-//! proxy answers no sooner, then lets the items go, so a client's next request never
-//! conflicts with its own finished one. The newcomer is the one cancelled.
+//! A transaction holds its items for [`hold`] from its arrival (AWS's transactions take tens
+//! of milliseconds; DynamoDB Local's one or two when idle, hundreds when a load saturates
+//! it, which AWS's do not), and the proxy answers no sooner, so a client's next request
+//! never conflicts with its own finished one. The newcomer is the one cancelled.
 //!
 //! Not played: single-item writes hold nothing (a `TransactGetItems` racing a `PutItem` is not
 //! cancelled), `BatchWriteItem` is never refused, and an idempotent repeat of a transaction
 //! (same `ClientRequestToken`) conflicts like any other.
 
 use serde_json::{json, Value};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -58,6 +58,8 @@ pub struct ConflictTable {
     pub single_writes_refused: AtomicUsize,
     /// Transactions that held their items (the denominator of the figures above).
     pub transactions: AtomicUsize,
+    /// The items found held, by kind (`item_kind`): which item writers meet on.
+    pub conflicting_items: Mutex<BTreeMap<&'static str, usize>>,
 }
 
 /// What the proxy does with a request.
@@ -123,6 +125,11 @@ impl ConflictTable {
             })
             .collect();
         if conflicting.iter().any(|c| *c) {
+            if let Ok(mut kinds) = self.conflicting_items.lock() {
+                for (key, _) in keys.iter().zip(&conflicting).filter(|(_, c)| **c) {
+                    *kinds.entry(item_kind(key)).or_default() += 1;
+                }
+            }
             let tally = match kind {
                 Kind::Write => &self.write_transactions_cancelled,
                 Kind::Read => &self.read_transactions_cancelled,
@@ -159,15 +166,47 @@ impl ConflictTable {
     /// One line of tallies, as the suites print them.
     pub fn summary(&self) -> String {
         let load = |c: &AtomicUsize| c.load(Ordering::Relaxed);
+        let kinds = self
+            .conflicting_items
+            .lock()
+            .map(|k| {
+                k.iter()
+                    .map(|(kind, n)| format!("{kind} {n}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            })
+            .unwrap_or_default();
         format!(
-            "conflict mode ({} ms a transaction): {} transactions, {} TransactWriteItems cancelled (TransactionConflict), {} TransactGetItems cancelled, {} single-item writes refused (TransactionConflictException)",
+            "conflict mode ({} ms a transaction): {} transactions, {} TransactWriteItems cancelled (TransactionConflict), {} TransactGetItems cancelled, {} single-item writes refused (TransactionConflictException){}",
             self.hold.as_millis(),
             load(&self.transactions),
             load(&self.write_transactions_cancelled),
             load(&self.read_transactions_cancelled),
-            load(&self.single_writes_refused)
+            load(&self.single_writes_refused),
+            if kinds.is_empty() { String::new() } else { format!("; items met on: {kinds}") }
         )
     }
+}
+
+/// What kind of item a key is, from its sort key (the organisation item is `ORG`, a member
+/// `MEMBER`, a counter shard `COUNTS#nn`, …; ids, as in audit entries, read as `other`).
+fn item_kind((_, _, sk): &ItemKey) -> &'static str {
+    const KINDS: &[&str] = &[
+        "ORG",
+        "MEMBER",
+        "EMAIL",
+        "EXTERNALID",
+        "ROLE",
+        "ROLENAME",
+        "IDEMPOTENCY",
+        "APIKEY",
+        "WEBHOOK",
+        "#SEQUENCE",
+    ];
+    if sk.starts_with("COUNTS#") {
+        return "counter shard";
+    }
+    KINDS.iter().find(|k| **k == sk).copied().unwrap_or("other")
 }
 
 /// The items of a transaction, in the order of its `TransactItems` (a cancellation reason

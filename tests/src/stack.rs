@@ -7,7 +7,7 @@ use crate::{DynamoLocal, Process};
 use aws_sdk_dynamodb::types::AttributeValue;
 use shared::admin::{create_organization, FirstAdmin};
 use shared::auth::issue_key;
-use shared::model::{Member, MemberId, OrgId, Organization, Scope};
+use shared::model::{Counters, HrisRole, Member, MemberId, OrgId, Organization, Role, Scope};
 use shared::store::{DynamoStore, Store};
 use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -228,9 +228,10 @@ impl Stack {
         new_tenant(&self.store, &self.api, hris).await
     }
 
+    /// The organisation with every count (its shards summed).
     pub async fn organization(&self, org: &OrgId) -> Result<Organization, String> {
         self.store
-            .organization(org)
+            .counted_organization(org)
             .await
             .map_err(|e| format!("{e:?}"))?
             .ok_or_else(|| "no organisation".into())
@@ -323,6 +324,7 @@ impl Stack {
             (shown, active.len() as i64),
             "SCIM counters vs recount"
         );
+        self.check_shards(org, &o, &members).await?;
         ensure!(
             !members
                 .iter()
@@ -426,6 +428,71 @@ impl Stack {
 }
 
 impl Stack {
+    /// Every counter shard counts exactly its own members (so none is ever negative, and the
+    /// HRIS switch's per-shard conditions mean what they say), and mirrors the HRIS switch.
+    async fn check_shards(
+        &self,
+        org: &OrgId,
+        o: &Organization,
+        members: &[HashMap<String, AttributeValue>],
+    ) -> TestResult {
+        use shared::store::dynamo::{shard_of, COUNTER_SHARDS};
+        ensure_eq!(
+            o.counter_shards,
+            COUNTER_SHARDS,
+            "the organisation is sharded"
+        );
+        let page = self
+            .store
+            .client()
+            .query()
+            .table_name(TABLE)
+            .consistent_read(true)
+            .key_condition_expression("PK = :pk AND begins_with(SK, :shard)")
+            .expression_attribute_values(":pk", AttributeValue::S(format!("ORG#{org}")))
+            .expression_attribute_values(":shard", AttributeValue::S("COUNTS#".into()))
+            .send()
+            .await
+            .map_err(|e| format!("shards: {e:?}"))?;
+        let shards = page.items();
+        ensure_eq!(shards.len(), COUNTER_SHARDS as usize, "shards");
+        let mut expected = vec![Counters::default(); COUNTER_SHARDS as usize];
+        for m in members {
+            let id = MemberId::parse(&s(m, "id"))?;
+            let role = Role::parse(&s(m, "role")).map_err(|e| e.to_string())?;
+            let hris = match s(m, "hrisRole").as_str() {
+                "" => None,
+                r => Some(HrisRole::parse(r).ok_or(format!("hrisRole {r}"))?),
+            };
+            let c = Counters::of_member(b(m, "isActive"), &role, hris, b(m, "scimDeprovisioned"));
+            let slot = &mut expected[shard_of(&id, COUNTER_SHARDS) as usize];
+            *slot = slot.plus(c.sharded());
+        }
+        for shard in shards {
+            let index: usize = s(shard, "SK")
+                .trim_start_matches("COUNTS#")
+                .parse()
+                .map_err(|e| format!("shard key: {e}"))?;
+            let want = expected.get(index).ok_or("a shard out of range")?;
+            for (name, value) in want.fields() {
+                if Counters::is_guarded(name) {
+                    continue;
+                }
+                let stored = match shard.get(name) {
+                    Some(AttributeValue::N(n)) => n.parse::<i64>().map_err(|e| e.to_string())?,
+                    _ => 0,
+                };
+                ensure_eq!(stored, value, "shard {index}: {name}");
+            }
+            ensure_eq!(
+                b(shard, "hrisEnabled"),
+                o.hris_enabled,
+                "shard {index} mirrors the HRIS switch"
+            );
+        }
+        Ok(())
+    }
+
     /// How many writes of an organisation DynamoDB itself refused with `code` (from the
     /// functions' JSON logs): proof that a race was decided by a condition, not by a read.
     pub fn refused_by_condition(&self, org: &OrgId, code: &str) -> usize {

@@ -267,13 +267,31 @@ async fn serve_connection(
             }
             Admission::Pass(hold) => hold,
         };
-        let forwarded = forward(upstream, &head, &body).await;
-        if let Some(hold) = hold {
-            // A transaction takes as long as on AWS, and lets its items go before it answers.
-            let done = hold.since + conflicts.hold;
-            tokio::time::sleep_until(done.into()).await;
-            conflicts.release(hold);
+        // A transaction holds its items as long as on AWS (`hold` from its arrival), however
+        // long DynamoDB Local takes: an emulator slowed by load would otherwise hold them for
+        // hundreds of milliseconds and play conflicts AWS would not. It answers no sooner.
+        // Released by whichever comes first: the timer, or the answer (never after it).
+        let done = hold.as_ref().map(|h| h.since + conflicts.hold);
+        let held = Arc::new(std::sync::Mutex::new(hold));
+        let release = |held: &std::sync::Mutex<Option<crate::conflicts::Hold>>| {
+            if let Some(hold) = held.lock().ok().and_then(|mut h| h.take()) {
+                conflicts.release(hold);
+            }
+        };
+        if let Some(done) = done {
+            let (held, conflicts) = (held.clone(), conflicts.clone());
+            tokio::spawn(async move {
+                tokio::time::sleep_until(done.into()).await;
+                if let Some(hold) = held.lock().ok().and_then(|mut h| h.take()) {
+                    conflicts.release(hold);
+                }
+            });
         }
+        let forwarded = forward(upstream, &head, &body).await;
+        if let Some(done) = done {
+            tokio::time::sleep_until(done.into()).await;
+        }
+        release(&held);
         let (status_line, headers, answer) = forwarded?;
         let ok = status_line.split(' ').nth(1) == Some("200");
         let changed = if ok {

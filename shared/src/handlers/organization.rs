@@ -115,8 +115,10 @@ pub async fn update_organization<S: Store>(
         .with_header("ETag", etag(write.after.version)))
 }
 
+/// The organisation with every count: both answers show them, and the HRIS switch's
+/// rules read them.
 async fn organization(store: &impl Store, id: &OrgId) -> Result<Organization, ApiError> {
-    store.organization(id).await?.ok_or_else(|| {
+    store.counted_organization(id).await?.ok_or_else(|| {
         tracing::error!("the API key's organisation does not exist");
         ApiError::Internal
     })

@@ -251,7 +251,12 @@ pub async fn scim_list_users<S: Store>(
                     }
                 },
                 None => {
-                    let c = organization(store, &key).await?.counters;
+                    // The totals: the organisation's counts, its shards summed.
+                    let c = store
+                        .counted_organization(&key.organization_id)
+                        .await?
+                        .ok_or(ApiError::Internal)?
+                        .counters;
                     let n = match f.active {
                         Some(true) => c.active_members,
                         Some(false) => c.scim_members - c.active_members,

@@ -46,6 +46,11 @@ pub struct Organization {
     pub counters: Counters,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub primary_member_id: Option<MemberId>,
+    /// How many counter shards hold the counts that guard no rule of a single write
+    /// (`Counters::sharded`); 0 for an organisation of an older version, whose counts all
+    /// live on the organisation item until `membersctl recount` moves them.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub counter_shards: u32,
     pub version: u64,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
@@ -80,6 +85,7 @@ impl Organization {
             background_check_required: false,
             counters: Counters::default(),
             primary_member_id: None,
+            counter_shards: 0,
             version: 1,
             created_at: now,
             updated_at: now,
@@ -199,6 +205,53 @@ impl Counters {
     pub fn is_zero(self) -> bool {
         self == Counters::default()
     }
+
+    /// The counts a single write's rule guards (rules 2 and 3: at least one admin, HRIS
+    /// admin, dual admin remains): they live on the organisation item.
+    pub fn guarded(self) -> Counters {
+        Counters {
+            active_admins: self.active_admins,
+            active_hris_admins: self.active_hris_admins,
+            active_dual_admins: self.active_dual_admins,
+            ..Counters::default()
+        }
+    }
+
+    /// The others: only the HRIS switch and the totals read them, so they live in counter
+    /// shards, where writers of different members do not meet.
+    pub fn sharded(self) -> Counters {
+        self.minus(self.guarded())
+    }
+
+    /// The counter named `name` (an attribute of `fields`) at `value`, the others at 0.
+    pub fn one(name: &str, value: i64) -> Counters {
+        let mut c = Counters::default();
+        let slot = match name {
+            "activeAdmins" => &mut c.active_admins,
+            "activeHrisAdmins" => &mut c.active_hris_admins,
+            "activeDualAdmins" => &mut c.active_dual_admins,
+            "activeNoAccess" => &mut c.active_no_access,
+            "activeNoAccessHrisNoAccess" => &mut c.active_no_access_hris_no_access,
+            "activeWithoutHrisRole" => &mut c.active_without_hris_role,
+            "scimMembers" => &mut c.scim_members,
+            "activeMembers" => &mut c.active_members,
+            _ => return c,
+        };
+        *slot = value;
+        c
+    }
+
+    /// Whether `name` (an attribute of `fields`) is one of the guarded counts.
+    pub fn is_guarded(name: &str) -> bool {
+        matches!(
+            name,
+            "activeAdmins" | "activeHrisAdmins" | "activeDualAdmins"
+        )
+    }
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// A member of an organisation, as stored (the password only as its hash).

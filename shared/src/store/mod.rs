@@ -168,7 +168,15 @@ pub trait Store: Send + Sync {
         &self,
         hash: &str,
     ) -> impl Future<Output = Result<Option<ApiKey>, ApiError>> + Send;
+    /// The organisation, with only the counts a member write's rules guard (admins, HRIS
+    /// admins, dual admins); the others read 0 here (see `counted_organization`).
     fn organization(
+        &self,
+        id: &OrgId,
+    ) -> impl Future<Output = Result<Option<Organization>, ApiError>> + Send;
+    /// The organisation with every count (in DynamoDB, its counter shards summed: one call
+    /// more), for the answers that show counts and the HRIS switch's rules.
+    fn counted_organization(
         &self,
         id: &OrgId,
     ) -> impl Future<Output = Result<Option<Organization>, ApiError>> + Send;

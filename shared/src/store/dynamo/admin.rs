@@ -6,6 +6,7 @@ use super::records::{
     audit_record, email_guard, from_item, location_records, to_item, ApiKeyRecord, MemberRecord,
     OrgRecord,
 };
+use super::shards::{new_shards, COUNTER_SHARDS};
 use super::tx::put;
 use super::{keys, DynamoStore, Item, INDEXES};
 use crate::error::ApiError;
@@ -78,15 +79,19 @@ impl DynamoStore {
     }
 
     /// Writes a new organisation and its first admin in one transaction.
+    /// A new organisation with its first admin, its counts in counter shards.
     pub async fn create_organization(&self, new: &NewOrganization) -> Result<(), ApiError> {
+        let mut org = new.org.clone();
+        org.counter_shards = COUNTER_SHARDS;
+        org.counters = new.admin.counters().guarded();
         let mut items = vec![
             put(
                 &self.table,
                 &OrgRecord {
-                    pk: keys::org(&new.org.id).0,
-                    sk: keys::org(&new.org.id).1,
+                    pk: keys::org(&org.id).0,
+                    sk: keys::org(&org.id).1,
                     entity: "organization".into(),
-                    org: new.org.clone(),
+                    org: org.clone(),
                 },
             )?,
             put(&self.table, &MemberRecord::new(&new.admin))?,
@@ -96,6 +101,7 @@ impl DynamoStore {
         for location in location_records(&new.admin) {
             items.push(put(&self.table, &location)?);
         }
+        items.extend(new_shards(&self.table, &org, &[&new.admin])?);
         match self
             .client
             .transact_write_items()

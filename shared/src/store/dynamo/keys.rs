@@ -6,6 +6,10 @@ use crate::model::*;
 pub fn org(org: &OrgId) -> (String, String) {
     (format!("ORG#{org}"), "ORG".into())
 }
+/// One of an organisation's counter shards, beside its item in its partition.
+pub fn counter_shard(org: &OrgId, index: u32) -> (String, String) {
+    (format!("ORG#{org}"), format!("COUNTS#{index:02}"))
+}
 pub fn member(org: &OrgId, id: &MemberId) -> (String, String) {
     (format!("ORG#{org}#MEMBER#{id}"), "MEMBER".into())
 }

@@ -5,8 +5,9 @@
 use super::errors::build_error;
 use super::records::{
     audit_record, email_guard, external_id_guard, location_records, to_item, MemberRecord,
+    COUNTER_WRITES,
 };
-use super::recount::COUNTER_WRITES;
+use super::shards::member_shard;
 use super::tx::{check, delete, put, Guarded};
 use super::{keys, Item};
 use crate::error::ApiError;
@@ -77,9 +78,7 @@ pub(super) fn update_items(
     if before.external_id != after.external_id {
         items.extend(external_id_items(t, before, after, w.dry_run)?);
     }
-    if let Some(item) = org_item(t, &w.org, Some(before), after, w.dry_run)? {
-        items.push((Guarded::Organization, item));
-    }
+    items.extend(org_items(t, &w.org, Some(before), after, w.dry_run)?);
     if let Some(demotion) = &w.previous_primary {
         items.push((
             Guarded::PreviousPrimary,
@@ -195,31 +194,62 @@ pub(super) fn hashed(m: &Member) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// The organisation item of a member write (`before` is `None` for a create): counters
-/// moved with conditions that keep rules 2 and 3, the primary moved, or only a check of the
-/// HRIS state the validation relied on. `None` when an update changes nothing the
-/// organisation cares about (the common case: the hot organisation item is not touched).
-pub(super) fn org_item(
+/// The organisation's items of a member write (`before` is `None` for a create).
+///
+/// In an organisation with counter shards: the organisation item only when a guarded count
+/// moves (with conditions that keep rules 2 and 3) or the primary moves, and the member's
+/// shard when another count moves or the write relied on the HRIS state. In one of an older
+/// version, every count on the organisation item, as before shards. Empty when an update
+/// changes nothing the organisation cares about (the common case).
+pub(super) fn org_items(
     t: &str,
     org: &Organization,
     before: Option<&Member>,
     after: &Member,
     dry_run: bool,
-) -> Result<Option<TransactWriteItem>, ApiError> {
+) -> Result<Vec<(Guarded, TransactWriteItem)>, ApiError> {
     let delta = after
         .counters()
         .minus(before.map(Member::counters).unwrap_or_default());
     let takes_primary = after.is_primary && !before.is_some_and(|b| b.is_primary);
+    let primary = takes_primary.then_some(&after.id);
     let hris_relevant = before.is_none_or(|b| {
         b.role != after.role || b.hris_role != after.hris_role || b.is_active != after.is_active
     });
-    if delta.is_zero() && !takes_primary && !hris_relevant {
+    let mut items = Vec::new();
+    if org.counter_shards == 0 {
+        items.extend(org_item(t, org, delta, primary, hris_relevant, dry_run)?);
+    } else {
+        items.extend(org_item(t, org, delta.guarded(), primary, false, dry_run)?);
+        if let Some(shard) = member_shard(t, org, &after.id, delta, hris_relevant, dry_run)? {
+            items.push((Guarded::CounterShard, shard));
+        }
+    }
+    Ok(items)
+}
+
+/// The organisation item: `delta` added to its counters with conditions that keep rules 2
+/// and 3, the primary moved to `primary`, or (`check_hris`) only a check of the HRIS state the validation
+/// relied on. `None` when none of these is needed.
+fn org_item(
+    t: &str,
+    org: &Organization,
+    delta: Counters,
+    primary: Option<&MemberId>,
+    check_hris: bool,
+    dry_run: bool,
+) -> Result<Option<(Guarded, TransactWriteItem)>, ApiError> {
+    if delta.is_zero() && primary.is_none() && !check_hris {
         return Ok(None);
     }
     let mut condition = vec![
         "attribute_exists(PK)".to_owned(),
         "hrisEnabled = :hris".to_owned(),
     ];
+    if org.counter_shards == 0 {
+        // Counted as before shards: refused if a recount moved the counts to shards since.
+        condition.push("attribute_not_exists(counterShards)".to_owned());
+    }
     let mut values: Item =
         HashMap::from([(":hris".into(), AttributeValue::Bool(org.hris_enabled))]);
     let mut adds = Vec::new();
@@ -248,7 +278,7 @@ pub(super) fn org_item(
         }
     }
     let mut sets = Vec::new();
-    if takes_primary {
+    if let Some(primary) = primary {
         match &org.primary_member_id {
             Some(previous) => {
                 condition.push("primaryMemberId = :previous".into());
@@ -257,7 +287,7 @@ pub(super) fn org_item(
             None => condition.push("attribute_not_exists(primaryMemberId)".into()),
         }
         sets.push("primaryMemberId = :primary");
-        values.insert(":primary".into(), AttributeValue::S(after.id.to_string()));
+        values.insert(":primary".into(), AttributeValue::S(primary.to_string()));
     }
     let condition = condition.join(" AND ");
     let key = keys::org(&org.id);
@@ -266,7 +296,10 @@ pub(super) fn org_item(
             .into_iter()
             .filter(|(k, _)| condition.contains(k.as_str()))
             .collect();
-        return check(t, key, &condition, values).map(Some);
+        return Ok(Some((
+            Guarded::Organization,
+            check(t, key, &condition, values)?,
+        )));
     }
     let mut expression = String::new();
     if !sets.is_empty() {
@@ -289,7 +322,10 @@ pub(super) fn org_item(
         .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
         .build()
         .map_err(|e| build_error("Update", e))?;
-    Ok(Some(TransactWriteItem::builder().update(update).build()))
+    Ok(Some((
+        Guarded::Organization,
+        TransactWriteItem::builder().update(update).build(),
+    )))
 }
 
 /// The previous primary member stops being primary: the whole member is written (index keys
@@ -374,6 +410,7 @@ pub(super) fn role_holders(
 
 #[cfg(test)]
 mod tests {
+    use super::super::shards::shard_of;
     use super::*;
 
     fn member(role: &str, active: bool) -> Member {
@@ -387,6 +424,81 @@ mod tests {
         m.role = Role::parse(role).unwrap_or_else(|e| panic!("{e:?}"));
         m.is_active = active;
         m
+    }
+
+    /// The (PK, SK) of each item of a transaction.
+    fn touched(items: &[(Guarded, TransactWriteItem)]) -> Vec<(String, String)> {
+        let key = |k: Option<&HashMap<String, AttributeValue>>| {
+            let s = |name: &str| match k.and_then(|k| k.get(name)) {
+                Some(AttributeValue::S(v)) => v.clone(),
+                _ => String::new(),
+            };
+            (s("PK"), s("SK"))
+        };
+        items
+            .iter()
+            .map(
+                |(_, i)| match (i.put(), i.update(), i.condition_check(), i.delete()) {
+                    (Some(p), ..) => key(Some(p.item())),
+                    (_, Some(u), ..) => key(Some(u.key())),
+                    (_, _, Some(c), _) => key(Some(c.key())),
+                    (.., Some(d)) => key(Some(d.key())),
+                    _ => key(None),
+                },
+            )
+            .collect()
+    }
+
+    #[test]
+    fn no_common_member_write_touches_the_organisation_item() {
+        let mut org = Organization::new("A", false);
+        org.counter_shards = super::super::shards::COUNTER_SHARDS;
+        let org_key = keys::org(&org.id);
+        let items = |before: Option<&Member>, after: &Member| {
+            let mut after = after.clone();
+            after.organization_id = org.id.clone();
+            let before = before.cloned().map(|mut b| {
+                b.organization_id = org.id.clone();
+                b.id = after.id.clone();
+                b
+            });
+            org_items("t", &org, before.as_ref(), &after, false)
+                .map(|items| touched(&items))
+                .unwrap_or_else(|e| panic!("{e:?}"))
+        };
+        let simple = member("simple", true);
+        let shard = |m: &Member| keys::counter_shard(&org.id, shard_of(&m.id, org.counter_shards));
+        // A create, a deactivation, a reactivation, a change of role or HRIS role between
+        // roles no rule guards: the member's own shard, never the organisation item.
+        assert_eq!(items(None, &simple), vec![shard(&simple)]);
+        let mut inactive = simple.clone();
+        inactive.is_active = false;
+        assert_eq!(items(Some(&simple), &inactive), vec![shard(&simple)]);
+        assert_eq!(items(Some(&inactive), &simple), vec![shard(&simple)]);
+        let mut reviewer = simple.clone();
+        reviewer.role = Role::parse("reviewer").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(items(Some(&simple), &reviewer), vec![shard(&simple)]);
+        let mut hris = simple.clone();
+        hris.hris_role = Some(HrisRole::HrisEmployee);
+        assert_eq!(items(Some(&simple), &hris), vec![shard(&simple)]);
+        // Any other change of a member: neither.
+        let mut renamed = simple.clone();
+        renamed.first_name = Some("B".into());
+        assert_eq!(items(Some(&simple), &renamed), vec![]);
+        // A guarded count (rule 2) or the primary: the organisation item too.
+        let admin = member("admin", true);
+        assert_eq!(items(None, &admin), vec![org_key.clone(), shard(&admin)]);
+        let mut primary = simple.clone();
+        primary.is_primary = true;
+        assert_eq!(items(Some(&simple), &primary), vec![org_key.clone()]);
+        // An organisation of an older version: all on its item, as before shards.
+        org.counter_shards = 0;
+        assert_eq!(
+            org_items("t", &org, None, &simple, false)
+                .map(|i| touched(&i))
+                .unwrap_or_else(|e| panic!("{e:?}")),
+            vec![org_key]
+        );
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! together with its organisation, and a create's idempotency record.
 
 use super::member_items::{
-    demote_primary, hashed, holder_deltas, org_item, role_holders, update_items,
+    demote_primary, hashed, holder_deltas, org_items, role_holders, update_items,
 };
 use super::records::{
     audit_record, email_guard, external_id_guard, from_item, location_records, IdempotencyItem,
@@ -63,11 +63,8 @@ impl DynamoStore {
             (Guarded::NewMember, put(t, &MemberRecord::new(m))?),
             (Guarded::EmailGuard, put(t, &email_guard(m))?),
             (Guarded::Audit, put(t, &audit_record(&w.audit))?),
-            (
-                Guarded::Organization,
-                org_item(t, &w.org, None, m, false)?.ok_or(ApiError::Internal)?,
-            ),
         ];
+        items.extend(org_items(t, &w.org, None, m, false)?);
         if let Some(guard) = external_id_guard(m) {
             items.push((Guarded::ExternalIdGuard, put(t, &guard)?));
         }

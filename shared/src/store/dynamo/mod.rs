@@ -22,6 +22,7 @@ mod refusals;
 #[cfg(test)]
 mod roundtrip;
 mod settings;
+mod shards;
 mod tx;
 mod webhooks;
 
@@ -34,6 +35,7 @@ pub use queries::READ_CAP;
 pub use records::IDEMPOTENCY_TTL_SECONDS;
 pub use recount::{Recount, RecountOutcome, RECOUNT_ATTEMPTS};
 pub use settings::hris_switch_refusal;
+pub use shards::{shard_of, COUNTER_SHARDS};
 
 use super::{CreateMember, IdempotencyRecord, Store, UpdateMember};
 use crate::error::ApiError;
@@ -180,6 +182,10 @@ impl Store for DynamoStore {
 
     async fn organization(&self, id: &OrgId) -> Result<Option<Organization>, ApiError> {
         Ok(self.get::<OrgRecord>(keys::org(id)).await?.map(|r| r.org))
+    }
+
+    async fn counted_organization(&self, id: &OrgId) -> Result<Option<Organization>, ApiError> {
+        self.organization_with_shards(id).await
     }
 
     async fn member(&self, org: &OrgId, id: &MemberId) -> Result<Option<Member>, ApiError> {

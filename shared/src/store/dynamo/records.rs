@@ -8,6 +8,10 @@ use crate::store::IdempotencyRecord;
 use aws_sdk_dynamodb::types::AttributeValue;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
+/// The stamp of an item that holds counters (the organisation item, a counter shard): how
+/// many writes moved its counters (`membersctl recount` compares it).
+pub(super) const COUNTER_WRITES: &str = "counterWrites";
+
 /// How long an idempotency record is kept (the table's TTL attribute is `expiresAt`).
 pub const IDEMPOTENCY_TTL_SECONDS: i64 = 24 * 3600;
 
@@ -311,6 +315,7 @@ mod tests {
                 ..Counters::default()
             },
             primary_member_id: None,
+            counter_shards: 0,
             version: 1,
             created_at: now,
             updated_at: now,

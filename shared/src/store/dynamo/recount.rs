@@ -1,12 +1,16 @@
 //! The operator's recount (`membersctl recount`): an organisation's counters set from its
 //! members, for organisations whose counters predate a counter (`scimMembers` and
-//! `activeMembers` came with SCIM, the rule-4 counts with HRIS) or were damaged by hand.
+//! `activeMembers` came with SCIM, the rule-4 counts with HRIS) or were damaged by hand,
+//! and the upgrade of an organisation of an older version: its counts, all on its item,
+//! are counted into counter shards (`shards.rs`), each shard its own members', and the item
+//! is marked (`counterShards`) so that writes take the sharded path from then on.
 //!
-//! Safe while the API serves writes. The counters are read first, with the `counterWrites`
-//! stamp that every counter move also adds one to; then every member is counted with a
+//! Safe while the API serves writes. The counters are read first (the organisation item and
+//! its shards), each with the `counterWrites` stamp that every counter move on it also adds
+//! one to; then every member is counted with a
 //! consistent Scan (the GSIs are eventually consistent on AWS: a member created a moment ago
 //! could be missing from them, never from the table); then the counts are written on the
-//! condition that the stamp has not moved. The stamp, not the counters, is compared: two
+//! condition that no stamp has moved, in one transaction. The stamp, not the counters, is compared: two
 //! moves that cancel out leave the counters as read, yet the Scan, which is not a snapshot,
 //! may have seen one move and not the other. With no move during the Scan, no member's
 //! contribution changed either, so the count is exact when written. An organisation whose
@@ -16,19 +20,18 @@
 //! `--all`, one Scan for the organisation items and one for all their members; each retry
 //! scans again for its organisation.
 
-use super::errors::sdk_error;
-use super::records::{from_item, OrgRecord};
+use super::errors::{build_error, sdk_error};
+use super::records::{from_item, OrgRecord, COUNTER_WRITES};
+use super::shards::{shard_item, shard_of, Shard, COUNTER_SHARDS};
 use super::{keys, DynamoStore, Item};
 use crate::error::ApiError;
 use crate::model::*;
 use aws_sdk_dynamodb::error::ProvideErrorMetadata;
-use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
 use serde::Deserialize;
 use std::collections::HashMap;
 use std::time::Duration;
 
-/// The organisation item's stamp: how many writes moved its counters.
-pub(super) const COUNTER_WRITES: &str = "counterWrites";
 /// Counts of one organisation, tried again while writers keep moving its counters.
 pub const RECOUNT_ATTEMPTS: usize = 5;
 /// Between reading the stamps and scanning. A Scan is only read-committed: a transaction
@@ -40,11 +43,16 @@ const BEFORE_SCAN: Duration = Duration::from_secs(1);
 #[derive(Clone, Debug, PartialEq)]
 pub struct Recount {
     pub org: OrgId,
-    /// As stored; a counter the item lacks reads 0 here and is named in `missing`.
+    /// As stored (the organisation item's and its shards' summed); a counter the
+    /// organisation lacks reads 0 here and is named in `missing`.
     pub stored: Counters,
     pub missing: Vec<&'static str>,
     /// From the members.
     pub counted: Counters,
+    /// Why the counter shards are (or would be) written anew even where the sums agree:
+    /// the organisation had none (an older version: its counts move into shards), or a
+    /// shard counted other members than its own.
+    pub shards: Option<&'static str>,
     pub outcome: RecountOutcome,
 }
 
@@ -76,60 +84,125 @@ impl Recount {
     }
 }
 
-/// One organisation counted: what `settle_tally` writes, on the stamp read before counting.
+/// One organisation counted: what `settle_tally` writes, on the stamps read before counting.
 #[derive(Clone, Debug)]
 pub struct Tally {
     pub recount: Recount,
-    stamp: Option<String>,
+    read: Read,
+    /// Per shard, from the members.
+    counted: Vec<Counters>,
 }
 
-/// An organisation item as read before counting.
+/// An organisation as read before counting: its item and its shards, with their stamps.
+#[derive(Clone, Debug)]
 struct Read {
     org: OrgId,
-    stored: Counters,
+    hris_enabled: bool,
+    /// The organisation item's counts: the guarded ones and, from an older version,
+    /// the others.
+    on_item: Counters,
+    /// The counts of an older version present on the item (removed when written).
+    legacy: Vec<&'static str>,
     missing: Vec<&'static str>,
     stamp: Option<String>,
+    sharded: bool,
+    shards: Vec<Shard>,
 }
 
 impl Read {
     fn from_org_item(item: Item) -> Result<Read, ApiError> {
-        let missing = Counters::default()
-            .fields()
+        let present = |name: &str| item.contains_key(name);
+        let record: OrgRecord = from_item(item.clone())?;
+        let sharded = record.org.counter_shards > 0;
+        let names = Counters::default().fields().map(|(name, _)| name);
+        let missing = names
             .into_iter()
-            .map(|(name, _)| name)
-            .filter(|name| !item.contains_key(*name))
+            .filter(|name| !present(name) && (Counters::is_guarded(name) || !sharded))
+            .collect();
+        let legacy = names
+            .into_iter()
+            .filter(|name| present(name) && !Counters::is_guarded(name))
             .collect();
         let stamp = match item.get(COUNTER_WRITES) {
             Some(AttributeValue::N(n)) => Some(n.clone()),
             _ => None,
         };
-        let record: OrgRecord = from_item(item)?;
         Ok(Read {
             org: record.org.id,
-            stored: record.org.counters,
+            hris_enabled: record.org.hris_enabled,
+            on_item: record.org.counters,
+            legacy,
             missing,
             stamp,
+            sharded,
+            shards: Vec::new(),
         })
     }
 
-    fn tally(self, counted: Counters) -> Tally {
+    fn stored(&self) -> Counters {
+        self.shards
+            .iter()
+            .fold(self.on_item, |sum, shard| sum.plus(shard.counts))
+    }
+
+    /// The stamps: the organisation item's, then each shard's.
+    fn stamps(&self) -> Vec<Option<String>> {
+        std::iter::once(self.stamp.clone())
+            .chain(self.shards.iter().map(|s| s.stamp.clone()))
+            .collect()
+    }
+
+    fn tally(self, counted: Vec<Counters>) -> Tally {
+        let sum = counted.iter().fold(Counters::default(), |a, c| a.plus(*c));
+        let mut layout = vec![Counters::default(); COUNTER_SHARDS as usize];
+        for shard in &self.shards {
+            if let Some(slot) = layout.get_mut(shard.index as usize) {
+                *slot = shard.counts;
+            }
+        }
+        let shards = if !self.sharded {
+            Some("moved into counter shards")
+        } else if self.shards.len() != COUNTER_SHARDS as usize
+            || self
+                .shards
+                .iter()
+                .any(|s| !s.complete || s.hris_enabled != Some(self.hris_enabled))
+        {
+            Some("a shard was missing, incomplete or mirrored the HRIS switch wrongly")
+        } else if layout
+            .iter()
+            .zip(&counted)
+            .any(|(stored, counted)| *stored != counted.sharded())
+        {
+            Some("a shard counted other members than its own")
+        } else {
+            None
+        };
         Tally {
             recount: Recount {
-                org: self.org,
-                stored: self.stored,
-                missing: self.missing,
-                counted,
+                org: self.org.clone(),
+                stored: self.stored(),
+                missing: self.missing.clone(),
+                counted: sum,
+                shards,
                 outcome: RecountOutcome::Unchanged,
             },
-            stamp: self.stamp,
+            read: self,
+            counted,
         }
     }
+}
+
+/// An organisation's counts per shard before any member is counted.
+fn no_members() -> Vec<Counters> {
+    vec![Counters::default(); COUNTER_SHARDS as usize]
 }
 
 /// The attributes of a member item that the counters count (`Counters::of_member`).
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct Counted {
+    id: MemberId,
     organization_id: OrgId,
     is_active: bool,
     role: Role,
@@ -158,7 +231,7 @@ impl DynamoStore {
                 reads
                     .into_iter()
                     .map(|read| {
-                        let counts = counted.remove(&read.org).unwrap_or_default();
+                        let counts = counted.remove(&read.org).unwrap_or_else(no_members);
                         read.tally(counts)
                     })
                     .collect()
@@ -190,8 +263,9 @@ impl DynamoStore {
     pub async fn tally_counters(&self, org: &OrgId) -> Result<Tally, ApiError> {
         let read = self.read_for_recount(org).await?;
         tokio::time::sleep(BEFORE_SCAN).await;
-        let counted = self.recount_members(Some(org)).await?;
-        Ok(read.tally(counted.get(org).copied().unwrap_or_default()))
+        let mut counted = self.recount_members(Some(org)).await?;
+        let counts = counted.remove(org).unwrap_or_else(no_members);
+        Ok(read.tally(counts))
     }
 
     /// The last step: writes the counts (unless `dry_run`, or nothing differs) on the
@@ -199,7 +273,7 @@ impl DynamoStore {
     /// has. Sets the tally's outcome.
     #[doc(hidden)]
     pub async fn settle_tally(&self, tally: &mut Tally, dry_run: bool) -> Result<bool, ApiError> {
-        let differs = !tally.recount.differences().is_empty();
+        let differs = !tally.recount.differences().is_empty() || tally.recount.shards.is_some();
         tally.recount.outcome = if differs {
             RecountOutcome::Corrected
         } else {
@@ -208,7 +282,7 @@ impl DynamoStore {
         if dry_run || !differs {
             // Reported only if no counter moved while counting, as if written.
             let now = self.read_for_recount(&tally.recount.org).await?;
-            return Ok(now.stamp == tally.stamp);
+            return Ok(now.stamps() == tally.read.stamps());
         }
         self.write_counts(tally).await
     }
@@ -218,7 +292,9 @@ impl DynamoStore {
             .get_raw(keys::org(org))
             .await?
             .ok_or(ApiError::NotFound)?;
-        Read::from_org_item(item)
+        let mut read = Read::from_org_item(item)?;
+        read.shards = self.shards(org).await?;
+        Ok(read)
     }
 
     async fn organizations_for_recount(&self) -> Result<Vec<Read>, ApiError> {
@@ -228,6 +304,9 @@ impl DynamoStore {
             Ok(())
         })
         .await?;
+        for read in &mut out {
+            read.shards = self.shards(&read.org).await?;
+        }
         Ok(out)
     }
 
@@ -236,19 +315,20 @@ impl DynamoStore {
     async fn recount_members(
         &self,
         org: Option<&OrgId>,
-    ) -> Result<HashMap<OrgId, Counters>, ApiError> {
+    ) -> Result<HashMap<OrgId, Vec<Counters>>, ApiError> {
         let prefix = match org {
             Some(org) => format!("ORG#{org}#MEMBER#"),
             None => "ORG#".into(),
         };
-        let mut out: HashMap<OrgId, Counters> = HashMap::new();
-        let attributes = "organizationId, isActive, #role, hrisRole, scimDeprovisioned";
+        let mut out: HashMap<OrgId, Vec<Counters>> = HashMap::new();
+        let attributes = "#id, organizationId, isActive, #role, hrisRole, scimDeprovisioned";
         self.scan_consistently(&prefix, "MEMBER", Some(attributes), |item| {
             let m: Counted = from_item(item)?;
             let counters =
                 Counters::of_member(m.is_active, &m.role, m.hris_role, m.scim_deprovisioned);
-            let sum = out.entry(m.organization_id).or_default();
-            *sum = sum.plus(counters);
+            let shards = out.entry(m.organization_id).or_insert_with(no_members);
+            let shard = &mut shards[shard_of(&m.id, COUNTER_SHARDS) as usize];
+            *shard = shard.plus(counters);
             Ok(())
         })
         .await?;
@@ -279,7 +359,8 @@ impl DynamoStore {
             if let Some(attributes) = attributes {
                 request = request
                     .projection_expression(attributes)
-                    .expression_attribute_names("#role", "role");
+                    .expression_attribute_names("#role", "role")
+                    .expression_attribute_names("#id", "id");
             }
             let page = request.send().await.map_err(|e| sdk_error("Scan", e))?;
             for item in page.items.unwrap_or_default() {
@@ -292,37 +373,77 @@ impl DynamoStore {
         }
     }
 
-    /// Sets the counters on the condition that the stamp has not moved since the tally;
-    /// false if it has, or if a transaction on the item was under way (AWS answers that
-    /// `TransactionConflictException`; a counter is moving, so this is a move too).
+    /// Writes the counts in one transaction, each item on the condition that its stamp has
+    /// not moved since the tally: the guarded ones on the organisation item (which is marked
+    /// as sharded, and loses the counts of an older version), every shard whole with its
+    /// members' counts and the HRIS state as read. False if a stamp moved, or a transaction
+    /// on one of the items was under way (a counter is moving, so this is a move too).
     async fn write_counts(&self, tally: &Tally) -> Result<bool, ApiError> {
-        let (pk, sk) = keys::org(&tally.recount.org);
-        let mut request = self
-            .client
-            .update_item()
-            .table_name(&self.table)
+        let read = &tally.read;
+        let t = &self.table;
+        let (pk, sk) = keys::org(&read.org);
+        let mut values: Item = HashMap::from([
+            (":hris".to_owned(), AttributeValue::Bool(read.hris_enabled)),
+            (
+                ":shards".to_owned(),
+                AttributeValue::N(COUNTER_SHARDS.to_string()),
+            ),
+        ]);
+        let mut sets = vec!["counterShards = :shards".to_owned()];
+        for (name, value) in tally.recount.counted.guarded().fields() {
+            if Counters::is_guarded(name) {
+                sets.push(format!("{name} = :{name}"));
+                values.insert(format!(":{name}"), AttributeValue::N(value.to_string()));
+            }
+        }
+        let mut expression = format!("SET {}", sets.join(", "));
+        if !read.legacy.is_empty() {
+            expression.push_str(&format!(" REMOVE {}", read.legacy.join(", ")));
+        }
+        let condition = match &read.stamp {
+            Some(stamp) => {
+                values.insert(":stamp".into(), AttributeValue::N(stamp.clone()));
+                "attribute_exists(PK) AND hrisEnabled = :hris AND #stamp = :stamp"
+            }
+            None => "attribute_exists(PK) AND hrisEnabled = :hris AND attribute_not_exists(#stamp)",
+        };
+        let org = Update::builder()
+            .table_name(t)
             .key("PK", AttributeValue::S(pk))
             .key("SK", AttributeValue::S(sk))
-            .expression_attribute_names("#stamp", COUNTER_WRITES);
-        let mut sets = Vec::new();
-        for (name, value) in tally.recount.counted.fields() {
-            sets.push(format!("{name} = :{name}"));
-            request = request.expression_attribute_values(
-                format!(":{name}"),
-                AttributeValue::N(value.to_string()),
-            );
-        }
-        let condition = match &tally.stamp {
-            Some(stamp) => {
-                request =
-                    request.expression_attribute_values(":stamp", AttributeValue::N(stamp.clone()));
-                "attribute_exists(PK) AND #stamp = :stamp"
-            }
-            None => "attribute_exists(PK) AND attribute_not_exists(#stamp)",
-        };
-        match request
-            .update_expression(format!("SET {}", sets.join(", ")))
+            .update_expression(expression)
             .condition_expression(condition)
+            .expression_attribute_names("#stamp", COUNTER_WRITES)
+            .set_expression_attribute_values(Some(values))
+            .build()
+            .map_err(|e| build_error("Update", e))?;
+        let mut items = vec![TransactWriteItem::builder().update(org).build()];
+        for (index, counts) in tally.counted.iter().enumerate() {
+            let before = read.shards.iter().find(|s| s.index as usize == index);
+            let next = before
+                .and_then(|s| s.stamp.as_deref())
+                .and_then(|n| n.parse::<i64>().ok())
+                .unwrap_or(0)
+                + 1;
+            let item = shard_item(&read.org, index as u32, read.hris_enabled, *counts, next);
+            let mut put = Put::builder().table_name(t).set_item(Some(item));
+            put = match before.map(|s| s.stamp.clone()) {
+                Some(Some(stamp)) => put
+                    .condition_expression("#stamp = :stamp")
+                    .expression_attribute_names("#stamp", COUNTER_WRITES)
+                    .expression_attribute_values(":stamp", AttributeValue::N(stamp)),
+                Some(None) => put
+                    .condition_expression("attribute_not_exists(#stamp)")
+                    .expression_attribute_names("#stamp", COUNTER_WRITES),
+                None => put.condition_expression("attribute_not_exists(PK)"),
+            };
+            let put = put.build().map_err(|e| build_error("Put", e))?;
+            items.push(TransactWriteItem::builder().put(put).build());
+        }
+        match self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(items))
             .send()
             .await
         {
@@ -330,12 +451,16 @@ impl DynamoStore {
             Err(e)
                 if matches!(
                     e.code(),
-                    Some("ConditionalCheckFailedException" | "TransactionConflictException")
+                    Some(
+                        "TransactionCanceledException"
+                            | "TransactionConflictException"
+                            | "ConditionalCheckFailedException"
+                    )
                 ) =>
             {
                 Ok(false)
             }
-            Err(e) => Err(sdk_error("UpdateItem", e)),
+            Err(e) => Err(sdk_error("TransactWriteItems", e)),
         }
     }
 }
@@ -360,6 +485,7 @@ mod tests {
                 scim_members: 0,
                 ..Counters::default()
             },
+            shards: None,
             outcome: RecountOutcome::Corrected,
         };
         assert_eq!(
@@ -379,6 +505,7 @@ mod tests {
                 "organizationId".to_owned(),
                 AttributeValue::S("org_a".into()),
             ),
+            ("id".to_owned(), AttributeValue::S("mem_1".into())),
             ("isActive".to_owned(), AttributeValue::Bool(true)),
             ("role".to_owned(), AttributeValue::S("admin".into())),
         ]);

@@ -34,11 +34,13 @@ pub(super) fn refusal(guard: Guarded) -> ApiError {
             Some("role"),
             "role is not a built-in role nor a custom role of this organisation",
         ),
-        Guarded::Organization | Guarded::PreviousPrimary => ApiError::Conflict {
+        Guarded::Organization | Guarded::CounterShard | Guarded::PreviousPrimary => {
+            ApiError::Conflict {
             code: "organization_changed",
             detail: "The organisation's settings or primary member changed during this request; nothing was written. Retry.".into(),
             field: None,
-        },
+        }
+        }
         Guarded::Idempotency => ApiError::Conflict {
             code: "idempotency_conflict",
             detail: "Another request with the same Idempotency-Key is being processed.".into(),
@@ -93,6 +95,15 @@ pub(super) fn update_refusal(w: &UpdateMember, failed: Vec<(Guarded, Option<Item
             }
             _ => refusal(Guarded::Organization),
         };
+    }
+    // The shard checks only the HRIS state (its counts guard nothing); a shard that is not
+    // there is damage no retry mends.
+    if let Some((_, old)) = failed.iter().find(|(g, _)| *g == Guarded::CounterShard) {
+        if old.is_none() {
+            tracing::error!("a counter shard is missing: run membersctl recount");
+            return ApiError::Internal;
+        }
+        return refusal(Guarded::Organization);
     }
     failed
         .first()

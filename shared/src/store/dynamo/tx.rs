@@ -25,6 +25,8 @@ pub(super) enum Guarded {
     ExternalIdGuard,
     OldExternalIdGuard,
     Organization,
+    /// The member's counter shard (its counts, and the HRIS mirror).
+    CounterShard,
     Audit,
     CustomRole,
     OldCustomRole,
