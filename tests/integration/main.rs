@@ -108,6 +108,7 @@ fn main() {
         operator::recount_restores_missing_and_damaged_counters,
         operator::recount_never_writes_a_count_that_writers_moved_under,
         operator::a_switch_that_read_the_older_layout_is_refused_after_the_upgrade,
+        operator::a_role_of_the_older_layout_keeps_counting_on_its_item,
     ];
     let selected: Vec<_> = all
         .iter()

@@ -60,17 +60,8 @@ async fn damage(ctx: &Ctx, org: &OrgId, set: &str, values: &[(&str, i64)]) -> Te
 async fn make_legacy(ctx: &Ctx, org: &OrgId) -> TestResult {
     let client = ctx.stack.store.client();
     let counted = ctx.stack.organization(org).await?.counters;
-    for index in 0..COUNTER_SHARDS {
-        let (pk, sk) = keys::counter_shard(org, index);
-        client
-            .delete_item()
-            .table_name(TABLE)
-            .key("PK", AttributeValue::S(pk))
-            .key("SK", AttributeValue::S(sk))
-            .send()
-            .await
-            .map_err(|e| format!("delete shard: {e:?}"))?;
-    }
+    let shards = (0..COUNTER_SHARDS).map(|index| keys::counter_shard(org, index));
+    delete_items(ctx, shards).await?;
     let (pk, sk) = keys::org(org);
     let mut update = client
         .update_item()
@@ -91,6 +82,23 @@ async fn make_legacy(ctx: &Ctx, org: &OrgId) -> TestResult {
         .send()
         .await
         .map_err(|e| format!("legacy: {e:?}"))?;
+    Ok(())
+}
+
+/// Deletes these items (PK, SK), by hand.
+async fn delete_items(ctx: &Ctx, items: impl Iterator<Item = (String, String)>) -> TestResult {
+    for (pk, sk) in items {
+        ctx.stack
+            .store
+            .client()
+            .delete_item()
+            .table_name(TABLE)
+            .key("PK", AttributeValue::S(pk))
+            .key("SK", AttributeValue::S(sk))
+            .send()
+            .await
+            .map_err(|e| format!("delete: {e:?}"))?;
+    }
     Ok(())
 }
 
@@ -452,6 +460,70 @@ pub async fn a_switch_that_read_the_older_layout_is_refused_after_the_upgrade(
         .map_err(|e| format!("the fresh switch: {e:?}"))?;
     ensure!(st.organization(&t.org).await?.hris_enabled, "switched on");
     // Every shard mirrors it (check_shards).
+    st.check_invariants(&t.org).await
+}
+
+/// A custom role of the older layout (counts on its item, no holder shards) keeps working:
+/// a create and a PATCH that give it count on its item (written again when the shard they
+/// tried is not there), its deletion is refused while held and allowed once not.
+pub async fn a_role_of_the_older_layout_keeps_counting_on_its_item(ctx: Arc<Ctx>) -> TestResult {
+    let st = &ctx.stack;
+    let t = st.tenant(false).await?;
+    let r = t.call("POST", "/v1/roles", Some(&json!({"name": "Old"})))?;
+    ensure_eq!(r.status, 201, "role: {}", r.text);
+    let role = r.json()["id"].as_str().unwrap_or_default().to_owned();
+    let role_id = shared::model::CustomRoleId::parse(&role).map_err(|e| format!("{e:?}"))?;
+    let client = st.store.client();
+    let shards = (0..COUNTER_SHARDS).map(|index| keys::role_holders(&t.org, &role_id, index));
+    delete_items(&ctx, shards).await?;
+    let (pk, sk) = keys::role(&t.org, &role_id);
+    client
+        .update_item()
+        .table_name(TABLE)
+        .key("PK", AttributeValue::S(pk))
+        .key("SK", AttributeValue::S(sk))
+        .update_expression("REMOVE holderShards")
+        .send()
+        .await
+        .map_err(|e| format!("older role: {e:?}"))?;
+
+    let a = t.create(&json!({"firstName": "A", "email": "a@example.com", "role": role}))?;
+    let b = t.create(&json!({"firstName": "B", "email": "b@example.com", "role": "simple"}))?;
+    let r = t.call(
+        "PATCH",
+        &format!("/v1/members/{b}"),
+        Some(&json!({"role": role})),
+    )?;
+    ensure_eq!(r.status, 200, "PATCH to the older role: {}", r.text);
+    let r = t.call("GET", "/v1/roles", None)?;
+    let listed = r.json()["roles"]
+        .as_array()
+        .and_then(|roles| roles.iter().find(|x| x["id"] == json!(role)).cloned())
+        .unwrap_or_default();
+    ensure_eq!(
+        (listed["holders"].clone(), listed["activeHolders"].clone()),
+        (json!(2), json!(2)),
+        "counted: {}",
+        r.text
+    );
+    st.check_invariants(&t.org).await?;
+    let r = t.call("DELETE", &format!("/v1/roles/{role}"), None)?;
+    ensure_eq!(
+        (r.status, r.code()),
+        (409, "role_in_use".to_owned()),
+        "held: {}",
+        r.text
+    );
+    for m in [&a, &b] {
+        let r = t.call(
+            "PATCH",
+            &format!("/v1/members/{m}"),
+            Some(&json!({"role": "simple"})),
+        )?;
+        ensure_eq!(r.status, 200, "off the role: {}", r.text);
+    }
+    let r = t.call("DELETE", &format!("/v1/roles/{role}"), None)?;
+    ensure_eq!(r.status, 204, "deleted once idle: {}", r.text);
     st.check_invariants(&t.org).await
 }
 

@@ -8,6 +8,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use shared::admin::{create_organization, FirstAdmin};
 use shared::auth::issue_key;
 use shared::model::{Counters, HrisRole, Member, MemberId, OrgId, Organization, Role, Scope};
+use shared::store::dynamo::{shard_of, COUNTER_SHARDS};
 use shared::store::{DynamoStore, Store};
 use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -408,21 +409,62 @@ impl Stack {
                 s(m, "role")
             );
         }
+        // A role counts its holders on its item (an older version) or in its holder shards,
+        // each shard exactly the holders whose id hashes to it.
+        let shards = self.role_holder_shards(org).await?;
         for r in &roles {
-            let holding = |m: &&HashMap<String, AttributeValue>| s(m, "role") == s(r, "id");
+            let id = s(r, "id");
+            let holding = |m: &&HashMap<String, AttributeValue>| s(m, "role") == id;
             let all = members.iter().filter(holding).count() as i64;
             let active = members
                 .iter()
                 .filter(holding)
                 .filter(|m| b(m, "isActive"))
                 .count() as i64;
+            let sharded = r.contains_key("holderShards");
+            let mine: Vec<_> = shards.iter().filter(|sh| s(sh, "roleId") == id).collect();
             ensure_eq!(
-                (n(r, "holders"), n(r, "activeHolders")),
-                (all, active),
-                "role {} counts its holders (all, active)",
-                s(r, "id")
+                mine.len(),
+                if sharded { COUNTER_SHARDS as usize } else { 0 },
+                "role {id}'s holder shards"
             );
+            let summed = mine
+                .iter()
+                .fold((n(r, "holders"), n(r, "activeHolders")), |(a, b), sh| {
+                    (a + n(sh, "holders"), b + n(sh, "activeHolders"))
+                });
+            ensure_eq!(
+                summed,
+                (all, active),
+                "role {id} counts its holders (all, active)"
+            );
+            for sh in mine {
+                let index = s(sh, "SK")
+                    .rsplit_once('#')
+                    .and_then(|(_, i)| i.parse::<u32>().ok())
+                    .ok_or("a holder shard's key")?;
+                let own: Vec<_> = members
+                    .iter()
+                    .filter(holding)
+                    .filter(|m| {
+                        MemberId::parse(&s(m, "id"))
+                            .is_ok_and(|mid| shard_of(&mid, COUNTER_SHARDS) == index)
+                    })
+                    .collect();
+                let own_active = own.iter().filter(|m| b(m, "isActive")).count() as i64;
+                ensure_eq!(
+                    (n(sh, "holders"), n(sh, "activeHolders")),
+                    (own.len() as i64, own_active),
+                    "role {id}, holder shard {index}"
+                );
+            }
         }
+        ensure!(
+            shards
+                .iter()
+                .all(|sh| roles.iter().any(|r| s(r, "id") == s(sh, "roleId"))),
+            "a holder shard outlived its role"
+        );
         Ok(())
     }
 }
@@ -436,7 +478,6 @@ impl Stack {
         o: &Organization,
         members: &[HashMap<String, AttributeValue>],
     ) -> TestResult {
-        use shared::store::dynamo::{shard_of, COUNTER_SHARDS};
         ensure_eq!(
             o.counter_shards,
             COUNTER_SHARDS,
@@ -491,6 +532,37 @@ impl Stack {
             );
         }
         Ok(())
+    }
+
+    /// Every holder shard of the organisation's custom roles (one partition).
+    async fn role_holder_shards(
+        &self,
+        org: &OrgId,
+    ) -> Result<Vec<HashMap<String, AttributeValue>>, String> {
+        let mut out = Vec::new();
+        let mut start = None;
+        loop {
+            let page = self
+                .store
+                .client()
+                .query()
+                .table_name(TABLE)
+                .consistent_read(true)
+                .key_condition_expression("PK = :pk")
+                .expression_attribute_values(
+                    ":pk",
+                    AttributeValue::S(shared::store::dynamo::keys::role_holders_partition(org)),
+                )
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| format!("holder shards: {e:?}"))?;
+            out.extend(page.items().iter().cloned());
+            start = page.last_evaluated_key().cloned();
+            if start.is_none() {
+                return Ok(out);
+            }
+        }
     }
 
     /// How many writes of an organisation DynamoDB itself refused with `code` (from the

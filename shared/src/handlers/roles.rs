@@ -85,6 +85,7 @@ pub async fn create_role<S: Store>(
         description,
         active_holders: 0,
         holders: 0,
+        holder_shards: 0,
         created_at: Timestamp::now(),
     };
     let audit = role_event("role.created", &key, &req, None, Some(&role));

@@ -391,6 +391,10 @@ pub struct CustomRole {
     /// Members holding the role, active or deactivated: the role can be deleted only at 0.
     #[serde(default)]
     pub holders: i64,
+    /// How many holder shards count its holders (each member's own, as the organisation's
+    /// counter shards); 0 for a role of an older version, counted on its item.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub holder_shards: u32,
     pub created_at: Timestamp,
 }
 

@@ -10,6 +10,14 @@ pub fn org(org: &OrgId) -> (String, String) {
 pub fn counter_shard(org: &OrgId, index: u32) -> (String, String) {
     (format!("ORG#{org}"), format!("COUNTS#{index:02}"))
 }
+/// One of a custom role's holder shards: all roles' in one partition of the organisation,
+/// sorted by role, so that a page of roles reads its counts with one Query.
+pub fn role_holders(org: &OrgId, role: &CustomRoleId, index: u32) -> (String, String) {
+    (role_holders_partition(org), format!("{role}#{index:02}"))
+}
+pub fn role_holders_partition(org: &OrgId) -> String {
+    format!("ORG#{org}#ROLEHOLDERS")
+}
 pub fn member(org: &OrgId, id: &MemberId) -> (String, String) {
     (format!("ORG#{org}#MEMBER#{id}"), "MEMBER".into())
 }

@@ -3,6 +3,7 @@
 //! count of holders.
 
 use super::errors::build_error;
+use super::holders::move_holders;
 use super::records::{
     audit_record, email_guard, external_id_guard, location_records, to_item, MemberRecord,
     COUNTER_WRITES,
@@ -19,9 +20,11 @@ use aws_sdk_dynamodb::types::{
 use std::collections::HashMap;
 
 /// The items of an update, or of its dry run (the same conditions as checks, no writes).
+/// The custom roles in `on_item` are of an older version: counted on their items.
 pub(super) fn update_items(
     t: &str,
     w: &UpdateMember,
+    on_item: &[CustomRoleId],
 ) -> Result<Vec<(Guarded, TransactWriteItem)>, ApiError> {
     let (before, after) = (&w.before, &w.after);
     let org = &after.organization_id;
@@ -99,7 +102,11 @@ pub(super) fn update_items(
         } else {
             Guarded::OldCustomRole
         };
-        items.push((guard, role_holders(t, org, &role, delta, w.dry_run)?));
+        let legacy = on_item.contains(&role);
+        items.push((
+            guard,
+            move_holders(t, org, &role, &after.id, delta, legacy, w.dry_run)?,
+        ));
     }
     if w.dry_run {
         return Ok(items);
@@ -380,32 +387,6 @@ pub(super) fn holder_deltas(
     add(after, 1);
     out.retain(|(_, d)| *d != (0, 0));
     out
-}
-
-/// Moves a custom role's counts of holders and active holders; the role must exist. A dry
-/// run only checks that it does.
-pub(super) fn role_holders(
-    t: &str,
-    org: &OrgId,
-    role: &CustomRoleId,
-    (holders, active): (i64, i64),
-    dry_run: bool,
-) -> Result<TransactWriteItem, ApiError> {
-    let key = keys::role(org, role);
-    if dry_run {
-        return check(t, key, "attribute_exists(PK)", HashMap::new());
-    }
-    let update = Update::builder()
-        .table_name(t)
-        .key("PK", AttributeValue::S(key.0))
-        .key("SK", AttributeValue::S(key.1))
-        .update_expression("ADD holders :all, activeHolders :active")
-        .condition_expression("attribute_exists(PK)")
-        .expression_attribute_values(":all", AttributeValue::N(holders.to_string()))
-        .expression_attribute_values(":active", AttributeValue::N(active.to_string()))
-        .build()
-        .map_err(|e| build_error("Update", e))?;
-    Ok(TransactWriteItem::builder().update(update).build())
 }
 
 #[cfg(test)]

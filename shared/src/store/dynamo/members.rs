@@ -1,9 +1,8 @@
 //! Member writes and their reads: the create and update transactions, a member read
 //! together with its organisation, and a create's idempotency record.
 
-use super::member_items::{
-    demote_primary, hashed, holder_deltas, org_items, role_holders, update_items,
-};
+use super::holders::move_holders;
+use super::member_items::{demote_primary, hashed, holder_deltas, org_items, update_items};
 use super::records::{
     audit_record, email_guard, external_id_guard, from_item, location_records, IdempotencyItem,
     MemberRecord, OrgRecord, IDEMPOTENCY_TTL_SECONDS,
@@ -14,7 +13,7 @@ use super::{keys, DynamoStore};
 use crate::error::ApiError;
 use crate::model::*;
 use crate::store::{CreateMember, IdempotencyRecord, UpdateMember};
-use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::types::{AttributeValue, TransactWriteItem};
 
 impl DynamoStore {
     pub(super) async fn idempotency(
@@ -55,7 +54,12 @@ impl DynamoStore {
         Ok((organization, record))
     }
 
-    pub(super) async fn insert_member(&self, w: &CreateMember) -> Result<(), ApiError> {
+    /// The items of a create; the custom roles in `on_item` are counted on their items.
+    fn create_items(
+        &self,
+        w: &CreateMember,
+        on_item: &[CustomRoleId],
+    ) -> Result<Vec<(Guarded, TransactWriteItem)>, ApiError> {
         let t = &self.table;
         let m = &w.member;
         hashed(m)?;
@@ -69,9 +73,10 @@ impl DynamoStore {
             items.push((Guarded::ExternalIdGuard, put(t, &guard)?));
         }
         for (role, delta) in holder_deltas(None, m) {
+            let legacy = on_item.contains(&role);
             items.push((
                 Guarded::CustomRole,
-                role_holders(t, &m.organization_id, &role, delta, false)?,
+                move_holders(t, &m.organization_id, &role, &m.id, delta, legacy, false)?,
             ));
         }
         if let Some(demotion) = &w.previous_primary {
@@ -97,20 +102,28 @@ impl DynamoStore {
         for location in location_records(m) {
             items.push((Guarded::Location, put(t, &location)?));
         }
-        self.transact(items, write_conflict)
-            .await
-            .map_err(|failure| match failure {
-                TxFailure::Error(e) => e,
-                TxFailure::Refused(failed) => {
-                    // A retry that lost to its own first attempt also fails the email guard: the
-                    // idempotency record speaks first, so the caller can answer as the first time.
-                    let first = failed
-                        .iter()
-                        .find(|(g, _)| *g == Guarded::Idempotency)
-                        .or(failed.first());
-                    first.map_or(ApiError::Internal, |(g, _)| refusal(*g))
-                }
-            })
+        Ok(items)
+    }
+
+    pub(super) async fn insert_member(&self, w: &CreateMember) -> Result<(), ApiError> {
+        let m = &w.member;
+        let roles = holder_deltas(None, m);
+        self.transact_for_roles(&m.organization_id, &roles, write_conflict, |on_item| {
+            self.create_items(w, on_item)
+        })
+        .await
+        .map_err(|failure| match failure {
+            TxFailure::Error(e) => e,
+            TxFailure::Refused(failed) => {
+                // A retry that lost to its own first attempt also fails the email guard: the
+                // idempotency record speaks first, so the caller can answer as the first time.
+                let first = failed
+                    .iter()
+                    .find(|(g, _)| *g == Guarded::Idempotency)
+                    .or(failed.first());
+                first.map_or(ApiError::Internal, |(g, _)| refusal(*g))
+            }
+        })
     }
 
     pub(super) async fn member_with_org(
@@ -135,20 +148,79 @@ impl DynamoStore {
     }
 
     pub(super) async fn write_member(&self, w: &UpdateMember) -> Result<(), ApiError> {
-        let items = update_items(&self.table, w)?;
-        self.transact(items, || ApiError::UpdateInProgress)
+        let roles = holder_deltas(Some(&w.before), &w.after);
+        let in_progress = || ApiError::UpdateInProgress;
+        self.transact_for_roles(&w.after.organization_id, &roles, in_progress, |on_item| {
+            update_items(&self.table, w, on_item)
+        })
+        .await
+        .map_err(|failure| match failure {
+            TxFailure::Error(e) => e,
+            TxFailure::Refused(failed) => {
+                let refusal = update_refusal(w, failed);
+                // Tells a race decided by DynamoDB from one decided by the read before it.
+                tracing::info!(
+                    code = refusal.code(),
+                    "write refused by a DynamoDB condition"
+                );
+                refusal
+            }
+        })
+    }
+
+    /// A member write's transaction (`items` builds it, given the custom roles counted on
+    /// their items): written again, once, with the roles of an older version counted on
+    /// their items when a refusal shows their holder shard missing.
+    async fn transact_for_roles(
+        &self,
+        org: &OrgId,
+        roles: &[(CustomRoleId, (i64, i64))],
+        on_conflict: fn() -> ApiError,
+        items: impl Fn(&[CustomRoleId]) -> Result<Vec<(Guarded, TransactWriteItem)>, ApiError>,
+    ) -> Result<(), TxFailure> {
+        let roles: Vec<CustomRoleId> = roles.iter().map(|(r, _)| r.clone()).collect();
+        let outcome = self
+            .transact(items(&[]).map_err(TxFailure::Error)?, on_conflict)
+            .await;
+        let Err(TxFailure::Refused(failed)) = &outcome else {
+            return outcome;
+        };
+        let on_item = self
+            .roles_counted_on_item(org, failed, &roles)
             .await
-            .map_err(|failure| match failure {
-                TxFailure::Error(e) => e,
-                TxFailure::Refused(failed) => {
-                    let refusal = update_refusal(w, failed);
-                    // Tells a race decided by DynamoDB from one decided by the read before it.
-                    tracing::info!(
-                        code = refusal.code(),
-                        "write refused by a DynamoDB condition"
-                    );
-                    refusal
-                }
-            })
+            .map_err(TxFailure::Error)?;
+        if on_item.is_empty() {
+            return outcome;
+        }
+        self.transact(items(&on_item).map_err(TxFailure::Error)?, on_conflict)
+            .await
+    }
+
+    /// Of `roles`, those of an older version (counted on their items, no holder shards),
+    /// when a refusal shows a holder shard missing; empty otherwise (a shard that is not
+    /// there for a role that is not there either: the role does not exist).
+    async fn roles_counted_on_item(
+        &self,
+        org: &OrgId,
+        failed: &[(Guarded, Option<super::Item>)],
+        roles: &[CustomRoleId],
+    ) -> Result<Vec<CustomRoleId>, ApiError> {
+        let missing_shard = failed.iter().any(|(g, old)| {
+            matches!(g, Guarded::CustomRole | Guarded::OldCustomRole) && old.is_none()
+        });
+        let mut out = Vec::new();
+        if !missing_shard {
+            return Ok(out);
+        }
+        for role in roles {
+            if self
+                .role_item(org, role)
+                .await?
+                .is_some_and(|r| r.holder_shards == 0)
+            {
+                out.push(role.clone());
+            }
+        }
+        Ok(out)
     }
 }

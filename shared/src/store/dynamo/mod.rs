@@ -12,6 +12,7 @@ mod admin;
 mod client;
 mod errors;
 mod feed;
+mod holders;
 pub mod keys;
 mod member_items;
 mod members;
@@ -155,6 +156,28 @@ impl DynamoStore {
     /// One item, read consistently: DynamoDB's GetItem is eventually consistent unless
     /// asked, and these reads decide writes (the idempotency replay, the old primary, the
     /// organisation's version and HRIS state) or answer right after one (read your writes).
+    /// Every item a Query gives, its pages (1 MB each) followed.
+    async fn query_all(
+        &self,
+        query: aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder,
+    ) -> Result<Vec<Item>, ApiError> {
+        let mut out = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let page = query
+                .clone()
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| sdk_error("Query", e))?;
+            out.extend(page.items().iter().cloned());
+            start = page.last_evaluated_key().cloned();
+            if start.is_none() {
+                return Ok(out);
+            }
+        }
+    }
+
     async fn get<T: DeserializeOwned>(&self, key: (String, String)) -> Result<Option<T>, ApiError> {
         self.get_raw(key).await?.map(from_item).transpose()
     }
@@ -290,7 +313,7 @@ impl Store for DynamoStore {
         org: &OrgId,
         id: &CustomRoleId,
     ) -> Result<Option<CustomRole>, ApiError> {
-        self.role(org, id).await
+        self.counted_role(org, id).await
     }
 
     async fn create_role(&self, role: &CustomRole, audit: &AuditEvent) -> Result<(), ApiError> {

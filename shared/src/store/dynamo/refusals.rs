@@ -55,6 +55,7 @@ pub(super) fn refusal(guard: Guarded) -> ApiError {
         | Guarded::OldCustomRole
         | Guarded::Role
         | Guarded::RoleName
+        | Guarded::RoleHolders
         | Guarded::FeedSequence
         | Guarded::Outbox(_)
         | Guarded::FeedEvent

@@ -1,8 +1,9 @@
 //! The organisation's own settings and its custom roles.
 
 use super::errors::{build_error, sdk_error};
+use super::holders::{delete_idle_shards, new_holder_shards};
 use super::records::{audit_record, from_item};
-use super::shards::switch_shards;
+use super::shards::{switch_shards, COUNTER_SHARDS};
 use super::tx::{delete, put, Guarded, TxFailure};
 use super::{keys, DynamoStore, Item};
 use crate::error::ApiError;
@@ -207,12 +208,25 @@ impl DynamoStore {
             }
             start = page.last_evaluated_key().cloned();
             if start.is_none() || out.len() > limit {
-                return Ok(crate::store::cut_page(out, limit, |r| r.id.to_string()));
+                let (page, next) = crate::store::cut_page(out, limit, |r| r.id.to_string());
+                return Ok((self.with_holders(org, page).await?, next));
             }
         }
     }
 
-    pub(super) async fn role(
+    pub(super) async fn counted_role(
+        &self,
+        org: &OrgId,
+        id: &CustomRoleId,
+    ) -> Result<Option<CustomRole>, ApiError> {
+        match self.role_item(org, id).await? {
+            Some(role) => Ok(self.with_holders(org, vec![role]).await?.pop()),
+            None => Ok(None),
+        }
+    }
+
+    /// The role as its item holds it: its holder shards not added (one GetItem).
+    pub(super) async fn role_item(
         &self,
         org: &OrgId,
         id: &CustomRoleId,
@@ -229,6 +243,8 @@ impl DynamoStore {
         audit: &AuditEvent,
     ) -> Result<(), ApiError> {
         let (pk, sk) = keys::role(&role.organization_id, &role.id);
+        let mut role = role.clone();
+        role.holder_shards = COUNTER_SHARDS;
         let record = RoleRecord {
             pk,
             sk,
@@ -244,11 +260,14 @@ impl DynamoStore {
             entity: "roleNameGuard".into(),
             role_id: role.id.clone(),
         };
-        let items = vec![
+        let mut items = vec![
             (Guarded::Role, put(&self.table, &record)?),
             (Guarded::RoleName, put(&self.table, &guard)?),
             (Guarded::Audit, put(&self.table, &audit_record(audit))?),
         ];
+        for shard in new_holder_shards(&self.table, &role)? {
+            items.push((Guarded::RoleHolders, shard));
+        }
         self.transact(items, super::refusals::write_conflict)
             .await
             .map_err(|failure| match failure {
@@ -277,7 +296,7 @@ impl DynamoStore {
         let key = keys::role(&role.organization_id, &role.id);
         let idle = "attribute_exists(PK) AND (attribute_not_exists(holders) OR holders <= :zero) AND (attribute_not_exists(activeHolders) OR activeHolders <= :zero)";
         let zero = HashMap::from([(":zero".to_owned(), AttributeValue::N("0".into()))]);
-        let items = vec![
+        let mut items = vec![
             (Guarded::Role, delete(&self.table, key, Some((idle, zero)))?),
             (
                 Guarded::RoleName,
@@ -289,23 +308,27 @@ impl DynamoStore {
             ),
             (Guarded::Audit, put(&self.table, &audit_record(audit))?),
         ];
+        for shard in delete_idle_shards(&self.table, role)? {
+            items.push((Guarded::RoleHolders, shard));
+        }
         self.transact(items, super::refusals::write_conflict)
             .await
             .map_err(|failure| match failure {
                 TxFailure::Error(e) => e,
-                // The role as it was when refused: gone (another deletion won) or held.
-                TxFailure::Refused(failed) => match failed
-                    .into_iter()
-                    .find(|(g, _)| *g == Guarded::Role)
-                {
-                    Some((_, None)) => ApiError::NotFound,
-                    Some((_, Some(_))) => ApiError::Conflict {
+                // The role as it was when refused: gone (another deletion won) or held (on
+                // its item, for a role of an older version, or on a holder shard).
+                TxFailure::Refused(failed) => match (
+                    failed.iter().find(|(g, _)| *g == Guarded::Role),
+                    failed.iter().any(|(g, _)| *g == Guarded::RoleHolders),
+                ) {
+                    (Some((_, None)), _) => ApiError::NotFound,
+                    (Some((_, Some(_))), _) | (None, true) => ApiError::Conflict {
                         code: "role_in_use",
                         detail: "A member (active or deactivated) holds this role; give them another role first."
                             .into(),
                         field: None,
                     },
-                    None => ApiError::Internal,
+                    (None, false) => ApiError::Internal,
                 },
             })
     }

@@ -14,14 +14,14 @@
 //! its item and its writes take the old path, until `membersctl recount` counts its members
 //! into shards (`recount.rs`).
 
-use super::errors::{build_error, sdk_error};
+use super::errors::build_error;
 use super::records::{OrgRecord, COUNTER_WRITES};
-use super::tx::check;
+use super::tx::{check, put_item};
 use super::{keys, DynamoStore, Item};
 use crate::error::ApiError;
 use crate::model::*;
 use aws_sdk_dynamodb::types::{
-    AttributeValue, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
+    AttributeValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
 };
 use std::collections::HashMap;
 
@@ -141,19 +141,8 @@ pub(super) fn new_shards(
         .into_iter()
         .enumerate()
         .map(|(index, c)| {
-            let put = Put::builder()
-                .table_name(t)
-                .set_item(Some(shard_item(
-                    &org.id,
-                    index as u32,
-                    org.hris_enabled,
-                    c,
-                    0,
-                )))
-                .condition_expression("attribute_not_exists(PK)")
-                .build()
-                .map_err(|e| build_error("Put", e))?;
-            Ok(TransactWriteItem::builder().put(put).build())
+            let item = shard_item(&org.id, index as u32, org.hris_enabled, c, 0);
+            put_item(t, item)
         })
         .collect()
 }
@@ -246,29 +235,16 @@ pub(super) fn switch_shards(
 impl DynamoStore {
     /// An organisation's shards, read consistently (one Query: 32 small items).
     pub(super) async fn shards(&self, org: &OrgId) -> Result<Vec<Shard>, ApiError> {
-        let mut out = Vec::new();
-        let mut start: Option<Item> = None;
-        loop {
-            let page = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .consistent_read(true)
-                .key_condition_expression("PK = :pk AND begins_with(SK, :shard)")
-                .expression_attribute_values(":pk", AttributeValue::S(keys::org(org).0))
-                .expression_attribute_values(":shard", AttributeValue::S(SHARD_PREFIX.into()))
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(|e| sdk_error("Query", e))?;
-            for item in page.items() {
-                out.push(Shard::from_item(item)?);
-            }
-            start = page.last_evaluated_key().cloned();
-            if start.is_none() {
-                return Ok(out);
-            }
-        }
+        let query = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .consistent_read(true)
+            .key_condition_expression("PK = :pk AND begins_with(SK, :shard)")
+            .expression_attribute_values(":pk", AttributeValue::S(keys::org(org).0))
+            .expression_attribute_values(":shard", AttributeValue::S(SHARD_PREFIX.into()));
+        let items = self.query_all(query).await?;
+        items.iter().map(Shard::from_item).collect()
     }
 
     /// The organisation with every count: its item's (the guarded ones, and those of an

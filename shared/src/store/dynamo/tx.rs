@@ -36,6 +36,8 @@ pub(super) enum Guarded {
     /// A custom role item, and its name guard.
     Role,
     RoleName,
+    /// A custom role's holder shard, created and deleted with it.
+    RoleHolders,
     /// An organisation's feed counter, as read.
     FeedSequence,
     /// The audit item at this index of the chunk being placed, without a place yet.
@@ -321,9 +323,14 @@ pub(super) fn put_unless_live<T: Serialize>(
 
 /// A conditional put that never overwrites.
 pub(super) fn put<T: Serialize>(table: &str, record: &T) -> Result<TransactWriteItem, ApiError> {
+    put_item(table, to_item(record)?)
+}
+
+/// A new item, as built: written only where none is.
+pub(super) fn put_item(table: &str, item: Item) -> Result<TransactWriteItem, ApiError> {
     let put = Put::builder()
         .table_name(table)
-        .set_item(Some(to_item(record)?))
+        .set_item(Some(item))
         .condition_expression("attribute_not_exists(PK)")
         .build()
         .map_err(|e| build_error("Put", e))?;
