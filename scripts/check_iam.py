@@ -352,8 +352,10 @@ MUTATIONS = [  # (what, how, the refusal expected): each must make the check fai
         "dynamodb:PutItem"), "GetMemberFunction: grants dynamodb:PutItem"),
     ("create-role without PutItem", lambda t: statement(t, "CreateRoleFunction", "PutItem").update(
         Action=["dynamodb:UpdateItem"]), "CreateRoleFunction: calls dynamodb:PutItem"),
-    ("list-roles querying the table, not the index", lambda t: statement(t, "ListRolesFunction", "Query").update(
-        Resource={"Fn::GetAtt": [TABLE, "Arn"]}), "ListRolesFunction: calls dynamodb:Query on the index"),
+    ("list-roles querying the table, not the index", lambda t: next(
+        st for st in t["Resources"]["ListRolesFunction"]["Properties"]["Policies"][0]["Statement"]
+        if st.get("Sid") == "QueryIndexes").update(Resource={"Fn::GetAtt": [TABLE, "Arn"]}),
+     "ListRolesFunction: calls dynamodb:Query on the index"),
     ("get-organization without Policies", lambda t: t["Resources"]["GetOrganizationFunction"]["Properties"].pop(
         "Policies"), "GetOrganizationFunction: no Policies"),
     ("dynamodb:* on list-audit-events", lambda t: statement(t, "ListAuditEventsFunction", "Query").update(

@@ -26,8 +26,13 @@ const WRITES: usize = 128;
 const SMOKE_WRITERS: [usize; 2] = [1, 4];
 const SMOKE_WRITES: usize = 8;
 /// Issue 20's targets: 64 writers creating in one organisation reach this share of the
-/// same load spread over 64 organisations, with no failure.
+/// same load spread over 64 organisations, with no failure. Measured apart from the table:
+/// a cell of 128 writes by 64 writers is two writes each, and this machine moves such a
+/// cell by ±30 % from run to run; so `TARGET_ROUNDS` rounds of `TARGET_WRITES` writes,
+/// one organisation and spread alternating, and the ratio of the medians.
 const TARGET_RATIO: f64 = 0.8;
+const TARGET_WRITES: usize = 640;
+const TARGET_ROUNDS: usize = 3;
 /// An identity provider's initial provisioning: users, and concurrent requests (Microsoft
 /// asks SCIM apps to take 25 requests per second per provisioning job).
 const PROVISIONING: (usize, usize) = (2_000, 25);
@@ -308,20 +313,14 @@ async fn run() -> Result<(), String> {
         "failures",
         "ratio"
     );
-    // (ratio, failures in one organisation) of creates by the most writers.
-    let mut creates_at_most = None;
     for op in Op::ALL {
         for &writers in writer_counts {
             let mut rates = Vec::new();
-            let mut one_org_failures = 0;
             for orgs in [1, writers] {
                 let layout = if orgs == 1 { "one org" } else { "spread" };
                 let t = Arc::new(targets(&setup, op, orgs, writes).await?);
                 let c = cell(&store, &proxy, op, t, writers, writes).await;
                 rates.push(c.per_second);
-                if orgs == 1 {
-                    one_org_failures = c.failures.values().sum::<usize>();
-                }
                 let failures = match c.failures.is_empty() {
                     true => "0".to_owned(),
                     false => c
@@ -351,15 +350,6 @@ async fn run() -> Result<(), String> {
                     break;
                 }
             }
-            if matches!(op, Op::Create) && Some(&writers) == writer_counts.last() {
-                if let [one, spread] = rates.as_slice() {
-                    creates_at_most = Some((
-                        writers,
-                        one / spread.max(f64::MIN_POSITIVE),
-                        one_org_failures,
-                    ));
-                }
-            }
         }
     }
     let (users, concurrency) = match smoke {
@@ -377,13 +367,37 @@ async fn run() -> Result<(), String> {
         c.p99.as_secs_f64() * 1000.0,
         if errors == 0 { "(target: 0, met)" } else { "(target: 0, NOT MET)" }
     );
-    if let Some((writers, ratio, failures)) = creates_at_most {
-        let met = ratio >= TARGET_RATIO && failures == 0;
-        println!(
-            "target: {writers} writers creating in one organisation: ratio {ratio:.2} (≥ {TARGET_RATIO}), {failures} failures (0): {}",
-            if met { "met" } else { "NOT MET" }
-        );
+    let writers = writer_counts.last().copied().unwrap_or(1);
+    let (rounds, writes) = match smoke {
+        true => (1, SMOKE_WRITES * 2),
+        false => (TARGET_ROUNDS, TARGET_WRITES),
+    };
+    let (mut one, mut spread, mut failures) = (Vec::new(), Vec::new(), 0);
+    for _ in 0..rounds {
+        for (orgs, rates) in [(1, &mut one), (writers, &mut spread)] {
+            let t = Arc::new(targets(&setup, Op::Create, orgs, writes).await?);
+            let c = cell(&store, &proxy, Op::Create, t, writers, writes).await;
+            failures += c.failures.values().sum::<usize>();
+            rates.push(c.per_second);
+        }
     }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let ratio = median(&mut one) / median(&mut spread).max(f64::MIN_POSITIVE);
+    let shown = |v: &[f64]| {
+        v.iter()
+            .map(|r| format!("{r:.1}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    println!(
+        "target: {writers} writers creating in one organisation, {rounds} rounds of {writes} writes: writes/s one org [{}], spread [{}]; ratio of medians {ratio:.2} (≥ {TARGET_RATIO}), {failures} failures (0): {}",
+        shown(&one),
+        shown(&spread),
+        if ratio >= TARGET_RATIO && failures == 0 { "met" } else { "NOT MET" }
+    );
     println!("{}", proxy.conflicts.summary());
     println!("ratio: writes/s of one organisation ÷ writes/s of the same load spread (1.0: sharing costs nothing)");
     Ok(())
