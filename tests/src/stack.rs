@@ -411,7 +411,8 @@ impl Stack {
         }
         // A role counts its holders on its item (an older version) or in its holder shards,
         // each shard exactly the holders whose id hashes to it.
-        let shards = self.role_holder_shards(org).await?;
+        let role_partition = shared::store::dynamo::keys::role_holders_partition(org);
+        let shards = self.partition(&role_partition, "rol_").await?;
         for r in &roles {
             let id = s(r, "id");
             let holding = |m: &&HashMap<String, AttributeValue>| s(m, "role") == id;
@@ -483,19 +484,7 @@ impl Stack {
             COUNTER_SHARDS,
             "the organisation is sharded"
         );
-        let page = self
-            .store
-            .client()
-            .query()
-            .table_name(TABLE)
-            .consistent_read(true)
-            .key_condition_expression("PK = :pk AND begins_with(SK, :shard)")
-            .expression_attribute_values(":pk", AttributeValue::S(format!("ORG#{org}")))
-            .expression_attribute_values(":shard", AttributeValue::S("COUNTS#".into()))
-            .send()
-            .await
-            .map_err(|e| format!("shards: {e:?}"))?;
-        let shards = page.items();
+        let shards = self.partition(&format!("ORG#{org}"), "COUNTS#").await?;
         ensure_eq!(shards.len(), COUNTER_SHARDS as usize, "shards");
         let mut expected = vec![Counters::default(); COUNTER_SHARDS as usize];
         for m in members {
@@ -509,7 +498,7 @@ impl Stack {
             let slot = &mut expected[shard_of(&id, COUNTER_SHARDS) as usize];
             *slot = slot.plus(c.sharded());
         }
-        for shard in shards {
+        for shard in &shards {
             let index: usize = s(shard, "SK")
                 .trim_start_matches("COUNTS#")
                 .parse()
@@ -534,10 +523,12 @@ impl Stack {
         Ok(())
     }
 
-    /// Every holder shard of the organisation's custom roles (one partition).
-    async fn role_holder_shards(
+    /// The items of partition `pk` whose sort key starts with `sk`, read consistently (a
+    /// Query of what one test wrote, never a Scan of every test's data).
+    async fn partition(
         &self,
-        org: &OrgId,
+        pk: &str,
+        sk: &str,
     ) -> Result<Vec<HashMap<String, AttributeValue>>, String> {
         let mut out = Vec::new();
         let mut start = None;
@@ -548,15 +539,13 @@ impl Stack {
                 .query()
                 .table_name(TABLE)
                 .consistent_read(true)
-                .key_condition_expression("PK = :pk")
-                .expression_attribute_values(
-                    ":pk",
-                    AttributeValue::S(shared::store::dynamo::keys::role_holders_partition(org)),
-                )
+                .key_condition_expression("PK = :pk AND begins_with(SK, :sk)")
+                .expression_attribute_values(":pk", AttributeValue::S(pk.to_owned()))
+                .expression_attribute_values(":sk", AttributeValue::S(sk.to_owned()))
                 .set_exclusive_start_key(start)
                 .send()
                 .await
-                .map_err(|e| format!("holder shards: {e:?}"))?;
+                .map_err(|e| format!("query {pk}: {e:?}"))?;
             out.extend(page.items().iter().cloned());
             start = page.last_evaluated_key().cloned();
             if start.is_none() {
