@@ -22,12 +22,15 @@ dev: ## Run the API locally: DynamoDB Local + table + demo org and key + cargo l
 	@scripts/dev.sh
 
 test: deps lint ## Everything CI runs: lint, bench smoke, unit, integration, robustness (schemathesis + load); ends with a summary
+	@echo "==> [$$(date +%T)] build"
 	@# The functions only as `cargo lambda watch` builds them (their own features, not the
 	@# workspace's), so no function compiles inside a test request and none links twice.
 	cargo build $(NOT_FUNCTIONS) --all-targets
 	cargo build $(addprefix -p ,$(FUNCTIONS))
+	@echo "==> [$$(date +%T)] bench smoke"
 	@# The benchmarks as a smoke test (a few rounds, debug builds): a broken bench fails CI.
 	BENCH_SMOKE=1 cargo test $(NOT_FUNCTIONS) --bench init --bench patch --bench list --bench events --bench contention
+	@echo "==> [$$(date +%T)] tests"
 	@cargo test $(NOT_FUNCTIONS) --no-fail-fast 2>&1 | tee target/test-output.log; \
 	  status=$${PIPESTATUS[0]}; scripts/summary.sh target/test-output.log; exit $$status
 
@@ -47,6 +50,7 @@ robustness: deps ## Only the robustness run: schemathesis + bounded load (VERIFY
 	cargo test -p members-tests --test verify
 
 lint: deps validate ## rustfmt, clippy (warnings are errors), and the SAM template checks
+	@echo "==> [$$(date +%T)] lint"
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets --quiet -- -D warnings
 

@@ -220,20 +220,33 @@ async fn cost_per_operation(
     tap.measure_capacity();
     println!("Cost per operation (warm instance, API key cached), mean of {n}, DynamoDB Local:");
     println!(
-        "  {:<40} {:>6} {:>15}  calls",
-        "operation", "calls", "capacity units"
+        "  {:<34} {:>5} {:>6} {:>6}  units by table and index; items written",
+        "operation", "calls", "units", "floor"
     );
     let mut ids = Vec::new();
-    let row = |label: &str, calls: std::collections::BTreeMap<String, usize>, units: f64| {
+    let row = |label: &str,
+               calls: std::collections::BTreeMap<String, usize>,
+               cost: members_tests::cost::Cost| {
         let total: usize = calls.values().sum();
+        let units = cost.units.get("total").copied().unwrap_or(0.0) / n as f64;
+        let floor = cost.floor(n);
+        let floor = if floor > 0.0 {
+            format!("{floor:.1}")
+        } else {
+            "-".into()
+        };
         println!(
-            "  {label:<40} {:>6.2} {:>15.2}  {calls:?}",
+            "  {label:<34} {:>5.2} {units:>6.1} {floor:>6}  {}",
             total as f64 / n as f64,
-            units / n as f64
+            cost.units_line(n)
         );
+        if !cost.items.is_empty() {
+            println!("  {:<55} items: {}", "", cost.items_line(n));
+        }
+        println!("  {:<55} calls: {calls:?}", "");
     };
     tap.take_calls();
-    tap.take_capacity();
+    tap.take_cost();
     for i in 0..n {
         let mut r = request(
             secret,
@@ -255,7 +268,7 @@ async fn cost_per_operation(
     row(
         "create (with Idempotency-Key)",
         tap.take_calls(),
-        tap.take_capacity(),
+        tap.take_cost(),
     );
     for id in &ids {
         let r = request(
@@ -268,14 +281,14 @@ async fn cost_per_operation(
             .await
             .map_err(|e| format!("{e:?}"))?;
     }
-    row("PATCH of one field", tap.take_calls(), tap.take_capacity());
+    row("PATCH of one field", tap.take_calls(), tap.take_cost());
     for id in &ids {
         let r = request(secret, "DELETE", &format!("/v1/members/{id}"), None);
         shared::handlers::deactivate_member(store.clone(), r)
             .await
             .map_err(|e| format!("{e:?}"))?;
     }
-    row("deactivate", tap.take_calls(), tap.take_capacity());
+    row("deactivate", tap.take_calls(), tap.take_cost());
     for _ in 0..n {
         let r = request(secret, "GET", "/v1/members?limit=25&status=all", None);
         shared::handlers::list_members(store.clone(), r)
@@ -285,7 +298,7 @@ async fn cost_per_operation(
     row(
         "one list page of 25 (status=all)",
         tap.take_calls(),
-        tap.take_capacity(),
+        tap.take_cost(),
     );
     Ok(())
 }

@@ -7,6 +7,7 @@ mod create_get;
 mod edges;
 mod events;
 mod faults;
+mod layout;
 mod operator;
 mod races;
 mod rest;
@@ -71,6 +72,7 @@ fn main() {
         writes::put_members_over_http,
         updates::transaction_conflicts_are_retried_then_refused_cleanly,
         rest::lists_page_filter_and_refuse_bad_queries,
+        layout::items_of_the_older_layout_read_and_list_exactly_once,
         rest::deactivate_and_reactivate,
         rest::audit_history_pages_newest_first,
         rules::organization_settings_keep_the_hris_rules,
@@ -141,7 +143,10 @@ fn main() {
             Trial::test(name, move || {
                 let ctx = ctx.ok_or_else(|| Failed::from("no stack"))?;
                 let handle = ctx.rt.clone();
-                handle.block_on(test(ctx)).map_err(Failed::from)
+                let started = std::time::Instant::now();
+                let result = handle.block_on(test(ctx)).map_err(Failed::from);
+                eprintln!("[took] {name}: {:.1} s", started.elapsed().as_secs_f64());
+                result
             })
         })
         .collect();

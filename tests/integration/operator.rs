@@ -135,6 +135,8 @@ fn recount_cli(ctx: &Ctx, args: &[&str]) -> Result<(bool, String, String), Strin
         .args(args)
         .env("AWS_ENDPOINT_URL_DYNAMODB", ctx.stack.dynamo.endpoint())
         .env("TABLE_NAME", TABLE)
+        // A page of the Scan on two cores busy with the other tests: the stack's patience.
+        .env("DYNAMODB_ATTEMPT_TIMEOUT_MS", "10000")
         .output()
         .map_err(|e| format!("membersctl: {e}"))?;
     Ok((

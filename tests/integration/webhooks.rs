@@ -77,10 +77,19 @@ pub async fn every_event_arrives_signed_once_in_order(ctx: Arc<Ctx>) -> TestResu
     let receiver = Receiver::start(&st.dir, "signed")?;
     let (_, secret) = subscribe(&t, &receiver.url("/hooks"))?;
     receiver.control(&[&secret], 0.0)?;
-    let before: BTreeSet<String> = feed_ids(&t)?
-        .iter()
-        .filter_map(|e| e["id"].as_str().map(str::to_owned))
-        .collect();
+    // The webhook's own `webhook.created` is placed in the feed by the stream consumer, a
+    // moment after the answer: only once it is there is the feed's end the writers' start.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let before: BTreeSet<String> = loop {
+        let feed = feed_ids(&t)?;
+        if feed.iter().any(|e| e["type"] == "webhook.created") || Instant::now() > deadline {
+            break feed
+                .iter()
+                .filter_map(|e| e["id"].as_str().map(str::to_owned))
+                .collect();
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
     // Writers on several members at once, each member changed in turn.
     let writers: Vec<_> = (0..4)
         .map(|w| {

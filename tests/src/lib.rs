@@ -7,9 +7,11 @@ pub mod client;
 pub mod conflicts;
 pub mod consumers;
 pub mod contract;
+pub mod cost;
 pub mod fuzz;
 #[cfg(test)]
 mod layout;
+pub mod ledger;
 pub mod load;
 pub mod process;
 pub mod receiver;

@@ -209,19 +209,25 @@ impl Stack {
     }
 
     /// The tests' own client for re-reading the table: the functions' configuration, but with
-    /// patient timeouts, since the invariant checks scan a table that the size tests fill with
-    /// megabytes (the functions keep their short ones).
+    /// patient timeouts, since the invariant checks read large items on a busy machine (the
+    /// functions keep their short ones). Its writes are recorded (src/ledger.rs).
     pub async fn harness_client(endpoint: &str) -> aws_sdk_dynamodb::Client {
-        let config = DynamoStore::sdk_config(Some(endpoint)).await;
         let patient = aws_sdk_dynamodb::config::timeout::TimeoutConfig::builder()
             .connect_timeout(Duration::from_secs(5))
             .operation_attempt_timeout(Duration::from_secs(60))
             .operation_timeout(Duration::from_secs(180))
             .build();
-        let conf = aws_sdk_dynamodb::config::Builder::from(&config)
-            .timeout_config(patient)
-            .build();
-        aws_sdk_dynamodb::Client::from_conf(conf)
+        match crate::wiretap::tapped_client_with(endpoint, Some(patient.clone())).await {
+            Ok((client, _)) => client,
+            // Not plain HTTP: no wiretap, so nothing recorded (no test stack does this).
+            Err(_) => {
+                let config = DynamoStore::sdk_config(Some(endpoint)).await;
+                let conf = aws_sdk_dynamodb::config::Builder::from(&config)
+                    .timeout_config(patient)
+                    .build();
+                aws_sdk_dynamodb::Client::from_conf(conf)
+            }
+        }
     }
 
     /// A fresh organisation with its first admin and keys, so tests never share data.
@@ -246,32 +252,28 @@ impl Stack {
             .map_err(|e| format!("{e:?}"))
     }
 
-    /// Every item of the table whose partition key starts with `prefix` (a consistent scan).
+    /// Every item this process wrote whose partition key starts with `prefix`, in key order:
+    /// the keys from the ledger (src/ledger.rs), read consistently by BatchGetItem, so a
+    /// check reads only its own test's data, however much the others wrote.
     pub async fn items(
         &self,
         prefix: &str,
     ) -> Result<Vec<HashMap<String, AttributeValue>>, String> {
-        let mut out = Vec::new();
-        let mut start = None;
-        loop {
-            let page = self
-                .store
-                .client()
-                .scan()
-                .table_name(TABLE)
-                .consistent_read(true)
-                .filter_expression("begins_with(PK, :p)")
-                .expression_attribute_values(":p", AttributeValue::S(prefix.to_owned()))
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(|e| format!("scan: {e:?}"))?;
-            out.extend(page.items().iter().cloned());
-            start = page.last_evaluated_key().cloned();
-            if start.is_none() {
-                return Ok(out);
-            }
-        }
+        self.items_at(crate::ledger::keys(prefix)).await
+    }
+
+    /// The items at `keys` (those that exist), in key order: consistent BatchGetItems.
+    async fn items_at(
+        &self,
+        keys: Vec<(String, String)>,
+    ) -> Result<Vec<HashMap<String, AttributeValue>>, String> {
+        let (mut out, _, _) = self
+            .store
+            .batch_get(&keys)
+            .await
+            .map_err(|e| format!("batch get: {e:?}"))?;
+        out.sort_by_key(|i| (s(i, "PK"), s(i, "SK")));
+        Ok(out)
     }
 
     /// The organisation's members as stored.
@@ -279,11 +281,9 @@ impl Stack {
         &self,
         org: &OrgId,
     ) -> Result<Vec<HashMap<String, AttributeValue>>, String> {
-        let items = self.items(&format!("ORG#{org}#MEMBER#")).await?;
-        Ok(items
-            .into_iter()
-            .filter(|i| s(i, "SK") == "MEMBER")
-            .collect())
+        let keys = crate::ledger::keys(&format!("ORG#{org}#MEMBER#"));
+        self.items_at(keys.into_iter().filter(|(_, sk)| sk == "MEMBER").collect())
+            .await
     }
 
     /// Fails unless the organisation's counters equal a recount of its members, and at most

@@ -19,6 +19,7 @@
 //! Local answers unchunked and closes, and reframes the answer with its own length.
 
 use crate::conflicts::{Admission, ConflictTable};
+use crate::ledger::{key_of, written_keys, WRITES};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -30,14 +31,6 @@ use tokio::net::{TcpListener, TcpStream};
 
 /// How far the eventually consistent view lags behind the table.
 pub const LAG: Duration = Duration::from_secs(1);
-
-const WRITES: &[&str] = &[
-    "PutItem",
-    "UpdateItem",
-    "DeleteItem",
-    "BatchWriteItem",
-    "TransactWriteItems",
-];
 
 #[derive(Debug, Default)]
 pub struct StaleView {
@@ -150,43 +143,6 @@ impl StaleView {
     }
 }
 
-fn key_of(item: &Value) -> Option<(String, String)> {
-    Some((
-        item["PK"]["S"].as_str()?.to_owned(),
-        item["SK"]["S"].as_str()?.to_owned(),
-    ))
-}
-
-/// The keys a write request writes.
-fn written_keys(operation: &str, request: &Value) -> Vec<(String, String)> {
-    let mut keys = Vec::new();
-    match operation {
-        "PutItem" => keys.extend(key_of(&request["Item"])),
-        "UpdateItem" | "DeleteItem" => keys.extend(key_of(&request["Key"])),
-        "TransactWriteItems" => {
-            for t in request["TransactItems"].as_array().into_iter().flatten() {
-                keys.extend(key_of(&t["Put"]["Item"]));
-                keys.extend(key_of(&t["Update"]["Key"]));
-                keys.extend(key_of(&t["Delete"]["Key"]));
-            }
-        }
-        "BatchWriteItem" => {
-            for requests in request["RequestItems"]
-                .as_object()
-                .into_iter()
-                .flat_map(|o| o.values())
-            {
-                for r in requests.as_array().into_iter().flatten() {
-                    keys.extend(key_of(&r["PutRequest"]["Item"]));
-                    keys.extend(key_of(&r["DeleteRequest"]["Key"]));
-                }
-            }
-        }
-        _ => {}
-    }
-    keys
-}
-
 /// The proxy: listens on 127.0.0.1 (a free port) and forwards to `upstream`.
 pub struct StaleProxy {
     pub port: u16,
@@ -287,6 +243,9 @@ async fn serve_connection(
                 }
             });
         }
+        // Recorded before it is sent: a write that commits but whose answer is lost is in the
+        // ledger all the same (a key never written reads as nothing).
+        crate::ledger::record(&operation, &request);
         let forwarded = forward(upstream, &head, &body).await;
         if let Some(done) = done {
             tokio::time::sleep_until(done.into()).await;

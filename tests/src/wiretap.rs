@@ -27,7 +27,7 @@ pub struct Tap {
     answers_to_lose: AtomicUsize,
     /// Asks DynamoDB for `ConsumedCapacity` on every call and adds it up.
     measure_capacity: std::sync::atomic::AtomicBool,
-    capacity: Mutex<f64>,
+    cost: Mutex<crate::cost::Cost>,
 }
 
 impl Tap {
@@ -39,15 +39,21 @@ impl Tap {
             .unwrap_or_default()
     }
 
-    /// From now on every call asks for `ReturnConsumedCapacity: TOTAL` (added to its body:
-    /// DynamoDB Local does not check signatures) and its units are added up.
+    /// From now on every call asks for `ReturnConsumedCapacity: INDEXES` (added to its body:
+    /// DynamoDB Local does not check signatures); its units, by table and index, and the
+    /// items its transactions write are added up.
     pub fn measure_capacity(&self) {
         self.measure_capacity.store(true, Ordering::SeqCst);
     }
 
-    /// Capacity units consumed since the last `take_capacity`.
+    /// Capacity units consumed since the last take.
     pub fn take_capacity(&self) -> f64 {
-        self.capacity
+        self.take_cost().units.get("total").copied().unwrap_or(0.0)
+    }
+
+    /// Capacity by table and index, and the items written, since the last take.
+    pub fn take_cost(&self) -> crate::cost::Cost {
+        self.cost
             .lock()
             .map(|mut c| std::mem::take(&mut *c))
             .unwrap_or_default()
@@ -113,6 +119,9 @@ impl HttpConnector for TapConnector {
         if let Ok(mut calls) = self.tap.calls.lock() {
             *calls.entry(operation.clone()).or_default() += 1;
         }
+        if let Some(body) = request.body().bytes() {
+            crate::ledger::record_bytes(&operation, body);
+        }
         let take = |counter: &AtomicUsize| {
             operation == "TransactWriteItems"
                 && counter
@@ -155,22 +164,24 @@ impl HttpConnector for TapConnector {
 impl TapConnector {
     /// Sends `request` asking for its consumed capacity, and adds the answer's up.
     fn with_capacity(&self, mut request: HttpRequest) -> HttpConnectorFuture {
-        let asked = request
+        let body = request
             .body()
             .bytes()
-            .and_then(|b| serde_json::from_slice::<serde_json::Value>(b).ok())
-            .and_then(|mut body| {
-                let object = body.as_object_mut()?;
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(b).ok());
+        if let Some(mut body) = body {
+            if let Ok(mut cost) = self.tap.cost.lock() {
+                cost.add_request(&body);
+            }
+            if let Some(object) = body.as_object_mut() {
                 object
                     .entry("ReturnConsumedCapacity")
-                    .or_insert_with(|| "TOTAL".into());
-                Some(body.to_string().into_bytes())
-            });
-        if let Some(body) = asked {
-            request
-                .headers_mut()
-                .insert("content-length", body.len().to_string());
-            *request.body_mut() = SdkBody::from(body);
+                    .or_insert_with(|| "INDEXES".into());
+                let body = body.to_string().into_bytes();
+                request
+                    .headers_mut()
+                    .insert("content-length", body.len().to_string());
+                *request.body_mut() = SdkBody::from(body);
+            }
         }
         let sent = self.inner.call(request);
         let tap = self.tap.clone();
@@ -182,16 +193,11 @@ impl TapConnector {
                 .await
                 .map_err(|e| ConnectorError::other(e.into(), None))?
                 .into_bytes();
-            let units = serde_json::from_slice::<serde_json::Value>(&bytes)
-                .map(|v| match &v["ConsumedCapacity"] {
-                    serde_json::Value::Array(all) => {
-                        all.iter().filter_map(|c| c["CapacityUnits"].as_f64()).sum()
-                    }
-                    one => one["CapacityUnits"].as_f64().unwrap_or(0.0),
-                })
-                .unwrap_or(0.0);
-            if let Ok(mut c) = tap.capacity.lock() {
-                *c += units;
+            if let (Ok(answer), Ok(mut cost)) = (
+                serde_json::from_slice::<serde_json::Value>(&bytes),
+                tap.cost.lock(),
+            ) {
+                cost.add_answer(&answer);
             }
             let mut again = HttpResponse::new(status, SdkBody::from(bytes));
             *again.headers_mut() = headers;
@@ -228,6 +234,14 @@ fn answer_400(body: String) -> HttpResponse {
 
 /// A DynamoDB client for `endpoint` whose calls go through a [`Tap`].
 pub async fn tapped_client(endpoint: &str) -> Result<(Client, Arc<Tap>), String> {
+    tapped_client_with(endpoint, None).await
+}
+
+/// [`tapped_client`] with its own timeouts (the tests' patient ones, say).
+pub async fn tapped_client_with(
+    endpoint: &str,
+    timeouts: Option<aws_sdk_dynamodb::config::timeout::TimeoutConfig>,
+) -> Result<(Client, Arc<Tap>), String> {
     if !endpoint.starts_with("http://") {
         return Err(format!(
             "the wiretap speaks plain HTTP to DynamoDB Local, not {endpoint}"
@@ -237,11 +251,12 @@ pub async fn tapped_client(endpoint: &str) -> Result<(Client, Arc<Tap>), String>
     // DynamoDB Local speaks plain HTTP: the SDK's client without TLS.
     let inner = aws_smithy_http_client::Builder::new().build_http();
     let tap = Arc::new(Tap::default());
-    let conf = aws_sdk_dynamodb::config::Builder::from(&config)
-        .http_client(TapClient {
-            inner,
-            tap: tap.clone(),
-        })
-        .build();
-    Ok((Client::from_conf(conf), tap))
+    let mut conf = aws_sdk_dynamodb::config::Builder::from(&config).http_client(TapClient {
+        inner,
+        tap: tap.clone(),
+    });
+    if let Some(timeouts) = timeouts {
+        conf = conf.timeout_config(timeouts);
+    }
+    Ok((Client::from_conf(conf.build()), tap))
 }

@@ -271,7 +271,9 @@ pub struct Member {
     pub role: Role,
     pub hris_role: Option<HrisRole>,
     pub department: Department,
+    #[serde(default)]
     pub locations: Vec<MemberLocation>,
+    #[serde(default)]
     pub collaboration_rules: Vec<CollaborationRule>,
     pub is_primary: bool,
     pub is_active: bool,
@@ -281,6 +283,7 @@ pub struct Member {
     pub password_hash: Option<PasswordHash>,
     pub background_check_exempt: bool,
     pub background_check_exempt_reason: Option<String>,
+    #[serde(default)]
     pub background_check_requests: Vec<BackgroundCheckRequest>,
     pub onboard_date: Option<Timestamp>,
     pub offboard_date: Option<Timestamp>,

@@ -2,12 +2,12 @@
 //! API keys. The functions never call them.
 
 use super::errors::{build_error, sdk_error};
+use super::outbox::audit_record;
 use super::records::{
-    audit_record, email_guard, from_item, location_records, to_item, ApiKeyRecord, MemberRecord,
-    OrgRecord,
+    email_guard, from_item, location_records, to_item, ApiKeyRecord, MemberRecord, OrgRecord,
 };
 use super::shards::{new_shards, COUNTER_SHARDS};
-use super::tx::put;
+use super::tx::{put, put_item};
 use super::{keys, DynamoStore, Item, INDEXES};
 use crate::error::ApiError;
 use crate::model::*;
@@ -94,7 +94,7 @@ impl DynamoStore {
                     org: org.clone(),
                 },
             )?,
-            put(&self.table, &MemberRecord::new(&new.admin))?,
+            put_item(&self.table, MemberRecord::item(&new.admin)?)?,
             put(&self.table, &email_guard(&new.admin))?,
             put(&self.table, &audit_record(&new.audit))?,
         ];

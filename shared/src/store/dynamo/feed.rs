@@ -9,7 +9,8 @@
 //! transaction, so an entry delivered twice by the stream gets one place.
 
 use super::errors::{build_error, sdk_error};
-use super::records::{from_item, AuditRecord};
+use super::outbox::AuditRecord;
+use super::records::from_item;
 use super::tx::{Guarded, TxFailure};
 use super::{keys, DynamoStore, Item};
 use crate::error::ApiError;
@@ -166,7 +167,7 @@ impl DynamoStore {
 
     /// The outbox entry an audit item's image (from the stream) holds.
     pub fn read_outbox_entry(&self, image: Item) -> Result<AuditEvent, ApiError> {
-        Ok(from_item::<AuditRecord>(image)?.event)
+        Ok(from_item::<AuditRecord>(image)?.into_event())
     }
 
     /// The counter from `last` (as read; `None`: never moved) to `last + n`.
@@ -339,7 +340,7 @@ impl DynamoStore {
         Ok(self
             .get::<AuditRecord>((r.audit_pk, r.audit_sk))
             .await?
-            .map(|a| events::from_audit(&a.event, seq)))
+            .map(|a| events::from_audit(&a.into_event(), seq)))
     }
 
     /// Audit entries by key, consistent (`batch_get`).
@@ -349,7 +350,7 @@ impl DynamoStore {
     ) -> Result<HashMap<(String, String), AuditEvent>, ApiError> {
         let mut out = HashMap::new();
         for item in self.batch_get(keys).await?.0 {
-            let e = from_item::<AuditRecord>(item)?.event;
+            let e = from_item::<AuditRecord>(item)?.into_event();
             let key = keys::audit(&e.organization_id, e.member_id.as_ref(), &e.id);
             out.insert(key, e);
         }

@@ -4,9 +4,9 @@
 
 use super::errors::build_error;
 use super::holders::move_holders;
+use super::outbox::audit_record;
 use super::records::{
-    audit_record, email_guard, external_id_guard, location_records, to_item, MemberRecord,
-    COUNTER_WRITES,
+    email_guard, external_id_guard, location_records, to_item, MemberRecord, COUNTER_WRITES,
 };
 use super::shards::member_shard;
 use super::tx::{check, delete, put, Guarded};
@@ -45,7 +45,7 @@ pub(super) fn update_items(
         } else {
             let put = Put::builder()
                 .table_name(t)
-                .set_item(Some(to_item(&MemberRecord::new(after))?))
+                .set_item(Some(MemberRecord::item(after)?))
                 .condition_expression(member_condition)
                 .set_expression_attribute_values(Some(expected))
                 .build()
@@ -357,7 +357,7 @@ pub(super) fn demote_primary(
     }
     let put = Put::builder()
         .table_name(t)
-        .set_item(Some(to_item(&MemberRecord::new(&d.after))?))
+        .set_item(Some(MemberRecord::item(&d.after)?))
         .condition_expression(condition)
         .set_expression_attribute_values(Some(values))
         .build()

@@ -3,12 +3,13 @@
 
 use super::holders::move_holders;
 use super::member_items::{demote_primary, hashed, holder_deltas, org_items, update_items};
+use super::outbox::audit_record;
 use super::records::{
-    audit_record, email_guard, external_id_guard, from_item, location_records, IdempotencyItem,
-    MemberRecord, OrgRecord, IDEMPOTENCY_TTL_SECONDS,
+    email_guard, external_id_guard, from_item, location_records, IdempotencyItem, MemberRecord,
+    OrgRecord, IDEMPOTENCY_TTL_SECONDS,
 };
 use super::refusals::{refusal, update_refusal, write_conflict};
-use super::tx::{put, put_unless_live, Guarded, TxFailure};
+use super::tx::{put, put_item, put_unless_live, Guarded, TxFailure};
 use super::{keys, DynamoStore};
 use crate::error::ApiError;
 use crate::model::*;
@@ -64,7 +65,7 @@ impl DynamoStore {
         let m = &w.member;
         hashed(m)?;
         let mut items = vec![
-            (Guarded::NewMember, put(t, &MemberRecord::new(m))?),
+            (Guarded::NewMember, put_item(t, MemberRecord::item(m)?)?),
             (Guarded::EmailGuard, put(t, &email_guard(m))?),
             (Guarded::Audit, put(t, &audit_record(&w.audit))?),
         ];

@@ -7,7 +7,9 @@
 //! cursor holds no key of the table and cannot point into another organisation.
 
 use super::errors::sdk_error;
-use super::records::{from_item, read_member, AuditRecord, EmailGuardRecord, MemberRecord};
+use super::list_plan::{choose_source, filter_expression, Covered, Source};
+use super::outbox::AuditRecord;
+use super::records::{from_item, read_member, EmailGuardRecord, MemberRecord};
 use super::{keys, DynamoStore, Item};
 use crate::error::ApiError;
 use crate::model::*;
@@ -27,19 +29,6 @@ pub const READ_CAP: usize = 1000;
 /// with a short page and a cursor, instead of reading tens of MB.
 pub const READ_UNITS_CAP: f64 = 1024.0;
 
-/// Where a list reads from.
-enum Source {
-    /// A member index: its name, key attribute names, and the partition for a status.
-    Index {
-        index: &'static str,
-        pk: &'static str,
-        sk: &'static str,
-        partition: Box<dyn Fn(bool) -> String + Send + Sync>,
-    },
-    /// A location's member list (main table): ids, then the members.
-    Location { org: OrgId, location: String },
-}
-
 /// What one partition gave.
 struct Run {
     /// (sort key, member), ascending.
@@ -54,7 +43,6 @@ impl DynamoStore {
         if let Some(email) = &q.email {
             return self.list_by_email(org, email, q, page).await;
         }
-        let source = choose_source(org, q);
         let statuses: &[bool] = match q.status {
             StatusFilter::Active => &[true],
             StatusFilter::Inactive => &[false],
@@ -69,7 +57,8 @@ impl DynamoStore {
         };
         let mut runs = Vec::new();
         for &active in statuses {
-            runs.push(self.run(org, &source, active, q, want, &mut page).await?);
+            let source = choose_source(org, q, active);
+            runs.push(self.run(&source, active, q, want, &mut page).await?);
         }
         // Everything up to the smallest position a partition stopped at is known: return
         // only that, so no unread item can be skipped.
@@ -96,13 +85,7 @@ impl DynamoStore {
     /// time.
     pub(super) async fn count(&self, org: &OrgId, q: &ListQuery) -> Result<Option<u64>, ApiError> {
         use crate::store::COUNT_READ_CAP;
-        let Source::Index {
-            index,
-            pk,
-            sk,
-            partition,
-        } = choose_source(org, q)
-        else {
+        if q.location_id.is_some() {
             // Locations are not an index: their members are counted by reading them.
             let mut q = q.clone();
             let (mut total, mut read, mut after) = (0, 0, None);
@@ -118,15 +101,25 @@ impl DynamoStore {
                     None => return Ok(Some(total)),
                 }
             }
-        };
+        }
         let statuses: &[bool] = match q.status {
             StatusFilter::Active => &[true],
             StatusFilter::Inactive => &[false],
             StatusFilter::All => &[true, false],
         };
-        let (filter, names, filter_values) = filter_expression(org, q);
         let (mut total, mut read) = (0u64, 0u64);
         for &active in statuses {
+            let Source::Index {
+                index,
+                pk,
+                sk,
+                partition,
+                covers,
+            } = choose_source(org, q, active)
+            else {
+                return Err(ApiError::Internal);
+            };
+            let (filter, names, filter_values) = filter_expression(q, covers);
             let mut values = filter_values.clone();
             let mut condition = format!("{pk} = :pk");
             values.insert(":pk".into(), AttributeValue::S(partition(active)));
@@ -195,7 +188,6 @@ impl DynamoStore {
     /// Reads one status partition of a source until `want` matches, the end, or the cap.
     async fn run(
         &self,
-        org: &OrgId,
         source: &Source,
         active: bool,
         q: &ListQuery,
@@ -204,7 +196,11 @@ impl DynamoStore {
     ) -> Result<Run, ApiError> {
         let mut found = Vec::new();
         let mut start: Option<Item> = None;
-        let (filter, names, filter_values) = filter_expression(org, q);
+        let covers = match source {
+            Source::Index { covers, .. } => *covers,
+            Source::Location { .. } => Covered::Nothing,
+        };
+        let (filter, names, filter_values) = filter_expression(q, covers);
         loop {
             let (items, last) = match source {
                 Source::Index {
@@ -212,6 +208,7 @@ impl DynamoStore {
                     pk,
                     sk,
                     partition,
+                    ..
                 } => {
                     let mut values = filter_values.clone();
                     // Only a filtered read can run past its page (sparse matches): measure
@@ -343,7 +340,7 @@ impl DynamoStore {
     /// Items by key, consistent, 100 keys a BatchGetItem; keys left unprocessed (throttling)
     /// are asked again after a pause, 4 times at most (then 503). Answers the items found (in
     /// no order), the calls made and the read units consumed.
-    pub(super) async fn batch_get(
+    pub async fn batch_get(
         &self,
         keys: &[(String, String)],
     ) -> Result<(Vec<Item>, usize, f64), ApiError> {
@@ -435,7 +432,7 @@ impl DynamoStore {
             read_units += units(out.consumed_capacity());
             start = out.last_evaluated_key().cloned();
             for item in out.items.unwrap_or_default() {
-                events.push(from_item::<AuditRecord>(item)?.event);
+                events.push(from_item::<AuditRecord>(item)?.into_event());
             }
             if start.is_none() || events.len() > limit {
                 return Ok(crate::store::cut_page(events, limit, |e| e.id.to_string()));
@@ -453,102 +450,6 @@ impl DynamoStore {
 /// The capacity units one call reports having consumed.
 fn units(consumed: Option<&ConsumedCapacity>) -> f64 {
     consumed.and_then(|c| c.capacity_units()).unwrap_or(0.0)
-}
-
-/// The most selective key the query has (email is handled before this).
-fn choose_source(org: &OrgId, q: &ListQuery) -> Source {
-    let org = org.clone();
-    let index =
-        |index, pk, sk, partition: Box<dyn Fn(bool) -> String + Send + Sync>| Source::Index {
-            index,
-            pk,
-            sk,
-            partition,
-        };
-    if let Some(location) = &q.location_id {
-        return Source::Location {
-            org,
-            location: location.clone(),
-        };
-    }
-    if let Some(role) = q.role.clone() {
-        return index(
-            "GSI2",
-            "GSI2PK",
-            "GSI2SK",
-            Box::new(move |a| keys::role_partition(&org, &role, a)),
-        );
-    }
-    if let Some(hris) = q.hris_role {
-        return index(
-            "GSI3",
-            "GSI3PK",
-            "GSI3SK",
-            Box::new(move |a| keys::hris_partition(&org, hris, a)),
-        );
-    }
-    if let Some(department) = q.department {
-        return index(
-            "GSI4",
-            "GSI4PK",
-            "GSI4SK",
-            Box::new(move |a| keys::department_partition(&org, department, a)),
-        );
-    }
-    let by_status = move |a| keys::members_partition(&org, a);
-    if q.updated_since.is_some() {
-        return index("GSI5", "GSI5PK", "GSI5SK", Box::new(by_status));
-    }
-    index("GSI1", "GSI1PK", "GSI1SK", Box::new(by_status))
-}
-
-/// The filters the chosen index does not already apply, as a FilterExpression (with
-/// attribute names, since `role` is a reserved word).
-fn filter_expression(
-    org: &OrgId,
-    q: &ListQuery,
-) -> (Option<String>, HashMap<String, String>, Item) {
-    // In the order choose_source prefers them; the first one present is the index's. Each is
-    // (attribute, operator, value): `begins_with` tests a prefix.
-    let hris = q.hris_role.map(|h| match h {
-        Some(h) => ("hrisRole", "=", h.as_str().to_owned()),
-        // Members without an HRIS role: their GSI3 partition is `…#HRIS#none#<status>`.
-        None => (
-            "GSI3PK",
-            "begins_with",
-            keys::hris_partition(org, None, true)
-                .trim_end_matches(keys::status(true))
-                .to_owned(),
-        ),
-    });
-    let candidates: [Option<(&str, &str, String)>; 4] = [
-        q.role
-            .as_ref()
-            .map(|r| ("role", "=", r.as_str().to_owned())),
-        hris,
-        q.department
-            .map(|d| ("department", "=", d.as_str().to_owned())),
-        q.updated_since.map(|t| ("updatedAt", ">=", t.to_string())),
-    ];
-    let mut indexed = q.location_id.is_some();
-    let (mut parts, mut names, mut values) = (Vec::new(), HashMap::new(), Item::new());
-    for (attribute, operator, value) in candidates.into_iter().flatten() {
-        if indexed {
-            // Names for all: `role` is a reserved word.
-            parts.push(match operator {
-                "begins_with" => format!("begins_with(#{attribute}, :{attribute})"),
-                _ => format!("#{attribute} {operator} :{attribute}"),
-            });
-            names.insert(format!("#{attribute}"), attribute.to_owned());
-            values.insert(format!(":{attribute}"), AttributeValue::S(value));
-        }
-        indexed = true;
-    }
-    if q.scim_only {
-        parts.push("attribute_not_exists(scimDeprovisioned)".into());
-    }
-    let filter = (!parts.is_empty()).then(|| parts.join(" AND "));
-    (filter, names, values)
 }
 
 fn sort_key(item: &Item, name: &str) -> Result<String, ApiError> {

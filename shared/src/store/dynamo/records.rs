@@ -28,18 +28,21 @@ pub(super) struct MemberRecord {
     gsi1pk: String,
     #[serde(rename = "GSI1SK")]
     gsi1sk: String,
-    #[serde(rename = "GSI2PK")]
-    gsi2pk: String,
-    #[serde(rename = "GSI2SK")]
-    gsi2sk: String,
-    #[serde(rename = "GSI3PK")]
-    gsi3pk: String,
-    #[serde(rename = "GSI3SK")]
-    gsi3sk: String,
-    #[serde(rename = "GSI4PK")]
-    gsi4pk: String,
-    #[serde(rename = "GSI4SK")]
-    gsi4sk: String,
+    /// GSI2–GSI4 (role, HRIS role, department) hold active members only (a sparse index): a
+    /// deactivation takes the member out of them instead of moving it to an `inactive`
+    /// partition, and lists of inactive members by these filters read GSI1 (queries.rs).
+    #[serde(rename = "GSI2PK", default, skip_serializing_if = "Option::is_none")]
+    gsi2pk: Option<String>,
+    #[serde(rename = "GSI2SK", default, skip_serializing_if = "Option::is_none")]
+    gsi2sk: Option<String>,
+    #[serde(rename = "GSI3PK", default, skip_serializing_if = "Option::is_none")]
+    gsi3pk: Option<String>,
+    #[serde(rename = "GSI3SK", default, skip_serializing_if = "Option::is_none")]
+    gsi3sk: Option<String>,
+    #[serde(rename = "GSI4PK", default, skip_serializing_if = "Option::is_none")]
+    gsi4pk: Option<String>,
+    #[serde(rename = "GSI4SK", default, skip_serializing_if = "Option::is_none")]
+    gsi4sk: Option<String>,
     #[serde(rename = "GSI5PK")]
     gsi5pk: String,
     #[serde(rename = "GSI5SK")]
@@ -48,11 +51,64 @@ pub(super) struct MemberRecord {
     pub(super) member: Member,
 }
 
+/// How member items and outbox entries are written. Every version reads both.
+///
+/// - `Compact` (the default): a member's item without its empty attributes (`null`s, empty
+///   lists) and, while deactivated, without the keys of GSI2–GSI4 (sparse); an outbox entry
+///   without its member's `null`s (marked `nullsOut`, restored on read). A member then fits
+///   the 1 KB a write unit buys, in the table and in each index's copy (docs/design.md, What
+///   a write costs).
+/// - `Full`: as versions before it wrote them, which cannot read the compact ones. An
+///   upgrade from such a version first deploys with `ITEM_LAYOUT=full` (the template's
+///   `ItemLayout`), so that no function of the older version meets a compact item, then
+///   switches to `compact`; a rollback goes back through `full` the same way.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ItemLayout {
+    Compact,
+    Full,
+}
+
+impl ItemLayout {
+    /// `ITEM_LAYOUT` (`compact` or `full`), read once; anything else is `compact`, logged.
+    pub fn current() -> ItemLayout {
+        static LAYOUT: std::sync::OnceLock<ItemLayout> = std::sync::OnceLock::new();
+        *LAYOUT.get_or_init(|| match std::env::var("ITEM_LAYOUT").as_deref() {
+            Ok("full") => ItemLayout::Full,
+            Ok("compact") | Err(_) => ItemLayout::Compact,
+            Ok(other) => {
+                tracing::warn!(
+                    value = other,
+                    "ITEM_LAYOUT is compact or full; using compact"
+                );
+                ItemLayout::Compact
+            }
+        })
+    }
+}
+
 impl MemberRecord {
-    pub(super) fn new(m: &Member) -> Self {
+    /// The member's item as written, in the layout of this deployment.
+    pub(super) fn item(m: &Member) -> Result<Item, ApiError> {
+        Self::item_in(m, ItemLayout::current())
+    }
+
+    pub(super) fn item_in(m: &Member, layout: ItemLayout) -> Result<Item, ApiError> {
+        let mut item = to_item(&MemberRecord::new(m, layout))?;
+        if layout == ItemLayout::Compact {
+            item.retain(|_, v| match v {
+                AttributeValue::Null(_) => false,
+                AttributeValue::L(l) => !l.is_empty(),
+                _ => true,
+            });
+        }
+        Ok(item)
+    }
+
+    fn new(m: &Member, layout: ItemLayout) -> Self {
         let (pk, sk) = keys::member(&m.organization_id, &m.id);
         let [by_status, by_role, by_hris, by_department] = keys::member_indexes(m);
         let id = m.id.to_string();
+        let indexed = m.is_active || layout == ItemLayout::Full;
         MemberRecord {
             pk,
             sk,
@@ -60,12 +116,12 @@ impl MemberRecord {
             email_normalized: m.email.normalized(),
             gsi1pk: by_status.clone(),
             gsi1sk: id.clone(),
-            gsi2pk: by_role,
-            gsi2sk: id.clone(),
-            gsi3pk: by_hris,
-            gsi3sk: id.clone(),
-            gsi4pk: by_department,
-            gsi4sk: id.clone(),
+            gsi2pk: indexed.then_some(by_role),
+            gsi2sk: indexed.then(|| id.clone()),
+            gsi3pk: indexed.then_some(by_hris),
+            gsi3sk: indexed.then(|| id.clone()),
+            gsi4pk: indexed.then_some(by_department),
+            gsi4sk: indexed.then(|| id.clone()),
             gsi5pk: by_status,
             gsi5sk: format!("{}#{id}", m.updated_at),
             member: m.clone(),
@@ -125,17 +181,6 @@ pub(super) struct ApiKeyRecord {
 }
 
 #[derive(Serialize, Deserialize)]
-pub(super) struct AuditRecord {
-    #[serde(rename = "PK")]
-    pk: String,
-    #[serde(rename = "SK")]
-    sk: String,
-    entity: String,
-    #[serde(flatten)]
-    pub(super) event: AuditEvent,
-}
-
-#[derive(Serialize, Deserialize)]
 pub(super) struct IdempotencyItem {
     #[serde(rename = "PK")]
     pub(super) pk: String,
@@ -188,16 +233,6 @@ pub(super) fn location_records(m: &Member) -> Vec<LocationRecord> {
         .collect()
 }
 
-pub(super) fn audit_record(e: &AuditEvent) -> AuditRecord {
-    let (pk, sk) = keys::audit(&e.organization_id, e.member_id.as_ref(), &e.id);
-    AuditRecord {
-        pk,
-        sk,
-        entity: "auditEvent".into(),
-        event: e.clone(),
-    }
-}
-
 /// A member read straight from its item: the record's own attributes (keys, index keys,
 /// `emailNormalized`) are skipped rather than buffered, as `#[serde(flatten)]` would.
 pub(super) fn read_member(item: Item) -> Result<Member, ApiError> {
@@ -236,10 +271,10 @@ fn redact_key(pk: &str) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    fn member() -> Member {
+    pub(in crate::store::dynamo) fn member() -> Member {
         let now = Timestamp::now();
         let org = OrgId::parse("org_a").unwrap_or_else(|e| panic!("{e}"));
         Member {
@@ -282,7 +317,8 @@ mod tests {
     #[test]
     fn a_member_record_round_trips_through_an_item() {
         let m = member();
-        let item = to_item(&MemberRecord::new(&m)).unwrap_or_else(|e| panic!("{e:?}"));
+        let item =
+            MemberRecord::item_in(&m, ItemLayout::Compact).unwrap_or_else(|e| panic!("{e:?}"));
         assert_eq!(
             item.get("PK"),
             Some(&AttributeValue::S("ORG#org_a#MEMBER#mem_1".into()))
@@ -298,6 +334,80 @@ mod tests {
         assert_eq!(item.get("version"), Some(&AttributeValue::N("7".into())));
         let back: MemberRecord = from_item(item).unwrap_or_else(|e| panic!("{e:?}"));
         assert_eq!(back.member, m);
+    }
+
+    /// An item's size as DynamoDB counts it (names and values; numbers ~1 byte per 2 digits).
+    fn size(item: &Item) -> usize {
+        fn value(v: &AttributeValue) -> usize {
+            match v {
+                AttributeValue::S(s) => s.len(),
+                AttributeValue::N(n) => n.len().div_ceil(2) + 1,
+                AttributeValue::Bool(_) | AttributeValue::Null(_) => 1,
+                AttributeValue::L(l) => 3 + l.iter().map(|e| 1 + value(e)).sum::<usize>(),
+                AttributeValue::M(m) => {
+                    3 + m.iter().map(|(k, e)| 1 + k.len() + value(e)).sum::<usize>()
+                }
+                _ => 0,
+            }
+        }
+        item.iter().map(|(k, v)| k.len() + value(v)).sum()
+    }
+
+    #[test]
+    fn a_member_item_holds_no_empty_attribute_and_a_plain_member_fits_one_write_unit() {
+        let mut m = member();
+        m.locations.clear();
+        m.external_id = None;
+        m.fleet_dm_label_id = None;
+        m.default_location_id = None;
+        let item =
+            MemberRecord::item_in(&m, ItemLayout::Compact).unwrap_or_else(|e| panic!("{e:?}"));
+        assert!(
+            !item
+                .values()
+                .any(|v| matches!(v, AttributeValue::Null(_))
+                    || v.as_l().is_ok_and(|l| l.is_empty())),
+            "{item:?}"
+        );
+        // Every index (ALL) holds a copy: past 1 KB each write of it costs twice.
+        assert!(size(&item) < 1024, "{} bytes: {item:?}", size(&item));
+        let back: MemberRecord = from_item(item).unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!(back.member, m);
+    }
+
+    /// A member with every optional field unset.
+    pub(in crate::store::dynamo) fn blank_member() -> Member {
+        let mut m = member();
+        (m.first_name, m.job_title, m.hris_role, m.fleet_dm_label_id) = (None, None, None, None);
+        (m.default_location_id, m.external_id) = (None, None);
+        m
+    }
+
+    #[test]
+    fn a_deactivated_member_leaves_the_sparse_indexes_unless_written_in_full() {
+        let mut m = member();
+        m.is_active = false;
+        let has = |item: &Item, names: &[&str]| names.iter().all(|n| item.contains_key(*n));
+        let sparse = ["GSI2PK", "GSI2SK", "GSI3PK", "GSI3SK", "GSI4PK", "GSI4SK"];
+        let compact =
+            MemberRecord::item_in(&m, ItemLayout::Compact).unwrap_or_else(|e| panic!("{e:?}"));
+        assert!(
+            !sparse.iter().any(|n| compact.contains_key(*n)),
+            "{compact:?}"
+        );
+        assert!(has(&compact, &["GSI1PK", "GSI1SK", "GSI5PK", "GSI5SK"]));
+        // As older versions wrote it, which read `null`s and every index key.
+        let full = MemberRecord::item_in(&m, ItemLayout::Full).unwrap_or_else(|e| panic!("{e:?}"));
+        assert!(has(&full, &sparse));
+        assert_eq!(full.get("lastName"), Some(&AttributeValue::Null(true)));
+        assert_eq!(
+            full.get("GSI2PK"),
+            Some(&AttributeValue::S("ORG#org_a#ROLE#admin#inactive".into()))
+        );
+        for item in [compact, full] {
+            let back: MemberRecord = from_item(item).unwrap_or_else(|e| panic!("{e:?}"));
+            assert_eq!(back.member, m);
+        }
     }
 
     #[test]
@@ -343,7 +453,8 @@ mod tests {
 
     #[test]
     fn a_corrupt_item_is_an_error_not_a_skipped_row() {
-        let mut item = to_item(&MemberRecord::new(&member())).unwrap_or_else(|e| panic!("{e:?}"));
+        let mut item = MemberRecord::item_in(&member(), ItemLayout::Compact)
+            .unwrap_or_else(|e| panic!("{e:?}"));
         item.insert("role".into(), AttributeValue::S("emperor".into()));
         assert!(matches!(
             from_item::<MemberRecord>(item),

@@ -6,7 +6,7 @@
 //! are also generated outside their range, and must then be refused (never stored, never a
 //! panic). And any text at all is either refused or stored as a fixed point of the rules.
 
-use super::records::{from_item, read_member, to_item, MemberRecord};
+use super::records::{from_item, read_member, MemberRecord};
 use crate::input::{parse_member_patch, MAX_LOCATIONS};
 use crate::model::*;
 use crate::rules::{allowed_collaboration_roles, new_member};
@@ -291,7 +291,7 @@ proptest! {
         let Ok(draft) = draft else { return Ok(()) };
         let member = draft.member;
 
-        let item = to_item(&MemberRecord::new(&member));
+        let item = MemberRecord::item(&member);
         prop_assert!(item.is_ok());
         let Ok(item) = item else { return Ok(()) };
         let direct = read_member(item.clone());

@@ -2,7 +2,8 @@
 
 use super::errors::{build_error, sdk_error};
 use super::holders::{delete_idle_shards, new_holder_shards};
-use super::records::{audit_record, from_item};
+use super::outbox::audit_record;
+use super::records::from_item;
 use super::shards::{switch_shards, COUNTER_SHARDS};
 use super::tx::{delete, put, Guarded, TxFailure};
 use super::{keys, DynamoStore, Item};

@@ -7,7 +7,8 @@
 //!   `<due, ms>#<ulid>`.
 
 use super::errors::{build_error, sdk_error};
-use super::records::{audit_record, from_item, to_item};
+use super::outbox::audit_record;
+use super::records::{from_item, to_item};
 use super::tx::{Guarded, TxFailure};
 use super::{DynamoStore, Item};
 use crate::error::ApiError;
