@@ -5,7 +5,7 @@
 //! into shards.
 
 use crate::Ctx;
-use members_tests::{ensure, ensure_eq, membersctl, TestResult, TABLE};
+use members_tests::{ensure, ensure_eq, membersctl, Stack, TestResult, TABLE};
 use serde_json::{json, Value};
 use shared::model::{AuditEvent, AuditEventId, OrgId, Organization, Timestamp};
 use shared::store::dynamo::{
@@ -17,10 +17,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 /// The organisation item as stored.
-async fn org_item(ctx: &Ctx, org: &OrgId) -> Result<HashMap<String, AttributeValue>, String> {
+async fn org_item(st: &Stack, org: &OrgId) -> Result<HashMap<String, AttributeValue>, String> {
     let (pk, sk) = keys::org(org);
-    ctx.stack
-        .store
+    st.store
         .client()
         .get_item()
         .table_name(TABLE)
@@ -36,10 +35,9 @@ async fn org_item(ctx: &Ctx, org: &OrgId) -> Result<HashMap<String, AttributeVal
 
 /// Damage by hand: the SCIM counters and the stamp gone from the organisation item, and
 /// `damage` written over the others.
-async fn damage(ctx: &Ctx, org: &OrgId, set: &str, values: &[(&str, i64)]) -> TestResult {
+async fn damage(st: &Stack, org: &OrgId, set: &str, values: &[(&str, i64)]) -> TestResult {
     let (pk, sk) = keys::org(org);
-    let mut update = ctx
-        .stack
+    let mut update = st
         .store
         .client()
         .update_item()
@@ -57,11 +55,11 @@ async fn damage(ctx: &Ctx, org: &OrgId, set: &str, values: &[(&str, i64)]) -> Te
 }
 
 /// An organisation as an older version left it: every count on its item, no counter shards.
-async fn make_legacy(ctx: &Ctx, org: &OrgId) -> TestResult {
-    let client = ctx.stack.store.client();
-    let counted = ctx.stack.organization(org).await?.counters;
+async fn make_legacy(st: &Stack, org: &OrgId) -> TestResult {
+    let client = st.store.client();
+    let counted = st.organization(org).await?.counters;
     let shards = (0..COUNTER_SHARDS).map(|index| keys::counter_shard(org, index));
-    delete_items(ctx, shards).await?;
+    delete_items(st, shards).await?;
     let (pk, sk) = keys::org(org);
     let mut update = client
         .update_item()
@@ -86,10 +84,9 @@ async fn make_legacy(ctx: &Ctx, org: &OrgId) -> TestResult {
 }
 
 /// Deletes these items (PK, SK), by hand.
-async fn delete_items(ctx: &Ctx, items: impl Iterator<Item = (String, String)>) -> TestResult {
+async fn delete_items(st: &Stack, items: impl Iterator<Item = (String, String)>) -> TestResult {
     for (pk, sk) in items {
-        ctx.stack
-            .store
+        st.store
             .client()
             .delete_item()
             .table_name(TABLE)
@@ -103,9 +100,8 @@ async fn delete_items(ctx: &Ctx, items: impl Iterator<Item = (String, String)>) 
 }
 
 /// How many counter shards the organisation has.
-async fn shard_count(ctx: &Ctx, org: &OrgId) -> Result<usize, String> {
-    let page = ctx
-        .stack
+async fn shard_count(st: &Stack, org: &OrgId) -> Result<usize, String> {
+    let page = st
         .store
         .client()
         .query()
@@ -128,12 +124,12 @@ fn number(item: &HashMap<String, AttributeValue>, name: &str) -> i64 {
 }
 
 /// `membersctl --json recount …` against the stack's DynamoDB Local: (success, stdout, stderr).
-fn recount_cli(ctx: &Ctx, args: &[&str]) -> Result<(bool, String, String), String> {
+fn recount_cli(st: &Stack, args: &[&str]) -> Result<(bool, String, String), String> {
     let out = std::process::Command::new(membersctl())
         .arg("--json")
         .arg("recount")
         .args(args)
-        .env("AWS_ENDPOINT_URL_DYNAMODB", ctx.stack.dynamo.endpoint())
+        .env("AWS_ENDPOINT_URL_DYNAMODB", st.dynamo.endpoint())
         .env("TABLE_NAME", TABLE)
         // A page of the Scan on two cores busy with the other tests: the stack's patience.
         .env("DYNAMODB_ATTEMPT_TIMEOUT_MS", "10000")
@@ -150,7 +146,7 @@ fn recount_cli(ctx: &Ctx, args: &[&str]) -> Result<(bool, String, String), Strin
 /// run reports the differences and writes nothing, the recount writes them, the next run
 /// finds nothing to do, and an unknown organisation is a clear failure.
 pub async fn recount_restores_missing_and_damaged_counters(ctx: Arc<Ctx>) -> TestResult {
-    let st = &ctx.stack;
+    let st = ctx.operator_stack().await?;
     let t = st.tenant(false).await?;
     t.create(&json!({"firstName": "Ada", "email": "ada@example.com", "role": "admin"}))?;
     let bo = t.create(&json!({"firstName": "Bo", "email": "bo@example.com", "role": "simple"}))?;
@@ -168,12 +164,12 @@ pub async fn recount_restores_missing_and_damaged_counters(ctx: Arc<Ctx>) -> Tes
     st.check_invariants(&t.org).await?;
     // The upgrade's starting point: an organisation created before SCIM (no SCIM counters)
     // and before counter shards, then damaged by hand.
-    make_legacy(&ctx, &t.org).await?;
-    damage(&ctx, &t.org, "SET activeAdmins = :seven", &[(":seven", 7)]).await?;
-    let damaged = org_item(&ctx, &t.org).await?;
+    make_legacy(st, &t.org).await?;
+    damage(st, &t.org, "SET activeAdmins = :seven", &[(":seven", 7)]).await?;
+    let damaged = org_item(st, &t.org).await?;
 
     let org = t.org.to_string();
-    let (ok, out, err) = recount_cli(&ctx, &["--org", &org, "--dry-run"])?;
+    let (ok, out, err) = recount_cli(st, &["--org", &org, "--dry-run"])?;
     ensure!(ok, "dry run: {out} {err}");
     let report: Value = serde_json::from_str(&out).map_err(|e| format!("{e}: {out}"))?;
     // Root and Ada are active admins; Bo is inactive; Cy is inactive and hidden from SCIM.
@@ -192,33 +188,33 @@ pub async fn recount_restores_missing_and_damaged_counters(ctx: Arc<Ctx>) -> Tes
         "dry run's report"
     );
     ensure_eq!(
-        org_item(&ctx, &t.org).await?,
+        org_item(st, &t.org).await?,
         damaged,
         "a dry run writes nothing"
     );
-    ensure_eq!(shard_count(&ctx, &t.org).await?, 0, "nor shards");
+    ensure_eq!(shard_count(st, &t.org).await?, 0, "nor shards");
     // Until the recount, the API serves the organisation as the older version did: a
     // create counts on the organisation item, and no shard appears.
     t.create(&json!({"firstName": "Di", "email": "di@example.com", "role": "simple"}))?;
-    let served = org_item(&ctx, &t.org).await?;
+    let served = org_item(st, &t.org).await?;
     ensure_eq!(
         number(&served, "activeWithoutHrisRole") - number(&damaged, "activeWithoutHrisRole"),
         1,
         "Di counted on the organisation item"
     );
     ensure_eq!(
-        shard_count(&ctx, &t.org).await?,
+        shard_count(st, &t.org).await?,
         0,
         "no shard written by a create"
     );
 
-    let (ok, out, err) = recount_cli(&ctx, &["--org", &org])?;
+    let (ok, out, err) = recount_cli(st, &["--org", &org])?;
     ensure!(ok, "recount: {out} {err}");
     ensure!(out.contains("\"outcome\":\"corrected\""), "{out}");
     // Upgraded: every count in shards, each its own members' (check_invariants), and no
     // count of the older version left on the item.
     st.check_invariants(&t.org).await?;
-    let upgraded = org_item(&ctx, &t.org).await?;
+    let upgraded = org_item(st, &t.org).await?;
     for gone in [
         "activeMembers",
         "scimMembers",
@@ -230,7 +226,7 @@ pub async fn recount_restores_missing_and_damaged_counters(ctx: Arc<Ctx>) -> Tes
             "{gone} left on the organisation item"
         );
     }
-    let (ok, out, err) = recount_cli(&ctx, &["--org", &org])?;
+    let (ok, out, err) = recount_cli(st, &["--org", &org])?;
     ensure!(
         ok && out.contains("\"outcome\":\"unchanged\""),
         "again: {out} {err}"
@@ -244,12 +240,12 @@ pub async fn recount_restores_missing_and_damaged_counters(ctx: Arc<Ctx>) -> Tes
     );
     st.check_invariants(&t.org).await?;
 
-    let (ok, out, err) = recount_cli(&ctx, &["--org", "org_01JDOESNOTEXIST0000000000"])?;
+    let (ok, out, err) = recount_cli(st, &["--org", "org_01JDOESNOTEXIST0000000000"])?;
     ensure!(
         !ok && err.contains("no such organisation"),
         "unknown org: {out} {err}"
     );
-    let (ok, _, err) = recount_cli(&ctx, &[])?;
+    let (ok, _, err) = recount_cli(st, &[])?;
     ensure!(
         !ok && err.contains("--org"),
         "neither --org nor --all: {err}"
@@ -261,14 +257,14 @@ pub async fn recount_restores_missing_and_damaged_counters(ctx: Arc<Ctx>) -> Tes
 /// cancel out (a deactivation and a reactivation leave the counters as read, the stamp
 /// not); a recount racing writers never breaks exact counters.
 pub async fn recount_never_writes_a_count_that_writers_moved_under(ctx: Arc<Ctx>) -> TestResult {
-    let st = &ctx.stack;
+    let st = ctx.operator_stack().await?;
     let t = st.tenant(false).await?;
     let mut ids = Vec::new();
     for i in 0..2 {
         ids.push(t.create(&json!({"firstName": format!("W{i}"), "email": format!("w{i}@example.com"), "role": "simple"}))?);
     }
     damage(
-        &ctx,
+        st,
         &t.org,
         "SET activeWithoutHrisRole = :many",
         &[(":many", 100)],
@@ -286,7 +282,7 @@ pub async fn recount_never_writes_a_count_that_writers_moved_under(ctx: Arc<Ctx>
         let r = t.call(method, &path, None)?;
         ensure_eq!(r.status, 200, "{method} {path}: {}", r.text);
     }
-    let moved = org_item(&ctx, &t.org).await?;
+    let moved = org_item(st, &t.org).await?;
     ensure_eq!(
         st.organization(&t.org).await?.counters,
         stale.recount.stored,
@@ -306,7 +302,7 @@ pub async fn recount_never_writes_a_count_that_writers_moved_under(ctx: Arc<Ctx>
             .map_err(recount)?,
         "and not reported by a dry run"
     );
-    ensure_eq!(org_item(&ctx, &t.org).await?, moved, "nothing written");
+    ensure_eq!(org_item(st, &t.org).await?, moved, "nothing written");
 
     let started = std::time::Instant::now();
     let mut fresh = store.tally_counters(&t.org).await.map_err(recount)?;
@@ -325,7 +321,7 @@ pub async fn recount_never_writes_a_count_that_writers_moved_under(ctx: Arc<Ctx>
     // Damaged again, then writers toggle both members while whole recounts run until one
     // has corrected the counters, and once more: the counters end exact.
     damage(
-        &ctx,
+        st,
         &t.org,
         "SET activeWithoutHrisRole = :many",
         &[(":many", 100)],
@@ -398,9 +394,9 @@ pub async fn recount_never_writes_a_count_that_writers_moved_under(ctx: Arc<Ctx>
 pub async fn a_switch_that_read_the_older_layout_is_refused_after_the_upgrade(
     ctx: Arc<Ctx>,
 ) -> TestResult {
-    let st = &ctx.stack;
+    let st = ctx.operator_stack().await?;
     let t = st.tenant(false).await?;
-    make_legacy(&ctx, &t.org).await?;
+    make_legacy(st, &t.org).await?;
     let store = &st.store;
     let read = |e| format!("read: {e:?}");
     let before = store
@@ -409,7 +405,7 @@ pub async fn a_switch_that_read_the_older_layout_is_refused_after_the_upgrade(
         .map_err(read)?
         .ok_or("no organisation")?;
     ensure_eq!(before.counter_shards, 0, "read as the older layout");
-    let (ok, out, err) = recount_cli(&ctx, &["--org", t.org.as_str()])?;
+    let (ok, out, err) = recount_cli(st, &["--org", t.org.as_str()])?;
     ensure!(
         ok && out.contains("moved into counter shards"),
         "upgrade: {out} {err}"
@@ -469,7 +465,7 @@ pub async fn a_switch_that_read_the_older_layout_is_refused_after_the_upgrade(
 /// a create and a PATCH that give it count on its item (written again when the shard they
 /// tried is not there), its deletion is refused while held and allowed once not.
 pub async fn a_role_of_the_older_layout_keeps_counting_on_its_item(ctx: Arc<Ctx>) -> TestResult {
-    let st = &ctx.stack;
+    let st = ctx.operator_stack().await?;
     let t = st.tenant(false).await?;
     let r = t.call("POST", "/v1/roles", Some(&json!({"name": "Old"})))?;
     ensure_eq!(r.status, 201, "role: {}", r.text);
@@ -477,7 +473,7 @@ pub async fn a_role_of_the_older_layout_keeps_counting_on_its_item(ctx: Arc<Ctx>
     let role_id = shared::model::CustomRoleId::parse(&role).map_err(|e| format!("{e:?}"))?;
     let client = st.store.client();
     let shards = (0..COUNTER_SHARDS).map(|index| keys::role_holders(&t.org, &role_id, index));
-    delete_items(&ctx, shards).await?;
+    delete_items(st, shards).await?;
     let (pk, sk) = keys::role(&t.org, &role_id);
     client
         .update_item()

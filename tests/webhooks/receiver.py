@@ -9,6 +9,9 @@ Control (JSON over HTTP, same port):
                     verify with any of these secrets; answer 500 until that many seconds
                     from now (deliveries are still verified and logged)
     GET  /received  every delivery so far: [{"id", "valid", "error", "status", "event"}]
+Until the first /control gives it secrets, it answers deliveries 503 with Retry-After
+(logged with "valid": null): a receiver not yet set up, as the webhook's own
+`webhook.created` can arrive before the test has read the secret from the answer.
     POST /verify    {"headers": {…}, "body": "…"}: {"valid": bool, "error": "…"} (no logging)
 Any other POST is a delivery.
 """
@@ -68,10 +71,12 @@ class Handler(BaseHTTPRequestHandler):
             valid, error = verify(c["body"].encode(), c["headers"])
             return self.reply(200, {"valid": valid, "error": error})
         headers = {k.lower(): v for k, v in self.headers.items()}
-        valid, error = verify(body, headers)
+        with lock:
+            ready = bool(state["secrets"])
+        valid, error = verify(body, headers) if ready else (None, "not set up yet")
         with lock:
             failing = time.time() < state["fail_until"]
-            status = 400 if not valid else 500 if failing else 204
+            status = 503 if not ready else 400 if not valid else 500 if failing else 204
             try:
                 event = json.loads(body)
             except ValueError:
@@ -79,6 +84,12 @@ class Handler(BaseHTTPRequestHandler):
             state["received"].append({"id": headers.get("webhook-id"), "valid": valid, "error": error, "at": time.time(),
                                       "status": status, "signatures": len(headers.get("webhook-signature", "").split()),
                                       "event": event})
+        if status == 503:
+            self.send_response(503)
+            self.send_header("retry-after", "1")
+            self.send_header("content-length", "0")
+            self.end_headers()
+            return
         self.reply(status)
 
 
