@@ -169,7 +169,10 @@ pub async fn run(store: &DynamoStore, streams: &Streams) -> Result<(), String> {
             {
                 Ok(out) => out,
                 Err(e) => {
-                    eprintln!("membersctl: GetRecords failed ({e}); asking again");
+                    eprintln!(
+                        "membersctl: GetRecords failed ({}); asking again",
+                        aws_sdk_dynamodbstreams::error::DisplayErrorContext(&e)
+                    );
                     continue;
                 }
             };

@@ -223,7 +223,6 @@ async fn cost_per_operation(
         "  {:<34} {:>5} {:>6} {:>6}  units by table and index; items written",
         "operation", "calls", "units", "floor"
     );
-    let mut ids = Vec::new();
     let row = |label: &str,
                calls: std::collections::BTreeMap<String, usize>,
                cost: members_tests::cost::Cost| {
@@ -247,48 +246,67 @@ async fn cost_per_operation(
     };
     tap.take_calls();
     tap.take_cost();
-    for i in 0..n {
-        let mut r = request(
-            secret,
-            "POST",
-            "/v1/members",
-            Some(
-                json!({"firstName": format!("C{i}"), "email": format!("cost{i}@example.com"), "role": "simple"}),
-            ),
+    // The bench's member (a name, an email, a role), then one in every index: GSI3 and
+    // GSI4 leave out members without an HRIS role or department (records.rs).
+    let profiles = [
+        ("", "plain", json!({})),
+        (
+            ", dept+HRIS",
+            "every-index",
+            json!({"department": "it", "hrisRole": "hris_employee"}),
+        ),
+    ];
+    for (suffix, tag, extra) in profiles {
+        let mut ids = Vec::new();
+        for i in 0..n {
+            let mut body = json!({"firstName": format!("C{i}"), "email": format!("cost-{tag}-{i}@example.com"), "role": "simple"});
+            for (k, v) in extra.as_object().into_iter().flatten() {
+                body[k] = v.clone();
+            }
+            let mut r = request(secret, "POST", "/v1/members", Some(body));
+            r.headers
+                .insert("idempotency-key".into(), format!("cost-{tag}-{i}"));
+            let answer = shared::handlers::create_member(store.clone(), r)
+                .await
+                .map_err(|e| format!("{e:?}"))?;
+            let body: serde_json::Value =
+                serde_json::from_str(answer.body.as_deref().unwrap_or_default())
+                    .unwrap_or_default();
+            ids.push(body["id"].as_str().unwrap_or_default().to_owned());
+        }
+        row(
+            &format!("create (Idempotency-Key{suffix})"),
+            tap.take_calls(),
+            tap.take_cost(),
         );
-        r.headers
-            .insert("idempotency-key".into(), format!("cost-{i}"));
-        let answer = shared::handlers::create_member(store.clone(), r)
-            .await
-            .map_err(|e| format!("{e:?}"))?;
-        let body: serde_json::Value =
-            serde_json::from_str(answer.body.as_deref().unwrap_or_default()).unwrap_or_default();
-        ids.push(body["id"].as_str().unwrap_or_default().to_owned());
-    }
-    row(
-        "create (with Idempotency-Key)",
-        tap.take_calls(),
-        tap.take_cost(),
-    );
-    for id in &ids {
-        let r = request(
-            secret,
-            "PATCH",
-            &format!("/v1/members/{id}"),
-            Some(json!({"jobTitle": "Cost"})),
+        for id in &ids {
+            let r = request(
+                secret,
+                "PATCH",
+                &format!("/v1/members/{id}"),
+                Some(json!({"jobTitle": "Cost"})),
+            );
+            shared::handlers::update_member(store.clone(), r)
+                .await
+                .map_err(|e| format!("{e:?}"))?;
+        }
+        row(
+            &format!("PATCH of one field{suffix}"),
+            tap.take_calls(),
+            tap.take_cost(),
         );
-        shared::handlers::update_member(store.clone(), r)
-            .await
-            .map_err(|e| format!("{e:?}"))?;
+        for id in &ids {
+            let r = request(secret, "DELETE", &format!("/v1/members/{id}"), None);
+            shared::handlers::deactivate_member(store.clone(), r)
+                .await
+                .map_err(|e| format!("{e:?}"))?;
+        }
+        row(
+            &format!("deactivate{suffix}"),
+            tap.take_calls(),
+            tap.take_cost(),
+        );
     }
-    row("PATCH of one field", tap.take_calls(), tap.take_cost());
-    for id in &ids {
-        let r = request(secret, "DELETE", &format!("/v1/members/{id}"), None);
-        shared::handlers::deactivate_member(store.clone(), r)
-            .await
-            .map_err(|e| format!("{e:?}"))?;
-    }
-    row("deactivate", tap.take_calls(), tap.take_cost());
     for _ in 0..n {
         let r = request(secret, "GET", "/v1/members?limit=25&status=all", None);
         shared::handlers::list_members(store.clone(), r)

@@ -87,17 +87,15 @@ pub async fn create_then_get_round_trips(ctx: Arc<Ctx>) -> TestResult {
         s(item, "passwordHash").starts_with("$argon2id$"),
         "password stored as argon2id"
     );
-    let audit = st
-        .items(&format!("ORG#{}#MEMBER#{id}#AUDIT", t.org))
-        .await?;
+    let audit = st.audit_events(&t.org, &id).await?;
     ensure_eq!(audit.len(), 1, "one audit event");
-    ensure_eq!(s(&audit[0], "action"), "member.created", "audit action");
+    ensure_eq!(audit[0].action, "member.created", "audit action");
     ensure_eq!(
-        s(&audit[0], "justification"),
-        "Check on file with the agency.",
+        audit[0].justification.as_deref(),
+        Some("Check on file with the agency."),
         "justification"
     );
-    let changes = format!("{:?}", audit[0].get("changes"));
+    let changes = serde_json::to_string(&audit[0].changes).unwrap_or_default();
     ensure!(
         changes.contains("[redacted]") && !changes.contains("never-shown"),
         "audit redacts the password"

@@ -79,7 +79,11 @@ pub async fn items_of_the_older_layout_read_and_list_exactly_once(ctx: Arc<Ctx>)
     reviewers.sort();
     let mut active = vec![here.clone(), fresh.clone()];
     active.sort();
+    // Not in GSI3 (no HRIS role): the reviewers (the root admin is an HRIS admin); not in
+    // GSI4 (department `none`): the root admin.
     let cases: Vec<(&str, Vec<String>)> = vec![
+        ("&hrisRole=none", active.clone()),
+        ("&department=none", vec![t.root.to_string()]),
         ("&status=inactive&role=reviewer", vec![gone.clone()]),
         ("&status=all&role=reviewer", reviewers.clone()),
         ("&role=reviewer", active.clone()),

@@ -214,39 +214,23 @@ async fn no_update_lost(
         Some(start_version + wins as u64),
         "one version per success"
     );
-    let audit = ctx
+    let mut events: Vec<_> = ctx
         .stack
-        .items(&format!("ORG#{}#MEMBER#{id}#AUDIT", t.org))
-        .await?;
-    let mut events: Vec<_> = audit
-        .iter()
-        .filter(|e| s(e, "action") == "member.updated")
+        .audit_events(&t.org, id)
+        .await?
+        .into_iter()
+        .filter(|e| e.action == "member.updated")
         .collect();
     ensure_eq!(events.len(), wins, "one audit event per success");
-    events.sort_by_key(|e| match e.get("memberVersion") {
-        Some(aws_sdk_dynamodb::types::AttributeValue::N(n)) => n.parse::<u64>().unwrap_or(0),
-        _ => 0,
-    });
+    events.sort_by_key(|e| e.member_version);
     // Replay the audit log: the last writer of each field decides its final value.
     let mut last: BTreeMap<String, Value> = BTreeMap::new();
     for e in events {
-        if let Some(aws_sdk_dynamodb::types::AttributeValue::M(changes)) = e.get("changes") {
-            for (field, change) in changes {
-                let after: Value = match change {
-                    aws_sdk_dynamodb::types::AttributeValue::M(m) => {
-                        serde_dynamo::from_attribute_value(
-                            m.get("after")
-                                .cloned()
-                                .unwrap_or(aws_sdk_dynamodb::types::AttributeValue::Null(true)),
-                        )
-                        .unwrap_or(Value::Null)
-                    }
-                    _ => Value::Null,
-                };
-                last.insert(field.clone(), after);
-            }
+        for (field, change) in e.changes {
+            last.insert(field, change["after"].clone());
         }
     }
+    ensure!(!last.is_empty(), "the audit log names the fields written");
     for (field, value) in last {
         if field == "name" || field.starts_with("user") {
             continue; // derived from other fields as well

@@ -76,10 +76,8 @@ pub async fn if_match_and_dry_run_over_http(ctx: Arc<Ctx>) -> TestResult {
         (422, "last_admin".to_owned()),
         "dry run runs the counter rules"
     );
-    let audit = st
-        .items(&format!("ORG#{}#MEMBER#{id}#AUDIT", t.org))
-        .await?;
-    let text = format!("{audit:?}");
+    let audit = st.audit_events(&t.org, &id).await?;
+    let text = serde_json::to_string(&audit).unwrap_or_default();
     ensure!(
         text.contains("[redacted]") && !text.contains("second-password"),
         "audit redacts the new password"

@@ -7,7 +7,9 @@ use crate::{DynamoLocal, Process};
 use aws_sdk_dynamodb::types::AttributeValue;
 use shared::admin::{create_organization, FirstAdmin};
 use shared::auth::issue_key;
-use shared::model::{Counters, HrisRole, Member, MemberId, OrgId, Organization, Role, Scope};
+use shared::model::{
+    AuditEvent, Counters, HrisRole, Member, MemberId, OrgId, Organization, Role, Scope,
+};
 use shared::store::dynamo::{shard_of, COUNTER_SHARDS};
 use shared::store::{DynamoStore, Store};
 use std::collections::HashMap;
@@ -260,6 +262,20 @@ impl Stack {
         prefix: &str,
     ) -> Result<Vec<HashMap<String, AttributeValue>>, String> {
         self.items_at(crate::ledger::keys(prefix)).await
+    }
+
+    /// A member's audit entries as stored, read as the service reads them (their changes
+    /// and resource are deflated in the table: outbox.rs), in key order (oldest first).
+    pub async fn audit_events(&self, org: &OrgId, member: &str) -> Result<Vec<AuditEvent>, String> {
+        self.items(&format!("ORG#{org}#MEMBER#{member}#AUDIT"))
+            .await?
+            .into_iter()
+            .map(|item| {
+                self.store
+                    .read_outbox_entry(item)
+                    .map_err(|e| format!("an audit entry: {e:?}"))
+            })
+            .collect()
     }
 
     /// The items at `keys` (those that exist), in key order: consistent BatchGetItems.

@@ -124,6 +124,9 @@ async fn organization(store: &impl Store, id: &OrgId) -> Result<Organization, Ap
     })
 }
 
+/// How many pages of each list `name_blockers` reads at most.
+const NAMING_PAGES: usize = 5;
+
 /// For `hris_blocked_by_members`, the answer lists (up to 100 of) the members in the way:
 /// switching on, those without an HRIS role and the no_access + hris_no_access ones;
 /// switching off, the no_access ones.
@@ -146,10 +149,22 @@ async fn name_blockers(store: &impl Store, org: &OrgId, on: bool, refusal: ApiEr
         vec![no_access]
     };
     let mut ids: Vec<String> = Vec::new();
-    for q in queries {
-        match store.list_members(org, &q).await {
-            Ok(page) => ids.extend(page.members.iter().map(|m| m.id.to_string())),
-            Err(_) => return refusal,
+    for mut q in queries {
+        // Members without an HRIS role are read from the status index with a filter
+        // (store/dynamo/list_plan.rs): a page may come back short, even empty, with more
+        // to read. A few pages name them in any organisation but the largest; the refusal
+        // stands either way.
+        for _ in 0..NAMING_PAGES {
+            match store.list_members(org, &q).await {
+                Ok(page) => {
+                    ids.extend(page.members.iter().map(|m| m.id.to_string()));
+                    match page.next {
+                        Some(next) if ids.len() < 100 => q.after = Some(next),
+                        _ => break,
+                    }
+                }
+                Err(_) => return refusal,
+            }
         }
     }
     ids.truncate(100);

@@ -366,6 +366,7 @@ pub struct AuditEvent {
     pub actor_key_id: Option<ApiKeyId>,
     pub action: String,
     /// `{field: {before, after}}`, secrets already redacted.
+    #[serde(default)]
     pub changes: serde_json::Map<String, serde_json::Value>,
     pub justification: Option<String>,
     pub request_id: Option<String>,

@@ -2,7 +2,7 @@
 //! API keys. The functions never call them.
 
 use super::errors::{build_error, sdk_error};
-use super::outbox::audit_record;
+use super::outbox::audit_item;
 use super::records::{
     email_guard, from_item, location_records, to_item, ApiKeyRecord, MemberRecord, OrgRecord,
 };
@@ -96,7 +96,7 @@ impl DynamoStore {
             )?,
             put_item(&self.table, MemberRecord::item(&new.admin)?)?,
             put(&self.table, &email_guard(&new.admin))?,
-            put(&self.table, &audit_record(&new.audit))?,
+            put_item(&self.table, audit_item(&new.audit)?)?,
         ];
         for location in location_records(&new.admin) {
             items.push(put(&self.table, &location)?);

@@ -167,7 +167,7 @@ impl DynamoStore {
 
     /// The outbox entry an audit item's image (from the stream) holds.
     pub fn read_outbox_entry(&self, image: Item) -> Result<AuditEvent, ApiError> {
-        Ok(from_item::<AuditRecord>(image)?.into_event())
+        from_item::<AuditRecord>(image)?.into_event()
     }
 
     /// The counter from `last` (as read; `None`: never moved) to `last + n`.
@@ -337,10 +337,10 @@ impl DynamoStore {
         else {
             return Ok(None);
         };
-        Ok(self
-            .get::<AuditRecord>((r.audit_pk, r.audit_sk))
-            .await?
-            .map(|a| events::from_audit(&a.into_event(), seq)))
+        match self.get::<AuditRecord>((r.audit_pk, r.audit_sk)).await? {
+            Some(a) => Ok(Some(events::from_audit(&a.into_event()?, seq))),
+            None => Ok(None),
+        }
     }
 
     /// Audit entries by key, consistent (`batch_get`).
@@ -350,7 +350,7 @@ impl DynamoStore {
     ) -> Result<HashMap<(String, String), AuditEvent>, ApiError> {
         let mut out = HashMap::new();
         for item in self.batch_get(keys).await?.0 {
-            let e = from_item::<AuditRecord>(item)?.into_event();
+            let e = from_item::<AuditRecord>(item)?.into_event()?;
             let key = keys::audit(&e.organization_id, e.member_id.as_ref(), &e.id);
             out.insert(key, e);
         }

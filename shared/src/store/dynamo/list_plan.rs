@@ -35,7 +35,9 @@ pub(super) enum Covered {
 /// The most selective key the query has for one status (email is handled before this).
 /// GSI2–GSI4 hold active members only (records.rs): inactive members filtered by role, HRIS
 /// role or department are read from the status index (GSI1), the filters applied by
-/// DynamoDB.
+/// DynamoDB. GSI3 and GSI4 also leave out the common value (no HRIS role, department
+/// `none`): `hrisRole=none` and `department=none` are read from GSI1 (or GSI2, with a role)
+/// the same way.
 pub(super) fn choose_source(org: &OrgId, q: &ListQuery, active: bool) -> Source {
     let org = org.clone();
     let index = |index, pk, sk, partition: Box<dyn Fn(bool) -> String + Send + Sync>, covers| {
@@ -64,17 +66,17 @@ pub(super) fn choose_source(org: &OrgId, q: &ListQuery, active: bool) -> Source 
                 Covered::Role,
             );
         }
-        if let Some(hris) = q.hris_role {
+        if let Some(Some(hris)) = q.hris_role {
             let org = org.clone();
             return index(
                 "GSI3",
                 "GSI3PK",
                 "GSI3SK",
-                Box::new(move |a| keys::hris_partition(&org, hris, a)),
+                Box::new(move |a| keys::hris_partition(&org, Some(hris), a)),
                 Covered::Hris,
             );
         }
-        if let Some(department) = q.department {
+        if let Some(department) = q.department.filter(|d| *d != Department::None) {
             let org = org.clone();
             return index(
                 "GSI4",

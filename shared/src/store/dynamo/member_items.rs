@@ -4,12 +4,12 @@
 
 use super::errors::build_error;
 use super::holders::move_holders;
-use super::outbox::audit_record;
+use super::outbox::audit_item;
 use super::records::{
     email_guard, external_id_guard, location_records, to_item, MemberRecord, COUNTER_WRITES,
 };
 use super::shards::member_shard;
-use super::tx::{check, delete, put, Guarded};
+use super::tx::{check, delete, put, put_item, Guarded};
 use super::{keys, Item};
 use crate::error::ApiError;
 use crate::model::*;
@@ -88,7 +88,7 @@ pub(super) fn update_items(
             demote_primary(t, demotion, w.dry_run)?,
         ));
         if !w.dry_run {
-            items.push((Guarded::Audit, put(t, &audit_record(&demotion.audit))?));
+            items.push((Guarded::Audit, put_item(t, audit_item(&demotion.audit)?)?));
         }
     }
     // Custom roles count their holders (and, apart, the active ones), so that deleting a
@@ -141,7 +141,7 @@ pub(super) fn update_items(
         let key = keys::location(org, &gone.location_id, before.is_active, &after.id);
         items.push((Guarded::Location, delete(t, key, None)?));
     }
-    items.push((Guarded::Audit, put(t, &audit_record(&w.audit))?));
+    items.push((Guarded::Audit, put_item(t, audit_item(&w.audit)?)?));
     Ok(items)
 }
 

@@ -3,10 +3,10 @@
 
 use super::holders::move_holders;
 use super::member_items::{demote_primary, hashed, holder_deltas, org_items, update_items};
-use super::outbox::audit_record;
+use super::outbox::audit_item;
 use super::records::{
     email_guard, external_id_guard, from_item, location_records, IdempotencyItem, MemberRecord,
-    OrgRecord, IDEMPOTENCY_TTL_SECONDS,
+    OrgRecord,
 };
 use super::refusals::{refusal, update_refusal, write_conflict};
 use super::tx::{put, put_item, put_unless_live, Guarded, TxFailure};
@@ -27,9 +27,10 @@ impl DynamoStore {
             .await?;
         let now = Timestamp::now().unix_seconds();
         // TTL deletion is lazy: an expired record is treated as gone.
-        Ok(found
+        found
             .filter(|item| item.expires_at > now)
-            .map(|item| item.record))
+            .map(IdempotencyItem::into_record)
+            .transpose()
     }
 
     /// The organisation and, with a key, the create's idempotency record, in one consistent
@@ -47,7 +48,9 @@ impl DynamoStore {
                 Some(AttributeValue::S(sk)) if sk == "IDEMPOTENCY" => {
                     let found = from_item::<IdempotencyItem>(item)?;
                     let now = Timestamp::now().unix_seconds();
-                    record = (found.expires_at > now).then_some(found.record);
+                    if found.expires_at > now {
+                        record = Some(found.into_record()?);
+                    }
                 }
                 _ => organization = Some(from_item::<OrgRecord>(item)?.org),
             }
@@ -67,7 +70,7 @@ impl DynamoStore {
         let mut items = vec![
             (Guarded::NewMember, put_item(t, MemberRecord::item(m)?)?),
             (Guarded::EmailGuard, put(t, &email_guard(m))?),
-            (Guarded::Audit, put(t, &audit_record(&w.audit))?),
+            (Guarded::Audit, put_item(t, audit_item(&w.audit)?)?),
         ];
         items.extend(org_items(t, &w.org, None, m, false)?);
         if let Some(guard) = external_id_guard(m) {
@@ -85,17 +88,10 @@ impl DynamoStore {
                 Guarded::PreviousPrimary,
                 demote_primary(t, demotion, false)?,
             ));
-            items.push((Guarded::Audit, put(t, &audit_record(&demotion.audit))?));
+            items.push((Guarded::Audit, put_item(t, audit_item(&demotion.audit)?)?));
         }
         if let Some(record) = &w.idempotency {
-            let (pk, sk) = keys::idempotency(&record.organization_id, &record.key);
-            let item = IdempotencyItem {
-                pk,
-                sk,
-                entity: "idempotency".into(),
-                expires_at: record.created_at.unix_seconds() + IDEMPOTENCY_TTL_SECONDS,
-                record: record.clone(),
-            };
+            let item = IdempotencyItem::new(record)?;
             // An expired record (TTL deletes lazily, within days) no longer holds its key.
             let now = Timestamp::now().unix_seconds();
             items.push((Guarded::Idempotency, put_unless_live(t, &item, now)?));

@@ -10,6 +10,7 @@
 
 mod admin;
 mod client;
+mod deflated;
 mod errors;
 mod feed;
 mod holders;

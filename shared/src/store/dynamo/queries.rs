@@ -432,7 +432,7 @@ impl DynamoStore {
             read_units += units(out.consumed_capacity());
             start = out.last_evaluated_key().cloned();
             for item in out.items.unwrap_or_default() {
-                events.push(from_item::<AuditRecord>(item)?.into_event());
+                events.push(from_item::<AuditRecord>(item)?.into_event()?);
             }
             if start.is_none() || events.len() > limit {
                 return Ok(crate::store::cut_page(events, limit, |e| e.id.to_string()));

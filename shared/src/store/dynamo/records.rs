@@ -1,6 +1,7 @@
 //! The stored record types: how each item of the table is laid out, built from the
 //! model, and read back.
 
+use super::deflated::{deflate_text, inflate_text};
 use super::{keys, Item};
 use crate::error::ApiError;
 use crate::model::*;
@@ -30,7 +31,8 @@ pub(super) struct MemberRecord {
     gsi1sk: String,
     /// GSI2–GSI4 (role, HRIS role, department) hold active members only (a sparse index): a
     /// deactivation takes the member out of them instead of moving it to an `inactive`
-    /// partition, and lists of inactive members by these filters read GSI1 (queries.rs).
+    /// partition, and lists of inactive members by these filters read GSI1 (list_plan.rs).
+    /// GSI3 and GSI4 also leave out members without an HRIS role and of department `none`.
     #[serde(rename = "GSI2PK", default, skip_serializing_if = "Option::is_none")]
     gsi2pk: Option<String>,
     #[serde(rename = "GSI2SK", default, skip_serializing_if = "Option::is_none")]
@@ -51,17 +53,21 @@ pub(super) struct MemberRecord {
     pub(super) member: Member,
 }
 
-/// How member items and outbox entries are written. Every version reads both.
+/// How member items, outbox entries and idempotency records are written. This version reads
+/// both; earlier ones read only `Full`.
 ///
 /// - `Compact` (the default): a member's item without its empty attributes (`null`s, empty
-///   lists) and, while deactivated, without the keys of GSI2–GSI4 (sparse); an outbox entry
-///   without its member's `null`s (marked `nullsOut`, restored on read). A member then fits
-///   the 1 KB a write unit buys, in the table and in each index's copy (docs/design.md, What
-///   a write costs).
-/// - `Full`: as versions before it wrote them, which cannot read the compact ones. An
-///   upgrade from such a version first deploys with `ITEM_LAYOUT=full` (the template's
-///   `ItemLayout`), so that no function of the older version meets a compact item, then
-///   switches to `compact`; a rollback goes back through `full` the same way.
+///   lists) and, while deactivated, without the keys of GSI2–GSI4 (sparse), nor those of
+///   GSI3 without an HRIS role or GSI4 in department `none`; an outbox entry
+///   without its member's `null`s (marked `nullsOut`, restored on read) and its `changes`
+///   and `resource` deflated into `payload`; an idempotency record's body deflated into
+///   `bodyDeflated` (deflated.rs). A member then fits the 1 KB a write unit buys, in the
+///   table and in each index's copy, and a create's items fit 3 KB (docs/design.md, What a
+///   write costs).
+/// - `Full`: as earlier versions wrote them. An upgrade from such a version first deploys
+///   with `ITEM_LAYOUT=full` (the template's `ItemLayout`), so that no function of the
+///   earlier version meets a compact item, then switches to `compact`. Rolling back is safe
+///   only while `full` is written: nothing rewrites compact items back (README, Upgrading).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ItemLayout {
     Compact,
@@ -108,7 +114,12 @@ impl MemberRecord {
         let (pk, sk) = keys::member(&m.organization_id, &m.id);
         let [by_status, by_role, by_hris, by_department] = keys::member_indexes(m);
         let id = m.id.to_string();
-        let indexed = m.is_active || layout == ItemLayout::Full;
+        let full = layout == ItemLayout::Full;
+        let indexed = m.is_active || full;
+        // GSI3 and GSI4 leave out the members of the common value (no HRIS role,
+        // department `none`): lists filtered by it read GSI1 (list_plan.rs).
+        let by_hris_indexed = indexed && (m.hris_role.is_some() || full);
+        let by_department_indexed = indexed && (m.department != Department::None || full);
         MemberRecord {
             pk,
             sk,
@@ -118,10 +129,10 @@ impl MemberRecord {
             gsi1sk: id.clone(),
             gsi2pk: indexed.then_some(by_role),
             gsi2sk: indexed.then(|| id.clone()),
-            gsi3pk: indexed.then_some(by_hris),
-            gsi3sk: indexed.then(|| id.clone()),
-            gsi4pk: indexed.then_some(by_department),
-            gsi4sk: indexed.then(|| id.clone()),
+            gsi3pk: by_hris_indexed.then_some(by_hris),
+            gsi3sk: by_hris_indexed.then(|| id.clone()),
+            gsi4pk: by_department_indexed.then_some(by_department),
+            gsi4sk: by_department_indexed.then(|| id.clone()),
             gsi5pk: by_status,
             gsi5sk: format!("{}#{id}", m.updated_at),
             member: m.clone(),
@@ -190,8 +201,49 @@ pub(super) struct IdempotencyItem {
     /// DynamoDB TTL attribute (epoch seconds).
     #[serde(rename = "expiresAt")]
     pub(super) expires_at: i64,
+    /// The answer's body, deflated ([`ItemLayout::Compact`]; `body` is then empty).
+    #[serde(
+        rename = "bodyDeflated",
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "serde_bytes"
+    )]
+    body_deflated: Option<Vec<u8>>,
+    /// Read through [`IdempotencyItem::into_record`].
     #[serde(flatten)]
-    pub(super) record: IdempotencyRecord,
+    record: IdempotencyRecord,
+}
+
+impl IdempotencyItem {
+    pub(super) fn new(record: &IdempotencyRecord) -> Result<Self, ApiError> {
+        Self::new_in(record, ItemLayout::current())
+    }
+
+    fn new_in(record: &IdempotencyRecord, layout: ItemLayout) -> Result<Self, ApiError> {
+        let (pk, sk) = keys::idempotency(&record.organization_id, &record.key);
+        let mut record = record.clone();
+        let body_deflated = match layout {
+            ItemLayout::Compact => Some(deflate_text(&std::mem::take(&mut record.body))?),
+            ItemLayout::Full => None,
+        };
+        Ok(IdempotencyItem {
+            pk,
+            sk,
+            entity: "idempotency".into(),
+            expires_at: record.created_at.unix_seconds() + IDEMPOTENCY_TTL_SECONDS,
+            body_deflated,
+            record,
+        })
+    }
+
+    /// The record as it was before [`new`](Self::new) deflated its body.
+    pub(super) fn into_record(self) -> Result<IdempotencyRecord, ApiError> {
+        let mut record = self.record;
+        if let Some(bytes) = &self.body_deflated {
+            record.body = inflate_text(bytes)?;
+        }
+        Ok(record)
+    }
 }
 
 pub(super) fn email_guard(m: &Member) -> EmailGuardRecord {
@@ -337,11 +389,12 @@ pub(super) mod tests {
     }
 
     /// An item's size as DynamoDB counts it (names and values; numbers ~1 byte per 2 digits).
-    fn size(item: &Item) -> usize {
+    pub(in crate::store::dynamo) fn size(item: &Item) -> usize {
         fn value(v: &AttributeValue) -> usize {
             match v {
                 AttributeValue::S(s) => s.len(),
                 AttributeValue::N(n) => n.len().div_ceil(2) + 1,
+                AttributeValue::B(b) => b.as_ref().len(),
                 AttributeValue::Bool(_) | AttributeValue::Null(_) => 1,
                 AttributeValue::L(l) => 3 + l.iter().map(|e| 1 + value(e)).sum::<usize>(),
                 AttributeValue::M(m) => {
@@ -408,6 +461,74 @@ pub(super) mod tests {
             let back: MemberRecord = from_item(item).unwrap_or_else(|e| panic!("{e:?}"));
             assert_eq!(back.member, m);
         }
+    }
+
+    #[test]
+    fn an_idempotency_record_keeps_its_body_deflated_and_reads_back_whole() {
+        let m = member();
+        let record = IdempotencyRecord {
+            organization_id: m.organization_id.clone(),
+            key: "retry-1".into(),
+            request_hash: "ab".repeat(32),
+            status: 201,
+            body: crate::wire::member_json(&m).to_string(),
+            location: Some(format!("/v1/members/{}", m.id)),
+            etag: Some("\"1\"".into()),
+            created_at: Timestamp::now(),
+        };
+        let compact = to_item(
+            &IdempotencyItem::new_in(&record, ItemLayout::Compact)
+                .unwrap_or_else(|e| panic!("{e:?}")),
+        )
+        .unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!(compact.get("body"), Some(&AttributeValue::S(String::new())));
+        let full = to_item(
+            &IdempotencyItem::new_in(&record, ItemLayout::Full).unwrap_or_else(|e| panic!("{e:?}")),
+        )
+        .unwrap_or_else(|e| panic!("{e:?}"));
+        assert!(!full.contains_key("bodyDeflated"));
+        assert!(
+            size(&compact) < size(&full) - 300,
+            "{} vs {}",
+            size(&compact),
+            size(&full)
+        );
+        for item in [compact, full] {
+            let back = from_item::<IdempotencyItem>(item)
+                .and_then(IdempotencyItem::into_record)
+                .unwrap_or_else(|e| panic!("{e:?}"));
+            assert_eq!(back, record);
+        }
+    }
+
+    #[test]
+    fn the_common_values_stay_out_of_the_hris_and_department_indexes() {
+        let mut m = member();
+        (m.hris_role, m.department) = (None, Department::None);
+        let compact =
+            MemberRecord::item_in(&m, ItemLayout::Compact).unwrap_or_else(|e| panic!("{e:?}"));
+        for name in ["GSI3PK", "GSI3SK", "GSI4PK", "GSI4SK"] {
+            assert!(!compact.contains_key(name), "{name}: {compact:?}");
+        }
+        assert!(compact.contains_key("GSI2PK") && compact.contains_key("GSI1PK"));
+        let full = MemberRecord::item_in(&m, ItemLayout::Full).unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!(
+            full.get("GSI3PK"),
+            Some(&AttributeValue::S("ORG#org_a#HRIS#none#active".into()))
+        );
+        (m.hris_role, m.department) = (Some(HrisRole::HrisAdmin), Department::It);
+        let compact =
+            MemberRecord::item_in(&m, ItemLayout::Compact).unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!(
+            compact.get("GSI3PK"),
+            Some(&AttributeValue::S(
+                "ORG#org_a#HRIS#hris_admin#active".into()
+            ))
+        );
+        assert_eq!(
+            compact.get("GSI4PK"),
+            Some(&AttributeValue::S("ORG#org_a#DEPARTMENT#it#active".into()))
+        );
     }
 
     #[test]

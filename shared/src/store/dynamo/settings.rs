@@ -2,10 +2,10 @@
 
 use super::errors::{build_error, sdk_error};
 use super::holders::{delete_idle_shards, new_holder_shards};
-use super::outbox::audit_record;
+use super::outbox::audit_item;
 use super::records::from_item;
 use super::shards::{switch_shards, COUNTER_SHARDS};
-use super::tx::{delete, put, Guarded, TxFailure};
+use super::tx::{delete, put, put_item, Guarded, TxFailure};
 use super::{keys, DynamoStore, Item};
 use crate::error::ApiError;
 use crate::model::*;
@@ -146,7 +146,10 @@ impl DynamoStore {
                 Guarded::Organization,
                 TransactWriteItem::builder().update(update).build(),
             ),
-            (Guarded::Audit, put(&self.table, &audit_record(&w.audit))?),
+            (
+                Guarded::Audit,
+                put_item(&self.table, audit_item(&w.audit)?)?,
+            ),
         ];
         if turning_on || turning_off {
             for shard in switch_shards(&self.table, before, after.hris_enabled)? {
@@ -264,7 +267,7 @@ impl DynamoStore {
         let mut items = vec![
             (Guarded::Role, put(&self.table, &record)?),
             (Guarded::RoleName, put(&self.table, &guard)?),
-            (Guarded::Audit, put(&self.table, &audit_record(audit))?),
+            (Guarded::Audit, put_item(&self.table, audit_item(audit)?)?),
         ];
         for shard in new_holder_shards(&self.table, &role)? {
             items.push((Guarded::RoleHolders, shard));
@@ -307,7 +310,7 @@ impl DynamoStore {
                     None,
                 )?,
             ),
-            (Guarded::Audit, put(&self.table, &audit_record(audit))?),
+            (Guarded::Audit, put_item(&self.table, audit_item(audit)?)?),
         ];
         for shard in delete_idle_shards(&self.table, role)? {
             items.push((Guarded::RoleHolders, shard));

@@ -7,7 +7,7 @@
 //!   `<due, ms>#<ulid>`.
 
 use super::errors::{build_error, sdk_error};
-use super::outbox::audit_record;
+use super::outbox::audit_item;
 use super::records::{from_item, to_item};
 use super::tx::{Guarded, TxFailure};
 use super::{DynamoStore, Item};
@@ -97,7 +97,7 @@ impl DynamoStore {
             (Guarded::Webhook, super::tx::put(&self.table, &record(w))?),
             (
                 Guarded::Audit,
-                super::tx::put(&self.table, &audit_record(audit))?,
+                super::tx::put_item(&self.table, audit_item(audit)?)?,
             ),
         ];
         match self.transact(items, conflict).await {
@@ -283,7 +283,7 @@ impl DynamoStore {
     ) -> Result<bool, ApiError> {
         items.push((
             Guarded::Audit,
-            super::tx::put(&self.table, &audit_record(audit))?,
+            super::tx::put_item(&self.table, audit_item(audit)?)?,
         ));
         match self.transact(items, conflict).await {
             Ok(()) => Ok(true),
