@@ -104,6 +104,11 @@ async fn run() -> Result<(), String> {
         ),
         ("status=all&department=qms", "", String::new()),
         ("department=qms&role=reviewer", "", String::new()),
+        // Not in GSI3/GSI4 (records.rs): GSI1 with a filter. Every member here lacks an
+        // HRIS role (the common case: most items match); only the root admin has
+        // department `none` (the worst case: a page reads up to 1,000 items to find one).
+        ("hrisRole=none", "", String::new()),
+        ("department=none", "", String::new()),
     ];
     for (query, index, partition) in cases {
         let q = format!("limit={LIMIT}&{query}");
@@ -112,6 +117,8 @@ async fn run() -> Result<(), String> {
         for part in query.split('&') {
             match part {
                 "department=qms" => q_struct.department = Some(Department::Qms),
+                "department=none" => q_struct.department = Some(Department::None),
+                "hrisRole=none" => q_struct.hris_role = Some(None),
                 "role=reviewer" => q_struct.role = Some(Role::Builtin(BuiltinRole::Reviewer)),
                 "status=all" => q_struct.status = StatusFilter::All,
                 _ => {}

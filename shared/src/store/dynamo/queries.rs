@@ -29,6 +29,25 @@ pub const READ_CAP: usize = 1000;
 /// with a short page and a cursor, instead of reading tens of MB.
 pub const READ_UNITS_CAP: f64 = 1024.0;
 
+/// How many items the next Query of a partition evaluates (its `Limit`): `need` more
+/// matches at the rate seen so far, so that a sparse filter reads in a few large steps
+/// instead of many of a page's size, and a dense one (or none) no more than it needs;
+/// never past what the request may still read ([`READ_CAP`]).
+fn next_limit(
+    need: usize,
+    read: usize,
+    matched: usize,
+    filtered: bool,
+    read_in_request: usize,
+) -> usize {
+    let need = need.max(1);
+    if !filtered || read == 0 {
+        return need;
+    }
+    let at_rate = need.saturating_mul(read + 1) / (matched + 1) + 1;
+    at_rate.clamp(need, READ_CAP.saturating_sub(read_in_request).max(need))
+}
+
 /// What one partition gave.
 struct Run {
     /// (sort key, member), ascending.
@@ -201,6 +220,8 @@ impl DynamoStore {
             Source::Location { .. } => Covered::Nothing,
         };
         let (filter, names, filter_values) = filter_expression(q, covers);
+        // Items this partition's Queries evaluated (a filtered one reads more than it finds).
+        let mut read_here = 0;
         loop {
             let (items, last) = match source {
                 Source::Index {
@@ -232,7 +253,13 @@ impl DynamoStore {
                         .set_filter_expression(filter.clone())
                         .set_expression_attribute_names((!names.is_empty()).then(|| names.clone()))
                         .set_expression_attribute_values(Some(values))
-                        .limit(want.max(1) as i32)
+                        .limit(next_limit(
+                            want.saturating_sub(found.len()),
+                            read_here,
+                            found.len(),
+                            filter.is_some(),
+                            page.items_read,
+                        ) as i32)
                         .set_exclusive_start_key(start.take())
                         .set_return_consumed_capacity(measure)
                         .send()
@@ -240,6 +267,7 @@ impl DynamoStore {
                         .map_err(|e| sdk_error("Query", e))?;
                     page.calls += 1;
                     page.items_read += out.scanned_count() as usize;
+                    read_here += out.scanned_count() as usize;
                     page.read_units += units(out.consumed_capacity());
                     let last = out.last_evaluated_key().cloned();
                     let mut items = Vec::new();
@@ -475,4 +503,23 @@ fn table_key_condition(
         values.insert(":bound".into(), AttributeValue::S(value.to_owned()));
     }
     (condition, values)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sparse_filter_reads_in_growing_steps_and_a_dense_one_in_small_ones() {
+        // Unfiltered, or the first Query: the page's size.
+        assert_eq!(next_limit(26, 0, 0, true, 0), 26);
+        assert_eq!(next_limit(26, 26, 0, false, 26), 26);
+        // Nothing matched in 26: the next step is large, within the request's cap.
+        assert_eq!(next_limit(26, 26, 0, true, 26), 26 * 27 + 1);
+        assert_eq!(next_limit(26, 26, 0, true, 900), 100);
+        // 25 of 26 matched: one more needed, a couple of items read.
+        assert_eq!(next_limit(1, 26, 25, true, 26), 2);
+        // A full cap: still at least what is needed.
+        assert_eq!(next_limit(5, 1000, 0, true, 1000), 5);
+    }
 }
