@@ -9,6 +9,9 @@ use crate::model::Scope;
 use crate::store::{PlaceState, Store};
 use std::sync::Arc;
 
+/// Past every place a feed can give.
+const MAX_PLACE: u64 = 1_000_000_000_000_000_000;
+
 /// Where a reader is. `started`: it has passed a live place, so every place after `after`
 /// must still be there (a gap or an expired place means events were deleted unseen: 410).
 /// A reader that has not started (no `after` yet) skips what has expired.
@@ -25,10 +28,16 @@ impl Position {
             Some(digits) => (digits, false),
             None => (p.as_str(), true),
         };
-        let after = digits.parse::<u64>().map_err(|_| ApiError::BadRequest {
-            code: "invalid_cursor",
-            detail: "The cursor is not one this API issued.".into(),
-        })?;
+        // No feed reaches 10^18 places (a million events a second for 30,000 years): a
+        // larger one was never issued, and bounding it keeps `after + 1` from overflowing.
+        let after = digits
+            .parse::<u64>()
+            .ok()
+            .filter(|after| *after < MAX_PLACE)
+            .ok_or_else(|| ApiError::BadRequest {
+                code: "invalid_cursor",
+                detail: "The cursor is not one this API issued.".into(),
+            })?;
         Ok(Position { after, started })
     }
 
@@ -183,11 +192,21 @@ mod tests {
                 started: true,
             },
             Position {
-                after: u64::MAX,
+                after: MAX_PLACE - 1,
                 started: false,
             },
         ] {
             assert_eq!(Position::parse(&p.cursor()).ok(), Some(p));
+        }
+        // Never issued, and `after + 1` would overflow: refused, not a 500.
+        for after in [MAX_PLACE, u64::MAX] {
+            for started in [true, false] {
+                let p = Position { after, started };
+                assert_eq!(
+                    Position::parse(&p.cursor()).err().map(|e| e.code()),
+                    Some("invalid_cursor")
+                );
+            }
         }
         let forged = encode_cursor("-1", FEED_CURSOR_KIND);
         assert_eq!(
