@@ -21,7 +21,12 @@ pub fn report(recounts: &[Recount], dry_run: bool) -> (Value, String, Option<Str
                     json!({"counter": counter, "stored": stored, "counted": counted})
                 })
                 .collect();
-            json!({"organizationId": r.org, "outcome": outcome(r), "differences": differences, "shards": r.shards})
+            let mut row = json!({"organizationId": r.org, "outcome": outcome(r), "differences": differences, "shards": r.shards});
+            if !r.roles.is_empty() {
+                // Custom roles of an older version, their counts moved into holder shards.
+                row["rolesIntoHolderShards"] = json!(r.roles);
+            }
+            row
         })
         .collect();
     let mut lines: Vec<String> = recounts
@@ -36,6 +41,10 @@ pub fn report(recounts: &[Recount], dry_run: bool) -> (Value, String, Option<Str
                 })
                 .collect();
             changes.extend(r.shards.map(|why| format!("shards: {why}")));
+            if !r.roles.is_empty() {
+                let ids: Vec<String> = r.roles.iter().map(|id| id.to_string()).collect();
+                changes.push(format!("roles into holder shards: {}", ids.join(" ")));
+            }
             format!("{}  {:<13} {}", r.org, outcome(r), changes.join(", "))
                 .trim_end()
                 .to_owned()

@@ -463,7 +463,9 @@ pub async fn a_switch_that_read_the_older_layout_is_refused_after_the_upgrade(
 
 /// A custom role of the older layout (counts on its item, no holder shards) keeps working:
 /// a create and a PATCH that give it count on its item (written again when the shard they
-/// tried is not there), its deletion is refused while held and allowed once not.
+/// tried is not there), its deletion is refused while held. `membersctl recount` moves its
+/// counts into holder shards, never on a count that moved under it; afterwards writes count
+/// on the shards, and the role is deleted once nobody holds it.
 pub async fn a_role_of_the_older_layout_keeps_counting_on_its_item(ctx: Arc<Ctx>) -> TestResult {
     let st = ctx.operator_stack().await?;
     let t = st.tenant(false).await?;
@@ -512,6 +514,72 @@ pub async fn a_role_of_the_older_layout_keeps_counting_on_its_item(ctx: Arc<Ctx>
         "held: {}",
         r.text
     );
+
+    // A move of the role's counts between the tally and its write: the role is not moved.
+    let c = t.create(&json!({"firstName": "C", "email": "c@example.com", "role": role}))?;
+    let mut tally = st
+        .store
+        .tally_counters(&t.org)
+        .await
+        .map_err(|e| format!("{e:?}"))?;
+    ensure_eq!(
+        tally.recount.roles,
+        vec![role_id.clone()],
+        "an older role found"
+    );
+    let r = t.call(
+        "PATCH",
+        &format!("/v1/members/{c}"),
+        Some(&json!({"role": "simple"})),
+    )?;
+    ensure_eq!(r.status, 200, "off the older role: {}", r.text);
+    let written = st
+        .store
+        .settle_tally(&mut tally, false)
+        .await
+        .map_err(|e| format!("{e:?}"))?;
+    ensure!(
+        !written,
+        "a tally the role's stamp moved under is not written"
+    );
+    let item = role_item(st, &t.org, &role_id).await?;
+    ensure_eq!(item.get("holderShards"), None, "still older");
+    // The recount moves it.
+    let org = t.org.to_string();
+    let (ok, out, err) = recount_cli(st, &["--org", &org])?;
+    ensure!(
+        ok && out.contains("\"rolesIntoHolderShards\"") && out.contains(&role),
+        "recount: {out} {err}"
+    );
+    let item = role_item(st, &t.org, &role_id).await?;
+    ensure_eq!(
+        item.get("holderShards"),
+        Some(&AttributeValue::N(COUNTER_SHARDS.to_string())),
+        "marked sharded: {item:?}"
+    );
+    ensure!(
+        !item.contains_key("holders") && !item.contains_key("activeHolders"),
+        "no counts left on the item: {item:?}"
+    );
+    // Each shard its own holders' (check_invariants), and a write now counts on a shard.
+    st.check_invariants(&t.org).await?;
+    ensure_eq!(
+        t.call("DELETE", &format!("/v1/members/{a}"), None)?.status,
+        200,
+        "a holder deactivated"
+    );
+    st.check_invariants(&t.org).await?;
+    ensure!(
+        !role_item(st, &t.org, &role_id)
+            .await?
+            .contains_key("holders"),
+        "the deactivation counted on a shard"
+    );
+    let (ok, out, err) = recount_cli(st, &["--org", &org])?;
+    ensure!(
+        ok && out.contains("\"outcome\":\"unchanged\""),
+        "again: {out} {err}"
+    );
     for m in [&a, &b] {
         let r = t.call(
             "PATCH",
@@ -523,6 +591,27 @@ pub async fn a_role_of_the_older_layout_keeps_counting_on_its_item(ctx: Arc<Ctx>
     let r = t.call("DELETE", &format!("/v1/roles/{role}"), None)?;
     ensure_eq!(r.status, 204, "deleted once idle: {}", r.text);
     st.check_invariants(&t.org).await
+}
+
+/// A custom role's item as stored.
+async fn role_item(
+    st: &Stack,
+    org: &OrgId,
+    role: &shared::model::CustomRoleId,
+) -> Result<HashMap<String, AttributeValue>, String> {
+    let (pk, sk) = keys::role(org, role);
+    st.store
+        .client()
+        .get_item()
+        .table_name(TABLE)
+        .key("PK", AttributeValue::S(pk))
+        .key("SK", AttributeValue::S(sk))
+        .consistent_read(true)
+        .send()
+        .await
+        .map_err(|e| format!("get role: {e:?}"))?
+        .item
+        .ok_or_else(|| "no role item".to_owned())
 }
 
 /// Sets the flag when dropped: writer threads stop even when the test returns early.

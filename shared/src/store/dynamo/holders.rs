@@ -7,9 +7,10 @@
 //!
 //! A role of an older version has no shards (`holderShards` absent): its counts stay on its
 //! item, and a member write that finds no shard is written again with the item's counts
-//! (`members.rs`).
+//! (`members.rs`), until `membersctl recount` moves them into shards (recount.rs).
 
 use super::errors::build_error;
+use super::records::COUNTER_WRITES;
 use super::shards::{shard_of, COUNTER_SHARDS};
 use super::tx::{check, delete, put_item};
 use super::{keys, DynamoStore, Item};
@@ -61,17 +62,31 @@ pub(super) fn move_holders(
     if dry_run {
         return check(t, key, "attribute_exists(PK)", HashMap::new());
     }
-    let update = Update::builder()
+    let mut update = Update::builder()
         .table_name(t)
         .key("PK", AttributeValue::S(key.0))
         .key("SK", AttributeValue::S(key.1))
-        .update_expression("ADD holders :all, activeHolders :active")
-        .condition_expression("attribute_exists(PK)")
         .expression_attribute_values(":all", AttributeValue::N(holders.to_string()))
         .expression_attribute_values(":active", AttributeValue::N(active.to_string()))
-        .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-        .build()
-        .map_err(|e| build_error("Update", e))?;
+        .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
+    update = if on_item {
+        // Stamped for `membersctl recount`, which moves the counts into holder shards on
+        // the condition that the stamp did not move; once it has, this write is refused
+        // (the role is no longer of the older version) and written again on the shard.
+        update
+            .update_expression("ADD holders :all, activeHolders :active, #stamp :one")
+            .condition_expression(
+                "attribute_exists(PK) AND (attribute_not_exists(holderShards) OR holderShards = :none)",
+            )
+            .expression_attribute_names("#stamp", COUNTER_WRITES)
+            .expression_attribute_values(":one", AttributeValue::N("1".into()))
+            .expression_attribute_values(":none", AttributeValue::N("0".into()))
+    } else {
+        update
+            .update_expression("ADD holders :all, activeHolders :active")
+            .condition_expression("attribute_exists(PK)")
+    };
+    let update = update.build().map_err(|e| build_error("Update", e))?;
     Ok(TransactWriteItem::builder().update(update).build())
 }
 

@@ -105,6 +105,10 @@ pub fn hris_partition(org: &OrgId, hris: Option<HrisRole>, active: bool) -> Stri
 pub fn department_partition(org: &OrgId, department: Department, active: bool) -> String {
     format!("ORG#{org}#DEPARTMENT#{department}#{}", status(active))
 }
+/// GSI1: an organisation's custom roles.
+pub fn roles_of(org: &OrgId) -> String {
+    format!("ORG#{org}#ROLES")
+}
 pub fn api_keys_of(org: &OrgId) -> String {
     format!("ORG#{org}#APIKEYS")
 }

@@ -176,21 +176,32 @@ impl DynamoStore {
         items: impl Fn(&[CustomRoleId]) -> Result<Vec<(Guarded, TransactWriteItem)>, ApiError>,
     ) -> Result<(), TxFailure> {
         let roles: Vec<CustomRoleId> = roles.iter().map(|(r, _)| r.clone()).collect();
-        let outcome = self
-            .transact(items(&[]).map_err(TxFailure::Error)?, on_conflict)
-            .await;
-        let Err(TxFailure::Refused(failed)) = &outcome else {
-            return outcome;
-        };
-        let on_item = self
-            .roles_counted_on_item(org, failed, &roles)
-            .await
-            .map_err(TxFailure::Error)?;
-        if on_item.is_empty() {
-            return outcome;
+        // A role moved into holder shards (`membersctl recount`) between the two writes
+        // refuses the second: the write starts again, on the shards. A role moves once.
+        for _ in 0..3 {
+            let outcome = self
+                .transact(items(&[]).map_err(TxFailure::Error)?, on_conflict)
+                .await;
+            let Err(TxFailure::Refused(failed)) = &outcome else {
+                return outcome;
+            };
+            let on_item = self
+                .roles_counted_on_item(org, failed, &roles)
+                .await
+                .map_err(TxFailure::Error)?;
+            if on_item.is_empty() {
+                return outcome;
+            }
+            let outcome = self
+                .transact(items(&on_item).map_err(TxFailure::Error)?, on_conflict)
+                .await;
+            match &outcome {
+                Err(TxFailure::Refused(failed)) if moved_into_shards(failed) => continue,
+                _ => return outcome,
+            }
         }
-        self.transact(items(&on_item).map_err(TxFailure::Error)?, on_conflict)
-            .await
+        // Moved three times under this write: cannot happen (a role moves once); a conflict.
+        Err(TxFailure::Error(on_conflict()))
     }
 
     /// Of `roles`, those of an older version (counted on their items, no holder shards),
@@ -219,5 +230,46 @@ impl DynamoStore {
             }
         }
         Ok(out)
+    }
+}
+
+/// Whether a refusal shows a role item that has holder shards now: moved by the recount
+/// after this write read it as a role of an older version.
+fn moved_into_shards(failed: &[(Guarded, Option<super::Item>)]) -> bool {
+    failed.iter().any(|(g, old)| {
+        matches!(g, Guarded::CustomRole | Guarded::OldCustomRole)
+            && old.as_ref().is_some_and(
+                |item| matches!(item.get("holderShards"), Some(AttributeValue::N(n)) if n != "0"),
+            )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refusal_shows_a_role_moved_into_shards_only_by_its_item() {
+        let role_item = |shards: Option<&str>| {
+            let mut item = super::super::Item::new();
+            item.insert("PK".into(), AttributeValue::S("ORG#o#ROLE#rol_a".into()));
+            if let Some(n) = shards {
+                item.insert("holderShards".into(), AttributeValue::N(n.into()));
+            }
+            item
+        };
+        let moved = [(Guarded::CustomRole, Some(role_item(Some("32"))))];
+        assert!(moved_into_shards(&moved));
+        let old = [(Guarded::OldCustomRole, Some(role_item(Some("32"))))];
+        assert!(moved_into_shards(&old));
+        // Still of the older version, deleted, or another item refused: not a move.
+        for failed in [
+            vec![(Guarded::CustomRole, Some(role_item(None)))],
+            vec![(Guarded::CustomRole, Some(role_item(Some("0"))))],
+            vec![(Guarded::CustomRole, None)],
+            vec![(Guarded::EmailGuard, Some(role_item(Some("32"))))],
+        ] {
+            assert!(!moved_into_shards(&failed), "{failed:?}");
+        }
     }
 }

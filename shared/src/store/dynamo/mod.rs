@@ -22,6 +22,7 @@ mod outbox;
 mod queries;
 mod records;
 mod recount;
+mod recount_roles;
 mod refusals;
 #[cfg(test)]
 mod roundtrip;

@@ -22,11 +22,11 @@
 
 use super::errors::{build_error, sdk_error};
 use super::records::{from_item, OrgRecord, COUNTER_WRITES};
+use super::recount_roles::LegacyRole;
 use super::shards::{shard_item, shard_of, Shard, COUNTER_SHARDS};
 use super::{keys, DynamoStore, Item};
 use crate::error::ApiError;
 use crate::model::*;
-use aws_sdk_dynamodb::error::ProvideErrorMetadata;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
 use serde::Deserialize;
 use std::collections::HashMap;
@@ -53,6 +53,9 @@ pub struct Recount {
     /// the organisation had none (an older version: its counts move into shards), or a
     /// shard counted other members than its own.
     pub shards: Option<&'static str>,
+    /// Custom roles of an older version (their counts on their items) whose counts are (or
+    /// would be) moved into holder shards, each shard its own holders'.
+    pub roles: Vec<CustomRoleId>,
     pub outcome: RecountOutcome,
 }
 
@@ -91,6 +94,27 @@ pub struct Tally {
     read: Read,
     /// Per shard, from the members.
     counted: Vec<Counters>,
+    /// Per role of an older version, its holders per holder shard (all, active).
+    role_counts: HashMap<CustomRoleId, Vec<(i64, i64)>>,
+    /// Whether `settle_tally` wrote part of it (the counters, a role) before a stamp that
+    /// had moved refused the rest.
+    wrote: bool,
+}
+
+/// What the members give one organisation: its counters and its custom roles' holders, per
+/// shard.
+struct Members {
+    counters: Vec<Counters>,
+    roles: HashMap<CustomRoleId, Vec<(i64, i64)>>,
+}
+
+impl Members {
+    fn none() -> Members {
+        Members {
+            counters: vec![Counters::default(); COUNTER_SHARDS as usize],
+            roles: HashMap::new(),
+        }
+    }
 }
 
 /// An organisation as read before counting: its item and its shards, with their stamps.
@@ -107,6 +131,8 @@ struct Read {
     stamp: Option<String>,
     sharded: bool,
     shards: Vec<Shard>,
+    /// Its custom roles of an older version (no holder shards).
+    roles: Vec<LegacyRole>,
 }
 
 impl Read {
@@ -136,6 +162,7 @@ impl Read {
             stamp,
             sharded,
             shards: Vec::new(),
+            roles: Vec::new(),
         })
     }
 
@@ -145,14 +172,26 @@ impl Read {
             .fold(self.on_item, |sum, shard| sum.plus(shard.counts))
     }
 
-    /// The stamps: the organisation item's, then each shard's.
+    /// The stamps: the organisation item's, each shard's, then each role's of an older
+    /// version.
     fn stamps(&self) -> Vec<Option<String>> {
         std::iter::once(self.stamp.clone())
             .chain(self.shards.iter().map(|s| s.stamp.clone()))
+            .chain(self.roles.iter().map(|r| r.stamp.clone()))
             .collect()
     }
 
-    fn tally(self, counted: Vec<Counters>) -> Tally {
+    fn tally(self, members: Members) -> Tally {
+        let Members {
+            counters: counted,
+            roles: mut role_counts,
+        } = members;
+        role_counts.retain(|id, _| self.roles.iter().any(|r| &r.id == id));
+        for role in &self.roles {
+            role_counts
+                .entry(role.id.clone())
+                .or_insert_with(|| vec![(0, 0); COUNTER_SHARDS as usize]);
+        }
         let sum = counted.iter().fold(Counters::default(), |a, c| a.plus(*c));
         let mut layout = vec![Counters::default(); COUNTER_SHARDS as usize];
         for shard in &self.shards {
@@ -185,17 +224,15 @@ impl Read {
                 missing: self.missing.clone(),
                 counted: sum,
                 shards,
+                roles: self.roles.iter().map(|r| r.id.clone()).collect(),
                 outcome: RecountOutcome::Unchanged,
             },
             read: self,
             counted,
+            role_counts,
+            wrote: false,
         }
     }
-}
-
-/// An organisation's counts per shard before any member is counted.
-fn no_members() -> Vec<Counters> {
-    vec![Counters::default(); COUNTER_SHARDS as usize]
 }
 
 /// The attributes of a member item that the counters count (`Counters::of_member`).
@@ -231,8 +268,8 @@ impl DynamoStore {
                 reads
                     .into_iter()
                     .map(|read| {
-                        let counts = counted.remove(&read.org).unwrap_or_else(no_members);
-                        read.tally(counts)
+                        let members = counted.remove(&read.org).unwrap_or_else(Members::none);
+                        read.tally(members)
                     })
                     .collect()
             }
@@ -240,13 +277,20 @@ impl DynamoStore {
         let mut out = Vec::new();
         for mut tally in tallies {
             let mut attempt = 1;
+            // What an attempt wrote before a moved stamp refused the rest stays written:
+            // the organisation is reported corrected even if the last count finds nothing.
+            let mut wrote = false;
             while !self.settle_tally(&mut tally, dry_run).await? {
+                wrote |= tally.wrote;
                 if attempt == RECOUNT_ATTEMPTS {
                     tally.recount.outcome = RecountOutcome::Busy;
                     break;
                 }
                 attempt += 1;
                 tally = self.tally_counters(&tally.recount.org).await?;
+            }
+            if wrote && tally.recount.outcome == RecountOutcome::Unchanged {
+                tally.recount.outcome = RecountOutcome::Corrected;
             }
             out.push(tally.recount);
         }
@@ -264,8 +308,8 @@ impl DynamoStore {
         let read = self.read_for_recount(org).await?;
         tokio::time::sleep(BEFORE_SCAN).await;
         let mut counted = self.recount_members(Some(org)).await?;
-        let counts = counted.remove(org).unwrap_or_else(no_members);
-        Ok(read.tally(counts))
+        let members = counted.remove(org).unwrap_or_else(Members::none);
+        Ok(read.tally(members))
     }
 
     /// The last step: writes the counts (unless `dry_run`, or nothing differs) on the
@@ -273,7 +317,9 @@ impl DynamoStore {
     /// has. Sets the tally's outcome.
     #[doc(hidden)]
     pub async fn settle_tally(&self, tally: &mut Tally, dry_run: bool) -> Result<bool, ApiError> {
-        let differs = !tally.recount.differences().is_empty() || tally.recount.shards.is_some();
+        let differs = !tally.recount.differences().is_empty()
+            || tally.recount.shards.is_some()
+            || !tally.recount.roles.is_empty();
         tally.recount.outcome = if differs {
             RecountOutcome::Corrected
         } else {
@@ -284,7 +330,28 @@ impl DynamoStore {
             let now = self.read_for_recount(&tally.recount.org).await?;
             return Ok(now.stamps() == tally.read.stamps());
         }
-        self.write_counts(tally).await
+        let counters_differ =
+            !tally.recount.differences().is_empty() || tally.recount.shards.is_some();
+        if counters_differ {
+            if !self.write_counts(tally).await? {
+                return Ok(false);
+            }
+            tally.wrote = true;
+        }
+        // Each role of an older version in a transaction of its own (33 items): one whose
+        // stamp moved is counted again with the organisation (its counters then read
+        // unchanged, or are written again on their own stamps).
+        for role in &tally.read.roles {
+            let counts = tally.role_counts.get(&role.id).map(Vec::as_slice);
+            if !self
+                .move_role_into_shards(&tally.read.org, role, counts.unwrap_or(&[]))
+                .await?
+            {
+                return Ok(false);
+            }
+            tally.wrote = true;
+        }
+        Ok(true)
     }
 
     async fn read_for_recount(&self, org: &OrgId) -> Result<Read, ApiError> {
@@ -294,6 +361,7 @@ impl DynamoStore {
             .ok_or(ApiError::NotFound)?;
         let mut read = Read::from_org_item(item)?;
         read.shards = self.shards(org).await?;
+        read.roles = self.legacy_roles(org).await?;
         Ok(read)
     }
 
@@ -306,6 +374,7 @@ impl DynamoStore {
         .await?;
         for read in &mut out {
             read.shards = self.shards(&read.org).await?;
+            read.roles = self.legacy_roles(&read.org).await?;
         }
         Ok(out)
     }
@@ -315,20 +384,28 @@ impl DynamoStore {
     async fn recount_members(
         &self,
         org: Option<&OrgId>,
-    ) -> Result<HashMap<OrgId, Vec<Counters>>, ApiError> {
+    ) -> Result<HashMap<OrgId, Members>, ApiError> {
         let prefix = match org {
             Some(org) => format!("ORG#{org}#MEMBER#"),
             None => "ORG#".into(),
         };
-        let mut out: HashMap<OrgId, Vec<Counters>> = HashMap::new();
+        let mut out: HashMap<OrgId, Members> = HashMap::new();
         let attributes = "#id, organizationId, isActive, #role, hrisRole, scimDeprovisioned";
         self.scan_consistently(&prefix, "MEMBER", Some(attributes), |item| {
             let m: Counted = from_item(item)?;
             let counters =
                 Counters::of_member(m.is_active, &m.role, m.hris_role, m.scim_deprovisioned);
-            let shards = out.entry(m.organization_id).or_insert_with(no_members);
-            let shard = &mut shards[shard_of(&m.id, COUNTER_SHARDS) as usize];
-            *shard = shard.plus(counters);
+            let members = out.entry(m.organization_id).or_insert_with(Members::none);
+            let index = shard_of(&m.id, COUNTER_SHARDS) as usize;
+            members.counters[index] = members.counters[index].plus(counters);
+            if let Role::Custom(role) = &m.role {
+                let shards = members
+                    .roles
+                    .entry(role.clone())
+                    .or_insert_with(|| vec![(0, 0); COUNTER_SHARDS as usize]);
+                shards[index].0 += 1;
+                shards[index].1 += m.is_active as i64;
+            }
             Ok(())
         })
         .await?;
@@ -440,28 +517,7 @@ impl DynamoStore {
             let put = put.build().map_err(|e| build_error("Put", e))?;
             items.push(TransactWriteItem::builder().put(put).build());
         }
-        match self
-            .client
-            .transact_write_items()
-            .set_transact_items(Some(items))
-            .send()
-            .await
-        {
-            Ok(_) => Ok(true),
-            Err(e)
-                if matches!(
-                    e.code(),
-                    Some(
-                        "TransactionCanceledException"
-                            | "TransactionConflictException"
-                            | "ConditionalCheckFailedException"
-                    )
-                ) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(sdk_error("TransactWriteItems", e)),
-        }
+        self.transact_counts(items).await
     }
 }
 
@@ -486,6 +542,7 @@ mod tests {
                 ..Counters::default()
             },
             shards: None,
+            roles: Vec::new(),
             outcome: RecountOutcome::Corrected,
         };
         assert_eq!(

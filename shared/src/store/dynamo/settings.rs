@@ -42,10 +42,6 @@ struct RoleNameGuard {
     role_id: CustomRoleId,
 }
 
-fn roles_of(org: &OrgId) -> String {
-    format!("ORG#{org}#ROLES")
-}
-
 /// The guard that keeps role names unique: one item per confusable skeleton (hashed, so
 /// that any name fits in a key).
 fn role_name_key(org: &OrgId, name: &str) -> (String, String) {
@@ -189,7 +185,8 @@ impl DynamoStore {
         let mut out = Vec::new();
         let mut start: Option<Item> = None;
         let mut condition = "GSI1PK = :pk".to_owned();
-        let mut values = HashMap::from([(":pk".to_owned(), AttributeValue::S(roles_of(org)))]);
+        let mut values =
+            HashMap::from([(":pk".to_owned(), AttributeValue::S(keys::roles_of(org)))]);
         if let Some(after) = after {
             condition.push_str(" AND GSI1SK > :after");
             values.insert(":after".into(), AttributeValue::S(after.to_owned()));
@@ -253,7 +250,7 @@ impl DynamoStore {
             pk,
             sk,
             entity: "customRole".into(),
-            gsi1pk: roles_of(&role.organization_id),
+            gsi1pk: keys::roles_of(&role.organization_id),
             gsi1sk: role.id.to_string(),
             role: role.clone(),
         };
