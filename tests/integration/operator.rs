@@ -16,9 +16,11 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-/// The organisation item as stored.
-async fn org_item(st: &Stack, org: &OrgId) -> Result<HashMap<String, AttributeValue>, String> {
-    let (pk, sk) = keys::org(org);
+/// The item at `key`, as stored (consistent).
+async fn item_at(
+    st: &Stack,
+    (pk, sk): (String, String),
+) -> Result<HashMap<String, AttributeValue>, String> {
     st.store
         .client()
         .get_item()
@@ -28,9 +30,14 @@ async fn org_item(st: &Stack, org: &OrgId) -> Result<HashMap<String, AttributeVa
         .consistent_read(true)
         .send()
         .await
-        .map_err(|e| format!("get org: {e:?}"))?
+        .map_err(|e| format!("get item: {e:?}"))?
         .item
-        .ok_or_else(|| "no org item".to_owned())
+        .ok_or_else(|| "no such item".to_owned())
+}
+
+/// The organisation item as stored.
+async fn org_item(st: &Stack, org: &OrgId) -> Result<HashMap<String, AttributeValue>, String> {
+    item_at(st, keys::org(org)).await
 }
 
 /// Damage by hand: the SCIM counters and the stamp gone from the organisation item, and
@@ -599,19 +606,7 @@ async fn role_item(
     org: &OrgId,
     role: &shared::model::CustomRoleId,
 ) -> Result<HashMap<String, AttributeValue>, String> {
-    let (pk, sk) = keys::role(org, role);
-    st.store
-        .client()
-        .get_item()
-        .table_name(TABLE)
-        .key("PK", AttributeValue::S(pk))
-        .key("SK", AttributeValue::S(sk))
-        .consistent_read(true)
-        .send()
-        .await
-        .map_err(|e| format!("get role: {e:?}"))?
-        .item
-        .ok_or_else(|| "no role item".to_owned())
+    item_at(st, keys::role(org, role)).await
 }
 
 /// Sets the flag when dropped: writer threads stop even when the test returns early.
