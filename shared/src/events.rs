@@ -162,7 +162,7 @@ pub fn fitted_for_push(event: &CloudEvent, envelope_bytes: usize) -> Value {
 /// The feed cursor that continues after `seq` (what `GET /v1/events` answers as
 /// `nextCursor`): opaque to clients, it only holds the position.
 pub fn feed_cursor(seq: u64) -> String {
-    crate::handlers::paging::encode_cursor(&seq.to_string(), FEED_CURSOR_KIND)
+    crate::paging::encode_cursor(&seq.to_string(), FEED_CURSOR_KIND)
 }
 
 /// The fingerprint of feed cursors (they belong to no filter: `types` may change between
@@ -286,7 +286,7 @@ mod tests {
             .trim_start_matches("/v1/events?after=")
             .trim_end_matches("&limit=1");
         assert_eq!(
-            crate::handlers::paging::decode_cursor(cursor, FEED_CURSOR_KIND).ok(),
+            crate::paging::decode_cursor(cursor, FEED_CURSOR_KIND).ok(),
             Some("4".into())
         );
     }

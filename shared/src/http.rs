@@ -211,13 +211,33 @@ pub fn etag_matches(header: &str, etag: &str) -> bool {
     })
 }
 
-/// Runs one handler for one Lambda request: a span with the request id (org and member ids
-/// are recorded by the handler), a panic caught as a 500 problem, one log line per request
-/// with method, route, status and latency — never a body, a key or a header value.
+/// How a route writes its errors: problem+json ([`ApiResponse::problem`]) or another
+/// format a protocol demands (SCIM's, chosen by the SCIM functions).
+pub type ErrorRenderer = fn(&ApiError) -> ApiResponse;
+
+/// [`serve_with`] errors as problem+json: every `/v1` route.
 pub async fn serve<S, F, Fut>(
     store: Arc<S>,
     req: Request,
     handler: F,
+) -> Result<Response<Body>, lambda_http::Error>
+where
+    S: Send + Sync + 'static,
+    F: Fn(Arc<S>, ApiRequest) -> Fut,
+    Fut: Future<Output = Result<ApiResponse, ApiError>> + Send + 'static,
+{
+    serve_with(store, req, handler, ApiResponse::problem).await
+}
+
+/// Runs one handler for one Lambda request: a span with the request id (org and member ids
+/// are recorded by the handler), errors (a panic: a 500) written by `error`, one log line
+/// per request with method, route, status and latency — never a body, a key or a header
+/// value.
+pub async fn serve_with<S, F, Fut>(
+    store: Arc<S>,
+    req: Request,
+    handler: F,
+    error: ErrorRenderer,
 ) -> Result<Response<Body>, lambda_http::Error>
 where
     S: Send + Sync + 'static,
@@ -235,12 +255,6 @@ where
     let started = Instant::now();
     let method = request.method.clone();
     let route = route_of(&request);
-    // Errors on SCIM's paths are SCIM documents (RFC 7644 §3.12), never problem+json.
-    let error = if crate::scim::is_scim_path(&request.path) {
-        crate::scim::error_response
-    } else {
-        ApiResponse::problem
-    };
     let task = tokio::spawn(handler(store, request).instrument(span.clone()));
     let response = match task.await {
         Ok(Ok(response)) => response,

@@ -57,6 +57,10 @@ pub struct MemberPatch {
     /// the member is deprovisioned from SCIM.
     pub external_id: Option<Option<String>>,
     pub scim_deprovisioned: Option<bool>,
+    /// The SCIM `userName` as sent, and the enterprise department's spelling.
+    pub scim_user_name: Option<String>,
+    pub scim_department: Option<Option<String>>,
+    pub scim_emails: Option<Option<Vec<ScimEmail>>>,
 }
 
 const WRITABLE: &[&str] = &[
@@ -89,6 +93,7 @@ const READ_ONLY: &[&str] = &[
     "id",
     "externalId",
     "scimDeprovisioned",
+    "scimUserName",
     "version",
     "updatedAt",
     "backgroundCheckRequests",

@@ -7,6 +7,7 @@
 //! - [`scim`]: SCIM 2.0 Users (the wire format; its handlers are in [`handlers`])
 //! - [`events`]: change events (CloudEvents) built from the outbox the writes fill
 //! - [`auth`], [`audit`], [`wire`], [`http`], [`error`]: keys, history, responses, Lambda glue
+//! - [`paging`]: cursors and the byte budget of a page, below every list (handlers, SCIM, events)
 //! - [`handlers`]: one function per endpoint (and the [`fallback`](handlers::fallback) for
 //!   what no route serves), listed in [`routes`]; [`admin`]: what the operator CLI does
 
@@ -21,6 +22,7 @@ pub mod http;
 pub mod input;
 pub mod local;
 pub mod model;
+pub mod paging;
 pub mod routes;
 pub mod rules;
 pub mod scim;

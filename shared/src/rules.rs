@@ -88,6 +88,10 @@ pub fn new_member(
         version: 1,
         external_id: None,
         scim_deprovisioned: false,
+        scim_user_name: None,
+        scim_generation: 0,
+        scim_department: None,
+        scim_emails: None,
     };
     apply(patch, &blank, org, now)
 }
@@ -139,9 +143,40 @@ pub fn apply(
     set(&mut m.created_at, patch.created_at);
     set(&mut m.external_id, patch.external_id);
     set(&mut m.scim_deprovisioned, patch.scim_deprovisioned);
-    // A member that is active again is back in SCIM, whichever API reactivated it.
+    // A member that is active again is back in SCIM, whichever API reactivated it, under a
+    // new SCIM id: the one deleted answers 404 for ever (RFC 7644 §3.6).
     if m.is_active {
         m.scim_deprovisioned = false;
+    }
+    if current.scim_deprovisioned && !m.scim_deprovisioned {
+        m.scim_generation = current.scim_generation.saturating_add(1);
+    }
+    if let Some(user_name) = patch.scim_user_name {
+        m.scim_user_name = Some(user_name);
+    }
+    set(&mut m.scim_department, patch.scim_department);
+    set(&mut m.scim_emails, patch.scim_emails);
+    // A member SCIM wrote shows SCIM's emails as sent while the one that is its email (else
+    // the userName) still is; once a /v1 write changed the email, the email alone.
+    if m.scim_user_name.is_some() {
+        let emails = m.scim_emails.as_deref().unwrap_or_default();
+        let address = chosen_email(emails)
+            .map(|e| e.value.trim())
+            .unwrap_or(m.user_name());
+        if normalize_identifier(address) != m.email.normalized() {
+            m.scim_emails = Some(vec![ScimEmail {
+                value: m.email.as_str().to_owned(),
+                kind: Some("work".into()),
+                primary: Some(true),
+            }]);
+        }
+    }
+    // The department's spelling is shown only while it still names the department.
+    if m.scim_department
+        .as_deref()
+        .is_some_and(|d| Department::parse(&d.trim().to_lowercase()) != Some(m.department))
+    {
+        m.scim_department = None;
     }
 
     // Rule 7: an exemption needs a reason; leaving it clears reason and justification.

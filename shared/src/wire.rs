@@ -40,6 +40,8 @@ pub struct MemberView<'a> {
     pub external_id: &'a Option<String>,
     /// Deleted through SCIM: hidden from `/scim/v2` until provisioned again.
     pub scim_deprovisioned: bool,
+    /// The identity provider's `userName` (SCIM); read-only here. Null until SCIM sets one.
+    pub scim_user_name: &'a Option<String>,
 }
 
 #[derive(Serialize)]
@@ -98,6 +100,7 @@ pub fn member_view(m: &Member) -> MemberView<'_> {
         },
         external_id: &m.external_id,
         scim_deprovisioned: m.scim_deprovisioned,
+        scim_user_name: &m.scim_user_name,
     }
 }
 

@@ -11,9 +11,11 @@ filtering and PATCH add/replace/remove checks for every resource type announced.
 PATCH checks are skipped when the server announces ``patch.supported: false``.
 
 The tester fills string attributes with random UUIDs, or with one of their
-``canonicalValues``. Our server only accepts email addresses as ``userName``, so by
-default this script has the tester draw a fresh address for it
-(``scim-tester-<hex>@example.com``); ``--raw-usernames`` turns that off.
+``canonicalValues``. ``userName`` may be any string here, but a member needs an email
+address: the work (else primary) value of ``emails``, else ``userName`` when it is one.
+The tester's checks that remove ``emails`` would then leave a user with a UUID and no
+address (400), so by default this script has the tester draw a fresh address for
+``userName`` (``scim-tester-<hex>@example.com``); ``--raw-usernames`` turns that off.
 
 ``--include-tags``/``--exclude-tags`` select checks by tag: discovery,
 service-provider-config, resource-types, schemas, misc, crud (crud:create,

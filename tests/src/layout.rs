@@ -194,3 +194,40 @@ fn the_stores_modules_import_one_way() {
         visit(m, &imports, &mut Vec::new(), &mut done);
     }
 }
+
+/// The HTTP glue knows no protocol beyond problem+json (each function or route chooses its
+/// error renderer), and what SCIM and the change events share with the handlers (cursors,
+/// the byte budget of a page) lives below all of them: neither reaches up into `handlers`.
+#[test]
+fn the_glue_knows_no_scim_and_nothing_reaches_up_into_handlers() {
+    let root = workspace_root().join("shared/src");
+    let code = |path: &std::path::Path| {
+        std::fs::read_to_string(path)
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+            .split("#[cfg(test)]")
+            .next()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let glue = code(&root.join("http.rs"));
+    assert!(
+        !glue.contains("scim"),
+        "shared/src/http.rs names SCIM: let the SCIM functions choose their error renderer"
+    );
+    let mut below = vec![root.join("events.rs"), root.join("paging.rs")];
+    below.extend(
+        std::fs::read_dir(root.join("scim"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path()),
+    );
+    assert!(below.len() > 3, "no SCIM modules found");
+    for path in below {
+        assert!(
+            !code(&path).contains("handlers::"),
+            "{} reaches up into handlers",
+            path.display()
+        );
+    }
+}

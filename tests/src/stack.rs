@@ -375,8 +375,32 @@ impl Stack {
             o.primary_member_id.map(|p| p.to_string()),
             "primary member"
         );
-        let guards = self.items(&format!("ORG#{org}#EMAIL#")).await?;
-        ensure_eq!(guards.len(), members.len(), "one email guard per member");
+        // One identifier guard per email and per SCIM userName that differs from it
+        // (case-insensitively), pointing at its member: nothing more, nothing less.
+        let mut expected: Vec<String> = Vec::new();
+        for m in &members {
+            let email = s(m, "email").to_lowercase();
+            expected.push(format!("ORG#{org}#EMAIL#{email}|{}", s(m, "id")));
+            if m.contains_key("scimUserName") {
+                let user_name = s(m, "scimUserName").to_lowercase();
+                if user_name != email {
+                    expected.push(format!("ORG#{org}#EMAIL#{user_name}|{}", s(m, "id")));
+                }
+            }
+        }
+        let mut stored: Vec<String> = self
+            .items(&format!("ORG#{org}#EMAIL#"))
+            .await?
+            .iter()
+            .map(|g| format!("{}|{}", s(g, "PK"), s(g, "memberId")))
+            .collect();
+        expected.sort();
+        stored.sort();
+        ensure_eq!(
+            stored,
+            expected,
+            "identifier guards follow emails and userNames"
+        );
         // One location item per (member, location), in the partition of the member's status.
         let mut expected: Vec<String> = Vec::new();
         for m in &members {

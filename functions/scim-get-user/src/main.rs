@@ -2,7 +2,7 @@
 
 use lambda_http::{run_concurrent, service_fn, Error};
 use shared::handlers::scim_get_user;
-use shared::http::serve;
+use shared::scim::serve;
 use shared::store::DynamoStore;
 use std::sync::Arc;
 

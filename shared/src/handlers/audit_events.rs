@@ -1,8 +1,8 @@
 use super::member_id;
-use super::paging::{self, decode_cursor, encode_cursor, fingerprint};
 use crate::error::ApiError;
 use crate::http::{ApiRequest, ApiResponse};
 use crate::model::{ApiKey, AuditEvent, MemberId, Scope};
+use crate::paging::{self, decode_cursor, encode_cursor, fingerprint};
 use crate::store::Store;
 use std::sync::Arc;
 

@@ -1,11 +1,11 @@
 //! GET /v1/events: the organisation's change events, oldest first, followed with a cursor
 //! that never skips one (docs/design.md, "The event feed").
 
-use super::paging::{self, decode_cursor, encode_cursor};
 use crate::error::ApiError;
 use crate::events::{self, FEED_CURSOR_KIND};
 use crate::http::{ApiRequest, ApiResponse};
 use crate::model::Scope;
+use crate::paging::{self, decode_cursor, encode_cursor};
 use crate::store::{PlaceState, Store};
 use std::sync::Arc;
 

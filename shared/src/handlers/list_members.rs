@@ -1,8 +1,8 @@
-use super::paging::{self, bad_parameter, decode_cursor, encode_cursor, fingerprint};
 use crate::error::ApiError;
 use crate::http::{ApiRequest, ApiResponse};
 use crate::input::{text, vocab};
 use crate::model::*;
+use crate::paging::{self, bad_parameter, decode_cursor, encode_cursor, fingerprint};
 use crate::store::Store;
 use crate::wire::member_view;
 use std::sync::Arc;

@@ -9,7 +9,6 @@ mod fallback;
 mod get_member;
 mod list_members;
 mod organization;
-pub(crate) mod paging;
 mod put_members;
 mod roles;
 mod scim;

@@ -1,8 +1,9 @@
-use super::{no_query, object_body, paging};
+use super::{no_query, object_body};
 use crate::error::ApiError;
 use crate::http::{ApiRequest, ApiResponse};
 use crate::input::{self, Reader};
 use crate::model::*;
+use crate::paging;
 use crate::store::Store;
 use crate::text;
 use crate::wire::{builtin_role_json, custom_role_json};

@@ -2,13 +2,13 @@
 //! their deliveries, and redelivery. Served by DynamoDB only (no in-memory double: the
 //! integration tests run them).
 
-use super::paging::{self, decode_cursor, encode_cursor, fingerprint};
 use super::{no_query, object_body};
 use crate::audit::Actor;
 use crate::error::ApiError;
 use crate::events::read_scope;
 use crate::http::{ApiRequest, ApiResponse};
 use crate::model::*;
+use crate::paging::{self, decode_cursor, encode_cursor, fingerprint};
 use crate::store::DynamoStore;
 use crate::webhooks::deliver::Enqueue;
 use crate::webhooks::sign::new_secret;

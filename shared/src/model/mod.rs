@@ -299,6 +299,66 @@ pub struct Member {
     /// whenever the member becomes active again.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub scim_deprovisioned: bool,
+    /// The identity provider's `userName` (SCIM), as it sent it: its identifier, not
+    /// necessarily an address. Unique per organisation case-insensitively, in one namespace
+    /// with the members' emails (see [`Member::identifiers`]). None until SCIM sets one:
+    /// SCIM then shows the email.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scim_user_name: Option<String>,
+    /// How many times the member came back into SCIM after a SCIM deletion: part of its SCIM
+    /// id (`scim::user::ScimId`), so that a deleted SCIM id is never served again.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub scim_generation: u32,
+    /// The enterprise `department` as the identity provider spelled it (`IT`, where the
+    /// vocabulary has `it`): shown to SCIM while it still names `department`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scim_department: Option<String>,
+    /// SCIM's `emails` as the identity provider sent them: shown to SCIM while the one
+    /// [`chosen_email`] picks is still the member's email.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scim_emails: Option<Vec<ScimEmail>>,
+}
+
+/// One entry of SCIM's `emails`, as sent.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScimEmail {
+    pub value: String,
+    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub primary: Option<bool>,
+}
+
+/// The entry of SCIM's `emails` that is the member's email: the (last) `work` one, else the
+/// (last) primary one, else a lone entry without a type. A `home` or `other` address alone
+/// is not the member's.
+pub fn chosen_email(emails: &[ScimEmail]) -> Option<&ScimEmail> {
+    // The last one: a PATCH `add` appends the new address after the old one.
+    emails
+        .iter()
+        .rev()
+        .find(|e| {
+            e.kind
+                .as_deref()
+                .is_some_and(|k| k.eq_ignore_ascii_case("work"))
+        })
+        .or_else(|| emails.iter().rev().find(|e| e.primary == Some(true)))
+        .or(match emails {
+            [only] if only.kind.is_none() => Some(only),
+            _ => None,
+        })
+}
+
+/// Which attribute put a value in the identifier namespace.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Identifier {
+    Email,
+    UserName,
+}
+
+/// The form identifiers (emails, SCIM userNames) are compared in: case-insensitive.
+pub fn normalize_identifier(value: &str) -> String {
+    value.to_lowercase()
 }
 
 impl Member {
@@ -313,6 +373,27 @@ impl Member {
             .filter(|s| !s.is_empty())
             .collect::<Vec<_>>()
             .join(" ")
+    }
+
+    /// The SCIM `userName`: the one the identity provider set, else the email.
+    pub fn user_name(&self) -> &str {
+        self.scim_user_name
+            .as_deref()
+            .unwrap_or(self.email.as_str())
+    }
+
+    /// What the member holds in the organisation's identifier namespace, normalised: its
+    /// email, and its SCIM userName when that is another value. No member's userName is
+    /// another's email, so a lookup by either finds one member.
+    pub fn identifiers(&self) -> Vec<(String, Identifier)> {
+        let mut ids = vec![(self.email.normalized(), Identifier::Email)];
+        if let Some(user_name) = &self.scim_user_name {
+            let user_name = normalize_identifier(user_name);
+            if user_name != ids[0].0 {
+                ids.push((user_name, Identifier::UserName));
+            }
+        }
+        ids
     }
 
     pub fn counters(&self) -> Counters {

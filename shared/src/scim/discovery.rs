@@ -48,7 +48,7 @@ pub fn user_resource_type(base: &str) -> Value {
         "schemaExtensions": [
             {"schema": ENTERPRISE, "required": false},
             // Every user has it (a member always has a role); a create without it takes
-            // the organisation's defaults.
+            // the organisation's defaults, a replace without it leaves its values alone.
             {"schema": MEMBER, "required": true},
         ],
         "meta": {"resourceType": "ResourceType", "location": format!("{base}/ResourceTypes/User")},
@@ -99,25 +99,34 @@ fn user_schema() -> Value {
         "name": "User",
         "description": "A member of the organisation (only the attributes listed are kept)",
         "attributes": [
-            with(attribute("userName", "string", "The member's email address, unique in the organisation (case-insensitive)"),
+            with(attribute("userName", "string", "The identity provider's identifier of the user, \
+                 kept as sent: any string of 1 to 256 characters without control characters, \
+                 unique in the organisation case-insensitively, across userNames and the \
+                 members' email addresses"),
                  json!({"required": true, "uniqueness": "server"})),
             with(attribute("name", "complex", "The member's name"), json!({"subAttributes": [
                 attribute("givenName", "string", "First name (at most 100 characters)"),
                 attribute("familyName", "string", "Last name (at most 100 characters)"),
             ]})),
-            with(attribute("displayName", "string", "The member's full name (at most 200 characters). \
-                 A member needs a name: displayName or name.givenName is required on a create"),
+            with(attribute("displayName", "string", "The member's full name (at most 200 \
+                 characters). Required: a create may send name.givenName instead (displayName \
+                 is then the given and family names); a replace must send it; a PATCH cannot \
+                 remove it (mutability)"),
                  json!({"required": true})),
             attribute("title", "string", "Job title (at most 200 characters)"),
-            with(attribute("active", "boolean", "false: deactivated, still readable (default true)"),
+            with(attribute("active", "boolean", "false: deactivated, still readable. Required: \
+                 absent on a create it is true; a replace must send it; a PATCH cannot remove \
+                 it (mutability)"),
                  json!({"required": true})),
-            with(attribute("emails", "complex", "The member's email, from userName: one work \
-                 address. A PATCH or PUT of its work value is taken as a change of userName"),
-                 json!({"multiValued": true, "mutability": "readOnly", "subAttributes": [
-                    with(attribute("value", "string", "The email address"), json!({"mutability": "readOnly"})),
-                    with(attribute("type", "string", "work"),
-                         json!({"mutability": "readOnly", "canonicalValues": ["work"]})),
-                    with(attribute("primary", "boolean", "true"), json!({"mutability": "readOnly"})),
+            with(attribute("emails", "complex", "The member's email: the work address, else the \
+                 primary one, else userName when it is an address (a user without any address \
+                 is refused). Only that address is kept, read back as the one work address"),
+                 json!({"multiValued": true, "subAttributes": [
+                    attribute("value", "string", "The email address"),
+                    with(attribute("type", "string", "work, home or other: only work (or the \
+                         primary address) is the member's"),
+                         json!({"canonicalValues": ["work", "home", "other"]})),
+                    attribute("primary", "boolean", "Whether this is the primary address"),
                  ]})),
         ],
     })

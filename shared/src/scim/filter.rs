@@ -2,7 +2,7 @@
 //! else: each is served by a key, never a scan.
 //!
 //! - `userName eq "…"`, `emails.value eq "…"`, `emails[type eq "work"].value eq "…"`:
-//!   the email guard
+//!   the identifier guard (emails and userNames share it), the member then checked
 //! - `externalId eq "…"`: the externalId guard
 //! - `active eq true|false`: the status partitions
 //! - `meta.lastModified gt|ge "<date-time>"`: the update-time index
@@ -13,12 +13,14 @@
 
 use super::{invalid, USER};
 use crate::error::ApiError;
-use crate::model::{Email, Timestamp};
+use crate::model::{normalize_identifier, Email, Timestamp};
 
 /// What a filter asks for: every condition at once.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct UserFilter {
-    /// `userName` / `emails` values (all must be the same address, else nothing matches).
+    /// `userName` (all terms the same value, case-insensitively, else nothing matches).
+    pub user_name: Option<String>,
+    /// `emails` values (likewise).
     pub email: Option<String>,
     pub external_id: Option<String>,
     pub active: Option<bool>,
@@ -157,10 +159,21 @@ fn term(out: &mut UserFilter, path: &str, op: &str, value: Option<&Token>) -> Re
         _ => Err(unsupported(format!("{what} compares with a quoted string"))),
     };
     match (attribute.as_str(), op) {
-        ("username" | "emails.value" | "emails[type eq \"work\"].value", "eq") => {
+        ("username", "eq") => {
+            let value = text(path)?;
+            match &out.user_name {
+                Some(u) if normalize_identifier(u) != normalize_identifier(&value) => {
+                    out.impossible = true
+                }
+                _ => out.user_name = Some(value),
+            }
+        }
+        ("emails.value" | "emails[type eq \"work\"].value", "eq") => {
             let value = text(path)?;
             match &out.email {
-                Some(e) if !e.eq_ignore_ascii_case(&value) => out.impossible = true,
+                Some(e) if normalize_identifier(e) != normalize_identifier(&value) => {
+                    out.impossible = true
+                }
                 _ => out.email = Some(value),
             }
         }
@@ -232,11 +245,11 @@ mod tests {
     #[test]
     fn the_identity_providers_filters_parse() {
         assert_eq!(
-            ok("userName eq \"a@example.com\"").email.as_deref(),
-            Some("a@example.com")
+            ok("userName eq \"Test_User_1\"").user_name.as_deref(),
+            Some("Test_User_1")
         );
         assert_eq!(
-            ok("USERNAME EQ \"a@example.com\"").email.as_deref(),
+            ok("USERNAME EQ \"a@example.com\"").user_name.as_deref(),
             Some("a@example.com")
         );
         assert_eq!(
@@ -261,7 +274,7 @@ mod tests {
             Timestamp::parse("2026-01-01T00:00:00.001Z").ok()
         );
         let f = ok(&format!("{USER}:userName eq \"a\\\"b@example.com\""));
-        assert_eq!(f.email.as_deref(), Some("a\"b@example.com"));
+        assert_eq!(f.user_name.as_deref(), Some("a\"b@example.com"));
         assert!(ok("userName eq \"a@example.com\" and userName eq \"b@example.com\"").impossible);
         assert!(ok("active eq true and active eq false").impossible);
         assert!(!ok("userName eq \"A@example.com\" and userName eq \"a@example.com\"").impossible);

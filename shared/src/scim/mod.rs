@@ -1,7 +1,7 @@
 //! SCIM 2.0 (RFC 7643, RFC 7644) over the same members, for identity providers (Okta,
 //! Microsoft Entra ID): the wire format only. A SCIM write becomes a [`MemberPatch`]
 //! (`user`, `patch`) and goes through the same rules, conditional transactions, audit
-//! history and change events as a `/v1` write (`handlers::scim`).
+//! history and change events as a `/v1` write (`handlers/scim.rs`).
 //!
 //! - [`user`]: a member as a SCIM User, and a User body back to a member patch
 //! - [`filter`]: the filters identity providers send, each served by a key
@@ -64,6 +64,20 @@ pub fn is_scim_path(path: &str) -> bool {
     path.contains("/scim/v2/") || path.ends_with("/scim/v2")
 }
 
+/// Runs a SCIM handler: its errors are SCIM documents (RFC 7644 §3.12), never problem+json.
+pub async fn serve<S, F, Fut>(
+    store: std::sync::Arc<S>,
+    req: lambda_http::Request,
+    handler: F,
+) -> Result<lambda_http::Response<lambda_http::Body>, lambda_http::Error>
+where
+    S: Send + Sync + 'static,
+    F: Fn(std::sync::Arc<S>, ApiRequest) -> Fut,
+    Fut: std::future::Future<Output = Result<ApiResponse, ApiError>> + Send + 'static,
+{
+    crate::http::serve_with(store, req, handler, error_response).await
+}
+
 /// A SCIM document.
 pub fn json(status: u16, body: &Value) -> ApiResponse {
     ApiResponse {
@@ -117,7 +131,19 @@ pub fn error_response(err: &ApiError) -> ApiResponse {
         } => (
             409,
             Some("uniqueness"),
-            "Another user of this organisation already has this userName (email address).".into(),
+            "Another user of this organisation already has this email address (as its email \
+             or its userName)."
+                .into(),
+        ),
+        ApiError::Conflict {
+            code: "user_name_taken",
+            ..
+        } => (
+            409,
+            Some("uniqueness"),
+            "Another user of this organisation already has this userName (as its userName or \
+             its email address; compared case-insensitively)."
+                .into(),
         ),
         ApiError::Conflict {
             code: "email_held_by_deprovisioned",
@@ -190,7 +216,8 @@ pub fn attribute_of(field: &str) -> String {
         None => (field, ""),
     };
     let scim = match head {
-        "email" => "userName".to_owned(),
+        "email" => "emails[type eq \"work\"].value".to_owned(),
+        "scimUserName" => "userName".to_owned(),
         "firstName" => "name.givenName".to_owned(),
         "lastName" => "name.familyName".to_owned(),
         "name" => "displayName".to_owned(),
@@ -317,7 +344,7 @@ mod tests {
 
     #[test]
     fn member_fields_are_named_as_scim_attributes() {
-        assert_eq!(attribute_of("email"), "userName");
+        assert_eq!(attribute_of("email"), "emails[type eq \"work\"].value");
         assert_eq!(attribute_of("firstName"), "name.givenName");
         assert_eq!(
             attribute_of("locations[0].role"),

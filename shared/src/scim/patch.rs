@@ -14,7 +14,7 @@ use serde_json::{Map, Value};
 
 /// Attributes a client cannot change (`mutability`), and the one it cannot remove.
 const READ_ONLY: &[&str] = &["id", "meta", "schemas"];
-const REQUIRED: &[&str] = &["userName"];
+const REQUIRED: &[&str] = &["userName", "displayName"];
 /// At most this many operations in one PATCH.
 pub const MAX_OPERATIONS: usize = 100;
 
@@ -86,6 +86,8 @@ fn apply_one(doc: &mut Map<String, Value>, operation: &Value) -> Result<(), ApiE
     let path = match attr(operation, "path") {
         None | Some(Value::Null) => None,
         Some(Value::String(p)) if p.trim().is_empty() => None,
+        // An extension this service does not serve: ignored, as POST and PUT ignore it.
+        Some(Value::String(p)) if unserved_extension(p.trim()) => return Ok(()),
         Some(Value::String(p)) => Some(parse_path(p.trim())?),
         Some(_) => return Err(invalid("invalidPath", "path must be a string")),
     };
@@ -95,6 +97,9 @@ fn apply_one(doc: &mut Map<String, Value>, operation: &Value) -> Result<(), ApiE
         ("remove", Some(path), _) => remove(doc, &path),
         ("add" | "replace", None, Some(Value::Object(values))) => {
             for (key, value) in values {
+                if unserved_extension(key) {
+                    continue;
+                }
                 match parse_path(key) {
                     Ok(path) => set(doc, &path, value.clone(), op == "add")?,
                     Err(e) => return Err(e),
@@ -115,6 +120,17 @@ fn apply_one(doc: &mut Map<String, Value>, operation: &Value) -> Result<(), ApiE
             "op must be add, replace or remove",
         )),
     }
+}
+
+/// A path (or a key of a value object) under a schema URN that is not one this service
+/// serves (the core User, the enterprise extension, ours): e.g. an identity provider's own
+/// extension.
+fn unserved_extension(path: &str) -> bool {
+    let (schema, rest) = split_schema(path);
+    schema.is_none()
+        && rest
+            .get(..4)
+            .is_some_and(|h| h.eq_ignore_ascii_case("urn:"))
 }
 
 fn parse_path(path: &str) -> Result<Path, ApiError> {
@@ -457,12 +473,32 @@ mod tests {
     }
 
     #[test]
+    fn an_extension_not_served_is_ignored_and_the_other_operations_apply() {
+        let other = "urn:ietf:params:scim:schemas:extension:CustomExtensionName:2.0:User";
+        let d = patched(json!([
+            {"op": "Add", "path": format!("{other}:costCenter"), "value": "4130"},
+            {"op": "Replace", "path": "title", "value": "Boss"},
+            {"op": "Remove", "path": format!("{other}:badge")},
+            {"op": "add", "value": {format!("{other}:building"): "B2", "displayName": "Z"}},
+        ]))
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            (&d["title"], &d["displayName"]),
+            (&json!("Boss"), &json!("Z"))
+        );
+        assert!(!d.keys().any(|k| k.starts_with(other)), "{d:?}");
+    }
+
+    #[test]
     fn refusals_carry_the_rfc_scim_type() {
         let code = |ops: Value| patched(ops).err();
-        assert_eq!(
-            code(json!([{"op": "remove", "path": "userName"}])).as_deref(),
-            Some("mutability")
-        );
+        for required in ["userName", "displayName"] {
+            assert_eq!(
+                code(json!([{"op": "remove", "path": required}])).as_deref(),
+                Some("mutability"),
+                "{required} is announced as required"
+            );
+        }
         assert_eq!(
             code(json!([{"op": "replace", "path": "id", "value": "x"}])).as_deref(),
             Some("mutability")

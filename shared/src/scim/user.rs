@@ -2,13 +2,15 @@
 //!
 //! | SCIM | member |
 //! |---|---|
-//! | `userName`, the work (or primary) value of `emails` | `email` |
+//! | `id` | `id`, then `-<n>` once SCIM deleted it and provisioned it again ([`ScimId`]) |
+//! | `userName` (any string, as sent) | `scimUserName` (read-only in `/v1`) |
+//! | the work (else primary) value of `emails`, else `userName` when an address | `email` |
 //! | `name.givenName`, `name.familyName` | `firstName`, `lastName` |
 //! | `displayName` | `name` |
 //! | `title` | `jobTitle` |
 //! | `active` | `isActive` |
 //! | `externalId` | `externalId` |
-//! | enterprise `department` | `department` (case-insensitive) |
+//! | enterprise `department` | `department` (case-insensitive; read back as sent) |
 //! | our extension's `role`, `hrisRole`, `locations` | the same |
 //!
 //! A User body is turned into a `/v1` body and read by the same parser as `/v1`, so every
@@ -23,15 +25,76 @@ use serde_json::{json, Map, Value};
 
 /// The longest `externalId` kept (identity providers' ids are far shorter).
 pub const MAX_EXTERNAL_ID: usize = 256;
+/// The longest `userName` kept (Entra ID's userPrincipalName has at most 113 characters,
+/// an Okta login 100).
+pub const MAX_USER_NAME: usize = 256;
+
+/// A SCIM User's id: the member's id, followed by `-<n>` once the member came back into SCIM
+/// for the n-th time after a SCIM deletion. A deleted id is never served again (RFC 7644
+/// §3.6), and no id is ever reassigned (RFC 7643 §3.1), while the member keeps its `/v1` id
+/// and history.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScimId {
+    pub member: MemberId,
+    pub generation: u32,
+}
+
+impl ScimId {
+    pub fn of(m: &Member) -> Self {
+        ScimId {
+            member: m.id.clone(),
+            generation: m.scim_generation,
+        }
+    }
+
+    /// `None` for what no User ever had as id (a 404, as any unknown id).
+    pub fn parse(s: &str) -> Option<Self> {
+        let (member, generation) = match s.split_once('-') {
+            None => (s, 0),
+            Some((member, n)) => {
+                let valid = !n.is_empty()
+                    && !n.starts_with('0')
+                    && n.len() <= 10
+                    && n.bytes().all(|b| b.is_ascii_digit());
+                (member, n.parse::<u32>().ok().filter(|_| valid)?)
+            }
+        };
+        Some(ScimId {
+            member: MemberId::parse(member).ok()?,
+            generation,
+        })
+    }
+
+    /// Whether this id is `m` as SCIM shows it now.
+    pub fn names(&self, m: &Member) -> bool {
+        m.id == self.member && m.scim_generation == self.generation && !m.scim_deprovisioned
+    }
+}
+
+impl std::fmt::Display for ScimId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.generation {
+            0 => write!(f, "{}", self.member),
+            n => write!(f, "{}-{n}", self.member),
+        }
+    }
+}
 
 /// The member as a SCIM User, with `meta` (absolute `location`, weak `version`).
 pub fn to_user(m: &Member, req: &ApiRequest) -> Value {
+    let id = ScimId::of(m).to_string();
     let mut user = json!({
         "schemas": [USER, ENTERPRISE, MEMBER],
-        "id": m.id,
-        "userName": m.email,
+        "id": id,
+        "userName": m.user_name(),
         "active": m.is_active,
-        "emails": [{"value": m.email, "type": "work", "primary": true}],
+        // As the identity provider sent them (none: left out); a member SCIM never wrote
+        // shows its email as the work address.
+        "emails": match (&m.scim_user_name, &m.scim_emails) {
+            (None, _) => json!([{"value": m.email, "type": "work", "primary": true}]),
+            (Some(_), Some(sent)) => json!(sent),
+            (Some(_), None) => json!([]),
+        },
         MEMBER: {
             "role": m.role,
             "locations": m.locations,
@@ -40,7 +103,7 @@ pub fn to_user(m: &Member, req: &ApiRequest) -> Value {
             "resourceType": "User",
             "created": m.created_at,
             "lastModified": m.updated_at,
-            "location": location(req, &format!("Users/{}", m.id)),
+            "location": location(req, &format!("Users/{id}")),
             "version": version_tag(m.version),
         },
     });
@@ -79,8 +142,17 @@ pub fn to_user(m: &Member, req: &ApiRequest) -> Value {
         (!full.is_empty()).then(|| json!(full)),
     );
     set(&mut user, &["title"], m.job_title.clone().map(Value::from));
-    let department =
-        (m.department != Department::None).then(|| json!({"department": m.department}));
+    if user["emails"].as_array().is_some_and(Vec::is_empty) {
+        if let Some(o) = user.as_object_mut() {
+            o.remove("emails");
+        }
+    }
+    // As the identity provider spelled it (rules::apply keeps it only while it names the
+    // department), so that what it reads back is what it sent.
+    let department = (m.department != Department::None).then(|| match &m.scim_department {
+        Some(sent) => json!({"department": sent}),
+        None => json!({"department": m.department}),
+    });
     set(&mut user, &[ENTERPRISE], department);
     set(
         &mut user,
@@ -100,22 +172,14 @@ pub enum Write<'a> {
     Patch(&'a Member),
 }
 
-impl<'a> Write<'a> {
-    fn current(self) -> Option<&'a Member> {
-        match self {
-            Write::Create => None,
-            Write::Replace(m) | Write::Patch(m) => Some(m),
-        }
-    }
-}
-
 /// A User body as a member patch.
 ///
 /// - Create: `role` and, while HRIS is on, `hrisRole` default to the organisation's
 ///   `scim` settings; `active` defaults to true.
-/// - Replace: every core attribute is set from the body, an omitted one cleared; `active`
-///   omitted leaves it as it is, and so do our extension's `role`, `hrisRole` and
-///   `locations` (an identity provider that does not map them never demotes anyone by
+/// - Replace: every core attribute is set from the body, an omitted one cleared, except
+///   what `/Schemas` announces as required (`displayName`, `active`: 400 `invalidValue`
+///   when omitted); our extension's `role`, `hrisRole` and `locations` omitted are left as
+///   they are (an identity provider that does not map them never demotes anyone by
 ///   omission).
 /// - Patch: as Replace, except that what an operation removed is removed: `hrisRole` and
 ///   `locations` are cleared; `role` and `active` cannot be (400 `mutability`).
@@ -127,7 +191,9 @@ pub fn user_patch(
     write: Write<'_>,
     org: &Organization,
 ) -> Result<MemberPatch, ApiError> {
-    let email = email_of(body, write)?;
+    let user_name = user_name_of(body)?;
+    let emails = emails_of(body)?;
+    let email = email_of(&emails, &user_name)?;
     let name = attr(body, "name").filter(|v| !v.is_null());
     if let Some(name) = name.filter(|n| !n.is_object()) {
         return Err(invalid(
@@ -164,7 +230,8 @@ pub fn user_patch(
         string_or_null(attr(body, "title").cloned(), "title")?,
     );
     let department = enterprise.and_then(|e| attr_of(e, "department")).cloned();
-    v1.insert("department".into(), department_value(department)?);
+    let (department, spelled) = department_value(department)?;
+    v1.insert("department".into(), department);
     if let Some(active) = attr(body, "active").filter(|v| !v.is_null()) {
         v1.insert("isActive".into(), json!(boolean(active, "active")?));
     }
@@ -190,6 +257,23 @@ pub fn user_patch(
             }
         }
     }
+    if let Write::Replace(_) = write {
+        // What /Schemas announces as required, a replace sends (RFC 7644 §3.5.1).
+        for (present, attribute) in [
+            (
+                attr(body, "displayName").is_some_and(|v| !v.is_null()),
+                "displayName",
+            ),
+            (attr(body, "active").is_some_and(|v| !v.is_null()), "active"),
+        ] {
+            if !present {
+                return Err(invalid(
+                    "invalidValue",
+                    format!("{attribute} is required: a replace (PUT) sends the whole user."),
+                ));
+            }
+        }
+    }
     if let Write::Create = write {
         if !v1.contains_key("role") {
             v1.insert("role".into(), json!(org.scim_role()));
@@ -207,88 +291,124 @@ pub fn user_patch(
     }
     let mut patch = parse_member_patch(&Value::Object(v1)).map_err(ApiError::Validation)?;
     patch.external_id = Some(external_id(attr(body, "externalId"))?);
+    patch.scim_user_name = Some(user_name);
+    patch.scim_department = Some(spelled);
+    patch.scim_emails = Some((!emails.is_empty()).then_some(emails));
     Ok(patch)
 }
 
-/// `userName`, reconciled with the work (or primary) address of `emails`: both are the
-/// member's one email. When they differ, the one that differs from the member's current
-/// address is the change asked for; two different new addresses are refused.
-fn email_of(body: &Map<String, Value>, write: Write<'_>) -> Result<Email, ApiError> {
-    let user_name = match attr(body, "userName") {
-        Some(Value::String(s)) if !s.trim().is_empty() => s.trim().to_owned(),
-        Some(Value::String(_)) | Some(Value::Null) | None => {
-            return Err(invalid(
-                "invalidValue",
-                "userName is required: it is the member's email address.",
-            ))
+/// `userName`, as sent: any string that is not blank, at most [`MAX_USER_NAME`]
+/// characters, without control characters (RFC 7643 §4.1.1 leaves its form to the provider).
+fn user_name_of(body: &Map<String, Value>) -> Result<String, ApiError> {
+    match attr(body, "userName") {
+        Some(Value::String(s))
+            if !s.trim().is_empty()
+                && s.chars().count() <= MAX_USER_NAME
+                && !s.chars().any(char::is_control) =>
+        {
+            Ok(s.clone())
         }
-        Some(other) => {
-            return Err(invalid(
-                "invalidValue",
-                format!("userName must be a string (an email address), not {other}"),
-            ))
-        }
-    };
-    let parse = |s: &str, what: &str| {
-        Email::parse(s).map_err(|e| {
-            invalid(
-                "invalidValue",
-                format!("{what} must be the member's email address: {e}"),
-            )
-        })
-    };
-    let user_name = parse(&user_name, "userName")?;
-    let Some(work) = work_email(body)? else {
-        return Ok(user_name);
-    };
-    let work = parse(&work, "emails[type eq \"work\"].value")?;
-    if work.normalized() == user_name.normalized() {
-        return Ok(user_name);
-    }
-    match write.current() {
-        Some(current) if user_name.normalized() == current.email.normalized() => Ok(work),
-        Some(current) if work.normalized() == current.email.normalized() => Ok(user_name),
-        _ => Err(invalid(
+        Some(Value::String(_)) => Err(invalid(
             "invalidValue",
-            "userName and the work email (emails[type eq \"work\"].value) are one address \
-             here, the member's email: send the same value in both. In Microsoft Entra ID, map \
-             the same source attribute (e.g. mail) to both, or remove the emails mapping.",
+            format!(
+                "userName must be a string of 1 to {MAX_USER_NAME} characters, not blank, \
+                 without control characters."
+            ),
+        )),
+        Some(Value::Null) | None => Err(invalid(
+            "invalidValue",
+            "userName is required: the identity provider's identifier of the user.",
+        )),
+        Some(other) => Err(invalid(
+            "invalidValue",
+            format!("userName must be a string, not {other}"),
         )),
     }
 }
 
-/// The value of the (last) `work` entry of `emails`, else of the (last) `primary` one, else
-/// of the only one.
-fn work_email(body: &Map<String, Value>) -> Result<Option<String>, ApiError> {
-    let emails = match attr(body, "emails") {
-        None | Some(Value::Null) => return Ok(None),
-        Some(Value::Array(emails)) => emails,
-        Some(_) => return Err(invalid("invalidValue", "emails must be an array")),
-    };
-    let value = |e: &Value| {
-        attr_of(e, "value")
-            .and_then(Value::as_str)
-            .map(str::to_owned)
-    };
-    let is = |e: &Value, key: &str, want: &Value| {
-        attr_of(e, key).is_some_and(|v| match (v, want) {
-            (Value::String(a), Value::String(b)) => a.eq_ignore_ascii_case(b),
-            (v, Value::Bool(b)) => boolean(v, "primary").is_ok_and(|x| x == *b),
-            _ => false,
-        })
-    };
-    // The last one: a PATCH `add` appends the new address after the old one.
-    let chosen = emails
-        .iter()
-        .rev()
-        .find(|e| is(e, "type", &json!("work")))
-        .or_else(|| emails.iter().rev().find(|e| is(e, "primary", &json!(true))))
-        .or(if emails.len() == 1 {
-            emails.first()
-        } else {
-            None
+/// The member's email: the work address of `emails`, else the primary one, else `userName`
+/// when it is an address ([`chosen_email`]). A user with no address at all is refused.
+fn email_of(emails: &[ScimEmail], user_name: &str) -> Result<Email, ApiError> {
+    if let Some(chosen) = chosen_email(emails) {
+        return Email::parse(chosen.value.trim()).map_err(|e| {
+            invalid(
+                "invalidValue",
+                format!("the work (or primary) value of emails must be an email address: {e}"),
+            )
         });
-    Ok(chosen.and_then(value))
+    }
+    Email::parse(user_name.trim()).map_err(|_| {
+        invalid(
+            "invalidValue",
+            "The user has no email address: send emails with a work (or primary) value, or a \
+             userName that is an address. In Microsoft Entra ID, map mail to \
+             emails[type eq \"work\"].value.",
+        )
+    })
+}
+
+/// The most `emails` entries kept.
+pub const MAX_EMAILS: usize = 10;
+
+/// `emails` as sent: at most [`MAX_EMAILS`] entries, each with a `value` (a string of at
+/// most 254 characters) and optionally a `type` and `primary`.
+fn emails_of(body: &Map<String, Value>) -> Result<Vec<ScimEmail>, ApiError> {
+    let emails = match attr(body, "emails") {
+        None | Some(Value::Null) => return Ok(Vec::new()),
+        Some(Value::Array(emails)) if emails.len() <= MAX_EMAILS => emails,
+        Some(_) => {
+            return Err(invalid(
+                "invalidValue",
+                format!("emails must be an array of at most {MAX_EMAILS} entries"),
+            ))
+        }
+    };
+    let text = |v: Option<&Value>, max: usize| match v {
+        Some(Value::String(s))
+            if !s.trim().is_empty()
+                && s.chars().count() <= max
+                && !s.chars().any(char::is_control) =>
+        {
+            Ok(Some(s.clone()))
+        }
+        None | Some(Value::Null) => Ok(None),
+        Some(_) => Err(invalid(
+            "invalidValue",
+            format!(
+                "each entry of emails has a value (and a type) of at most {max} characters, \
+                 not blank, without control characters"
+            ),
+        )),
+    };
+    let mut emails = emails
+        .iter()
+        .map(|e| {
+            let Some(value) = text(attr_of(e, "value"), 254)? else {
+                return Err(invalid(
+                    "invalidValue",
+                    "each entry of emails needs a value",
+                ));
+            };
+            Ok(ScimEmail {
+                value,
+                kind: text(attr_of(e, "type"), 32)?,
+                primary: attr_of(e, "primary")
+                    .filter(|v| !v.is_null())
+                    .map(|v| boolean(v, "emails.primary"))
+                    .transpose()?,
+            })
+        })
+        .collect::<Result<Vec<_>, ApiError>>()?;
+    // "primary" true at most once (RFC 7643 §2.4): an added primary address is the primary
+    // one, the others are not (RFC 7644 §3.5.2).
+    if let Some(last) = emails.iter().rposition(|e| e.primary == Some(true)) {
+        for (i, e) in emails.iter_mut().enumerate() {
+            if i != last && e.primary == Some(true) {
+                e.primary = Some(false);
+            }
+        }
+    }
+    Ok(emails)
 }
 
 /// An extension object by its schema URN (keys compare case-insensitively).
@@ -312,13 +432,14 @@ fn string_or_null(value: Option<Value>, what: &str) -> Result<Value, ApiError> {
     }
 }
 
-/// SCIM's department, compared case-insensitively with the vocabulary.
-fn department_value(value: Option<Value>) -> Result<Value, ApiError> {
+/// SCIM's department, compared case-insensitively with the vocabulary: the department, and
+/// its spelling as sent.
+fn department_value(value: Option<Value>) -> Result<(Value, Option<String>), ApiError> {
     match value {
-        None | Some(Value::Null) => Ok(Value::Null),
-        Some(Value::String(s)) if s.trim().is_empty() => Ok(Value::Null),
+        None | Some(Value::Null) => Ok((Value::Null, None)),
+        Some(Value::String(s)) if s.trim().is_empty() => Ok((Value::Null, None)),
         Some(Value::String(s)) => match Department::parse(&s.trim().to_lowercase()) {
-            Some(d) => Ok(json!(d)),
+            Some(d) => Ok((json!(d), Some(s))),
             None => Err(invalid(
                 "invalidValue",
                 format!(
@@ -423,7 +544,8 @@ mod tests {
         assert_eq!(user["displayName"], "Ada Lovelace");
         assert_eq!(user["title"], "Engineer");
         assert_eq!(user["active"], true);
-        assert_eq!(user[ENTERPRISE]["department"], "qms");
+        assert_eq!(m.department, Department::Qms);
+        assert_eq!(user[ENTERPRISE]["department"], "QMS", "as sent");
         assert_eq!(user[MEMBER]["role"], "reviewer");
         assert_eq!(user[MEMBER]["locations"][0]["locationId"], "l1");
         assert_eq!(user["meta"]["version"], "W/\"1\"");
@@ -459,10 +581,10 @@ mod tests {
             ..ApiRequest::default()
         };
         req.headers.insert("host".into(), "h".repeat(253));
-        let one = crate::handlers::paging::answer_bytes(&to_user(&m, &req).to_string());
+        let one = crate::paging::answer_bytes(&to_user(&m, &req).to_string());
         let page = one * super::super::discovery::MAX_RESULTS;
         assert!(
-            page < crate::handlers::paging::PAGE_BYTES,
+            page < crate::paging::PAGE_BYTES,
             "{one} bytes a user, {page} a page: over the page budget"
         );
     }
@@ -511,10 +633,15 @@ mod tests {
         assert_eq!(
             code(with(
                 "emails",
-                json!([{"value": "b@example.com", "type": "work"}])
+                json!([{"value": "not an address", "type": "work"}])
             )),
             Some("invalidValue")
         );
+        assert_eq!(
+            code(with("userName", json!("x".repeat(MAX_USER_NAME + 1)))),
+            Some("invalidValue")
+        );
+        assert_eq!(code(with("userName", json!("  "))), Some("invalidValue"));
         assert_eq!(
             code(with(MEMBER, json!({"role": "owner"}))),
             Some("validation_failed")
@@ -550,38 +677,130 @@ mod tests {
             .err()
             .map(|e| e.code());
         assert_eq!(refused, Some("mutability"), "a member keeps a role");
+        // What /Schemas announces as required, a PUT sends.
+        for required in ["displayName", "active"] {
+            let mut doc = body(to_user(&m, &ApiRequest::default()));
+            doc.remove(required);
+            let refused = user_patch(&doc, Write::Replace(&m), &org(false))
+                .err()
+                .map(|e| e.code());
+            assert_eq!(refused, Some("invalidValue"), "a PUT without {required}");
+        }
     }
 
     #[test]
-    fn a_changed_work_email_or_user_name_wins_over_the_unchanged_one() {
+    fn user_name_and_the_work_email_are_two_attributes() {
+        // Entra ID's default mapping: userPrincipalName → userName, mail → the work email.
         let m = created(
-            json!({"userName": "a@example.com", "name": {"givenName": "A"}}),
+            json!({"userName": "Ada.L@corp.example.onmicrosoft.com", "displayName": "A",
+                   "emails": [{"value": "ada@example.com", "type": "work", "primary": true}]}),
             false,
         )
         .unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!(m.email.as_str(), "ada@example.com");
+        assert_eq!(
+            m.scim_user_name.as_deref(),
+            Some("Ada.L@corp.example.onmicrosoft.com")
+        );
+        let user = to_user(&m, &ApiRequest::default());
+        assert_eq!(user["userName"], "Ada.L@corp.example.onmicrosoft.com");
+        assert_eq!(user["emails"][0]["value"], "ada@example.com");
+        // A change of one leaves the other as it is.
+        let patched = |doc: Value| {
+            let p = user_patch(&body(doc), Write::Replace(&m), &org(false))
+                .unwrap_or_else(|e| panic!("{e:?}"));
+            (p.scim_user_name, p.email.map(|e| e.as_str().to_owned()))
+        };
+        let mut doc = user.clone();
+        doc["userName"] = json!("Test_User_7f3a");
+        assert_eq!(
+            patched(doc),
+            (
+                Some("Test_User_7f3a".into()),
+                Some("ada@example.com".into())
+            )
+        );
+        let mut doc = user.clone();
+        doc["emails"] = json!([{"value": "ada@new.example", "type": "work"}]);
+        assert_eq!(
+            patched(doc),
+            (
+                Some("Ada.L@corp.example.onmicrosoft.com".into()),
+                Some("ada@new.example".into())
+            )
+        );
+        // The email: work, else primary, else userName when an address; a home address
+        // alone is not the member's.
         let email = |v: Value| {
-            user_patch(&body(v), Write::Replace(&m), &org(false))
-                .map(|p| p.email.map(|e| e.normalized()))
+            user_patch(&body(v), Write::Create, &org(false))
+                .map(|p| p.email.map(|e| e.as_str().to_owned()))
                 .map_err(|e| e.code())
         };
-        let emails = |s: &str| json!([{"value": s, "type": "work"}]);
+        let with = |user_name: &str, emails: Value| json!({"userName": user_name, "displayName": "A", "emails": emails});
         assert_eq!(
-            email(
-                json!({"userName": "a@example.com", "emails": emails("b@example.com"), "displayName": "A"})
-            ),
-            Ok(Some("b@example.com".into()))
+            email(with(
+                "u1",
+                json!([{"value": "p@example.com", "primary": true}, {"value": "h@example.com", "type": "home"}])
+            )),
+            Ok(Some("p@example.com".into()))
         );
         assert_eq!(
-            email(
-                json!({"userName": "c@example.com", "emails": emails("a@example.com"), "displayName": "A"})
-            ),
-            Ok(Some("c@example.com".into()))
+            email(with(
+                "u@example.com",
+                json!([{"value": "h@example.com", "type": "home"}])
+            )),
+            Ok(Some("u@example.com".into()))
         );
         assert_eq!(
-            email(
-                json!({"userName": "c@example.com", "emails": emails("d@example.com"), "displayName": "A"})
-            ),
-            Err("invalidValue")
+            email(with(
+                "u1",
+                json!([{"value": "h@example.com", "type": "home"}])
+            )),
+            Err("invalidValue"),
+            "no address at all"
         );
+        assert_eq!(email(with("u1", json!(null))), Err("invalidValue"));
+    }
+
+    #[test]
+    fn a_scim_id_names_one_provisioning_of_a_member() {
+        let id = |s: &str| ScimId::parse(s).map(|i| i.to_string());
+        assert_eq!(id("mem_abc"), Some("mem_abc".into()));
+        assert_eq!(id("mem_abc-2"), Some("mem_abc-2".into()));
+        for bad in [
+            "mem_abc-0",
+            "mem_abc-02",
+            "mem_abc-",
+            "mem_abc-x",
+            "abc-1",
+            "mem_abc-99999999999",
+        ] {
+            assert_eq!(id(bad), None, "{bad}");
+        }
+        let mut m = created(
+            json!({"userName": "a@example.com", "displayName": "A"}),
+            false,
+        )
+        .unwrap_or_else(|e| panic!("{e:?}"));
+        let first = ScimId::of(&m);
+        assert!(first.names(&m));
+        // Deleted through SCIM, then back: a new id; the old one names nothing again.
+        m.scim_deprovisioned = true;
+        m.is_active = false;
+        assert!(!first.names(&m));
+        let back = crate::rules::apply(
+            MemberPatch {
+                is_active: Some(true),
+                ..MemberPatch::default()
+            },
+            &m,
+            &org(false),
+            Timestamp::now(),
+        )
+        .unwrap_or_else(|e| panic!("{e:?}"))
+        .member;
+        assert!(!first.names(&back));
+        assert!(ScimId::of(&back).names(&back));
+        assert_eq!(ScimId::of(&back).to_string(), format!("{}-1", m.id));
     }
 }

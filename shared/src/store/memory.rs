@@ -23,6 +23,8 @@ pub struct State {
     pub idempotency: HashMap<(OrgId, String), IdempotencyRecord>,
     pub audit: Vec<AuditEvent>,
     pub roles: HashMap<(OrgId, CustomRoleId), CustomRole>,
+    /// SCIM lists' bookmarks: (organisation, query fingerprint, index) → position.
+    pub bookmarks: std::collections::BTreeMap<(OrgId, String, usize), String>,
     /// When set, every call fails as if DynamoDB were unreachable.
     pub unavailable: bool,
 }
@@ -68,20 +70,15 @@ impl Store for MemoryStore {
         self.with(|s| {
             let m = &w.member;
             let org_id = m.organization_id.clone();
+            if let Some(taken) = taken(s, &org_id, None, m) {
+                return Err(taken);
+            }
             let org = s.orgs.get_mut(&org_id).ok_or(ApiError::Internal)?;
             if org.hris_enabled != w.org.hris_enabled {
                 return Err(ApiError::Conflict {
                     code: "organization_changed",
                     detail: String::new(),
                     field: None,
-                });
-            }
-            let email = (org_id.clone(), m.email.normalized());
-            if s.emails.contains_key(&email) {
-                return Err(ApiError::Conflict {
-                    code: "email_taken",
-                    detail: String::new(),
-                    field: Some("email"),
                 });
             }
             if let Some(record) = &w.idempotency {
@@ -105,7 +102,9 @@ impl Store for MemoryStore {
             if let Some(d) = &w.previous_primary {
                 demote(s, d)?;
             }
-            s.emails.insert(email, m.id.clone());
+            for (value, _) in m.identifiers() {
+                s.emails.insert((org_id.clone(), value), m.id.clone());
+            }
             s.members.insert((org_id, m.id.clone()), m.clone());
             s.audit.push(w.audit.clone());
             Ok(())
@@ -151,15 +150,8 @@ impl Store for MemoryStore {
                     ApiError::UpdateInProgress
                 });
             }
-            let new_email = (org_id.clone(), after.email.normalized());
-            if before.email.normalized() != after.email.normalized()
-                && s.emails.contains_key(&new_email)
-            {
-                return Err(ApiError::Conflict {
-                    code: "email_taken",
-                    detail: String::new(),
-                    field: Some("email"),
-                });
+            if let Some(taken) = taken(s, &org_id, Some(before), after) {
+                return Err(taken);
             }
             let org = s.orgs.get_mut(&org_id).ok_or(ApiError::Internal)?;
             let delta = after.counters().minus(before.counters());
@@ -176,9 +168,12 @@ impl Store for MemoryStore {
             if let Some(d) = &w.previous_primary {
                 demote(s, d)?;
             }
-            s.emails
-                .remove(&(org_id.clone(), before.email.normalized()));
-            s.emails.insert(new_email, after.id.clone());
+            for (value, _) in before.identifiers() {
+                s.emails.remove(&(org_id.clone(), value));
+            }
+            for (value, _) in after.identifiers() {
+                s.emails.insert((org_id.clone(), value), after.id.clone());
+            }
             s.members.insert(key, after.clone());
             s.audit.push(w.audit.clone());
             Ok(())
@@ -193,6 +188,53 @@ impl Store for MemoryStore {
         self.with(|s| {
             let id = s.emails.get(&(org.clone(), email.normalized())).cloned();
             Ok(id.and_then(|id| s.members.get(&(org.clone(), id)).cloned()))
+        })
+    }
+
+    async fn member_by_user_name(
+        &self,
+        org: &OrgId,
+        user_name: &str,
+    ) -> Result<Option<Member>, ApiError> {
+        let wanted = normalize_identifier(user_name);
+        self.with(|s| {
+            let id = s.emails.get(&(org.clone(), wanted.clone())).cloned();
+            Ok(id
+                .and_then(|id| s.members.get(&(org.clone(), id)).cloned())
+                .filter(|m| normalize_identifier(m.user_name()) == wanted))
+        })
+    }
+
+    async fn scim_bookmark(
+        &self,
+        org: &OrgId,
+        fingerprint: &str,
+        index: usize,
+    ) -> Result<Option<(usize, String)>, ApiError> {
+        self.with(|s| {
+            Ok(s.bookmarks
+                .range(
+                    (org.clone(), fingerprint.to_owned(), 0)
+                        ..=(org.clone(), fingerprint.to_owned(), index),
+                )
+                .next_back()
+                .map(|((_, _, at), position)| (*at, position.clone())))
+        })
+    }
+
+    async fn put_scim_bookmark(
+        &self,
+        org: &OrgId,
+        fingerprint: &str,
+        index: usize,
+        position: &str,
+    ) -> Result<(), ApiError> {
+        self.with(|s| {
+            s.bookmarks.insert(
+                (org.clone(), fingerprint.to_owned(), index),
+                position.to_owned(),
+            );
+            Ok(())
         })
     }
 
@@ -422,4 +464,26 @@ fn demote(s: &mut State, d: &crate::store::Demotion) -> Result<(), ApiError> {
 fn as_on_its_item(mut org: Organization) -> Organization {
     org.counters = org.counters.guarded();
     org
+}
+
+/// The refusal of an identifier (email, SCIM userName) another member holds.
+fn taken(s: &State, org: &OrgId, before: Option<&Member>, after: &Member) -> Option<ApiError> {
+    let had = before.map(Member::identifiers).unwrap_or_default();
+    after
+        .identifiers()
+        .into_iter()
+        .filter(|(v, _)| !had.iter().any(|(h, _)| h == v))
+        .find(|(v, _)| s.emails.contains_key(&(org.clone(), v.clone())))
+        .map(|(_, kind)| match kind {
+            Identifier::Email => ApiError::Conflict {
+                code: "email_taken",
+                detail: String::new(),
+                field: Some("email"),
+            },
+            Identifier::UserName => ApiError::Conflict {
+                code: "user_name_taken",
+                detail: String::new(),
+                field: Some("scimUserName"),
+            },
+        })
 }

@@ -222,6 +222,29 @@ pub trait Store: Send + Sync {
         org: &OrgId,
         email: &Email,
     ) -> impl Future<Output = Result<Option<Member>, ApiError>> + Send;
+    /// The member whose SCIM `userName` this is, case-insensitively (the identifier guard,
+    /// then the member; consistent). A member without one answers to its email.
+    fn member_by_user_name(
+        &self,
+        org: &OrgId,
+        user_name: &str,
+    ) -> impl Future<Output = Result<Option<Member>, ApiError>> + Send;
+    /// The bookmark of a SCIM list (`fingerprint`: its query) nearest at or below the
+    /// 1-based `index`: (its index, the sort position users from there follow).
+    fn scim_bookmark(
+        &self,
+        org: &OrgId,
+        fingerprint: &str,
+        index: usize,
+    ) -> impl Future<Output = Result<Option<(usize, String)>, ApiError>> + Send;
+    /// Leaves a bookmark: the users of a SCIM list from `index` on follow `position`.
+    fn put_scim_bookmark(
+        &self,
+        org: &OrgId,
+        fingerprint: &str,
+        index: usize,
+        position: &str,
+    ) -> impl Future<Output = Result<(), ApiError>> + Send;
     /// The member holding a SCIM `externalId` (its guard, then the member; consistent).
     fn member_by_external_id(
         &self,

@@ -153,22 +153,25 @@ pub async fn okta_provisioning_sequence(ctx: Arc<Ctx>) -> TestResult {
     st.check_invariants(&t.org).await
 }
 
-/// Entra ID's provisioning: its probe filter, create with the enterprise extension, find by
-/// externalId, its PATCH shapes (capitalised ops, booleans as strings, filtered paths),
-/// DELETE, and provisioning the same userName again.
+/// Entra ID's provisioning with its default mapping (userPrincipalName → userName, mail →
+/// the work email, two different values): its probe filter, create with the enterprise
+/// extension, find by externalId, its PATCH shapes (capitalised ops, booleans as strings,
+/// filtered paths), values read back as sent, DELETE (that id 404 for ever), and
+/// provisioning the same userName again (a new SCIM id, the same member).
 pub async fn entra_provisioning_sequence(ctx: Arc<Ctx>) -> TestResult {
     let st = &ctx.stack;
     let t = st.tenant(false).await?;
     // Entra's connection test: a filter on a random value.
     let probe = find(&t, "userName eq \"6d2a1b54-0c2e-4b2a-9a1b-5a0f7c1e9d3e\"")?;
     ensure_eq!(probe["totalResults"], 0, "probe");
+    let upn = "AdeleV@contoso.onmicrosoft.com";
     let create = json!({
         "schemas": [USER, ENTERPRISE],
         "externalId": "0a21f0f2-8d2a-4f8e-bf98-7363c4aed4ef",
-        "userName": "Test_User_ab6490ee@contoso.com",
+        "userName": upn,
         "active": true,
         "displayName": "Adele Vance",
-        "emails": [{"primary": true, "type": "work", "value": "Test_User_ab6490ee@contoso.com"}],
+        "emails": [{"primary": true, "type": "work", "value": "Adele.Vance@contoso.com"}],
         "meta": {"resourceType": "User"},
         "name": {"formatted": "Adele Vance", "familyName": "Vance", "givenName": "Adele"},
         "roles": [],
@@ -176,31 +179,83 @@ pub async fn entra_provisioning_sequence(ctx: Arc<Ctx>) -> TestResult {
     });
     let user = expect(t.scim("POST", "/Users", Some(&create), &[])?, 201, "create")?;
     let id = user["id"].as_str().unwrap_or_default().to_owned();
-    ensure_eq!(user[ENTERPRISE]["department"], "it", "department, any case");
+    ensure_eq!(
+        (
+            user["userName"].clone(),
+            user["emails"][0]["value"].clone(),
+            user[ENTERPRISE]["department"].clone()
+        ),
+        (json!(upn), json!("Adele.Vance@contoso.com"), json!("IT")),
+        "userName and the work email as two values, the department as sent"
+    );
+    let m = t.get_member(&id)?.json();
+    ensure_eq!(
+        (
+            m["email"].clone(),
+            m["scimUserName"].clone(),
+            m["department"].clone()
+        ),
+        (json!("Adele.Vance@contoso.com"), json!(upn), json!("it")),
+        "/v1 shows both"
+    );
+    // If-None-Match with the current version: 304, nothing sent again.
+    let etag = t
+        .scim("GET", &format!("/Users/{id}"), None, &[])?
+        .header("etag")
+        .unwrap_or_default()
+        .to_owned();
+    let r = t.scim(
+        "GET",
+        &format!("/Users/{id}"),
+        None,
+        &[("If-None-Match", &etag)],
+    )?;
+    ensure_eq!((r.status, r.text.as_str()), (304, ""), "not modified");
     let found = find(&t, "externalId eq \"0a21f0f2-8d2a-4f8e-bf98-7363c4aed4ef\"")?;
     ensure_eq!(
         found["Resources"][0]["id"],
         json!(id),
         "found by externalId"
     );
-    let found = find(
-        &t,
-        "emails[type eq \"work\"].value eq \"test_user_ab6490ee@contoso.com\"",
-    )?;
-    ensure_eq!(found["totalResults"], 1, "found by work email");
-    // A second create of the same userName is a conflict Entra understands.
+    for filter in [
+        format!("userName eq \"{}\"", upn.to_lowercase()),
+        "emails[type eq \"work\"].value eq \"adele.vance@contoso.com\"".into(),
+        format!("userName eq \"{upn}\" and emails.value eq \"Adele.Vance@contoso.com\""),
+    ] {
+        ensure_eq!(find(&t, &filter)?["totalResults"], 1, "found by {filter}");
+    }
+    ensure_eq!(
+        find(&t, "userName eq \"Adele.Vance@contoso.com\"")?["totalResults"],
+        0,
+        "the email is not the userName"
+    );
+    // A second create of the same userName (any case) is a conflict Entra understands, and
+    // so is a userName that is another member's email.
+    let mut same = create.clone();
+    same["userName"] = json!(upn.to_uppercase());
+    same["emails"] = json!([{"type": "work", "value": "other@contoso.com"}]);
     let detail = expect_error(
-        t.scim("POST", "/Users", Some(&create), &[])?,
+        t.scim("POST", "/Users", Some(&same), &[])?,
         409,
         Some("uniqueness"),
         "again",
     )?;
     ensure!(detail.contains("userName"), "{detail}");
-    // Entra's PATCH: several operations, capitalised, with filtered paths and string booleans.
+    let mut taken = same.clone();
+    taken["userName"] = json!("adele.vance@contoso.com");
+    expect_error(
+        t.scim("POST", "/Users", Some(&taken), &[])?,
+        409,
+        Some("uniqueness"),
+        "a userName that is another member's email",
+    )?;
+    // Entra's PATCH: several operations, capitalised, with filtered paths and string
+    // booleans; `attributes` applies to the answer.
+    let new_upn = "Adele.Vance@contoso.onmicrosoft.com";
     let ops = patch_op(json!([
         {"op": "Replace", "path": "displayName", "value": "Adele V."},
         {"op": "Add", "path": "emails[type eq \"work\"].value", "value": "adele@contoso.com"},
-        {"op": "Replace", "path": "userName", "value": "adele@contoso.com"},
+        {"op": "Replace", "path": "userName", "value": new_upn},
         {"op": "Replace", "path": "name.familyName", "value": "Vance-Smith"},
         {"op": "Replace", "path": format!("{ENTERPRISE}:department"), "value": "HR"},
         {"op": "Add", "path": "title", "value": "Product Manager"},
@@ -215,6 +270,7 @@ pub async fn entra_provisioning_sequence(ctx: Arc<Ctx>) -> TestResult {
         (
             user["displayName"].clone(),
             user["userName"].clone(),
+            user["emails"][0]["value"].clone(),
             user["name"]["familyName"].clone(),
             user[ENTERPRISE]["department"].clone(),
             user["title"].clone(),
@@ -222,9 +278,10 @@ pub async fn entra_provisioning_sequence(ctx: Arc<Ctx>) -> TestResult {
         ),
         (
             json!("Adele V."),
+            json!(new_upn),
             json!("adele@contoso.com"),
             json!("Vance-Smith"),
-            json!("hr"),
+            json!("HR"),
             json!("Product Manager"),
             json!(false)
         ),
@@ -235,12 +292,32 @@ pub async fn entra_provisioning_sequence(ctx: Arc<Ctx>) -> TestResult {
         "W/\"2\"",
         "one write for all the operations"
     );
+    ensure_eq!(
+        find(&t, &format!("userName eq \"{upn}\""))?["totalResults"],
+        0,
+        "old userName released"
+    );
     let on = patch_op(json!([{"op": "Replace", "path": "active", "value": "True"}]));
-    expect(
-        t.scim("PATCH", &format!("/Users/{id}"), Some(&on), &[])?,
+    let user = expect(
+        t.scim(
+            "PATCH",
+            &format!("/Users/{id}?attributes=userName,active"),
+            Some(&on),
+            &[],
+        )?,
         200,
         "reactivate",
     )?;
+    let mut shown: Vec<&String> = user
+        .as_object()
+        .map(|o| o.keys().collect())
+        .unwrap_or_default();
+    shown.sort();
+    ensure_eq!(
+        shown,
+        vec!["active", "id", "schemas", "userName"],
+        "attributes on a PATCH answer"
+    );
     // A value Entra cannot map is refused with the allowed values.
     let bad = patch_op(
         json!([{"op": "Replace", "path": format!("{ENTERPRISE}:department"), "value": "Sales"}]),
@@ -258,26 +335,30 @@ pub async fn entra_provisioning_sequence(ctx: Arc<Ctx>) -> TestResult {
     // DELETE: gone from SCIM, kept (inactive) in /v1, its externalId released.
     let r = t.scim("DELETE", &format!("/Users/{id}"), None, &[])?;
     ensure_eq!(r.status, 204, "delete: {}", r.text);
-    expect_error(
-        t.scim("GET", &format!("/Users/{id}"), None, &[])?,
-        404,
-        None,
-        "deleted",
-    )?;
-    expect_error(
-        t.scim("PATCH", &format!("/Users/{id}"), Some(&on), &[])?,
-        404,
-        None,
-        "patch deleted",
-    )?;
-    expect_error(
-        t.scim("DELETE", &format!("/Users/{id}"), None, &[])?,
-        404,
-        None,
-        "delete again",
-    )?;
+    let gone = |what: &str| -> TestResult {
+        expect_error(
+            t.scim("GET", &format!("/Users/{id}"), None, &[])?,
+            404,
+            None,
+            what,
+        )?;
+        expect_error(
+            t.scim("PATCH", &format!("/Users/{id}"), Some(&on), &[])?,
+            404,
+            None,
+            what,
+        )?;
+        expect_error(
+            t.scim("DELETE", &format!("/Users/{id}"), None, &[])?,
+            404,
+            None,
+            what,
+        )?;
+        Ok(())
+    };
+    gone("deleted")?;
     ensure_eq!(
-        find(&t, "userName eq \"adele@contoso.com\"")?["totalResults"],
+        find(&t, &format!("userName eq \"{new_upn}\""))?["totalResults"],
         0,
         "not listed"
     );
@@ -294,21 +375,34 @@ pub async fn entra_provisioning_sequence(ctx: Arc<Ctx>) -> TestResult {
         "kept in /v1"
     );
     st.check_invariants(&t.org).await?;
-    // Provisioned again: the same member comes back, not a permanent 409.
+    // Provisioned again with the same userName: the same member, under a new SCIM id; the
+    // deleted id stays 404.
     let mut again = create.clone();
-    again["userName"] = json!("adele@contoso.com");
+    again["userName"] = json!(new_upn);
     again["emails"] = json!([{"primary": true, "type": "work", "value": "adele@contoso.com"}]);
     let user = expect(
         t.scim("POST", "/Users", Some(&again), &[])?,
         201,
         "provision again",
     )?;
+    let new_id = user["id"].as_str().unwrap_or_default().to_owned();
     ensure_eq!(
-        (user["id"].clone(), user["active"].clone()),
-        (json!(id), json!(true)),
-        "back"
+        (new_id.clone(), user["active"].clone()),
+        (format!("{id}-1"), json!(true)),
+        "back under a new id"
     );
     ensure_eq!(user["name"]["familyName"], "Vance", "with what was sent");
+    gone("the deleted id, after the member came back")?;
+    expect(
+        t.scim("GET", &format!("/Users/{new_id}"), None, &[])?,
+        200,
+        "the new id",
+    )?;
+    ensure_eq!(
+        t.get_member(&id)?.json()["isActive"],
+        true,
+        "the same member in /v1"
+    );
     ensure_eq!(
         find(&t, "externalId eq \"0a21f0f2-8d2a-4f8e-bf98-7363c4aed4ef\"")?["totalResults"],
         1,

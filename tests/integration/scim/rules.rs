@@ -79,7 +79,7 @@ pub async fn scim_rules_errors_and_paging(ctx: Arc<Ctx>) -> TestResult {
         )?;
         expect_error(r, 400, Some("invalidFilter"), what)?;
     }
-    let r = t.scim("GET", "/Users?startIndex=10001", None, &[])?;
+    let r = t.scim("GET", "/Users?startIndex=10002", None, &[])?;
     ensure!(
         expect_error(r, 400, Some("invalidValue"), "startIndex")?.contains("10000"),
         "startIndex cap"

@@ -4,7 +4,7 @@
 use super::errors::{build_error, sdk_error};
 use super::outbox::audit_item;
 use super::records::{
-    email_guard, from_item, location_records, to_item, ApiKeyRecord, MemberRecord, OrgRecord,
+    from_item, identifier_guard, location_records, to_item, ApiKeyRecord, MemberRecord, OrgRecord,
 };
 use super::shards::{new_shards, COUNTER_SHARDS};
 use super::tx::{put, put_item};
@@ -95,7 +95,10 @@ impl DynamoStore {
                 },
             )?,
             put_item(&self.table, MemberRecord::item(&new.admin)?)?,
-            put(&self.table, &email_guard(&new.admin))?,
+            put(
+                &self.table,
+                &identifier_guard(&new.admin, &new.admin.email.normalized()),
+            )?,
             put_item(&self.table, audit_item(&new.audit)?)?,
         ];
         for location in location_records(&new.admin) {

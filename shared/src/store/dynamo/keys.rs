@@ -22,9 +22,20 @@ pub fn member(org: &OrgId, id: &MemberId) -> (String, String) {
     (format!("ORG#{org}#MEMBER#{id}"), "MEMBER".into())
 }
 pub fn email(org: &OrgId, email: &Email) -> (String, String) {
+    identifier(org, &email.normalized())
+}
+/// The guard of a value in the organisation's identifier namespace (emails and SCIM
+/// userNames, normalised: `Member::identifiers`). Its key says EMAIL: it was the emails'
+/// guard before userNames joined them, and stored guards keep their keys.
+pub fn identifier(org: &OrgId, normalized: &str) -> (String, String) {
+    (format!("ORG#{org}#EMAIL#{normalized}"), "EMAIL".into())
+}
+/// A SCIM list's bookmark (`bookmarks.rs`): one partition per organisation, sorted by the
+/// query's fingerprint, then the index (zero-padded).
+pub fn scim_bookmark(org: &OrgId, fingerprint: &str, index: usize) -> (String, String) {
     (
-        format!("ORG#{org}#EMAIL#{}", email.normalized()),
-        "EMAIL".into(),
+        format!("ORG#{org}#SCIMBOOKMARKS"),
+        format!("{fingerprint}#{index:020}"),
     )
 }
 /// The guard that keeps a SCIM `externalId` unique per organisation: keyed by its SHA-256

@@ -6,7 +6,7 @@ use super::errors::build_error;
 use super::holders::move_holders;
 use super::outbox::audit_item;
 use super::records::{
-    email_guard, external_id_guard, location_records, to_item, MemberRecord, COUNTER_WRITES,
+    external_id_guard, identifier_guard, location_records, to_item, MemberRecord, COUNTER_WRITES,
 };
 use super::shards::member_shard;
 use super::tx::{check, delete, put, put_item, Guarded};
@@ -53,9 +53,11 @@ pub(super) fn update_items(
             TransactWriteItem::builder().put(put).build()
         },
     ));
-    if before.email.normalized() != after.email.normalized() {
+    // The identifiers (email, SCIM userName) the member gives up, and those it takes.
+    let (had, has) = (before.identifiers(), after.identifiers());
+    for (value, _) in had.iter().filter(|(v, _)| !has.iter().any(|(h, _)| h == v)) {
         let me = HashMap::from([(":me".to_owned(), AttributeValue::S(after.id.to_string()))]);
-        let old = keys::email(org, &before.email);
+        let old = keys::identifier(org, value);
         items.push((
             Guarded::OldEmailGuard,
             if w.dry_run {
@@ -64,17 +66,19 @@ pub(super) fn update_items(
                 delete(t, old, Some(("memberId = :me", me)))?
             },
         ));
+    }
+    for (value, kind) in has.iter().filter(|(v, _)| !had.iter().any(|(h, _)| h == v)) {
         items.push((
-            Guarded::EmailGuard,
+            guard_of(*kind),
             if w.dry_run {
                 check(
                     t,
-                    keys::email(org, &after.email),
+                    keys::identifier(org, value),
                     "attribute_not_exists(PK)",
                     HashMap::new(),
                 )?
             } else {
-                put(t, &email_guard(after))?
+                put(t, &identifier_guard(after, value))?
             },
         ));
     }
@@ -147,6 +151,14 @@ pub(super) fn update_items(
 
 /// A changed `externalId` moves its guard: the old one is deleted while it is still this
 /// member's, the new one written only where none is (or, in a dry run, both checked).
+/// The item a new identifier's guard is, by the attribute that brought it.
+pub(super) fn guard_of(kind: Identifier) -> Guarded {
+    match kind {
+        Identifier::Email => Guarded::EmailGuard,
+        Identifier::UserName => Guarded::UserNameGuard,
+    }
+}
+
 fn external_id_items(
     t: &str,
     before: &Member,

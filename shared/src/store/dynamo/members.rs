@@ -2,11 +2,13 @@
 //! together with its organisation, and a create's idempotency record.
 
 use super::holders::move_holders;
-use super::member_items::{demote_primary, hashed, holder_deltas, org_items, update_items};
+use super::idempotency::IdempotencyItem;
+use super::member_items::{
+    demote_primary, guard_of, hashed, holder_deltas, org_items, update_items,
+};
 use super::outbox::audit_item;
 use super::records::{
-    email_guard, external_id_guard, from_item, location_records, IdempotencyItem, MemberRecord,
-    OrgRecord,
+    external_id_guard, from_item, identifier_guard, location_records, MemberRecord, OrgRecord,
 };
 use super::refusals::{refusal, update_refusal, write_conflict};
 use super::tx::{put, put_item, put_unless_live, Guarded, TxFailure};
@@ -67,11 +69,11 @@ impl DynamoStore {
         let t = &self.table;
         let m = &w.member;
         hashed(m)?;
-        let mut items = vec![
-            (Guarded::NewMember, put_item(t, MemberRecord::item(m)?)?),
-            (Guarded::EmailGuard, put(t, &email_guard(m))?),
-            (Guarded::Audit, put_item(t, audit_item(&w.audit)?)?),
-        ];
+        let mut items = vec![(Guarded::NewMember, put_item(t, MemberRecord::item(m)?)?)];
+        for (value, kind) in m.identifiers() {
+            items.push((guard_of(kind), put(t, &identifier_guard(m, &value))?));
+        }
+        items.push((Guarded::Audit, put_item(t, audit_item(&w.audit)?)?));
         items.extend(org_items(t, &w.org, None, m, false)?);
         if let Some(guard) = external_id_guard(m) {
             items.push((Guarded::ExternalIdGuard, put(t, &guard)?));

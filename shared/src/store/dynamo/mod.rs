@@ -9,11 +9,13 @@
 //! of an organisation's counters.
 
 mod admin;
+mod bookmarks;
 mod client;
 mod deflated;
 mod errors;
 mod feed;
 mod holders;
+mod idempotency;
 pub mod keys;
 mod list_plan;
 mod member_items;
@@ -35,9 +37,9 @@ pub use aws_sdk_dynamodb::types::AttributeValue;
 pub use client::{https_client, lambda_identity, timeouts};
 pub use errors::sdk_error;
 pub use feed::FEED_SCAN_CAP;
+pub use idempotency::IDEMPOTENCY_TTL_SECONDS;
 pub use keys::INDEXES;
 pub use queries::READ_CAP;
-pub use records::IDEMPOTENCY_TTL_SECONDS;
 pub use recount::{Recount, RecountOutcome, RECOUNT_ATTEMPTS};
 pub use settings::hris_switch_refusal;
 pub use shards::{shard_of, COUNTER_SHARDS};
@@ -251,6 +253,37 @@ impl Store for DynamoStore {
             m.email.normalized() == email.normalized()
         })
         .await
+    }
+
+    async fn member_by_user_name(
+        &self,
+        org: &OrgId,
+        user_name: &str,
+    ) -> Result<Option<Member>, ApiError> {
+        let wanted = normalize_identifier(user_name);
+        self.member_by_guard(org, keys::identifier(org, &wanted), |m| {
+            normalize_identifier(m.user_name()) == wanted
+        })
+        .await
+    }
+
+    async fn scim_bookmark(
+        &self,
+        org: &OrgId,
+        fingerprint: &str,
+        index: usize,
+    ) -> Result<Option<(usize, String)>, ApiError> {
+        self.nearest_bookmark(org, fingerprint, index).await
+    }
+
+    async fn put_scim_bookmark(
+        &self,
+        org: &OrgId,
+        fingerprint: &str,
+        index: usize,
+        position: &str,
+    ) -> Result<(), ApiError> {
+        self.put_bookmark(org, fingerprint, index, position).await
     }
 
     async fn member_by_external_id(

@@ -24,6 +24,13 @@ pub(super) fn refusal(guard: Guarded) -> ApiError {
             detail: "Another member of this organisation already has this email address.".into(),
             field: Some("email"),
         },
+        Guarded::UserNameGuard => ApiError::Conflict {
+            code: "user_name_taken",
+            detail: "Another member of this organisation already has this userName, as its \
+                     userName or its email address."
+                .into(),
+            field: Some("scimUserName"),
+        },
         Guarded::ExternalIdGuard => ApiError::Conflict {
             code: "external_id_taken",
             detail: "Another member of this organisation already has this externalId.".into(),
@@ -78,7 +85,11 @@ pub(super) fn update_refusal(w: &UpdateMember, failed: Vec<(Guarded, Option<Item
             ApiError::UpdateInProgress
         };
     }
-    for guard in [Guarded::EmailGuard, Guarded::ExternalIdGuard] {
+    for guard in [
+        Guarded::EmailGuard,
+        Guarded::UserNameGuard,
+        Guarded::ExternalIdGuard,
+    ] {
         if has(guard) {
             return refusal(guard);
         }

@@ -20,6 +20,9 @@ pub(super) enum Guarded {
     /// The member's version as read.
     Member,
     EmailGuard,
+    /// A SCIM userName's guard (in the emails' namespace), new.
+    UserNameGuard,
+    /// An identifier (email or userName) the member gives up.
     OldEmailGuard,
     /// A SCIM `externalId`'s guard, new and old.
     ExternalIdGuard,
