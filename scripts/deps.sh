@@ -6,7 +6,8 @@
 #     `aws-sam-cli` (template checks and deploys), `schemathesis` (contract fuzzing),
 #     `standardwebhooks` (the tests' webhook receiver verifies signatures with it)
 #   - a venv of its own in .local/scim-venv with `scim2-tester` (RFC 7643/7644 checks of
-#     /scim/v2; its pydantic stack stays apart from SAM's and schemathesis's)
+#     /scim/v2; its pydantic stack stays apart from SAM's and schemathesis's), and one in
+#     .local/sanity-venv with `scim-sanity` (its live probe of /scim/v2)
 # Re-running it does nothing when everything is there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,6 +19,7 @@ SAM_CLI_VERSION=1.170.0
 SCHEMATHESIS_VERSION=4.32.5
 STANDARDWEBHOOKS_VERSION=1.1.0
 SCIM2_TESTER_VERSION=0.5.2
+SCIM_SANITY_VERSION=0.7.4
 
 say() { printf '==> %s\n' "$*" >&2; }
 
@@ -64,4 +66,10 @@ if ! .local/scim-venv/bin/python -c 'import scim2_tester' 2>/dev/null; then
   .local/scim-venv/bin/pip install --quiet --disable-pip-version-check \
     "scim2-tester[httpx2]==$SCIM2_TESTER_VERSION" "scim2-client==0.13.2" "scim2-models==0.12.3" \
     "httpx2==2.16.2" "httpcore2==2.16.2"
+fi
+
+if ! .local/sanity-venv/bin/scim-sanity --version >/dev/null 2>&1; then
+  say "installing scim-sanity $SCIM_SANITY_VERSION into .local/sanity-venv"
+  python3 -m venv .local/sanity-venv
+  .local/sanity-venv/bin/pip install --quiet --disable-pip-version-check "scim-sanity==$SCIM_SANITY_VERSION"
 fi

@@ -23,6 +23,7 @@ awk '
   }
   /^verify: [0-9]+ of [0-9]+ checks passed/ { printf "  %-36s %s\n", "verify (robustness run)", substr($0, 9) }
   /^scim2-tester: [0-9]+ passed/ { printf "  %-36s %s\n", "scim2-tester (RFC 7643/7644 checks)", substr($0, 15) }
+  /^scim-sanity probe: / { printf "  %-36s %s\n", "scim-sanity probe (Users)", substr($0, 20) }
   END { printf "  %-36s %7d passed %5d failed\n", "all test binaries", tp, tf }
 ' "$log"
 # The robustness table, as the run printed it.

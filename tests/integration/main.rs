@@ -124,6 +124,7 @@ fn main() {
         scim::scim_rules_errors_and_paging,
         scim::scim_deactivation_races_v1_demotion,
         scim::scim2_tester_passes,
+        scim::scim_sanity_probe_passes,
         operator::recount_restores_missing_and_damaged_counters,
         operator::recount_never_writes_a_count_that_writers_moved_under,
         operator::a_switch_that_read_the_older_layout_is_refused_after_the_upgrade,

@@ -9,6 +9,7 @@ pub mod consumers;
 pub mod contract;
 pub mod cost;
 pub mod fuzz;
+mod invariants;
 #[cfg(test)]
 mod layout;
 pub mod ledger;

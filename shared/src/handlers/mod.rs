@@ -12,6 +12,7 @@ mod organization;
 mod put_members;
 mod roles;
 mod scim;
+mod scim_list;
 mod update_member;
 mod webhooks;
 
@@ -26,9 +27,10 @@ pub use organization::{get_organization, update_organization};
 pub use put_members::put_members;
 pub use roles::{create_role, delete_role, list_roles};
 pub use scim::{
-    scim_create_user, scim_delete_user, scim_discovery, scim_get_user, scim_list_users,
-    scim_patch_user, scim_replace_user,
+    scim_create_user, scim_delete_user, scim_discovery, scim_get_user, scim_patch_user,
+    scim_replace_user,
 };
+pub use scim_list::scim_list_users;
 pub use update_member::update_member;
 pub use webhooks::{
     create_webhook, delete_webhook, get_webhook, list_webhook_deliveries, list_webhooks, redeliver,

@@ -119,8 +119,9 @@ fn user_schema() -> Value {
                  it (mutability)"),
                  json!({"required": true})),
             with(attribute("emails", "complex", "The member's email: the work address, else the \
-                 primary one, else userName when it is an address (a user without any address \
-                 is refused). Only that address is kept, read back as the one work address"),
+                 primary one, else a lone entry without a type, else userName when it is an \
+                 address (a user without any address is refused). Up to 10 entries, kept and \
+                 read back as sent while that address is the member's email"),
                  json!({"multiValued": true, "subAttributes": [
                     attribute("value", "string", "The email address"),
                     with(attribute("type", "string", "work, home or other: only work (or the \

@@ -3,7 +3,8 @@
 //! (`user`, `patch`) and goes through the same rules, conditional transactions, audit
 //! history and change events as a `/v1` write (`handlers/scim.rs`).
 //!
-//! - [`user`]: a member as a SCIM User, and a User body back to a member patch
+//! - [`user`]: a member as a SCIM User, and a User body back to a member patch; [`values`]:
+//!   each value of a body checked; [`id`]: a User's id, never served again once deleted
 //! - [`filter`]: the filters identity providers send, each served by a key
 //! - [`patch`]: PATCH operations applied to the User document
 //! - [`discovery`]: ServiceProviderConfig, ResourceTypes, Schemas: exactly what is served
@@ -13,8 +14,10 @@
 pub mod attributes;
 pub mod discovery;
 pub mod filter;
+pub mod id;
 pub mod patch;
 pub mod user;
+pub mod values;
 
 use crate::error::{ApiError, FieldError};
 use crate::http::{ApiRequest, ApiResponse};

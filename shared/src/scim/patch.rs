@@ -86,8 +86,14 @@ fn apply_one(doc: &mut Map<String, Value>, operation: &Value) -> Result<(), ApiE
     let path = match attr(operation, "path") {
         None | Some(Value::Null) => None,
         Some(Value::String(p)) if p.trim().is_empty() => None,
-        // An extension this service does not serve: ignored, as POST and PUT ignore it.
-        Some(Value::String(p)) if unserved_extension(p.trim()) => return Ok(()),
+        // An extension this service does not serve: ignored, as POST and PUT ignore it (a
+        // valid operation only).
+        Some(Value::String(p))
+            if unserved_extension(p.trim())
+                && matches!(op.as_str(), "add" | "replace" | "remove") =>
+        {
+            return Ok(())
+        }
         Some(Value::String(p)) => Some(parse_path(p.trim())?),
         Some(_) => return Err(invalid("invalidPath", "path must be a string")),
     };
@@ -125,12 +131,15 @@ fn apply_one(doc: &mut Map<String, Value>, operation: &Value) -> Result<(), ApiE
 /// A path (or a key of a value object) under a schema URN that is not one this service
 /// serves (the core User, the enterprise extension, ours): e.g. an identity provider's own
 /// extension.
+/// A URN in our namespace or the core schema's that is not one we serve is a mistake
+/// (`…:member:1.0:User`), not another provider's extension: 400 `invalidPath` as before.
 fn unserved_extension(path: &str) -> bool {
     let (schema, rest) = split_schema(path);
+    let lower = rest.to_ascii_lowercase();
     schema.is_none()
-        && rest
-            .get(..4)
-            .is_some_and(|h| h.eq_ignore_ascii_case("urn:"))
+        && lower.starts_with("urn:")
+        && !lower.starts_with("urn:members-api:")
+        && !lower.starts_with("urn:ietf:params:scim:schemas:core:")
 }
 
 fn parse_path(path: &str) -> Result<Path, ApiError> {
@@ -487,6 +496,21 @@ mod tests {
             (&json!("Boss"), &json!("Z"))
         );
         assert!(!d.keys().any(|k| k.starts_with(other)), "{d:?}");
+        // Not an invalid operation, nor a slip in a URN of ours or the core schema's.
+        let code = |ops: Value| patched(ops).err();
+        for (op, path) in [
+            ("bogus", format!("{other}:x")),
+            ("replace", format!("{}:role", MEMBER.replace("2.0", "1.0"))),
+            (
+                "replace",
+                "urn:ietf:params:scim:schemas:core:2.1:User:title".into(),
+            ),
+        ] {
+            assert!(
+                code(json!([{"op": op, "path": path, "value": "x"}])).is_some(),
+                "{op} {path}"
+            );
+        }
     }
 
     #[test]

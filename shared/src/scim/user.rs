@@ -16,69 +16,17 @@
 //! A User body is turned into a `/v1` body and read by the same parser as `/v1`, so every
 //! value SCIM accepts is one `/v1` accepts, checked the same way.
 
+pub use super::id::ScimId;
+pub use super::values::{attr, attr_of, boolean, MAX_EMAILS, MAX_EXTERNAL_ID, MAX_USER_NAME};
+use super::values::{
+    department_value, email_of, emails_of, extension, external_id, string_or_null, user_name_of,
+};
 use super::{invalid, location, version_tag, ENTERPRISE, MEMBER, USER};
 use crate::error::ApiError;
 use crate::http::ApiRequest;
 use crate::input::{parse_member_patch, MemberPatch};
 use crate::model::*;
 use serde_json::{json, Map, Value};
-
-/// The longest `externalId` kept (identity providers' ids are far shorter).
-pub const MAX_EXTERNAL_ID: usize = 256;
-/// The longest `userName` kept (Entra ID's userPrincipalName has at most 113 characters,
-/// an Okta login 100).
-pub const MAX_USER_NAME: usize = 256;
-
-/// A SCIM User's id: the member's id, followed by `-<n>` once the member came back into SCIM
-/// for the n-th time after a SCIM deletion. A deleted id is never served again (RFC 7644
-/// §3.6), and no id is ever reassigned (RFC 7643 §3.1), while the member keeps its `/v1` id
-/// and history.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ScimId {
-    pub member: MemberId,
-    pub generation: u32,
-}
-
-impl ScimId {
-    pub fn of(m: &Member) -> Self {
-        ScimId {
-            member: m.id.clone(),
-            generation: m.scim_generation,
-        }
-    }
-
-    /// `None` for what no User ever had as id (a 404, as any unknown id).
-    pub fn parse(s: &str) -> Option<Self> {
-        let (member, generation) = match s.split_once('-') {
-            None => (s, 0),
-            Some((member, n)) => {
-                let valid = !n.is_empty()
-                    && !n.starts_with('0')
-                    && n.len() <= 10
-                    && n.bytes().all(|b| b.is_ascii_digit());
-                (member, n.parse::<u32>().ok().filter(|_| valid)?)
-            }
-        };
-        Some(ScimId {
-            member: MemberId::parse(member).ok()?,
-            generation,
-        })
-    }
-
-    /// Whether this id is `m` as SCIM shows it now.
-    pub fn names(&self, m: &Member) -> bool {
-        m.id == self.member && m.scim_generation == self.generation && !m.scim_deprovisioned
-    }
-}
-
-impl std::fmt::Display for ScimId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.generation {
-            0 => write!(f, "{}", self.member),
-            n => write!(f, "{}-{n}", self.member),
-        }
-    }
-}
 
 /// The member as a SCIM User, with `meta` (absolute `location`, weak `version`).
 pub fn to_user(m: &Member, req: &ApiRequest) -> Value {
@@ -257,22 +205,31 @@ pub fn user_patch(
             }
         }
     }
-    if let Write::Replace(_) = write {
-        // What /Schemas announces as required, a replace sends (RFC 7644 §3.5.1).
-        for (present, attribute) in [
-            (
-                attr(body, "displayName").is_some_and(|v| !v.is_null()),
-                "displayName",
-            ),
-            (attr(body, "active").is_some_and(|v| !v.is_null()), "active"),
-        ] {
-            if !present {
-                return Err(invalid(
-                    "invalidValue",
-                    format!("{attribute} is required: a replace (PUT) sends the whole user."),
-                ));
-            }
+    // What /Schemas announces as required: a replace (RFC 7644 §3.5.1) sends `active` and
+    // a name (`displayName`, or `name.givenName` it is then made of, as on a create); a
+    // PATCH cannot empty `displayName` (nor remove it: patch.rs).
+    let named = ["firstName", "name"].iter().any(|k| v1[*k].is_string());
+    match write {
+        Write::Replace(_) if !named => {
+            return Err(invalid(
+                "invalidValue",
+                "displayName (or name.givenName) is required: a replace (PUT) sends the whole \
+                 user.",
+            ))
         }
+        Write::Replace(_) if attr(body, "active").is_none_or(Value::is_null) => {
+            return Err(invalid(
+                "invalidValue",
+                "active is required: a replace (PUT) sends the whole user.",
+            ))
+        }
+        Write::Patch(before) if !before.full_name().is_empty() && !named => {
+            return Err(invalid(
+                "mutability",
+                "displayName is required and cannot be emptied.",
+            ))
+        }
+        _ => {}
     }
     if let Write::Create = write {
         if !v1.contains_key("role") {
@@ -281,7 +238,6 @@ pub fn user_patch(
         if org.hris_enabled && v1.get("hrisRole").is_none_or(Value::is_null) {
             v1.insert("hrisRole".into(), json!(org.scim_hris_role()));
         }
-        let named = ["firstName", "name"].iter().any(|k| v1[*k].is_string());
         if !named {
             return Err(invalid(
                 "invalidValue",
@@ -295,209 +251,6 @@ pub fn user_patch(
     patch.scim_department = Some(spelled);
     patch.scim_emails = Some((!emails.is_empty()).then_some(emails));
     Ok(patch)
-}
-
-/// `userName`, as sent: any string that is not blank, at most [`MAX_USER_NAME`]
-/// characters, without control characters (RFC 7643 §4.1.1 leaves its form to the provider).
-fn user_name_of(body: &Map<String, Value>) -> Result<String, ApiError> {
-    match attr(body, "userName") {
-        Some(Value::String(s))
-            if !s.trim().is_empty()
-                && s.chars().count() <= MAX_USER_NAME
-                && !s.chars().any(char::is_control) =>
-        {
-            Ok(s.clone())
-        }
-        Some(Value::String(_)) => Err(invalid(
-            "invalidValue",
-            format!(
-                "userName must be a string of 1 to {MAX_USER_NAME} characters, not blank, \
-                 without control characters."
-            ),
-        )),
-        Some(Value::Null) | None => Err(invalid(
-            "invalidValue",
-            "userName is required: the identity provider's identifier of the user.",
-        )),
-        Some(other) => Err(invalid(
-            "invalidValue",
-            format!("userName must be a string, not {other}"),
-        )),
-    }
-}
-
-/// The member's email: the work address of `emails`, else the primary one, else `userName`
-/// when it is an address ([`chosen_email`]). A user with no address at all is refused.
-fn email_of(emails: &[ScimEmail], user_name: &str) -> Result<Email, ApiError> {
-    if let Some(chosen) = chosen_email(emails) {
-        return Email::parse(chosen.value.trim()).map_err(|e| {
-            invalid(
-                "invalidValue",
-                format!("the work (or primary) value of emails must be an email address: {e}"),
-            )
-        });
-    }
-    Email::parse(user_name.trim()).map_err(|_| {
-        invalid(
-            "invalidValue",
-            "The user has no email address: send emails with a work (or primary) value, or a \
-             userName that is an address. In Microsoft Entra ID, map mail to \
-             emails[type eq \"work\"].value.",
-        )
-    })
-}
-
-/// The most `emails` entries kept.
-pub const MAX_EMAILS: usize = 10;
-
-/// `emails` as sent: at most [`MAX_EMAILS`] entries, each with a `value` (a string of at
-/// most 254 characters) and optionally a `type` and `primary`.
-fn emails_of(body: &Map<String, Value>) -> Result<Vec<ScimEmail>, ApiError> {
-    let emails = match attr(body, "emails") {
-        None | Some(Value::Null) => return Ok(Vec::new()),
-        Some(Value::Array(emails)) if emails.len() <= MAX_EMAILS => emails,
-        Some(_) => {
-            return Err(invalid(
-                "invalidValue",
-                format!("emails must be an array of at most {MAX_EMAILS} entries"),
-            ))
-        }
-    };
-    let text = |v: Option<&Value>, max: usize| match v {
-        Some(Value::String(s))
-            if !s.trim().is_empty()
-                && s.chars().count() <= max
-                && !s.chars().any(char::is_control) =>
-        {
-            Ok(Some(s.clone()))
-        }
-        None | Some(Value::Null) => Ok(None),
-        Some(_) => Err(invalid(
-            "invalidValue",
-            format!(
-                "each entry of emails has a value (and a type) of at most {max} characters, \
-                 not blank, without control characters"
-            ),
-        )),
-    };
-    let mut emails = emails
-        .iter()
-        .map(|e| {
-            let Some(value) = text(attr_of(e, "value"), 254)? else {
-                return Err(invalid(
-                    "invalidValue",
-                    "each entry of emails needs a value",
-                ));
-            };
-            Ok(ScimEmail {
-                value,
-                kind: text(attr_of(e, "type"), 32)?,
-                primary: attr_of(e, "primary")
-                    .filter(|v| !v.is_null())
-                    .map(|v| boolean(v, "emails.primary"))
-                    .transpose()?,
-            })
-        })
-        .collect::<Result<Vec<_>, ApiError>>()?;
-    // "primary" true at most once (RFC 7643 §2.4): an added primary address is the primary
-    // one, the others are not (RFC 7644 §3.5.2).
-    if let Some(last) = emails.iter().rposition(|e| e.primary == Some(true)) {
-        for (i, e) in emails.iter_mut().enumerate() {
-            if i != last && e.primary == Some(true) {
-                e.primary = Some(false);
-            }
-        }
-    }
-    Ok(emails)
-}
-
-/// An extension object by its schema URN (keys compare case-insensitively).
-fn extension<'a>(body: &'a Map<String, Value>, urn: &str) -> Result<Option<&'a Value>, ApiError> {
-    match attr(body, urn) {
-        None | Some(Value::Null) => Ok(None),
-        Some(v @ Value::Object(_)) => Ok(Some(v)),
-        Some(_) => Err(invalid("invalidValue", format!("{urn} must be an object"))),
-    }
-}
-
-fn string_or_null(value: Option<Value>, what: &str) -> Result<Value, ApiError> {
-    match value {
-        None | Some(Value::Null) => Ok(Value::Null),
-        Some(Value::String(s)) if s.trim().is_empty() => Ok(Value::Null),
-        Some(v @ Value::String(_)) => Ok(v),
-        Some(other) => Err(invalid(
-            "invalidValue",
-            format!("{what} must be a string, not {other}"),
-        )),
-    }
-}
-
-/// SCIM's department, compared case-insensitively with the vocabulary: the department, and
-/// its spelling as sent.
-fn department_value(value: Option<Value>) -> Result<(Value, Option<String>), ApiError> {
-    match value {
-        None | Some(Value::Null) => Ok((Value::Null, None)),
-        Some(Value::String(s)) if s.trim().is_empty() => Ok((Value::Null, None)),
-        Some(Value::String(s)) => match Department::parse(&s.trim().to_lowercase()) {
-            Some(d) => Ok((json!(d), Some(s))),
-            None => Err(invalid(
-                "invalidValue",
-                format!(
-                    "{ENTERPRISE}:department must be one of {} (any case).",
-                    Department::ALLOWED.join(", ")
-                ),
-            )),
-        },
-        Some(other) => Err(invalid(
-            "invalidValue",
-            format!("{ENTERPRISE}:department must be a string, not {other}"),
-        )),
-    }
-}
-
-fn external_id(value: Option<&Value>) -> Result<Option<String>, ApiError> {
-    match value {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) if s.is_empty() => Ok(None),
-        Some(Value::String(s))
-            if s.chars().count() <= MAX_EXTERNAL_ID && !s.chars().any(char::is_control) =>
-        {
-            Ok(Some(s.clone()))
-        }
-        Some(_) => Err(invalid(
-            "invalidValue",
-            format!(
-                "externalId must be a string of at most {MAX_EXTERNAL_ID} characters without \
-                 control characters."
-            ),
-        )),
-    }
-}
-
-/// A boolean as JSON has it, or as Microsoft Entra ID sends it (`"True"`, `"False"`).
-pub fn boolean(value: &Value, what: &str) -> Result<bool, ApiError> {
-    match value {
-        Value::Bool(b) => Ok(*b),
-        Value::String(s) if s.eq_ignore_ascii_case("true") => Ok(true),
-        Value::String(s) if s.eq_ignore_ascii_case("false") => Ok(false),
-        other => Err(invalid(
-            "invalidValue",
-            format!("{what} must be true or false, not {other}"),
-        )),
-    }
-}
-
-/// An attribute of a User body; SCIM attribute names are case-insensitive.
-pub fn attr<'a>(body: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
-    body.get(name).or_else(|| {
-        body.iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v)
-    })
-}
-
-fn attr_of<'a>(value: &'a Value, name: &str) -> Option<&'a Value> {
-    value.as_object().and_then(|o| attr(o, name))
 }
 
 #[cfg(test)]
@@ -760,47 +513,5 @@ mod tests {
             "no address at all"
         );
         assert_eq!(email(with("u1", json!(null))), Err("invalidValue"));
-    }
-
-    #[test]
-    fn a_scim_id_names_one_provisioning_of_a_member() {
-        let id = |s: &str| ScimId::parse(s).map(|i| i.to_string());
-        assert_eq!(id("mem_abc"), Some("mem_abc".into()));
-        assert_eq!(id("mem_abc-2"), Some("mem_abc-2".into()));
-        for bad in [
-            "mem_abc-0",
-            "mem_abc-02",
-            "mem_abc-",
-            "mem_abc-x",
-            "abc-1",
-            "mem_abc-99999999999",
-        ] {
-            assert_eq!(id(bad), None, "{bad}");
-        }
-        let mut m = created(
-            json!({"userName": "a@example.com", "displayName": "A"}),
-            false,
-        )
-        .unwrap_or_else(|e| panic!("{e:?}"));
-        let first = ScimId::of(&m);
-        assert!(first.names(&m));
-        // Deleted through SCIM, then back: a new id; the old one names nothing again.
-        m.scim_deprovisioned = true;
-        m.is_active = false;
-        assert!(!first.names(&m));
-        let back = crate::rules::apply(
-            MemberPatch {
-                is_active: Some(true),
-                ..MemberPatch::default()
-            },
-            &m,
-            &org(false),
-            Timestamp::now(),
-        )
-        .unwrap_or_else(|e| panic!("{e:?}"))
-        .member;
-        assert!(!first.names(&back));
-        assert!(ScimId::of(&back).names(&back));
-        assert_eq!(ScimId::of(&back).to_string(), format!("{}-1", m.id));
     }
 }

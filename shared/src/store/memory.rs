@@ -187,7 +187,9 @@ impl Store for MemoryStore {
     ) -> Result<Option<Member>, ApiError> {
         self.with(|s| {
             let id = s.emails.get(&(org.clone(), email.normalized())).cloned();
-            Ok(id.and_then(|id| s.members.get(&(org.clone(), id)).cloned()))
+            Ok(id
+                .and_then(|id| s.members.get(&(org.clone(), id)).cloned())
+                .filter(|m| m.email.normalized() == email.normalized()))
         })
     }
 

@@ -8,6 +8,7 @@ mod rules;
 pub use idp::{entra_provisioning_sequence, okta_provisioning_sequence};
 pub use rules::{
     scim2_tester_passes, scim_deactivation_races_v1_demotion, scim_rules_errors_and_paging,
+    scim_sanity_probe_passes,
 };
 
 use members_tests::{ensure, ensure_eq, Reply, Tenant};

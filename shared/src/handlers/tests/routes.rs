@@ -58,7 +58,14 @@ async fn a_scim_list_stepped_by_start_index_reaches_every_user_past_the_skip_lim
         (q.status, q.scim_only) = (StatusFilter::All, true);
         q
     };
-    let page = |start: usize| crate::handlers::scim::page(store, &f.org, query(), start, 10, 10);
+    let key = ApiKeyId::generate();
+    let page = |start: usize| {
+        let from = crate::handlers::scim_list::Bookmarks {
+            key: &key,
+            max_skip: 10,
+        };
+        crate::handlers::scim_list::page(store, &f.org, query(), start, 10, from)
+    };
     let refused = page(22).await.err().map(|e| e.code());
     assert_eq!(refused, Some("invalidValue"), "21 users past the start");
     let mut seen: Vec<String> = Vec::new();

@@ -15,8 +15,8 @@ use aws_sdk_dynamodb::types::AttributeValue;
 pub(super) const BOOKMARK_TTL_SECONDS: i64 = 24 * 3600;
 
 impl DynamoStore {
-    /// The bookmark of the query `fingerprint` nearest at or below `index`: (its index,
-    /// the position to continue after). One Query of one item.
+    /// The bookmark of the query `fingerprint` nearest at or below `index` that has not
+    /// expired: (its index, the position to continue after). One Query of a few items.
     pub(super) async fn nearest_bookmark(
         &self,
         org: &OrgId,
@@ -34,13 +34,14 @@ impl DynamoStore {
             .expression_attribute_values(":lo", AttributeValue::S(lowest))
             .expression_attribute_values(":hi", AttributeValue::S(highest))
             .scan_index_forward(false)
-            .limit(1)
+            // TTL deletes late: the nearest may have expired, a few below it not.
+            .limit(8)
             .consistent_read(true)
             .send()
             .await
             .map_err(|e| sdk_error("Query", e))?;
         let now = Timestamp::now().unix_seconds();
-        Ok(out.items().first().and_then(|item| {
+        Ok(out.items().iter().find_map(|item| {
             let number = |name: &str| match item.get(name) {
                 Some(AttributeValue::N(n)) => n.parse::<i64>().ok(),
                 _ => None,

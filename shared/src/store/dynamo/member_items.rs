@@ -1,15 +1,14 @@
 //! The items of member writes, built without I/O: an update's items (or its dry run's
 //! checks), the organisation item, the previous primary's demotion, a custom role's
-//! count of holders.
+//! count of holders. The guards of its identifiers are `guards.rs`'s.
 
 use super::errors::build_error;
+use super::guards::{external_id_items, identifier_items};
 use super::holders::move_holders;
 use super::outbox::audit_item;
-use super::records::{
-    external_id_guard, identifier_guard, location_records, to_item, MemberRecord, COUNTER_WRITES,
-};
+use super::records::{location_records, to_item, MemberRecord, COUNTER_WRITES};
 use super::shards::member_shard;
-use super::tx::{check, delete, put, put_item, Guarded};
+use super::tx::{check, delete, put_item, Guarded};
 use super::{keys, Item};
 use crate::error::ApiError;
 use crate::model::*;
@@ -53,35 +52,7 @@ pub(super) fn update_items(
             TransactWriteItem::builder().put(put).build()
         },
     ));
-    // The identifiers (email, SCIM userName) the member gives up, and those it takes.
-    let (had, has) = (before.identifiers(), after.identifiers());
-    for (value, _) in had.iter().filter(|(v, _)| !has.iter().any(|(h, _)| h == v)) {
-        let me = HashMap::from([(":me".to_owned(), AttributeValue::S(after.id.to_string()))]);
-        let old = keys::identifier(org, value);
-        items.push((
-            Guarded::OldEmailGuard,
-            if w.dry_run {
-                check(t, old, "memberId = :me", me)?
-            } else {
-                delete(t, old, Some(("memberId = :me", me)))?
-            },
-        ));
-    }
-    for (value, kind) in has.iter().filter(|(v, _)| !had.iter().any(|(h, _)| h == v)) {
-        items.push((
-            guard_of(*kind),
-            if w.dry_run {
-                check(
-                    t,
-                    keys::identifier(org, value),
-                    "attribute_not_exists(PK)",
-                    HashMap::new(),
-                )?
-            } else {
-                put(t, &identifier_guard(after, value))?
-            },
-        ));
-    }
+    items.extend(identifier_items(t, before, after, w.dry_run)?);
     if before.external_id != after.external_id {
         items.extend(external_id_items(t, before, after, w.dry_run)?);
     }
@@ -146,57 +117,6 @@ pub(super) fn update_items(
         items.push((Guarded::Location, delete(t, key, None)?));
     }
     items.push((Guarded::Audit, put_item(t, audit_item(&w.audit)?)?));
-    Ok(items)
-}
-
-/// A changed `externalId` moves its guard: the old one is deleted while it is still this
-/// member's, the new one written only where none is (or, in a dry run, both checked).
-/// The item a new identifier's guard is, by the attribute that brought it.
-pub(super) fn guard_of(kind: Identifier) -> Guarded {
-    match kind {
-        Identifier::Email => Guarded::EmailGuard,
-        Identifier::UserName => Guarded::UserNameGuard,
-    }
-}
-
-fn external_id_items(
-    t: &str,
-    before: &Member,
-    after: &Member,
-    dry_run: bool,
-) -> Result<Vec<(Guarded, TransactWriteItem)>, ApiError> {
-    let org = &after.organization_id;
-    let mut items = Vec::new();
-    if let Some(old) = &before.external_id {
-        let me = HashMap::from([(":me".to_owned(), AttributeValue::S(after.id.to_string()))]);
-        let key = keys::external_id(org, old);
-        items.push((
-            Guarded::OldExternalIdGuard,
-            if dry_run {
-                check(t, key, "memberId = :me", me)?
-            } else {
-                delete(t, key, Some(("memberId = :me", me)))?
-            },
-        ));
-    }
-    if let Some(new) = &after.external_id {
-        items.push((
-            Guarded::ExternalIdGuard,
-            if dry_run {
-                check(
-                    t,
-                    keys::external_id(org, new),
-                    "attribute_not_exists(PK)",
-                    HashMap::new(),
-                )?
-            } else {
-                match external_id_guard(after) {
-                    Some(guard) => put(t, &guard)?,
-                    None => return Err(ApiError::Internal),
-                }
-            },
-        ));
-    }
     Ok(items)
 }
 

@@ -1,11 +1,10 @@
 //! Member writes and their reads: the create and update transactions, a member read
 //! together with its organisation, and a create's idempotency record.
 
+use super::guards::guard_of;
 use super::holders::move_holders;
 use super::idempotency::IdempotencyItem;
-use super::member_items::{
-    demote_primary, guard_of, hashed, holder_deltas, org_items, update_items,
-};
+use super::member_items::{demote_primary, hashed, holder_deltas, org_items, update_items};
 use super::outbox::audit_item;
 use super::records::{
     external_id_guard, from_item, identifier_guard, location_records, MemberRecord, OrgRecord,

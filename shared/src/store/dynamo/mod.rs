@@ -14,6 +14,7 @@ mod client;
 mod deflated;
 mod errors;
 mod feed;
+mod guards;
 mod holders;
 mod idempotency;
 pub mod keys;

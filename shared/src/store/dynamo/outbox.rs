@@ -106,6 +106,7 @@ const MEMBER_NULLABLE: &[&str] = &[
     "onboardDate",
     "offboardDate",
     "externalId",
+    "scimUserName",
 ];
 const MEMBER_SETTINGS_NULLABLE: &[&str] = &["profilePictureUrl", "defaultLocationId"];
 

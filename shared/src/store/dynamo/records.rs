@@ -382,6 +382,7 @@ pub(super) mod tests {
         let mut m = member();
         (m.first_name, m.job_title, m.hris_role, m.fleet_dm_label_id) = (None, None, None, None);
         (m.default_location_id, m.external_id) = (None, None);
+        (m.scim_user_name, m.scim_emails, m.scim_department) = (None, None, None);
         m
     }
 

@@ -21,7 +21,9 @@ pub(super) fn refusal(guard: Guarded) -> ApiError {
     match guard {
         Guarded::EmailGuard => ApiError::Conflict {
             code: "email_taken",
-            detail: "Another member of this organisation already has this email address.".into(),
+            detail: "Another member of this organisation already has this email address, as its \
+                     email or as its SCIM userName."
+                .into(),
             field: Some("email"),
         },
         Guarded::UserNameGuard => ApiError::Conflict {
