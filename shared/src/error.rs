@@ -86,6 +86,10 @@ pub enum ApiError {
     /// A feed cursor older than the feed's retention: events after it were deleted.
     #[error("cursor expired")]
     CursorExpired,
+    /// A feed cursor of an earlier epoch of the feed: the table was restored or re-created
+    /// since it was issued, and its places no longer name the same events.
+    #[error("feed reset")]
+    FeedReset,
     #[error("internal error")]
     Internal,
 }
@@ -144,6 +148,7 @@ impl ApiError {
             ApiError::Unavailable { .. } => "service_unavailable",
             ApiError::OutcomeUnknown { .. } => "outcome_unknown",
             ApiError::CursorExpired => "cursor_expired",
+            ApiError::FeedReset => "feed_reset",
             ApiError::Scim { scim_type, .. } => scim_type,
             ApiError::NotImplemented { .. } => "not_implemented",
             ApiError::Internal => "internal_error",
@@ -229,6 +234,14 @@ impl ApiError {
                 "Events after this cursor are past the feed's 30-day retention and were \
                  deleted. Resynchronise (GET /v1/members), then follow the feed again from \
                  its start (no `after`)."
+                    .into(),
+            ),
+            ApiError::FeedReset => (
+                410,
+                "Gone",
+                "This cursor belongs to an earlier epoch of the feed: the table was restored or \
+                 re-created since, and its places name other events now. Resynchronise (GET \
+                 /v1/members), then follow the feed again from its start (no `after`)."
                     .into(),
             ),
             ApiError::NotImplemented { detail } => (501, "Not implemented", detail.clone()),

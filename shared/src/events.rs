@@ -151,22 +151,39 @@ pub fn fitted_for_push(event: &CloudEvent, envelope_bytes: usize) -> Value {
     if let Some(obj) = thin.as_object_mut() {
         obj.remove("data");
         let after = event.sequence.parse::<u64>().unwrap_or(1).saturating_sub(1);
+        let org = event
+            .source
+            .rsplit_once("/organizations/")
+            .map_or("", |(_, org)| org);
         obj.insert(
             "dataref".into(),
-            Value::String(format!("/v1/events?after={}&limit=1", feed_cursor(after))),
+            Value::String(format!(
+                "/v1/events?after={}&limit=1",
+                feed_cursor(org, None, after)
+            )),
         );
     }
     thin
 }
 
 /// The feed cursor that continues after `seq` (what `GET /v1/events` answers as
-/// `nextCursor`): opaque to clients, it only holds the position.
-pub fn feed_cursor(seq: u64) -> String {
-    crate::paging::encode_cursor(&seq.to_string(), FEED_CURSOR_KIND)
+/// `nextCursor`): opaque to clients; it holds the position, bound to the organisation and,
+/// when known, to the feed's epoch ([`feed_cursor_kind`]).
+pub fn feed_cursor(org: &str, epoch: Option<&str>, seq: u64) -> String {
+    crate::paging::encode_cursor(&seq.to_string(), &feed_cursor_kind(org, epoch))
 }
 
-/// The fingerprint of feed cursors (they belong to no filter: `types` may change between
-/// calls).
+/// The fingerprint of an organisation's feed cursors (they belong to no filter: `types`
+/// may change between calls): `events:<org>:<epoch>`, or `events:<org>` where the epoch is
+/// not known (a pushed event's `dataref`). A cursor of this API's earlier versions is
+/// [`FEED_CURSOR_KIND`] alone.
+pub fn feed_cursor_kind(org: &str, epoch: Option<&str>) -> String {
+    match epoch {
+        Some(epoch) => format!("{FEED_CURSOR_KIND}:{org}:{epoch}"),
+        None => format!("{FEED_CURSOR_KIND}:{org}"),
+    }
+}
+
 pub const FEED_CURSOR_KIND: &str = "events";
 
 /// Whether a stream image is an outbox entry (what the stream filter of template.yaml
@@ -285,9 +302,11 @@ mod tests {
         let cursor = dataref
             .trim_start_matches("/v1/events?after=")
             .trim_end_matches("&limit=1");
+        let org = big.source.rsplit('/').next().unwrap_or_default();
         assert_eq!(
-            crate::paging::decode_cursor(cursor, FEED_CURSOR_KIND).ok(),
-            Some("4".into())
+            crate::paging::decode_cursor(cursor, &feed_cursor_kind(org, None)).ok(),
+            Some("4".into()),
+            "bound to the organisation"
         );
     }
 }

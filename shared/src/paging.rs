@@ -141,24 +141,34 @@ pub fn encode_cursor(position: &str, fingerprint: &str) -> String {
 }
 
 pub fn decode_cursor(cursor: &str, fingerprint: &str) -> Result<String, ApiError> {
-    let invalid = |detail: &str| ApiError::BadRequest {
-        code: "invalid_cursor",
-        detail: detail.into(),
-    };
-    let bytes = URL_SAFE_NO_PAD
-        .decode(cursor.trim())
-        .map_err(|_| invalid("The cursor is not one this API issued."))?;
-    let c: Cursor = serde_json::from_slice(&bytes)
-        .map_err(|_| invalid("The cursor is not one this API issued."))?;
-    if c.q != fingerprint {
-        return Err(invalid(
+    let (position, query) = decode_cursor_parts(cursor)?;
+    if query != fingerprint {
+        return Err(invalid_cursor(
             "The cursor belongs to a query with other filters; repeat the same filters with it.",
         ));
     }
+    Ok(position)
+}
+
+/// A cursor's position and the fingerprint it was issued for, for a caller that tells
+/// fingerprints apart itself (the feed: another organisation's, an earlier epoch's).
+pub fn decode_cursor_parts(cursor: &str) -> Result<(String, String), ApiError> {
+    let forged = || invalid_cursor("The cursor is not one this API issued.");
+    let bytes = URL_SAFE_NO_PAD
+        .decode(cursor.trim())
+        .map_err(|_| forged())?;
+    let c: Cursor = serde_json::from_slice(&bytes).map_err(|_| forged())?;
     if c.p.is_empty() || c.p.len() > 200 {
-        return Err(invalid("The cursor is not one this API issued."));
+        return Err(forged());
     }
-    Ok(c.p)
+    Ok((c.p, c.q))
+}
+
+pub fn invalid_cursor(detail: &str) -> ApiError {
+    ApiError::BadRequest {
+        code: "invalid_cursor",
+        detail: detail.into(),
+    }
 }
 
 #[cfg(test)]

@@ -318,3 +318,52 @@ fn json_cursor_after(t: &Tenant, seq: u64) -> Result<String, String> {
     ensure_eq!(events.len(), seq as usize, "{p}");
     Ok(p["nextCursor"].as_str().unwrap_or_default().to_owned())
 }
+
+/// A feed cursor is its organisation's, of the feed's epoch: another organisation's is 400
+/// `invalid_cursor` (never an empty page that would skip everything up to it), and one of a
+/// feed since re-created is 410 `feed_reset` (its places name other events now).
+pub async fn a_cursor_is_bound_to_its_organisation_and_the_feeds_epoch(
+    ctx: Arc<Ctx>,
+) -> TestResult {
+    let st = &ctx.stack;
+    let (a, b) = (st.tenant(false).await?, st.tenant(false).await?);
+    a.create(&json!({"firstName": "E", "email": "epoch-1@example.com", "role": "simple"}))?;
+    let expected = written(&ctx, &a).await?.len();
+    let (mut cursor, mut seen) = (None, Vec::new());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while seen.len() < expected && Instant::now() < deadline {
+        follow(&a, &mut cursor, &mut seen, 100)?;
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    ensure_eq!(seen.len(), expected, "every event placed");
+    let at_end = cursor.ok_or("no cursor")?;
+    let r = b.call("GET", &format!("/v1/events?after={at_end}"), None)?;
+    ensure_eq!(
+        (r.status, r.code()),
+        (400, "invalid_cursor".to_owned()),
+        "another organisation's cursor: {}",
+        r.text
+    );
+    // The feed re-created: the next event opens a feed of a new epoch, at place 1.
+    st.reset_feed(&a.org, seen.len() as u64).await?;
+    a.create(&json!({"firstName": "E", "email": "epoch-2@example.com", "role": "simple"}))?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut fresh = page(&a, None, 100, "")?;
+    while fresh["events"].as_array().is_none_or(Vec::is_empty) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+        fresh = page(&a, None, 100, "")?;
+    }
+    ensure_eq!(
+        fresh["events"][0]["sequence"],
+        json!("00000000000000000001"),
+        "a new feed: {fresh}"
+    );
+    let r = a.call("GET", &format!("/v1/events?after={at_end}"), None)?;
+    ensure_eq!(
+        (r.status, r.code()),
+        (410, "feed_reset".to_owned()),
+        "a cursor of the feed before: {}",
+        r.text
+    );
+    Ok(())
+}

@@ -60,6 +60,26 @@ impl Stack {
         Ok(())
     }
 
+    /// Deletes an organisation's feed, its counter and places `1..=last`, as a table
+    /// re-created (or restored from before the feed began) has none: the next event starts
+    /// a feed of a new epoch.
+    pub async fn reset_feed(&self, org: &OrgId, last: u64) -> TestResult {
+        for seq in 1..=last {
+            self.delete_feed_place(org, seq).await?;
+        }
+        self.store
+            .client()
+            .delete_item()
+            .table_name(TABLE)
+            .key("PK", AttributeValue::S(format!("ORG#{org}#EVENTS")))
+            .key("SK", AttributeValue::S("#SEQUENCE".into()))
+            .condition_expression("attribute_exists(PK)")
+            .send()
+            .await
+            .map_err(|e| format!("delete the feed counter: {e:?}"))?;
+        Ok(())
+    }
+
     /// Kills the stream consumer at once (SIGKILL: mid-batch, no clean-up).
     pub fn kill_consumer(&self) -> TestResult {
         let mut slot = self.consumer.lock().map_err(|e| e.to_string())?;

@@ -2,11 +2,11 @@
 //! that never skips one (docs/design.md, "The event feed").
 
 use crate::error::ApiError;
-use crate::events::{self, FEED_CURSOR_KIND};
+use crate::events::{self, feed_cursor_kind, FEED_CURSOR_KIND};
 use crate::http::{ApiRequest, ApiResponse};
-use crate::model::Scope;
-use crate::paging::{self, decode_cursor, encode_cursor};
-use crate::store::{PlaceState, Store};
+use crate::model::{OrgId, Scope};
+use crate::paging::{self, decode_cursor_parts, encode_cursor, invalid_cursor};
+use crate::store::{FeedHead, PlaceState, Store};
 use std::sync::Arc;
 
 /// Past every place a feed can give.
@@ -22,11 +22,46 @@ struct Position {
 }
 
 impl Position {
-    fn parse(cursor: &str) -> Result<Self, ApiError> {
-        let p = decode_cursor(cursor, FEED_CURSOR_KIND)?;
+    /// A cursor of this organisation's feed as it stands (`head`): another organisation's,
+    /// a forged one or one past the feed's end is 400 `invalid_cursor`; one of an earlier
+    /// epoch of the feed (a restored or re-created table) that had seen events is 410
+    /// `feed_reset`. A cursor of an earlier version of this API names no organisation nor
+    /// epoch: only its place is checked.
+    fn parse(cursor: &str, org: &OrgId, head: &FeedHead) -> Result<Self, ApiError> {
+        let (p, kind) = decode_cursor_parts(cursor)?;
+        let position = Self::parse_place(&p)?;
+        let ours = feed_cursor_kind(org.as_str(), None);
+        let epoch = match kind.strip_prefix(ours.as_str()) {
+            _ if kind == FEED_CURSOR_KIND => None,
+            Some("") => None,
+            Some(tail) => match tail.strip_prefix(':') {
+                Some(epoch) => Some(epoch),
+                None => return Err(invalid_cursor("The cursor is not one this API issued.")),
+            },
+            None if kind.starts_with(FEED_CURSOR_KIND) => {
+                return Err(invalid_cursor(
+                    "The cursor belongs to another organisation's feed: follow your own from \
+                     its start (no `after`).",
+                ))
+            }
+            None => return Err(invalid_cursor("The cursor is not one of the event feed's.")),
+        };
+        if epoch.is_some_and(|e| Some(e) != head.epoch.as_deref()) && position.after > 0 {
+            return Err(ApiError::FeedReset);
+        }
+        if position.after > head.last {
+            return Err(invalid_cursor(
+                "The cursor is past the end of the feed: no such place was ever given out. \
+                 Follow the feed from its start (no `after`).",
+            ));
+        }
+        Ok(position)
+    }
+
+    fn parse_place(p: &str) -> Result<Self, ApiError> {
         let (digits, started) = match p.strip_suffix('~') {
             Some(digits) => (digits, false),
-            None => (p.as_str(), true),
+            None => (p, true),
         };
         // No feed reaches 10^18 places (a million events a second for 30,000 years): a
         // larger one was never issued, and bounding it keeps `after + 1` from overflowing.
@@ -41,10 +76,14 @@ impl Position {
         Ok(Position { after, started })
     }
 
-    fn cursor(self) -> String {
+    /// The cursor of this place in `org`'s feed, bound to its epoch.
+    fn cursor(self, org: &OrgId, epoch: Option<&str>) -> String {
         match self.started {
-            true => events::feed_cursor(self.after),
-            false => encode_cursor(&format!("{}~", self.after), FEED_CURSOR_KIND),
+            true => events::feed_cursor(org.as_str(), epoch, self.after),
+            false => encode_cursor(
+                &format!("{}~", self.after),
+                &feed_cursor_kind(org.as_str(), epoch),
+            ),
         }
     }
 }
@@ -63,15 +102,12 @@ pub async fn list_events<S: Store>(
     // one it may see).
     let key = super::caller_any(store, &req, &[Scope::ReadMembers, Scope::ReadWebhooks]).await?;
     let mut limit = paging::DEFAULT_LIMIT;
-    let mut position = Position {
-        after: 0,
-        started: false,
-    };
+    let mut after = None;
     let mut types: Vec<String> = Vec::new();
     for (name, value) in paging::query(&req, &["after", "limit", "types"])? {
         match name {
             "limit" => limit = paging::limit(value)?,
-            "after" => position = Position::parse(value)?,
+            "after" => after = Some(value),
             _ => types = parse_types(value)?,
         }
     }
@@ -90,6 +126,16 @@ pub async fn list_events<S: Store>(
         });
     }
     let org = &key.organization_id;
+    // The feed's end and epoch, read before the page: a cursor is checked against them, and
+    // the next one is bound to them.
+    let head = store.feed_head(org).await?;
+    let position = match after {
+        Some(cursor) => Position::parse(cursor, org, &head)?,
+        None => Position {
+            after: 0,
+            started: false,
+        },
+    };
     let (entries, mut more) = store.feed(org, position.after, limit, &types).await?;
     let mut found = Vec::new();
     let mut at = position;
@@ -152,7 +198,7 @@ pub async fn list_events<S: Store>(
             started: true,
         };
     }
-    let next = serde_json::to_string(&at.cursor()).unwrap_or_default();
+    let next = serde_json::to_string(&at.cursor(org, head.epoch.as_deref())).unwrap_or_default();
     let mut body = paging::page_body("events", &kept, None);
     body.truncate(body.len() - "null}".len());
     body.push_str(&format!("{next},\"hasMore\":{}}}", more || cut));
@@ -180,8 +226,17 @@ fn parse_types(value: &str) -> Result<Vec<String>, ApiError> {
 mod tests {
     use super::*;
 
+    fn org(s: &str) -> OrgId {
+        OrgId::parse(s).unwrap_or_else(|e| panic!("{e}"))
+    }
+
     #[test]
     fn positions_round_trip_started_or_not() {
+        let (a, e) = (org("org_a"), Some("01epoch"));
+        let head = FeedHead {
+            last: u64::MAX,
+            epoch: e.map(str::to_owned),
+        };
         for p in [
             Position {
                 after: 0,
@@ -196,25 +251,80 @@ mod tests {
                 started: false,
             },
         ] {
-            assert_eq!(Position::parse(&p.cursor()).ok(), Some(p));
+            assert_eq!(Position::parse(&p.cursor(&a, e), &a, &head).ok(), Some(p));
         }
         // Never issued, and `after + 1` would overflow: refused, not a 500.
         for after in [MAX_PLACE, u64::MAX] {
             for started in [true, false] {
                 let p = Position { after, started };
                 assert_eq!(
-                    Position::parse(&p.cursor()).err().map(|e| e.code()),
+                    Position::parse(&p.cursor(&a, e), &a, &head)
+                        .err()
+                        .map(|e| e.code()),
                     Some("invalid_cursor")
                 );
             }
         }
-        let forged = encode_cursor("-1", FEED_CURSOR_KIND);
+        let forged = encode_cursor("-1", &feed_cursor_kind("org_a", e));
         assert_eq!(
-            Position::parse(&forged).err().map(|e| e.code()),
+            Position::parse(&forged, &a, &head).err().map(|e| e.code()),
             Some("invalid_cursor")
         );
         let other = encode_cursor("5", "members");
-        assert!(Position::parse(&other).is_err());
+        assert!(Position::parse(&other, &a, &head).is_err());
+    }
+
+    #[test]
+    fn a_cursor_is_bound_to_its_organisation_the_feeds_epoch_and_its_end() {
+        let (a, b) = (org("org_a"), org("org_b"));
+        let head = FeedHead {
+            last: 40,
+            epoch: Some("01now".into()),
+        };
+        let at = |after: u64| Position {
+            after,
+            started: true,
+        };
+        let code = |cursor: String| Position::parse(&cursor, &a, &head).err().map(|e| e.code());
+        assert_eq!(code(at(40).cursor(&a, Some("01now"))), None);
+        assert_eq!(code(at(12).cursor(&a, None)), None, "a dataref: no epoch");
+        assert_eq!(
+            code(at(12).cursor(&b, Some("01now"))),
+            Some("invalid_cursor"),
+            "another organisation's"
+        );
+        assert_eq!(
+            code(at(12).cursor(&b, None)),
+            Some("invalid_cursor"),
+            "another organisation's dataref"
+        );
+        assert_eq!(
+            code(at(12).cursor(&a, Some("01before"))),
+            Some("feed_reset"),
+            "an earlier epoch"
+        );
+        assert_eq!(
+            code(at(0).cursor(&a, Some("01before"))),
+            None,
+            "an earlier epoch before any event: nothing to lose"
+        );
+        assert_eq!(
+            code(at(41).cursor(&a, Some("01now"))),
+            Some("invalid_cursor"),
+            "past the end"
+        );
+        assert_eq!(
+            code(at(999_999_999_999).cursor(&a, Some("01now"))),
+            Some("invalid_cursor"),
+            "far past the end"
+        );
+        // A cursor of an earlier version: its place only.
+        let legacy = |after: u64| encode_cursor(&after.to_string(), FEED_CURSOR_KIND);
+        assert_eq!(code(legacy(40)), None);
+        assert_eq!(code(legacy(41)), Some("invalid_cursor"));
+        // A kind that merely starts with ours is no cursor of ours.
+        let sly = encode_cursor("5", &format!("{}x", feed_cursor_kind("org_a", None)));
+        assert_eq!(code(sly), Some("invalid_cursor"));
     }
 
     #[test]

@@ -337,6 +337,16 @@ impl Store for MemoryStore {
         })
     }
 
+    async fn feed_head(&self, org: &OrgId) -> Result<super::FeedHead, ApiError> {
+        self.with(|s| {
+            let last = s.audit.iter().filter(|e| &e.organization_id == org).count() as u64;
+            Ok(super::FeedHead {
+                last,
+                epoch: (last > 0).then(|| format!("memory-{org}")),
+            })
+        })
+    }
+
     async fn feed_place(&self, org: &OrgId, seq: u64) -> Result<super::PlaceState, ApiError> {
         self.with(|s| {
             let placed = s.audit.iter().filter(|e| &e.organization_id == org).count();

@@ -152,6 +152,15 @@ pub struct FeedEntry {
     pub event: Option<AuditEvent>,
 }
 
+/// Where an organisation's feed stands: its last place, and its epoch (made with its
+/// counter: a restored or re-created table's feed has another; `None` for a feed of an
+/// earlier version, or none yet).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct FeedHead {
+    pub last: u64,
+    pub epoch: Option<String>,
+}
+
 /// A feed place a read did not see, looked up on its own.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum PlaceState {
@@ -281,6 +290,8 @@ pub trait Store: Send + Sync {
         types: &[String],
     ) -> impl Future<Output = Result<(Vec<FeedEntry>, bool), ApiError>> + Send;
     /// Whether place `seq` of the organisation's feed is live, gone, or not given yet.
+    /// The feed's last place and epoch (one consistent read of its counter).
+    fn feed_head(&self, org: &OrgId) -> impl Future<Output = Result<FeedHead, ApiError>> + Send;
     fn feed_place(
         &self,
         org: &OrgId,

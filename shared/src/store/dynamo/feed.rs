@@ -16,7 +16,7 @@ use super::{keys, DynamoStore, Item};
 use crate::error::ApiError;
 use crate::events::{self, CloudEvent};
 use crate::model::*;
-use crate::store::{FeedEntry, PlaceState};
+use crate::store::{FeedEntry, FeedHead, PlaceState};
 use aws_sdk_dynamodb::types::{
     AttributeValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
 };
@@ -44,6 +44,11 @@ struct SequenceRecord {
     /// reader at the retention's edge see a gap that is no loss).
     #[serde(default)]
     last_expires_at: i64,
+    /// Made with the counter (a ULID): a feed restored or re-created has another, so a
+    /// cursor of the earlier one is told apart (410 `feed_reset`). None on counters made by
+    /// an earlier version.
+    #[serde(default)]
+    epoch: Option<String>,
 }
 
 /// The transaction size DynamoDB allows is 4 MB of items; a chunk stays under this, counted
@@ -191,7 +196,13 @@ impl DynamoStore {
                 AttributeValue::N((last.unwrap_or(0) + n).to_string()),
             );
         update = match last {
-            None => update.condition_expression("attribute_not_exists(PK)"),
+            None => update
+                .update_expression("SET #last = :new, lastExpiresAt = :expires, epoch = :epoch")
+                .expression_attribute_values(
+                    ":epoch",
+                    AttributeValue::S(ulid::Ulid::generate().to_string().to_lowercase()),
+                )
+                .condition_expression("attribute_not_exists(PK)"),
             Some(last) => update
                 .condition_expression("#last = :old")
                 .expression_attribute_values(":old", AttributeValue::N(last.to_string())),
@@ -306,6 +317,18 @@ impl DynamoStore {
             })
             .collect::<Result<Vec<_>, ApiError>>()?;
         Ok((entries, more))
+    }
+
+    /// The feed's last place and epoch.
+    pub(super) async fn head(&self, org: &OrgId) -> Result<FeedHead, ApiError> {
+        Ok(self
+            .get::<SequenceRecord>(keys::feed_sequence(org))
+            .await?
+            .map(|r| FeedHead {
+                last: r.last,
+                epoch: r.epoch,
+            })
+            .unwrap_or_default())
     }
 
     /// Whether place `seq` exists now: the counter is read first, so a place at or below it

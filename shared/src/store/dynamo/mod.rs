@@ -322,6 +322,10 @@ impl Store for DynamoStore {
         self.feed_page(org, after, limit, types).await
     }
 
+    async fn feed_head(&self, org: &OrgId) -> Result<crate::store::FeedHead, ApiError> {
+        self.head(org).await
+    }
+
     async fn feed_place(
         &self,
         org: &OrgId,
