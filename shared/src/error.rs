@@ -86,8 +86,8 @@ pub enum ApiError {
     /// A feed cursor older than the feed's retention: events after it were deleted.
     #[error("cursor expired")]
     CursorExpired,
-    /// A feed cursor of an earlier epoch of the feed: the table was restored or re-created
-    /// since it was issued, and its places no longer name the same events.
+    /// A feed cursor of an earlier epoch of the feed: the feed was re-created since it was
+    /// issued, and its places no longer name the same events.
     #[error("feed reset")]
     FeedReset,
     #[error("internal error")]
@@ -239,9 +239,9 @@ impl ApiError {
             ApiError::FeedReset => (
                 410,
                 "Gone",
-                "This cursor belongs to an earlier epoch of the feed: the table was restored or \
-                 re-created since, and its places name other events now. Resynchronise (GET \
-                 /v1/members), then follow the feed again from its start (no `after`)."
+                "This cursor belongs to an earlier epoch of the feed: the feed was re-created \
+                 since, and its places name other events now. Resynchronise (GET /v1/members), \
+                 then follow the feed again from its start (no `after`)."
                     .into(),
             ),
             ApiError::NotImplemented { detail } => (501, "Not implemented", detail.clone()),

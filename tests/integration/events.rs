@@ -321,7 +321,8 @@ fn json_cursor_after(t: &Tenant, seq: u64) -> Result<String, String> {
 
 /// A feed cursor is its organisation's, of the feed's epoch: another organisation's is 400
 /// `invalid_cursor` (never an empty page that would skip everything up to it), and one of a
-/// feed since re-created is 410 `feed_reset` (its places name other events now).
+/// feed since re-created is 410 `feed_reset` (its places name other events now). A reader
+/// that starts when retention has deleted every place starts at the end, without a 410.
 pub async fn a_cursor_is_bound_to_its_organisation_and_the_feeds_epoch(
     ctx: Arc<Ctx>,
 ) -> TestResult {
@@ -364,6 +365,24 @@ pub async fn a_cursor_is_bound_to_its_organisation_and_the_feeds_epoch(
         (410, "feed_reset".to_owned()),
         "a cursor of the feed before: {}",
         r.text
+    );
+    // Retention deleted every place (the counter stays): a fresh reader starts at the end,
+    // and its cursor then gives the next event, not a 410 for places it never could see.
+    st.delete_feed_place(&a.org, 1).await?;
+    let empty = page(&a, None, 100, "")?;
+    ensure_eq!(empty["events"], json!([]), "nothing live: {empty}");
+    let from_end = empty["nextCursor"].as_str().unwrap_or_default().to_owned();
+    a.create(&json!({"firstName": "E", "email": "epoch-3@example.com", "role": "simple"}))?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut next = page(&a, Some(&from_end), 100, "")?;
+    while next["events"].as_array().is_none_or(Vec::is_empty) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+        next = page(&a, Some(&from_end), 100, "")?;
+    }
+    ensure_eq!(
+        next["events"][0]["sequence"],
+        json!("00000000000000000002"),
+        "the next event after the end the retention left: {next}"
     );
     Ok(())
 }

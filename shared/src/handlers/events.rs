@@ -23,10 +23,10 @@ struct Position {
 
 impl Position {
     /// A cursor of this organisation's feed as it stands (`head`): another organisation's,
-    /// a forged one or one past the feed's end is 400 `invalid_cursor`; one of an earlier
-    /// epoch of the feed (a restored or re-created table) that had seen events is 410
-    /// `feed_reset`. A cursor of an earlier version of this API names no organisation nor
-    /// epoch: only its place is checked.
+    /// a malformed one or one past the feed's end is 400 `invalid_cursor`; one of an earlier
+    /// epoch of the feed (a re-created one) that had seen events is 410 `feed_reset`, and
+    /// one that had seen none starts again from the start. A cursor of an earlier version of
+    /// this API names no organisation nor epoch: only its place is checked.
     fn parse(cursor: &str, org: &OrgId, head: &FeedHead) -> Result<Self, ApiError> {
         let (p, kind) = decode_cursor_parts(cursor)?;
         let position = Self::parse_place(&p)?;
@@ -35,8 +35,8 @@ impl Position {
             _ if kind == FEED_CURSOR_KIND => None,
             Some("") => None,
             Some(tail) => match tail.strip_prefix(':') {
-                Some(epoch) => Some(epoch),
-                None => return Err(invalid_cursor("The cursor is not one this API issued.")),
+                Some(epoch) if !epoch.is_empty() => Some(epoch),
+                _ => return Err(invalid_cursor("The cursor is not one this API issued.")),
             },
             None if kind.starts_with(FEED_CURSOR_KIND) => {
                 return Err(invalid_cursor(
@@ -46,8 +46,16 @@ impl Position {
             }
             None => return Err(invalid_cursor("The cursor is not one of the event feed's.")),
         };
-        if epoch.is_some_and(|e| Some(e) != head.epoch.as_deref()) && position.after > 0 {
-            return Err(ApiError::FeedReset);
+        if epoch.is_some_and(|e| Some(e) != head.epoch.as_deref()) {
+            // A reader that had seen an event of the earlier feed lost its place; one that
+            // had only passed expired places has lost nothing: it starts again.
+            return match position.started && position.after > 0 {
+                true => Err(ApiError::FeedReset),
+                false => Ok(Position {
+                    after: 0,
+                    started: false,
+                }),
+            };
         }
         if position.after > head.last {
             return Err(invalid_cursor(
@@ -186,6 +194,12 @@ pub async fn list_events<S: Store>(
         {
             return Err(ApiError::CursorExpired);
         }
+        // A reader that saw no live place reached the end: every place up to the head read
+        // before this page is gone (a live one would be on it), so it starts at the head,
+        // not before places the retention deleted (which would be a false 410 next time).
+        if !at.started {
+            at.after = at.after.max(head.last);
+        }
         at.started = true;
     }
     more |= stopped;
@@ -198,6 +212,12 @@ pub async fn list_events<S: Store>(
             started: true,
         };
     }
+    // A feed with no epoch when the head was read may have got one since (its first event
+    // placed meanwhile): the cursor is bound to it whenever there is one.
+    let head = match head.epoch {
+        None if at.after > 0 => store.feed_head(org).await?,
+        _ => head,
+    };
     let next = serde_json::to_string(&at.cursor(org, head.epoch.as_deref())).unwrap_or_default();
     let mut body = paging::page_body("events", &kept, None);
     body.truncate(body.len() - "null}".len());
@@ -308,6 +328,20 @@ mod tests {
             None,
             "an earlier epoch before any event: nothing to lose"
         );
+        let unstarted = Position {
+            after: 7,
+            started: false,
+        };
+        assert_eq!(
+            Position::parse(&unstarted.cursor(&a, Some("01before")), &a, &head).ok(),
+            Some(Position {
+                after: 0,
+                started: false
+            }),
+            "an earlier epoch, no event seen: from the start again"
+        );
+        let empty_epoch = encode_cursor("5", &format!("{}:", feed_cursor_kind("org_a", None)));
+        assert_eq!(code(empty_epoch), Some("invalid_cursor"));
         assert_eq!(
             code(at(41).cursor(&a, Some("01now"))),
             Some("invalid_cursor"),

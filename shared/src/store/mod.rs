@@ -152,9 +152,8 @@ pub struct FeedEntry {
     pub event: Option<AuditEvent>,
 }
 
-/// Where an organisation's feed stands: its last place, and its epoch (made with its
-/// counter: a restored or re-created table's feed has another; `None` for a feed of an
-/// earlier version, or none yet).
+/// Where an organisation's feed stands: its last place, and its epoch (set with its
+/// counter: a re-created feed has another; `None` while the feed has no counter).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct FeedHead {
     pub last: u64,
@@ -289,9 +288,9 @@ pub trait Store: Send + Sync {
         limit: usize,
         types: &[String],
     ) -> impl Future<Output = Result<(Vec<FeedEntry>, bool), ApiError>> + Send;
-    /// Whether place `seq` of the organisation's feed is live, gone, or not given yet.
     /// The feed's last place and epoch (one consistent read of its counter).
     fn feed_head(&self, org: &OrgId) -> impl Future<Output = Result<FeedHead, ApiError>> + Send;
+    /// Whether place `seq` of the organisation's feed is live, gone, or not given yet.
     fn feed_place(
         &self,
         org: &OrgId,

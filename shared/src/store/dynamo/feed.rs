@@ -44,9 +44,9 @@ struct SequenceRecord {
     /// reader at the retention's edge see a gap that is no loss).
     #[serde(default)]
     last_expires_at: i64,
-    /// Made with the counter (a ULID): a feed restored or re-created has another, so a
-    /// cursor of the earlier one is told apart (410 `feed_reset`). None on counters made by
-    /// an earlier version.
+    /// Made with the counter (a ULID; a counter of an earlier version gets one at its next
+    /// move): a re-created feed has another, so a cursor of the earlier one is told apart
+    /// (410 `feed_reset`). A restored table brings its counter back, epoch and all.
     #[serde(default)]
     epoch: Option<String>,
 }
@@ -188,21 +188,22 @@ impl DynamoStore {
             .table_name(&self.table)
             .key("PK", AttributeValue::S(pk))
             .key("SK", AttributeValue::S(sk))
-            .update_expression("SET #last = :new, lastExpiresAt = :expires")
+            // A counter made by an earlier version gets its epoch at its next move.
+            .update_expression(
+                "SET #last = :new, lastExpiresAt = :expires, epoch = if_not_exists(epoch, :epoch)",
+            )
             .expression_attribute_names("#last", "last")
+            .expression_attribute_values(
+                ":epoch",
+                AttributeValue::S(ulid::Ulid::generate().to_string().to_lowercase()),
+            )
             .expression_attribute_values(":expires", AttributeValue::N(expires_at.to_string()))
             .expression_attribute_values(
                 ":new",
                 AttributeValue::N((last.unwrap_or(0) + n).to_string()),
             );
         update = match last {
-            None => update
-                .update_expression("SET #last = :new, lastExpiresAt = :expires, epoch = :epoch")
-                .expression_attribute_values(
-                    ":epoch",
-                    AttributeValue::S(ulid::Ulid::generate().to_string().to_lowercase()),
-                )
-                .condition_expression("attribute_not_exists(PK)"),
+            None => update.condition_expression("attribute_not_exists(PK)"),
             Some(last) => update
                 .condition_expression("#last = :old")
                 .expression_attribute_values(":old", AttributeValue::N(last.to_string())),
