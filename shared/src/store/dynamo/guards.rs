@@ -22,31 +22,13 @@ pub(super) fn identifier_items(
     let mut items = Vec::new();
     let (had, has) = (before.identifiers(), after.identifiers());
     for (value, _) in had.iter().filter(|(v, _)| !has.iter().any(|(h, _)| h == v)) {
-        let me = HashMap::from([(":me".to_owned(), AttributeValue::S(after.id.to_string()))]);
         let old = keys::identifier(org, value);
-        items.push((
-            Guarded::OldEmailGuard,
-            if dry_run {
-                check(t, old, "memberId = :me", me)?
-            } else {
-                delete(t, old, Some(("memberId = :me", me)))?
-            },
-        ));
+        items.push((Guarded::OldEmailGuard, give_up(t, old, &after.id, dry_run)?));
     }
     for (value, kind) in has.iter().filter(|(v, _)| !had.iter().any(|(h, _)| h == v)) {
-        items.push((
-            guard_of(*kind),
-            if dry_run {
-                check(
-                    t,
-                    keys::identifier(org, value),
-                    "attribute_not_exists(PK)",
-                    HashMap::new(),
-                )?
-            } else {
-                put(t, &identifier_guard(after, value))?
-            },
-        ));
+        let guard = identifier_guard(after, value);
+        let new = keys::identifier(org, value);
+        items.push((guard_of(*kind), take(t, new, &guard, dry_run)?));
     }
     Ok(items)
 }
@@ -59,8 +41,7 @@ pub(super) fn guard_of(kind: Identifier) -> Guarded {
     }
 }
 
-/// A changed `externalId` moves its guard: the old one is deleted while it is still this
-/// member's, the new one written only where none is (or, in a dry run, both checked).
+/// A changed `externalId` moves its guard.
 pub(super) fn external_id_items(
     t: &str,
     before: &Member,
@@ -70,36 +51,45 @@ pub(super) fn external_id_items(
     let org = &after.organization_id;
     let mut items = Vec::new();
     if let Some(old) = &before.external_id {
-        let me = HashMap::from([(":me".to_owned(), AttributeValue::S(after.id.to_string()))]);
-        let key = keys::external_id(org, old);
+        let old = keys::external_id(org, old);
         items.push((
             Guarded::OldExternalIdGuard,
-            if dry_run {
-                check(t, key, "memberId = :me", me)?
-            } else {
-                delete(t, key, Some(("memberId = :me", me)))?
-            },
+            give_up(t, old, &after.id, dry_run)?,
         ));
     }
-    if let Some(new) = &after.external_id {
-        items.push((
-            Guarded::ExternalIdGuard,
-            if dry_run {
-                check(
-                    t,
-                    keys::external_id(org, new),
-                    "attribute_not_exists(PK)",
-                    HashMap::new(),
-                )?
-            } else {
-                match external_id_guard(after) {
-                    Some(guard) => put(t, &guard)?,
-                    None => return Err(ApiError::Internal),
-                }
-            },
-        ));
+    if let (Some(new), Some(guard)) = (&after.external_id, external_id_guard(after)) {
+        let new = keys::external_id(org, new);
+        items.push((Guarded::ExternalIdGuard, take(t, new, &guard, dry_run)?));
     }
     Ok(items)
+}
+
+/// A guard the member gives up: deleted while it is still this member's (in a dry run,
+/// that checked).
+fn give_up(
+    t: &str,
+    key: (String, String),
+    me: &MemberId,
+    dry_run: bool,
+) -> Result<TransactWriteItem, ApiError> {
+    let me = HashMap::from([(":me".to_owned(), AttributeValue::S(me.to_string()))]);
+    match dry_run {
+        true => check(t, key, "memberId = :me", me),
+        false => delete(t, key, Some(("memberId = :me", me))),
+    }
+}
+
+/// A guard the member takes: written only where none is (in a dry run, that checked).
+fn take<T: serde::Serialize>(
+    t: &str,
+    key: (String, String),
+    guard: &T,
+    dry_run: bool,
+) -> Result<TransactWriteItem, ApiError> {
+    match dry_run {
+        true => check(t, key, "attribute_not_exists(PK)", HashMap::new()),
+        false => put(t, guard),
+    }
 }
 
 #[cfg(test)]
