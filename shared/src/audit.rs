@@ -93,6 +93,7 @@ pub fn event(
         member_id: Some(after.id.clone()),
         role_id: None,
         webhook_id: None,
+        group_id: None,
         actor_key_id: actor.key_id.clone(),
         action: action.to_owned(),
         changes: changes(before, after, password_changed),

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 /// The event types, as `type` and as EventBridge's `detail-type`.
-pub const TYPES: [&str; 13] = [
+pub const TYPES: [&str; 16] = [
     "member.created",
     "member.updated",
     "member.deactivated",
@@ -26,6 +26,9 @@ pub const TYPES: [&str; 13] = [
     "webhook.secret_rotated",
     "webhook.deleted",
     "webhook.redelivered",
+    "group.created",
+    "group.updated",
+    "group.deleted",
 ];
 
 /// The scope a key needs to see an event of type `kind`, wherever it would see it (the
@@ -102,12 +105,16 @@ pub fn sequence_text(seq: u64) -> String {
 
 /// The event an outbox entry stands for, at its place `seq` in the feed.
 pub fn from_audit(e: &AuditEvent, seq: u64) -> CloudEvent {
-    let subject = match (&e.member_id, &e.role_id, &e.webhook_id) {
-        (Some(member), _, _) => member.to_string(),
-        (None, Some(role), _) => role.to_string(),
-        (None, None, Some(webhook)) => webhook.to_string(),
-        (None, None, None) => e.organization_id.to_string(),
-    };
+    let subject = [
+        e.member_id.as_ref().map(ToString::to_string),
+        e.role_id.as_ref().map(ToString::to_string),
+        e.webhook_id.as_ref().map(ToString::to_string),
+        e.group_id.as_ref().map(ToString::to_string),
+    ]
+    .into_iter()
+    .flatten()
+    .next()
+    .unwrap_or_else(|| e.organization_id.to_string());
     let version = match e.action.as_str() {
         "role.created" => 1,
         "role.deleted" => 2,
@@ -204,6 +211,7 @@ mod tests {
             member_id: MemberId::parse("mem_b").ok(),
             role_id: None,
             webhook_id: None,
+            group_id: None,
             actor_key_id: None,
             action: action.into(),
             changes: Map::from_iter([(

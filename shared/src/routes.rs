@@ -40,6 +40,12 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("PUT", "/scim/v2/Users/{id}"),
     ("PATCH", "/scim/v2/Users/{id}"),
     ("DELETE", "/scim/v2/Users/{id}"),
+    ("POST", "/scim/v2/Groups"),
+    ("GET", "/scim/v2/Groups"),
+    ("GET", "/scim/v2/Groups/{id}"),
+    ("PUT", "/scim/v2/Groups/{id}"),
+    ("PATCH", "/scim/v2/Groups/{id}"),
+    ("DELETE", "/scim/v2/Groups/{id}"),
 ];
 
 /// The route template a request path fits (`/v1/members/{id}`), for logs: an id that is

@@ -42,6 +42,8 @@ pub struct MemberView<'a> {
     pub scim_deprovisioned: bool,
     /// The identity provider's `userName` (SCIM); read-only here. Null until SCIM sets one.
     pub scim_user_name: &'a Option<String>,
+    /// The SCIM groups the member belongs to (`/scim/v2/Groups`); read-only here.
+    pub scim_groups: &'a [GroupId],
 }
 
 #[derive(Serialize)]
@@ -101,6 +103,7 @@ pub fn member_view(m: &Member) -> MemberView<'_> {
         external_id: &m.external_id,
         scim_deprovisioned: m.scim_deprovisioned,
         scim_user_name: &m.scim_user_name,
+        scim_groups: &m.scim_groups,
     }
 }
 
@@ -126,6 +129,7 @@ pub fn organization_json(o: &Organization) -> serde_json::Value {
         "scim": {
             "defaultRole": o.scim_role(),
             "defaultHrisRole": o.scim_hris_role(),
+            "groupRoles": o.scim_group_roles,
         },
         "counts": {
             "activeAdmins": c.active_admins,

@@ -429,6 +429,7 @@ pub async fn a_switch_that_read_the_older_layout_is_refused_after_the_upgrade(
                 member_id: None,
                 role_id: None,
                 webhook_id: None,
+                group_id: None,
                 actor_key_id: None,
                 action: "organization.updated".into(),
                 changes: serde_json::Map::new(),

@@ -137,6 +137,41 @@ impl Stack {
         expected.sort();
         stored.sort();
         ensure_eq!(stored, expected, "location items follow the members");
+        // One membership item per (member, group it lists), in the group's partition, and
+        // each listed group exists: the members' scimGroups and the groups' members agree.
+        let items = self.items(&format!("ORG#{org}#GROUP")).await?;
+        let groups: Vec<String> = items
+            .iter()
+            .filter(|i| s(i, "entity") == "group")
+            .map(|i| s(i, "id"))
+            .collect();
+        let mut expected: Vec<String> = Vec::new();
+        for m in &members {
+            if let Some(AttributeValue::L(listed)) = m.get("scimGroups") {
+                for g in listed {
+                    if let AttributeValue::S(g) = g {
+                        ensure!(
+                            groups.contains(g),
+                            "member {} lists group {g}, which does not exist",
+                            s(m, "id")
+                        );
+                        expected.push(format!("ORG#{org}#GROUP#{g}#MEMBERS|{}", s(m, "id")));
+                    }
+                }
+            }
+        }
+        let mut stored: Vec<String> = items
+            .iter()
+            .filter(|i| s(i, "entity") == "membership")
+            .map(|i| format!("{}|{}", s(i, "PK"), s(i, "SK")))
+            .collect();
+        expected.sort();
+        stored.sort();
+        ensure_eq!(
+            stored,
+            expected,
+            "membership items follow the members' groups"
+        );
         // Every custom role a member holds exists, and counts its holders exactly.
         let roles: Vec<_> = self
             .items(&format!("ORG#{org}#ROLE#"))

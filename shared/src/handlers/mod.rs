@@ -8,10 +8,12 @@ mod events;
 mod fallback;
 mod get_member;
 mod list_members;
+mod memberships;
 mod organization;
 mod put_members;
 mod roles;
 mod scim;
+mod scim_groups;
 mod scim_list;
 mod update_member;
 mod webhooks;
@@ -29,6 +31,10 @@ pub use roles::{create_role, delete_role, list_roles};
 pub use scim::{
     scim_create_user, scim_delete_user, scim_discovery, scim_get_user, scim_patch_user,
     scim_replace_user,
+};
+pub use scim_groups::{
+    scim_create_group, scim_delete_group, scim_get_group, scim_list_groups, scim_patch_group,
+    scim_replace_group,
 };
 pub use scim_list::scim_list_users;
 pub use update_member::update_member;

@@ -1,3 +1,4 @@
+use super::memberships;
 use crate::audit::Actor;
 use crate::error::ApiError;
 use crate::http::{etag_matches, ApiRequest, ApiResponse};
@@ -6,7 +7,7 @@ use crate::model::*;
 use crate::store::dynamo::hris_switch_refusal;
 use crate::store::{Store, UpdateOrganization};
 use crate::wire::{etag, organization_json};
-use serde_json::{json, Map};
+use serde_json::{json, Map, Value};
 use std::sync::Arc;
 
 /// GET /v1/organization: the caller's organisation, with its `ETag`.
@@ -58,10 +59,24 @@ pub async fn update_organization<S: Store>(
     let hris = r.boolean("hrisEnabled");
     let background = r.boolean("backgroundCheckRequired");
     // What a member provisioned through SCIM gets when the identity provider sends no role.
-    let (mut scim_role, mut scim_hris_role) = (None, None);
+    let (mut scim_role, mut scim_hris_role, mut group_roles) = (None, None, None);
     if let Some(scim) = r.object("scim") {
         let mut s = Reader::new(scim, "scim.");
-        s.check_keys(&["defaultRole", "defaultHrisRole"], &[]);
+        s.check_keys(&["defaultRole", "defaultHrisRole", "groupRoles"], &[]);
+        group_roles = s.array("groupRoles", MAX_GROUP_ROLES, group_role);
+        if let Some(twice) = group_roles.as_ref().and_then(|roles| {
+            let ids: Vec<&GroupId> = roles.iter().map(|e: &GroupRole| &e.group_id).collect();
+            ids.iter()
+                .enumerate()
+                .find(|(i, g)| ids[..*i].contains(g))
+                .map(|(i, _)| i)
+        }) {
+            s.push(
+                &format!("groupRoles[{twice}].groupId"),
+                "duplicate",
+                "each group appears once: the first match decides",
+            );
+        }
         // no_access needs HRIS, which may be switched off later: never a default that
         // could make every SCIM create fail.
         const DEFAULT_ROLES: &[&str] = &["admin", "simple", "reviewer"];
@@ -89,7 +104,24 @@ pub async fn update_organization<S: Store>(
     after.background_check_required = background.unwrap_or(after.background_check_required);
     after.scim_default_role = scim_role.or(after.scim_default_role);
     after.scim_default_hris_role = scim_hris_role.or(after.scim_default_hris_role);
+    // A mapping, or the default role it falls back to, sent: every member under the
+    // identity provider gets the role it decides, checked whole before anything is written.
+    let remap =
+        group_roles.is_some() || (scim_role.is_some() && !before.scim_group_roles.is_empty());
+    if let Some(roles) = group_roles {
+        check_group_roles(store, &before.id, &roles).await?;
+        after.scim_group_roles = roles;
+    }
+    let under_idp = match remap {
+        true => memberships::under_idp(store, &before.id).await?,
+        false => Vec::new(),
+    };
+    memberships::check_roles(&under_idp, &after)?;
+    let decided = after.clone();
     if after == before {
+        if remap {
+            memberships::decide_roles(store, &key, &req, under_idp, &decided).await?;
+        }
         return Ok(ApiResponse::json(200, &organization_json(&before))
             .with_header("ETag", etag(before.version)));
     }
@@ -111,8 +143,107 @@ pub async fn update_organization<S: Store>(
         return Err(name_blockers(store, &write.after.id, write.after.hris_enabled, refusal).await);
     }
     tracing::info!(version = write.after.version, "organisation updated");
+    if remap {
+        memberships::decide_roles(store, &key, &req, under_idp, &decided).await?;
+    }
     Ok(ApiResponse::json(200, &organization_json(&write.after))
         .with_header("ETag", etag(write.after.version)))
+}
+
+/// One entry of `scim.groupRoles`: `{groupId, role}`, the role a built-in one other than
+/// `no_access` (which HRIS may forbid later) or a custom role's id.
+fn group_role(r: &mut Reader<'_>, field: &str, v: &Value) -> Option<GroupRole> {
+    let obj = v.as_object().filter(|o| o.len() == 2);
+    let group_id = obj
+        .and_then(|o| o.get("groupId"))
+        .and_then(Value::as_str)
+        .and_then(|g| GroupId::parse(g).ok());
+    let role = obj
+        .and_then(|o| o.get("role"))
+        .and_then(Value::as_str)
+        .and_then(|r| Role::parse(r).ok())
+        .filter(|r| *r != Role::Builtin(BuiltinRole::NoAccess));
+    match (group_id, role) {
+        (Some(group_id), Some(role)) => Some(GroupRole { group_id, role }),
+        _ => {
+            r.push(
+                field,
+                "invalid_group_role",
+                "each entry is {\"groupId\": \"grp_…\", \"role\": \"admin\" | \"simple\" | \"reviewer\" | a custom role's id}",
+            );
+            None
+        }
+    }
+}
+
+/// The most entries `scim.groupRoles` holds.
+pub const MAX_GROUP_ROLES: usize = 100;
+
+/// Every group and custom role a mapping names exists (422 `unknown_group` /
+/// `unknown_role` otherwise).
+async fn check_group_roles(
+    store: &impl Store,
+    org: &OrgId,
+    roles: &[GroupRole],
+) -> Result<(), ApiError> {
+    for (i, entry) in roles.iter().enumerate() {
+        if store.group(org, &entry.group_id).await?.is_none() {
+            return Err(ApiError::rule(
+                "unknown_group",
+                Some("scim.groupRoles"),
+                format!(
+                    "scim.groupRoles[{i}]: no SCIM group has the id {}",
+                    entry.group_id
+                ),
+            ));
+        }
+        if let Role::Custom(id) = &entry.role {
+            if store.custom_role(org, id).await?.is_none() {
+                return Err(ApiError::rule(
+                    "unknown_role",
+                    Some("scim.groupRoles"),
+                    format!("scim.groupRoles[{i}]: no custom role has the id {id}"),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A deleted group leaves the organisation's `scim.groupRoles` (run again on a lost race).
+pub(crate) async fn forget_group(
+    store: &impl Store,
+    key: &ApiKey,
+    req: &ApiRequest,
+    group: &GroupId,
+) -> Result<(), ApiError> {
+    for _ in 0..super::scim::ATTEMPTS {
+        let before = organization(store, &key.organization_id).await?;
+        if !before.scim_group_roles.iter().any(|e| e.group_id == *group) {
+            return Ok(());
+        }
+        let mut after = before.clone();
+        after.scim_group_roles.retain(|e| e.group_id != *group);
+        after.version += 1;
+        after.updated_at = Timestamp::now();
+        let write = UpdateOrganization {
+            audit: event(&Actor::of(key, req), &before, &after),
+            before,
+            after,
+            if_match: false,
+        };
+        match store.update_organization(&write).await {
+            Err(ApiError::PreconditionFailed) => continue,
+            other => return other,
+        }
+    }
+    Err(ApiError::Conflict {
+        code: "organization_changed",
+        detail: "The organisation kept changing while this group left its scim.groupRoles; \
+                 delete the group again."
+            .into(),
+        field: None,
+    })
 }
 
 /// The organisation with every count: both answers show them, and the HRIS switch's
@@ -200,6 +331,7 @@ fn event(actor: &Actor, before: &Organization, after: &Organization) -> AuditEve
         member_id: None,
         role_id: None,
         webhook_id: None,
+        group_id: None,
         actor_key_id: actor.key_id.clone(),
         action: "organization.updated".into(),
         changes,

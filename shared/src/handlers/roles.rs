@@ -149,6 +149,7 @@ fn role_event(
         member_id: None,
         role_id,
         webhook_id: None,
+        group_id: None,
         actor_key_id: Some(key.id.clone()),
         action: action.to_owned(),
         changes,

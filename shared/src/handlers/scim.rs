@@ -43,8 +43,9 @@ pub async fn scim_discovery<S: Store>(
     let tail = percent_encoding::percent_decode_str(tail).decode_utf8_lossy();
     let body = match tail.as_ref() {
         "/ServiceProviderConfig" => discovery::service_provider_config(base),
-        "/ResourceTypes" => discovery::list(vec![discovery::user_resource_type(base)]),
+        "/ResourceTypes" => discovery::list(discovery::resource_types(base)),
         "/ResourceTypes/User" => discovery::user_resource_type(base),
+        "/ResourceTypes/Group" => discovery::group_resource_type(base),
         "/Schemas" => discovery::list(discovery::schemas(base)),
         t => match t.strip_prefix("/Schemas/") {
             Some(id) => discovery::schemas(base)
@@ -193,6 +194,8 @@ pub async fn scim_delete_user<S: Store>(
             is_active: Some(false),
             scim_deprovisioned: Some(true),
             external_id: Some(None),
+            // Out of SCIM, out of its groups (and their roles).
+            scim_groups: Some(Vec::new()),
             ..MemberPatch::default()
         })
     })
@@ -203,7 +206,7 @@ pub async fn scim_delete_user<S: Store>(
 /// Runs a member write built from the member as it is now, again on a lost race (without
 /// If-Match). `shown`: the SCIM id the request named (the member must be what it names);
 /// `None` for a member deleted through SCIM that is provisioned again.
-async fn update(
+pub(super) async fn update(
     store: &impl Store,
     key: &ApiKey,
     req: &ApiRequest,

@@ -32,8 +32,11 @@ pub async fn scim_list_users<S: Store>(
     let store = store.as_ref();
     let key = super::caller(store, &req, Scope::Scim).await?;
     let org_id = &key.organization_id;
-    let params = ListParams::parse(&req)?;
-    let f = &params.filter;
+    let params = ListParams::parse(&req, "/Users")?;
+    let f = &match &params.filter {
+        Some(text) => filter::parse(text)?,
+        None => filter::UserFilter::default(),
+    };
     let same = |a: &str, b: &str| normalize_identifier(a) == normalize_identifier(b);
     let keep = |m: &Member| {
         !m.scim_deprovisioned
@@ -216,20 +219,22 @@ pub(super) async fn page(
     Ok(users.into_iter().skip(skip).take(count).collect())
 }
 
-struct ListParams {
-    filter: filter::UserFilter,
-    start: usize,
-    count: usize,
-    projection: Projection,
+/// A list's query: its filter as sent (each resource reads its own), the 1-based
+/// `startIndex`, `count` and what to show of each resource.
+pub(super) struct ListParams {
+    pub filter: Option<String>,
+    pub start: usize,
+    pub count: usize,
+    pub projection: Projection,
 }
 
 impl ListParams {
     /// `filter`, `startIndex`, `count`, `attributes`, `excludedAttributes`; `sortBy` and
     /// `sortOrder` are accepted and not applied (sort is announced as unsupported), and
     /// anything else is refused.
-    fn parse(req: &ApiRequest) -> Result<Self, ApiError> {
+    pub fn parse(req: &ApiRequest, resource: &str) -> Result<Self, ApiError> {
         let mut params = ListParams {
-            filter: filter::UserFilter::default(),
+            filter: None,
             start: 1,
             count: MAX_RESULTS,
             projection: projection(req)?,
@@ -244,7 +249,7 @@ impl ListParams {
         };
         for (name, value) in &req.query {
             match name.as_str() {
-                "filter" => params.filter = filter::parse(value)?,
+                "filter" => params.filter = Some(value.clone()),
                 "startIndex" => {
                     // RFC 7644 §3.4.2.4: below 1 is 1. How far a page may skip is page()'s.
                     params.start = usize::try_from(number(name, value)?.max(1))
@@ -260,8 +265,8 @@ impl ListParams {
                     return Err(invalid(
                         "invalidValue",
                         format!(
-                            "Unknown query parameter {other:?}; /Users takes filter, startIndex, \
-                             count, attributes, excludedAttributes."
+                            "Unknown query parameter {other:?}; {resource} takes filter, \
+                             startIndex, count, attributes, excludedAttributes."
                         ),
                     ))
                 }

@@ -61,6 +61,8 @@ pub struct MemberPatch {
     pub scim_user_name: Option<String>,
     pub scim_department: Option<Option<String>>,
     pub scim_emails: Option<Option<Vec<ScimEmail>>>,
+    /// SCIM Groups only: the member's groups after a membership change.
+    pub scim_groups: Option<Vec<GroupId>>,
 }
 
 const WRITABLE: &[&str] = &[
@@ -94,6 +96,7 @@ const READ_ONLY: &[&str] = &[
     "externalId",
     "scimDeprovisioned",
     "scimUserName",
+    "scimGroups",
     "version",
     "updatedAt",
     "backgroundCheckRequests",

@@ -1,9 +1,11 @@
 //! Domain types. Every value here is valid once constructed: ids, emails and vocabularies
 //! are built only through `parse` (`values`), so the rest of the crate never re-checks them.
 
+mod group;
 mod identity;
 mod values;
 
+pub use group::*;
 pub use identity::*;
 pub use values::*;
 
@@ -63,12 +65,21 @@ pub struct Organization {
     /// The HRIS role such a member gets while HRIS is on (default `hris_employee`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scim_default_hris_role: Option<HrisRole>,
+    /// `scim.groupRoles`: an ordered group → role mapping. While it has entries, it
+    /// decides the role of every member under the identity provider ([`decided_role`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scim_group_roles: Vec<GroupRole>,
 }
 
 impl Organization {
     /// The role a SCIM-provisioned member gets when none is sent.
     pub fn scim_role(&self) -> BuiltinRole {
         self.scim_default_role.unwrap_or(BuiltinRole::Simple)
+    }
+
+    /// The role the group → role mapping decides for `m`, if it decides one.
+    pub fn decided_role(&self, m: &Member) -> Option<Role> {
+        decided_role(&self.scim_group_roles, Role::Builtin(self.scim_role()), m)
     }
 
     /// The HRIS role a SCIM-provisioned member gets when none is sent.
@@ -93,6 +104,7 @@ impl Organization {
             updated_at: now,
             scim_default_role: None,
             scim_default_hris_role: None,
+            scim_group_roles: Vec::new(),
         }
     }
 }
@@ -319,6 +331,11 @@ pub struct Member {
     /// [`chosen_email`] picks is still the member's email.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scim_emails: Option<Vec<ScimEmail>>,
+    /// The SCIM groups the member belongs to, in the order it joined them; each has its
+    /// membership item, written in the same transaction (at most
+    /// [`MAX_GROUPS_PER_MEMBER`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scim_groups: Vec<GroupId>,
 }
 
 impl Member {
@@ -404,6 +421,9 @@ pub struct AuditEvent {
     /// The webhook created, changed, rotated, deleted or redelivered (`webhook.*`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub webhook_id: Option<WebhookId>,
+    /// The SCIM group created, changed or deleted (`group.*`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group_id: Option<GroupId>,
     pub actor_key_id: Option<ApiKeyId>,
     pub action: String,
     /// `{field: {before, after}}`, secrets already redacted.

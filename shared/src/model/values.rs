@@ -76,6 +76,7 @@ prefixed_id!(ApiKeyId, "key_");
 prefixed_id!(AuditEventId, "evt_");
 prefixed_id!(WebhookId, "whk_");
 prefixed_id!(DeliveryId, "dlv_");
+prefixed_id!(GroupId, "grp_");
 
 /// Declares a closed vocabulary: a snake_case enum with its list of allowed values.
 macro_rules! vocabulary {

@@ -92,6 +92,7 @@ pub fn new_member(
         scim_generation: 0,
         scim_department: None,
         scim_emails: None,
+        scim_groups: Vec::new(),
     };
     apply(patch, &blank, org, now)
 }
@@ -171,6 +172,8 @@ pub fn apply(
             }]);
         }
     }
+    set(&mut m.scim_groups, patch.scim_groups);
+    decide_role(&mut m, current, org)?;
     // The department's spelling is shown only while it still names the department.
     if m.scim_department
         .as_deref()
@@ -227,6 +230,30 @@ pub fn apply(
         password_changed,
         password,
     })
+}
+
+/// While the organisation maps groups to roles, the mapping decides the role of a member
+/// under the identity provider (`Organization::decided_role`), on every write of it: a
+/// write that asks for another role than the member's and the mapping's is refused with 409
+/// `role_managed_by_idp` (a body that re-sends the current role, as a PUT does, passes).
+fn decide_role(m: &mut Member, current: &Member, org: &Organization) -> Result<(), ApiError> {
+    let Some(decided) = org.decided_role(m) else {
+        return Ok(());
+    };
+    if m.role != decided && m.role != current.role {
+        return Err(ApiError::Conflict {
+            code: "role_managed_by_idp",
+            detail: format!(
+                "This member's role is decided by the organisation's group → role mapping \
+                 (scim.groupRoles): it is {} from its groups. Change its groups in the identity \
+                 provider, or the mapping.",
+                decided.as_str()
+            ),
+            field: Some("role"),
+        });
+    }
+    m.role = decided;
+    Ok(())
 }
 
 /// Rules 2 and 3 for a change of the organisation's counters by `delta`: refused when it

@@ -39,6 +39,19 @@ impl Projection {
         })
     }
 
+    /// Whether an answer shows a core attribute (or part of it): so that what it leaves
+    /// out is not read at all (a group's members).
+    pub fn shows(&self, attribute: &str) -> bool {
+        let names = |n: &Name| {
+            n.schema.is_none()
+                && n.attribute
+                    .as_deref()
+                    .is_some_and(|a| a.eq_ignore_ascii_case(attribute))
+        };
+        let asked = self.only.as_ref().is_none_or(|only| only.iter().any(names));
+        asked && !self.except.iter().any(|n| names(n) && n.sub.is_none())
+    }
+
     /// The User as asked.
     pub fn apply(&self, user: Value) -> Value {
         let Value::Object(mut user) = user else {

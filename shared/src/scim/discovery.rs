@@ -1,8 +1,8 @@
 //! The discovery documents (RFC 7644 §4, RFC 7643 §5–7): exactly what is served. Users
-//! only (no Groups yet), PATCH yes, bulk no, filter yes (the filters of [`super::filter`]),
+//! and Groups, PATCH yes, bulk no, filter yes (the filters of [`super::filter`]),
 //! changePassword no, sort no, ETags yes, bearer tokens.
 
-use super::{ENTERPRISE, LIST, MEMBER, USER};
+use super::{ENTERPRISE, GROUP, LIST, MEMBER, USER};
 use crate::model::{BuiltinRole, Department, HrisRole, LocationRole};
 use serde_json::{json, Value};
 
@@ -55,6 +55,23 @@ pub fn user_resource_type(base: &str) -> Value {
     })
 }
 
+pub fn group_resource_type(base: &str) -> Value {
+    json!({
+        "schemas": [RESOURCE_TYPE],
+        "id": "Group",
+        "name": "Group",
+        "endpoint": "/Groups",
+        "description": "A group of members; through scim.groupRoles, a role",
+        "schema": GROUP,
+        "meta": {"resourceType": "ResourceType", "location": format!("{base}/ResourceTypes/Group")},
+    })
+}
+
+/// Every resource type served.
+pub fn resource_types(base: &str) -> Vec<Value> {
+    vec![user_resource_type(base), group_resource_type(base)]
+}
+
 /// Every schema served, by id.
 pub fn schemas(base: &str) -> Vec<Value> {
     let with_meta = |mut schema: Value| {
@@ -66,6 +83,7 @@ pub fn schemas(base: &str) -> Vec<Value> {
     };
     vec![
         with_meta(user_schema()),
+        with_meta(group_schema()),
         with_meta(enterprise_schema()),
         with_meta(member_schema()),
     ]
@@ -128,6 +146,39 @@ fn user_schema() -> Value {
                          primary address) is the member's"),
                          json!({"canonicalValues": ["work", "home", "other"]})),
                     attribute("primary", "boolean", "Whether this is the primary address"),
+                 ]})),
+            with(attribute("groups", "complex", "The groups the user belongs to: change them \
+                 through /Groups"),
+                 json!({"multiValued": true, "mutability": "readOnly", "subAttributes": [
+                    with(attribute("value", "string", "The group's id"),
+                         json!({"mutability": "readOnly", "caseExact": true})),
+                    with(attribute("$ref", "reference", "The group's URI"),
+                         json!({"mutability": "readOnly", "referenceTypes": ["Group"]})),
+                    with(attribute("type", "string", "direct: groups do not nest"),
+                         json!({"mutability": "readOnly", "canonicalValues": ["direct"]})),
+                 ]})),
+        ],
+    })
+}
+
+fn group_schema() -> Value {
+    json!({
+        "id": GROUP,
+        "name": "Group",
+        "description": "A group of members (groups do not nest)",
+        "attributes": [
+            with(attribute("displayName", "string", "The group's name: 1 to 256 characters, \
+                 unique in the organisation case-insensitively"),
+                 json!({"required": true, "uniqueness": "server"})),
+            with(attribute("members", "complex", "The group's users, by id (at most 10,000; \
+                 at most 1,000 named in one request)"),
+                 json!({"multiValued": true, "subAttributes": [
+                    with(attribute("value", "string", "The user's id"),
+                         json!({"mutability": "immutable", "caseExact": true})),
+                    with(attribute("$ref", "reference", "The user's URI"),
+                         json!({"mutability": "immutable", "referenceTypes": ["User"]})),
+                    with(attribute("type", "string", "User: groups hold users only"),
+                         json!({"mutability": "immutable", "canonicalValues": ["User"]})),
                  ]})),
         ],
     })

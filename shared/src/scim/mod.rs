@@ -14,6 +14,7 @@
 pub mod attributes;
 pub mod discovery;
 pub mod filter;
+pub mod group;
 pub mod id;
 pub mod patch;
 pub mod user;
@@ -25,6 +26,7 @@ use serde_json::{json, Value};
 
 pub const CONTENT_TYPE: &str = "application/scim+json";
 pub const USER: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
+pub const GROUP: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
 pub const ENTERPRISE: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
 /// Our extension: what an identity provider's attribute mapping may set beyond RFC 7643.
 pub const MEMBER: &str = "urn:members-api:params:scim:schemas:extension:member:2.0:User";
@@ -40,6 +42,7 @@ pub const BASE: &str = "/scim/v2";
 pub fn split_schema(path: &str) -> (Option<&'static str>, &str) {
     [
         (None, USER),
+        (None, GROUP),
         (Some(ENTERPRISE), ENTERPRISE),
         (Some(MEMBER), MEMBER),
     ]
@@ -161,6 +164,16 @@ pub fn error_response(err: &ApiError) -> ApiResponse {
             Some("uniqueness"),
             "Another user of this organisation already has this externalId.".into(),
         ),
+        ApiError::Conflict {
+            code: "group_name_taken",
+            ..
+        } => (
+            409,
+            Some("uniqueness"),
+            "Another group of this organisation already has this displayName (compared \
+             case-insensitively)."
+                .into(),
+        ),
         ApiError::UpdateInProgress => (
             409,
             None,
@@ -169,7 +182,7 @@ pub fn error_response(err: &ApiError) -> ApiResponse {
         ApiError::PreconditionFailed => (
             412,
             None,
-            "The user has changed since the version sent in If-Match; read it again.".into(),
+            "The resource has changed since the version sent in If-Match; read it again.".into(),
         ),
         _ => (problem.status, None, detail()),
     };

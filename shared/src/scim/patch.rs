@@ -13,7 +13,7 @@ use crate::error::ApiError;
 use serde_json::{Map, Value};
 
 /// Attributes a client cannot change (`mutability`), and the one it cannot remove.
-const READ_ONLY: &[&str] = &["id", "meta", "schemas"];
+const READ_ONLY: &[&str] = &["id", "meta", "schemas", "groups"];
 const REQUIRED: &[&str] = &["userName", "displayName"];
 /// At most this many operations in one PATCH.
 pub const MAX_OPERATIONS: usize = 100;

@@ -55,6 +55,21 @@ pub fn to_user(m: &Member, req: &ApiRequest) -> Value {
             "version": version_tag(m.version),
         },
     });
+    // readOnly: a user's groups change through /Groups.
+    if !m.scim_groups.is_empty() {
+        let groups: Vec<Value> = m
+            .scim_groups
+            .iter()
+            .map(|g| {
+                json!({
+                    "value": g,
+                    "$ref": location(req, &format!("Groups/{g}")),
+                    "type": "direct",
+                })
+            })
+            .collect();
+        user["groups"] = Value::Array(groups);
+    }
     let set = |user: &mut Value, at: &[&str], value: Option<Value>| {
         if let Some(value) = value {
             let mut slot = &mut *user;

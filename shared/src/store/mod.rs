@@ -330,6 +330,57 @@ pub trait Store: Send + Sync {
         role: &CustomRole,
         audit: &AuditEvent,
     ) -> impl Future<Output = Result<(), ApiError>> + Send;
+    /// A SCIM group (consistent).
+    fn group(
+        &self,
+        org: &OrgId,
+        id: &GroupId,
+    ) -> impl Future<Output = Result<Option<Group>, ApiError>> + Send;
+    /// The group with this `displayName`, case-insensitively (its guard, then the group).
+    fn group_by_name(
+        &self,
+        org: &OrgId,
+        name: &str,
+    ) -> impl Future<Output = Result<Option<Group>, ApiError>> + Send;
+    /// Every group of the organisation, oldest first.
+    fn groups(&self, org: &OrgId) -> impl Future<Output = Result<Vec<Group>, ApiError>> + Send;
+    /// A group's members, by member id (consistent).
+    fn group_members(
+        &self,
+        org: &OrgId,
+        id: &GroupId,
+    ) -> impl Future<Output = Result<Vec<Membership>, ApiError>> + Send;
+    /// The members among `ids` that exist, in no order (consistent).
+    fn members_by_ids(
+        &self,
+        org: &OrgId,
+        ids: &[MemberId],
+    ) -> impl Future<Output = Result<Vec<Member>, ApiError>> + Send;
+    /// Writes a new group with its audit event. Refusal: `group_name_taken`.
+    fn create_group(
+        &self,
+        group: &Group,
+        audit: &AuditEvent,
+    ) -> impl Future<Output = Result<(), ApiError>> + Send;
+    /// Writes a group's new version, conditioned on `before.version`. Refusals:
+    /// `group_name_taken`, `precondition_failed`, 404.
+    fn update_group(
+        &self,
+        before: &Group,
+        after: &Group,
+        audit: &AuditEvent,
+    ) -> impl Future<Output = Result<(), ApiError>> + Send;
+    /// A change of a group's members alone: its version moves by one, `updatedAt` becomes
+    /// `group.updated_at` (on no condition but that it exists; 404 otherwise); answers the
+    /// group as written. Its members' writes carry the change and its events.
+    fn touch_group(&self, group: &Group) -> impl Future<Output = Result<Group, ApiError>> + Send;
+    /// Deletes a group and its name guard, conditioned on the version read, with its audit
+    /// event; 404 when already gone, `precondition_failed` when changed meanwhile.
+    fn delete_group(
+        &self,
+        group: &Group,
+        audit: &AuditEvent,
+    ) -> impl Future<Output = Result<(), ApiError>> + Send;
     /// Writes a new member atomically. Refusals: `email_taken`, `unknown_role`,
     /// `organization_changed`, `idempotency_conflict` (another request with the same key won).
     fn create_member(

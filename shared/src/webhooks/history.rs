@@ -81,6 +81,7 @@ fn entry(
         member_id: None,
         role_id: None,
         webhook_id: Some(webhook.id.clone()),
+        group_id: None,
         actor_key_id: actor.key_id.clone(),
         action: action.to_owned(),
         changes,

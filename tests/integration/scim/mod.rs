@@ -2,9 +2,14 @@
 //! provisioning guides (idp.rs); the rules and errors an identity provider meets, paging and
 //! filters, races between SCIM and `/v1`, and scim2-tester's RFC checks (rules.rs).
 
+mod groups;
 mod idp;
 mod rules;
 
+pub use groups::{
+    a_thousand_member_patch, entra_groups_decide_roles, group_membership_races_v1_demotion,
+    okta_group_push_sequence,
+};
 pub use idp::{entra_provisioning_sequence, okta_provisioning_sequence};
 pub use rules::{
     scim2_tester_passes, scim_deactivation_races_v1_demotion, scim_rules_errors_and_paging,

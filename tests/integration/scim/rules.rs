@@ -112,7 +112,7 @@ pub async fn scim_rules_errors_and_paging(ctx: Arc<Ctx>) -> TestResult {
         &[("Content-Type", "application/scim+json")],
     )?;
     expect_error(r, 400, Some("invalidSyntax"), "empty body")?;
-    expect_error(t.scim("GET", "/Groups", None, &[])?, 404, None, "no Groups")?;
+    expect_error(t.scim("GET", "/Bulk", None, &[])?, 404, None, "no Bulk")?;
     let schema = expect(
         t.scim("GET", &format!("/Schemas/{}", urlencoding(USER)), None, &[])?,
         200,
@@ -364,9 +364,9 @@ pub async fn scim2_tester_passes(ctx: Arc<Ctx>) -> TestResult {
     st.check_invariants(&t.org).await
 }
 
-/// scim-sanity's live probe (PyPI `scim-sanity`), strict mode, on Users (Groups are not
-/// served yet, so it is not told to probe them): discovery, a user's whole lifecycle,
-/// search and errors, in an organisation of its own. Its summary is printed.
+/// scim-sanity's live probe (PyPI `scim-sanity`), strict mode, every phase it has for what
+/// is served: discovery, a user's and a group's whole lifecycle (members added and
+/// removed), search and errors, in an organisation of its own. Its summary is printed.
 pub async fn scim_sanity_probe_passes(ctx: Arc<Ctx>) -> TestResult {
     let st = &ctx.stack;
     let t = st.tenant(false).await?;
@@ -374,7 +374,7 @@ pub async fn scim_sanity_probe_passes(ctx: Arc<Ctx>) -> TestResult {
     let out = std::process::Command::new(root.join(".local/sanity-venv/bin/scim-sanity"))
         .args(["probe", &format!("{}/scim/v2", t.api)])
         .args(["--token", &t.scim_key])
-        .args(["--resource", "User", "--strict", "--i-accept-side-effects"])
+        .args(["--strict", "--i-accept-side-effects"])
         .args(["--timeout", "60"])
         .output()
         .map_err(|e| format!("scim-sanity: {e} (run `make deps`)"))?;
@@ -385,9 +385,24 @@ pub async fn scim_sanity_probe_passes(ctx: Arc<Ctx>) -> TestResult {
         .find(|l| l.contains(" passed") && l.contains(" total"))
         .unwrap_or("no summary")
         .to_owned();
-    eprintln!("scim-sanity probe: {summary}");
+    // One failure is the probe's, argued in docs/identity-providers.md: it adds the member
+    // "fake-member-id" to a group and expects 200, where an id that names no user is 400
+    // invalidValue naming it, nothing applied (RFC 7644 §3.12; the contract).
+    let lines: Vec<&str> = stdout.lines().collect();
+    let failures: Vec<String> = lines
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| l.contains("[FAIL]") || l.contains("[ERROR]"))
+        .map(|(i, l)| format!("{} {}", l.trim(), lines.get(i + 1).map_or("", |n| n.trim())))
+        .collect();
+    let argued = "[FAIL] PATCH /Groups/{id} add member Expected 200, got 400";
+    let unargued: Vec<&String> = failures.iter().filter(|f| f.as_str() != argued).collect();
+    eprintln!(
+        "scim-sanity probe: {summary} ({} of them the argued unknown-member case)",
+        failures.len() - unargued.len()
+    );
     ensure!(
-        out.status.success() && stdout.contains("All tests passed") && !stdout.contains("[FAIL]"),
+        unargued.is_empty() && summary.contains(" passed"),
         "scim-sanity probe: {summary}\n{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );

@@ -474,5 +474,6 @@ async fn get_answers_200_with_etag_304_when_unchanged_and_404_across_organisatio
         .is_ok());
 }
 
+mod groups;
 mod routes;
 mod writes;

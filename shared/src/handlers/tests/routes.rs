@@ -23,7 +23,7 @@ async fn the_fallback_answers_405_with_allow_on_a_known_path_and_404_elsewhere()
     assert_eq!(body_of(&response)["code"], "not_found");
 
     // On SCIM's paths, a SCIM error document.
-    req.path = "/scim/v2/Groups".into();
+    req.path = "/scim/v2/Bulk".into();
     let response = answer(req).await;
     assert_eq!(
         (response.status, response.content_type),

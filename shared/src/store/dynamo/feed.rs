@@ -433,6 +433,7 @@ mod tests {
             member_id: None,
             role_id: None,
             webhook_id: None,
+            group_id: None,
             actor_key_id: None,
             action: "organization.updated".into(),
             changes: Default::default(),

@@ -45,6 +45,25 @@ pub fn external_id(org: &OrgId, external_id: &str) -> (String, String) {
     let hash = hex::encode(Sha256::digest(external_id.as_bytes()));
     (format!("ORG#{org}#EXTERNALID#{hash}"), "EXTERNALID".into())
 }
+/// A SCIM group: all of an organisation's in one partition, by id (a consistent Query
+/// lists them; each is an item of its own, so no write shares one).
+pub fn group(org: &OrgId, id: &GroupId) -> (String, String) {
+    (groups_of(org), id.to_string())
+}
+pub fn groups_of(org: &OrgId) -> String {
+    format!("ORG#{org}#GROUPS")
+}
+/// The guard of a group's `displayName` (lower-cased: unique case-insensitively).
+pub fn group_name(org: &OrgId, lower: &str) -> (String, String) {
+    (format!("ORG#{org}#GROUPNAME#{lower}"), "GROUPNAME".into())
+}
+/// A member's membership of a group: one partition per group, sorted by member.
+pub fn membership(org: &OrgId, group: &GroupId, member: &MemberId) -> (String, String) {
+    (memberships_partition(org, group), member.to_string())
+}
+pub fn memberships_partition(org: &OrgId, group: &GroupId) -> String {
+    format!("ORG#{org}#GROUP#{group}#MEMBERS")
+}
 pub fn role(org: &OrgId, id: &CustomRoleId) -> (String, String) {
     (format!("ORG#{org}#ROLE#{id}"), "ROLE".into())
 }

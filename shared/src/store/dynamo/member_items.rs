@@ -3,6 +3,7 @@
 //! count of holders. The guards of its identifiers are `guards.rs`'s.
 
 use super::errors::build_error;
+use super::groups::membership_items;
 use super::guards::{external_id_items, identifier_items};
 use super::holders::move_holders;
 use super::outbox::audit_item;
@@ -116,6 +117,7 @@ pub(super) fn update_items(
         let key = keys::location(org, &gone.location_id, before.is_active, &after.id);
         items.push((Guarded::Location, delete(t, key, None)?));
     }
+    items.extend(membership_items(t, before, after)?);
     items.push((Guarded::Audit, put_item(t, audit_item(&w.audit)?)?));
     Ok(items)
 }

@@ -14,6 +14,7 @@ mod client;
 mod deflated;
 mod errors;
 mod feed;
+mod groups;
 mod guards;
 mod holders;
 mod idempotency;
@@ -384,5 +385,46 @@ impl Store for DynamoStore {
 
     async fn update_member(&self, w: &UpdateMember) -> Result<(), ApiError> {
         self.write_member(w).await
+    }
+
+    async fn group(&self, org: &OrgId, id: &GroupId) -> Result<Option<Group>, ApiError> {
+        self.group_item(org, id).await
+    }
+
+    async fn group_by_name(&self, org: &OrgId, name: &str) -> Result<Option<Group>, ApiError> {
+        self.group_named(org, name).await
+    }
+
+    async fn groups(&self, org: &OrgId) -> Result<Vec<Group>, ApiError> {
+        self.all_groups(org).await
+    }
+
+    async fn group_members(&self, org: &OrgId, id: &GroupId) -> Result<Vec<Membership>, ApiError> {
+        self.memberships(org, id).await
+    }
+
+    async fn members_by_ids(&self, org: &OrgId, ids: &[MemberId]) -> Result<Vec<Member>, ApiError> {
+        self.members_of_ids(org, ids).await
+    }
+
+    async fn create_group(&self, group: &Group, audit: &AuditEvent) -> Result<(), ApiError> {
+        self.insert_group(group, audit).await
+    }
+
+    async fn update_group(
+        &self,
+        before: &Group,
+        after: &Group,
+        audit: &AuditEvent,
+    ) -> Result<(), ApiError> {
+        self.write_group(before, after, audit).await
+    }
+
+    async fn touch_group(&self, group: &Group) -> Result<Group, ApiError> {
+        self.touch_group_item(group).await
+    }
+
+    async fn delete_group(&self, group: &Group, audit: &AuditEvent) -> Result<(), ApiError> {
+        self.remove_group(group, audit).await
     }
 }

@@ -312,6 +312,7 @@ pub(super) mod tests {
                 kind: Some("work".into()),
                 primary: Some(true),
             }]),
+            scim_groups: vec![GroupId::generate()],
         }
     }
 
@@ -464,6 +465,7 @@ pub(super) mod tests {
             updated_at: now,
             scim_default_role: None,
             scim_default_hris_role: None,
+            scim_group_roles: Vec::new(),
         };
         let item = to_item(&OrgRecord {
             pk: "ORG#org_a".into(),

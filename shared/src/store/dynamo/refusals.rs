@@ -69,7 +69,11 @@ pub(super) fn refusal(guard: Guarded) -> ApiError {
         | Guarded::Outbox(_)
         | Guarded::FeedEvent
         | Guarded::Webhook
-        | Guarded::WebhookCount => {
+        | Guarded::WebhookCount
+        | Guarded::Group
+        | Guarded::GroupName
+        | Guarded::OldGroupName
+        | Guarded::Membership => {
             tracing::error!(?guard, "a freshly generated id already exists");
             ApiError::Internal
         }

@@ -126,6 +126,16 @@ impl DynamoStore {
                 AttributeValue::S(role.as_str().into()),
             );
         }
+        if after.scim_group_roles.is_empty() {
+            sets.push_str(" REMOVE scimGroupRoles");
+        } else {
+            sets.push_str(", scimGroupRoles = :groupRoles");
+            let roles = serde_dynamo::to_attribute_value(&after.scim_group_roles).map_err(|e| {
+                tracing::error!(error = %e, "could not serialise scim.groupRoles");
+                ApiError::Internal
+            })?;
+            values.insert(":groupRoles".into(), roles);
+        }
         let update = Update::builder()
             .table_name(&self.table)
             .key("PK", AttributeValue::S(pk))

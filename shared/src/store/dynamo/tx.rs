@@ -50,6 +50,11 @@ pub(super) enum Guarded {
     /// A webhook, and the organisation's count of them.
     Webhook,
     WebhookCount,
+    /// A SCIM group, its name guard (new and old), a membership.
+    Group,
+    GroupName,
+    OldGroupName,
+    Membership,
 }
 
 impl Guarded {
@@ -58,7 +63,7 @@ impl Guarded {
     fn is_the_resource(self) -> bool {
         matches!(
             self,
-            Guarded::Member | Guarded::NewMember | Guarded::Webhook
+            Guarded::Member | Guarded::NewMember | Guarded::Webhook | Guarded::Group
         )
     }
 }

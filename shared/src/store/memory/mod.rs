@@ -9,6 +9,8 @@ use crate::rules::counter_violation;
 use std::collections::HashMap;
 use std::sync::Mutex;
 
+mod groups;
+
 #[derive(Default)]
 pub struct MemoryStore {
     pub state: Mutex<State>,
@@ -23,6 +25,7 @@ pub struct State {
     pub idempotency: HashMap<(OrgId, String), IdempotencyRecord>,
     pub audit: Vec<AuditEvent>,
     pub roles: HashMap<(OrgId, CustomRoleId), CustomRole>,
+    pub groups: HashMap<(OrgId, GroupId), Group>,
     /// SCIM lists' bookmarks: (organisation, query fingerprint, index) → position.
     pub bookmarks: std::collections::BTreeMap<(OrgId, String, usize), String>,
     /// When set, every call fails as if DynamoDB were unreachable.
@@ -450,6 +453,68 @@ impl Store for MemoryStore {
                 });
             }
             s.roles.remove(&key);
+            s.audit.push(audit.clone());
+            Ok(())
+        })
+    }
+
+    async fn group(&self, org: &OrgId, id: &GroupId) -> Result<Option<Group>, ApiError> {
+        self.with(|s| Ok(s.groups.get(&(org.clone(), id.clone())).cloned()))
+    }
+
+    async fn group_by_name(&self, org: &OrgId, name: &str) -> Result<Option<Group>, ApiError> {
+        self.with(|s| Ok(groups::named(s, org, name, None).cloned()))
+    }
+
+    async fn groups(&self, org: &OrgId) -> Result<Vec<Group>, ApiError> {
+        self.with(|s| Ok(groups::of(s, org)))
+    }
+
+    async fn group_members(&self, org: &OrgId, id: &GroupId) -> Result<Vec<Membership>, ApiError> {
+        self.with(|s| Ok(groups::members(s, org, id)))
+    }
+
+    async fn members_by_ids(&self, org: &OrgId, ids: &[MemberId]) -> Result<Vec<Member>, ApiError> {
+        self.with(|s| {
+            Ok(ids
+                .iter()
+                .filter_map(|id| s.members.get(&(org.clone(), id.clone())).cloned())
+                .collect())
+        })
+    }
+
+    async fn create_group(&self, group: &Group, audit: &AuditEvent) -> Result<(), ApiError> {
+        self.with(|s| groups::create(s, group, audit))
+    }
+
+    async fn update_group(
+        &self,
+        before: &Group,
+        after: &Group,
+        audit: &AuditEvent,
+    ) -> Result<(), ApiError> {
+        self.with(|s| groups::update(s, before, after, audit))
+    }
+
+    async fn touch_group(&self, group: &Group) -> Result<Group, ApiError> {
+        self.with(|s| {
+            let key = (group.organization_id.clone(), group.id.clone());
+            let stored = s.groups.get_mut(&key).ok_or(ApiError::NotFound)?;
+            stored.version += 1;
+            stored.updated_at = group.updated_at;
+            Ok(stored.clone())
+        })
+    }
+
+    async fn delete_group(&self, group: &Group, audit: &AuditEvent) -> Result<(), ApiError> {
+        self.with(|s| {
+            let key = (group.organization_id.clone(), group.id.clone());
+            match s.groups.get(&key) {
+                None => return Err(ApiError::NotFound),
+                Some(g) if g.version != group.version => return Err(ApiError::PreconditionFailed),
+                Some(_) => {}
+            }
+            s.groups.remove(&key);
             s.audit.push(audit.clone());
             Ok(())
         })
