@@ -29,7 +29,7 @@ test: deps lint ## Everything CI runs: lint, bench smoke, unit, integration, rob
 	cargo build $(addprefix -p ,$(FUNCTIONS))
 	@echo "==> [$$(date +%T)] bench smoke"
 	@# The benchmarks as a smoke test (a few rounds, debug builds): a broken bench fails CI.
-	BENCH_SMOKE=1 cargo test $(NOT_FUNCTIONS) --bench init --bench patch --bench list --bench events --bench contention
+	BENCH_SMOKE=1 cargo test $(NOT_FUNCTIONS) --bench init --bench patch --bench list --bench events --bench contention --bench groups
 	@echo "==> [$$(date +%T)] tests"
 	@cargo test $(NOT_FUNCTIONS) --no-fail-fast 2>&1 | tee target/test-output.log; \
 	  status=$${PIPESTATUS[0]}; scripts/summary.sh target/test-output.log; exit $$status
@@ -72,6 +72,7 @@ bench: deps ## Benchmarks against DynamoDB Local (optimised build; prints figure
 	cargo bench -p members-tests --bench init
 	cargo bench -p members-tests --bench events
 	cargo bench -p members-tests --bench contention
+	cargo bench -p members-tests --bench groups
 
 build: deps ## Release build of every function for Lambda (arm64), with a size table
 	@start=$$(date +%s); \

@@ -34,12 +34,16 @@ pub const TYPES: [&str; 16] = [
 /// The scope a key needs to see an event of type `kind`, wherever it would see it (the
 /// feed, a history, a webhook it subscribes): the scope that reads the event's data
 /// directly. A member, a custom role and the organisation's settings are read with
-/// `r_members`; a webhook and its deliveries with `r_webhooks`. An unknown type needs
-/// `r_members`, the stricter default, so a type added later leaks nothing by omission.
+/// `r_members`; a webhook and its deliveries with `r_webhooks`; a SCIM group with `scim`.
+/// An unknown type needs `r_members`, the stricter default, so a type added later leaks
+/// nothing by omission.
 pub fn read_scope(kind: &str) -> Scope {
-    match kind.starts_with("webhook.") {
-        true => Scope::ReadWebhooks,
-        false => Scope::ReadMembers,
+    if kind.starts_with("webhook.") {
+        Scope::ReadWebhooks
+    } else if kind.starts_with("group.") {
+        Scope::Scim
+    } else {
+        Scope::ReadMembers
     }
 }
 
@@ -256,6 +260,7 @@ mod tests {
         for kind in TYPES {
             let expected = match kind.split('.').next() {
                 Some("webhook") => Scope::ReadWebhooks,
+                Some("group") => Scope::Scim,
                 _ => Scope::ReadMembers,
             };
             assert_eq!(read_scope(kind), expected, "{kind}");

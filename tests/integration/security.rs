@@ -63,6 +63,18 @@ pub async fn every_route_refuses_bad_credentials_alike(ctx: Arc<Ctx>) -> TestRes
         .as_str()
         .unwrap_or("")
         .to_owned();
+    // A SCIM group of a's.
+    let group = a
+        .scim(
+            "POST",
+            "/Groups",
+            Some(&json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName": "Private"})),
+            &[],
+        )?
+        .json()["id"]
+        .as_str()
+        .unwrap_or("")
+        .to_owned();
 
     let unknown = format!("mapi_{}", "0f".repeat(32));
     let body = br#"{}"#;
@@ -117,6 +129,8 @@ pub async fn every_route_refuses_bad_credentials_alike(ctx: Arc<Ctx>) -> TestRes
                     SCIM_USER
                 } else if template.starts_with("/scim/v2/ResourceTypes") {
                     "User"
+                } else if template.starts_with("/scim/v2/Groups") {
+                    &group
                 } else {
                     &victim
                 },
@@ -235,6 +249,7 @@ pub async fn every_route_refuses_bad_credentials_alike(ctx: Arc<Ctx>) -> TestRes
         ensure!(
             !foreign.text.contains(&victim)
                 && !foreign.text.contains(&webhook)
+                && !foreign.text.contains(&group)
                 && !foreign.text.contains(a.org.as_str()),
             "{route}: a's data leaked to b: {}",
             foreign.text
@@ -259,6 +274,12 @@ pub async fn every_route_refuses_bad_credentials_alike(ctx: Arc<Ctx>) -> TestRes
     ensure!(
         a.call("GET", "/v1/roles", None)?.text.contains(&role),
         "role still there"
+    );
+    ensure_eq!(
+        a.scim("GET", &format!("/Groups/{group}"), None, &[])?
+            .json()["displayName"],
+        json!("Private"),
+        "group untouched"
     );
     st.check_invariants(&a.org).await
 }

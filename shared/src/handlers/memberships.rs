@@ -15,9 +15,14 @@
 //!   condition: no reader ever sees a rule broken. The answer then says how many writes
 //!   were made; the same request sent again converges (joining a group twice or leaving one
 //!   not joined writes nothing).
-//! - The writes that lower no guarded count (admins, HRIS admins, admins who are HRIS
-//!   admins) are made before those that do, so a change that moves admins between groups
-//!   or roles never passes through fewer admins than it ends with.
+//! - The writes that raise a guarded count (admins, HRIS admins, admins who are HRIS
+//!   admins) are made first, then those that move none (16 at once), then those that lower
+//!   one: a change that moves admins between groups or roles never passes through fewer
+//!   admins than it ends with. A write that moves a guarded count touches the
+//!   organisation's item, so those run one at a time (on AWS, two at once would cancel
+//!   each other: `TransactionConflict`).
+//! - At most [`MAX_MOVES`] member writes a request, so that it answers within API
+//!   Gateway's 30 s.
 
 use super::scim::update;
 use crate::error::ApiError;
@@ -37,8 +42,8 @@ const IN_FLIGHT: usize = 16;
 pub(super) struct Move {
     pub member: Member,
     pub join: bool,
-    /// Whether the write lowers a count a rule guards (set by [`check_whole`]).
-    pub lowers: bool,
+    /// What the write does to the counts rules 2 and 3 guard (set by [`check_whole`]).
+    pub effect: Effect,
 }
 
 impl Move {
@@ -46,22 +51,80 @@ impl Move {
         Move {
             member,
             join,
-            lowers: false,
+            effect: Effect::Neutral,
         }
     }
 }
 
-/// Whether a change of counts lowers one that rules 2 and 3 guard.
-fn lowers_guarded(delta: Counters) -> bool {
-    let g = delta.guarded();
-    g.active_admins < 0 || g.active_hris_admins < 0 || g.active_dual_admins < 0
+/// What a member write does to the guarded counts, in the order such writes are made.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) enum Effect {
+    Raises,
+    Neutral,
+    Lowers,
 }
 
-/// Writes in an order that never passes through fewer guarded members than it ends with:
-/// those that lower no guarded count first.
-fn raising_first<T>(items: Vec<T>, lowers: impl Fn(&T) -> bool) -> [Vec<T>; 2] {
-    let (low, high): (Vec<T>, Vec<T>) = items.into_iter().partition(|i| lowers(i));
-    [high, low]
+impl Effect {
+    fn of(delta: Counters) -> Effect {
+        let g = delta.guarded();
+        let counts = [g.active_admins, g.active_hris_admins, g.active_dual_admins];
+        if counts.iter().any(|c| *c < 0) {
+            Effect::Lowers
+        } else if counts.iter().any(|c| *c > 0) {
+            Effect::Raises
+        } else {
+            Effect::Neutral
+        }
+    }
+
+    /// Writes that move a guarded count touch the organisation's item: one at a time.
+    fn in_flight(self) -> usize {
+        match self {
+            Effect::Neutral => IN_FLIGHT,
+            Effect::Raises | Effect::Lowers => 1,
+        }
+    }
+}
+
+/// Runs `write` on every item, those that raise a guarded count first, then the neutral
+/// ones, then those that lower one (each group at its [`Effect::in_flight`]), stopping
+/// after the first group with a refusal. Answers how many writes were made, and the first
+/// refusal.
+async fn run_writes<T, F, Fut>(items: Vec<(T, Effect)>, write: F) -> (usize, Option<ApiError>)
+where
+    F: Fn(T) -> Fut,
+    Fut: std::future::Future<Output = Result<(), ApiError>>,
+{
+    let mut items = items;
+    items.sort_by_key(|(_, e)| *e);
+    let mut done = 0;
+    let mut batches: Vec<(Effect, Vec<T>)> = Vec::new();
+    for (item, effect) in items {
+        match batches.last_mut() {
+            Some((e, batch)) if *e == effect => batch.push(item),
+            _ => batches.push((effect, vec![item])),
+        }
+    }
+    for (effect, batch) in batches {
+        let results: Vec<Result<(), ApiError>> = stream::iter(batch)
+            .map(&write)
+            .buffer_unordered(effect.in_flight())
+            .collect()
+            .await;
+        let mut first = None;
+        for r in results {
+            match r {
+                Ok(()) => done += 1,
+                Err(e) => {
+                    first.get_or_insert(e);
+                }
+            }
+        }
+        if first.is_some() {
+            return (done, first);
+        }
+    }
+    (done, None)
 }
 
 /// The members a request names (SCIM ids), read; each must be a user SCIM shows. An id that
@@ -123,6 +186,17 @@ pub(super) fn check_whole(
     group: &GroupId,
     org: &Organization,
 ) -> Result<(), ApiError> {
+    if moves.len() > MAX_MOVES {
+        return Err(invalid(
+            "tooMany",
+            format!(
+                "This change moves {} members into or out of the group; one request moves at \
+                 most {MAX_MOVES}. Send it in parts (PATCH remove or add members in batches). \
+                 Nothing of this request was applied.",
+                moves.len()
+            ),
+        ));
+    }
     let now = Timestamp::now();
     let mut delta = Counters::default();
     for mv in moves.iter_mut() {
@@ -142,9 +216,9 @@ pub(super) fn check_whole(
             scim_groups: Some(groups_after(m, group, mv.join)),
             ..MemberPatch::default()
         };
-        let draft = rules::apply(patch, m, org, now).map_err(|e| about(m, e))?;
+        let draft = rules::apply(patch, m, org, now).map_err(|e| partial(about(m, e), 0, 0))?;
         let own = draft.member.counters().minus(m.counters());
-        mv.lowers = lowers_guarded(own);
+        mv.effect = Effect::of(own);
         delta = delta.plus(own);
     }
     if let Some(violation) = rules::counter_violation(org.counters, delta, org.hris_enabled) {
@@ -153,10 +227,10 @@ pub(super) fn check_whole(
     Ok(())
 }
 
-/// Makes the moves (those that lower no guarded count first), each a member write run
-/// again on a lost race. A
-/// member that left SCIM meanwhile is skipped when leaving (it is out of every group), an
-/// error when joining. The first refusal is answered, saying how many writes were made.
+/// Makes the moves in [`run_writes`]'s order, each a member write run again on a lost
+/// race. A member that left SCIM meanwhile is skipped when leaving (it is out of every
+/// group), refused when joining. The first refusal is answered, saying how many writes were
+/// made.
 pub(super) async fn apply(
     store: &impl Store,
     key: &ApiKey,
@@ -169,35 +243,37 @@ pub(super) async fn apply(
     req.headers.remove("if-match");
     let req = &req;
     let total = moves.len();
-    let mut done = 0;
-    for batch in raising_first(moves, |m| m.lowers) {
-        let results: Vec<Result<(), ApiError>> = stream::iter(batch)
-            .map(|mv| async move {
-                let shown = ScimId::of(&mv.member);
-                let outcome = update(store, key, req, &mv.member.id, Some(&shown), |before, _| {
-                    Ok(MemberPatch {
-                        scim_groups: Some(groups_after(before, group, mv.join)),
-                        ..MemberPatch::default()
-                    })
-                })
-                .await;
-                match outcome {
-                    Ok(_) => Ok(()),
-                    Err(ApiError::NotFound) if !mv.join => Ok(()),
-                    Err(e) => Err(about(&mv.member, e)),
-                }
+    let items = moves.into_iter().map(|m| {
+        let effect = m.effect;
+        (m, effect)
+    });
+    let (done, refused) = run_writes(items.collect(), |mv: Move| async move {
+        let shown = ScimId::of(&mv.member);
+        let outcome = update(store, key, req, &mv.member.id, Some(&shown), |before, _| {
+            Ok(MemberPatch {
+                scim_groups: Some(groups_after(before, group, mv.join)),
+                ..MemberPatch::default()
             })
-            .buffer_unordered(IN_FLIGHT)
-            .collect()
-            .await;
-        let failed = results.iter().filter(|r| r.is_err()).count();
-        done += results.len() - failed;
-        if let Some(Err(first)) = results.into_iter().find(Result::is_err) {
+        })
+        .await;
+        match outcome {
+            Ok(_) => Ok(()),
+            Err(ApiError::NotFound) if !mv.join => Ok(()),
+            Err(ApiError::NotFound) => Err(invalid(
+                "invalidValue",
+                format!("User {shown} was deleted during this request: it cannot join the group."),
+            )),
+            Err(e) => Err(about(&mv.member, e)),
+        }
+    })
+    .await;
+    match refused {
+        None => Ok(()),
+        Some(first) => {
             tracing::warn!(done, total, "a group change was refused part-way by a race");
-            return Err(partial(first, done, total));
+            Err(partial(first, done, total))
         }
     }
-    Ok(())
 }
 
 /// A member's refusal as SCIM says it: the member and the rule.
@@ -205,10 +281,7 @@ fn about(m: &Member, err: ApiError) -> ApiError {
     match err {
         ApiError::Rule { code, detail, .. } => invalid(
             "invalidValue",
-            format!(
-                "User {}: {detail} ({code}). Nothing of this request was applied.",
-                ScimId::of(m)
-            ),
+            format!("User {}: {detail} ({code}).", ScimId::of(m)),
         ),
         ApiError::Conflict {
             code: "role_managed_by_idp",
@@ -218,7 +291,7 @@ fn about(m: &Member, err: ApiError) -> ApiError {
         ApiError::Validation(errors) => invalid(
             "invalidValue",
             format!(
-                "User {}: {}. Nothing of this request was applied.",
+                "User {}: {}.",
                 ScimId::of(m),
                 errors
                     .iter()
@@ -242,20 +315,20 @@ fn whole(err: ApiError) -> ApiError {
     }
 }
 
-/// A refusal after `done` of `total` member writes were made.
+/// A refusal after `done` of `total` member writes were made: says so.
 fn partial(err: ApiError, done: usize, total: usize) -> ApiError {
-    if done == 0 {
-        return err;
-    }
-    let note = format!(
-        " {done} of the {total} membership changes were made before another request changed \
-         the organisation; send the same request again to finish it (what is done is not \
-         done twice)."
-    );
+    let note = match done {
+        0 => " Nothing of this request was applied.".to_owned(),
+        done => format!(
+            " {done} of the {total} membership changes were made before another request \
+             changed the organisation; send the same request again to finish it (what is done \
+             is not done twice)."
+        ),
+    };
     match err {
         ApiError::Scim { scim_type, detail } => ApiError::Scim {
             scim_type,
-            detail: detail.replace(" Nothing of this request was applied.", "") + &note,
+            detail: detail + &note,
         },
         other => other,
     }
@@ -313,6 +386,20 @@ pub(super) async fn under_idp(store: &impl Store, org: &OrgId) -> Result<Vec<Mem
 /// A new mapping (or default role) checked whole before it is written: each member's write
 /// under it, then the counts of them all. A refusal names the member and the rule.
 pub(super) fn check_roles(members: &[Member], org: &Organization) -> Result<(), ApiError> {
+    let changing = members
+        .iter()
+        .filter(|m| org.decided_role(m).is_some_and(|r| r != m.role))
+        .count();
+    if changing > MAX_MOVES {
+        return Err(ApiError::rule(
+            "too_many_role_changes",
+            Some("scim.groupRoles"),
+            format!(
+                "this mapping would change the role of {changing} members; one request changes \
+                 at most {MAX_MOVES}: change the mapping in steps"
+            ),
+        ));
+    }
     let now = Timestamp::now();
     let mut delta = Counters::default();
     for m in members {
@@ -350,8 +437,9 @@ fn draft_role(m: &Member, org: &Organization) -> String {
         .map_or_else(|| m.role.as_str().to_owned(), |r| r.as_str().to_owned())
 }
 
-/// Gives each member the role `org`'s mapping decides, where it differs: member writes
-/// (each re-reads the organisation, so a later mapping wins), run again on a lost race.
+/// Gives each member the role `org`'s mapping decides, where it differs: each member read
+/// again (consistently: the list it came from is an index, and may lag), then written in
+/// [`run_writes`]'s order; each write re-reads the organisation, so a later mapping wins.
 pub(super) async fn decide_roles(
     store: &impl Store,
     key: &ApiKey,
@@ -363,34 +451,37 @@ pub(super) async fn decide_roles(
     req.headers.remove("if-match");
     let req = &req;
     let now = Timestamp::now();
-    let changing: Vec<(Member, bool)> = members
-        .into_iter()
-        .filter(|m| org.decided_role(m).is_some_and(|r| r != m.role))
-        .map(|m| {
-            let lowers = rules::apply(MemberPatch::default(), &m, org, now)
-                .is_ok_and(|d| lowers_guarded(d.member.counters().minus(m.counters())));
-            (m, lowers)
-        })
-        .collect();
-    let total = changing.len();
-    let mut results: Vec<Result<(), ApiError>> = Vec::new();
-    for batch in raising_first(changing, |(_, lowers)| *lowers) {
-        let made: Vec<Result<(), ApiError>> = stream::iter(batch)
-            .map(|(m, _)| async move {
-                update(store, key, req, &m.id, None, |_, _| {
-                    Ok(MemberPatch::default())
-                })
-                .await
-                .map(|_| ())
-            })
-            .buffer_unordered(IN_FLIGHT)
-            .collect()
-            .await;
-        results.extend(made);
+    let mut changing: Vec<(MemberId, Effect)> = Vec::new();
+    for chunk in members.chunks(100) {
+        let ids: Vec<MemberId> = chunk.iter().map(|m| m.id.clone()).collect();
+        for m in store.members_by_ids(&org.id, &ids).await? {
+            if org.decided_role(&m).is_some_and(|r| r != m.role) {
+                let effect = rules::apply(MemberPatch::default(), &m, org, now)
+                    .map_or(Effect::Lowers, |d| {
+                        Effect::of(d.member.counters().minus(m.counters()))
+                    });
+                changing.push((m.id, effect));
+            }
+        }
     }
-    let failed = results.iter().filter(|r| r.is_err()).count();
-    match results.into_iter().find(Result::is_err) {
-        Some(Err(first)) => {
+    let total = changing.len();
+    let (done, refused) = run_writes(changing, |id: MemberId| async move {
+        update(
+            store,
+            key,
+            req,
+            &id,
+            None,
+            |_, _| Ok(MemberPatch::default()),
+        )
+        .await
+        .map(|_| ())
+    })
+    .await;
+    match refused {
+        None => Ok(()),
+        Some(first) => {
+            let failed = total - done;
             tracing::warn!(
                 failed,
                 total,
@@ -407,6 +498,5 @@ pub(super) async fn decide_roles(
                 field: Some("scim.groupRoles"),
             })
         }
-        _ => Ok(()),
     }
 }

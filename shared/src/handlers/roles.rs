@@ -120,6 +120,21 @@ pub async fn delete_role<S: Store>(
         .custom_role(&key.organization_id, &id)
         .await?
         .ok_or(ApiError::NotFound)?;
+    // A role the group → role mapping gives would make every later join of that group fail.
+    let org = store.organization(&key.organization_id).await?;
+    if org.is_some_and(|o| {
+        o.scim_group_roles
+            .iter()
+            .any(|e| e.role == Role::Custom(role.id.clone()))
+    }) {
+        return Err(ApiError::Conflict {
+            code: "role_in_use",
+            detail: "The organisation's scim.groupRoles gives this role to a SCIM group; take it \
+                     out of the mapping first (PATCH /v1/organization)."
+                .into(),
+            field: None,
+        });
+    }
     let audit = role_event("role.deleted", &key, &req, Some(&role), None);
     store.delete_role(&role, &audit).await?;
     tracing::info!(role_id = %role.id, "custom role deleted");

@@ -189,15 +189,41 @@ pub async fn scim_delete_user<S: Store>(
     let store = store.as_ref();
     let key = super::caller(store, &req, Scope::Scim).await?;
     let id = scim_id(&req)?;
-    update(store, &key, &req, &id.member, Some(&id), |_, _| {
-        Ok(MemberPatch {
-            is_active: Some(false),
-            scim_deprovisioned: Some(true),
-            external_id: Some(None),
-            // Out of SCIM, out of its groups (and their roles).
-            scim_groups: Some(Vec::new()),
-            ..MemberPatch::default()
+    let deprovision = || MemberPatch {
+        is_active: Some(false),
+        scim_deprovisioned: Some(true),
+        external_id: Some(None),
+        // Out of SCIM, out of its groups (and the roles they gave).
+        scim_groups: Some(Vec::new()),
+        ..MemberPatch::default()
+    };
+    // A member in groups leaves them in a write of its own first: with its locations moving
+    // too, one transaction could pass DynamoDB's 100 items. The whole is checked first.
+    let (member, org) = store
+        .member_and_org(&key.organization_id, &id.member)
+        .await?;
+    let member = visible(member, &id)?;
+    let mut req = req.clone();
+    if !member.scim_groups.is_empty() {
+        let org = org.ok_or(ApiError::Internal)?;
+        let draft = rules::apply(deprovision(), &member, &org, Timestamp::now())?;
+        rules::check_primary_kept(&member, &draft.member)?;
+        let delta = draft.member.counters().minus(member.counters());
+        if let Some(violation) = rules::counter_violation(org.counters, delta, org.hris_enabled) {
+            return Err(violation);
+        }
+        update(store, &key, &req, &id.member, Some(&id), |_, _| {
+            Ok(MemberPatch {
+                scim_groups: Some(Vec::new()),
+                ..MemberPatch::default()
+            })
         })
+        .await?;
+        // If-Match named the version before the first write: it was checked by it.
+        req.headers.remove("if-match");
+    }
+    update(store, &key, &req, &id.member, Some(&id), |_, _| {
+        Ok(deprovision())
     })
     .await?;
     Ok(ApiResponse::empty(204))
@@ -228,7 +254,12 @@ pub(super) async fn update(
             tracing::error!("the API key's organisation does not exist");
             ApiError::Internal
         })?;
-        let patch = make(&before, &org)?;
+        let mut patch = make(&before, &org)?;
+        // While the group → role mapping decides the role, the identity provider's `role`
+        // attribute is not what sets it: ignored, rather than refused on every sync.
+        if org.decided_role(&before).is_some() {
+            patch.role = None;
+        }
         let email = patch
             .email
             .clone()
@@ -333,7 +364,10 @@ async fn create(
     Ok(write.member)
 }
 
-async fn organization(store: &impl Store, key: &ApiKey) -> Result<Organization, ApiError> {
+pub(super) async fn organization(
+    store: &impl Store,
+    key: &ApiKey,
+) -> Result<Organization, ApiError> {
     store
         .organization(&key.organization_id)
         .await?

@@ -11,7 +11,7 @@
 //!   is; with `If-Match`, a stale version is 412.
 
 use super::memberships::{self, Move};
-use super::scim::{projection, ATTEMPTS};
+use super::scim::{organization, projection, ATTEMPTS};
 use super::scim_list::ListParams;
 use crate::audit::Actor;
 use crate::error::ApiError;
@@ -61,9 +61,17 @@ pub async fn scim_create_group<S: Store>(
     let audit = group_event("group.created", &actor, &req, None, &group, wanted.len());
     store.create_group(&group, &audit).await?;
     tracing::info!(group_id = %group.id, "group created through SCIM");
-    memberships::apply(store, &key, &req, &group.id, moves).await?;
+    // The group exists now: whatever a race refused of its members, the answer is the
+    // group as it is (the identity provider compares and sends the rest again).
+    let members = match memberships::apply(store, &key, &req, &group.id, moves).await {
+        Ok(()) => wanted,
+        Err(e) => {
+            tracing::warn!(code = e.code(), "a new group's members were not all added");
+            member_ids(store, &group).await?
+        }
+    };
     let location = scim::location(&req, &format!("Groups/{}", group.id));
-    Ok(group_response(201, &group, &wanted, &req, &shown).with_header("Location", location))
+    Ok(group_response(201, &group, &members, &req, &shown).with_header("Location", location))
 }
 
 /// GET /scim/v2/Groups/{id}, with its members. `If-None-Match` naming its version: 304.
@@ -171,6 +179,7 @@ pub async fn scim_replace_group<S: Store>(
             external_id: Some(external_id.clone()),
             wanted: members.clone().map_or_else(|| current.to_vec(), unique),
             added: members.clone().unwrap_or_default(),
+            replaces: members.is_some(),
         })
     })
     .await?;
@@ -194,6 +203,7 @@ pub async fn scim_patch_group<S: Store>(
             external_id: patch.external_id.clone(),
             wanted: patch.members_after(current),
             added: patch.added().into_iter().map(str::to_owned).collect(),
+            replaces: patch.replaces(),
         })
     })
     .await?;
@@ -211,7 +221,7 @@ pub async fn scim_delete_group<S: Store>(
     let key = super::caller(store, &req, Scope::Scim).await?;
     let actor = Actor::of(&key, &req);
     let mut attempt = 0;
-    let group = loop {
+    loop {
         attempt += 1;
         let (group, _) = change(store, &key, &req, |_| {
             Ok(Edit {
@@ -219,26 +229,29 @@ pub async fn scim_delete_group<S: Store>(
                 external_id: None,
                 wanted: Vec::new(),
                 added: Vec::new(),
+                replaces: true,
             })
         })
         .await?;
+        // Out of the mapping before it goes: a retry after a failure here finds the group
+        // still there and runs all of it again.
+        super::organization::forget_group(store, &key, &req, &group.id).await?;
         let audit = group_event("group.deleted", &actor, &req, Some(&group), &group, 0);
         match store.delete_group(&group, &audit).await {
             // Changed since it was emptied: empty it again.
-            Err(ApiError::PreconditionFailed)
-                if req.header("if-match").is_none() && attempt < ATTEMPTS =>
-            {
-                continue
+            Err(ApiError::PreconditionFailed) if req.header("if-match").is_none() => {
+                if attempt >= ATTEMPTS {
+                    return Err(crate::store::write_conflict());
+                }
+                continue;
             }
             other => other?,
         }
-        break group;
-    };
-    // A member that joined while the group was emptied leaves it now.
-    leave_all(store, &key, &req, &group).await?;
-    super::organization::forget_group(store, &key, &req, &group.id).await?;
-    tracing::info!(group_id = %group.id, "group deleted through SCIM");
-    Ok(ApiResponse::empty(204))
+        // A member that joined while the group was emptied leaves it now.
+        leave_all(store, &key, &req, &group).await?;
+        tracing::info!(group_id = %group.id, "group deleted through SCIM");
+        return Ok(ApiResponse::empty(204));
+    }
 }
 
 /// What a write makes of the group, given its members now (SCIM ids).
@@ -250,6 +263,9 @@ struct Edit {
     wanted: Vec<String>,
     /// The ids the request adds: each must name a user.
     added: Vec<String>,
+    /// The request sets the members whole (PUT, replace, remove all): it must see the
+    /// group's version it read, or it could undo a concurrent change it never saw.
+    replaces: bool,
 }
 
 /// A change of a group: read, built by `edit`, every membership move checked whole, the
@@ -291,7 +307,8 @@ async fn change(
         let count = e.wanted.len();
         let renamed =
             after.display_name != before.display_name || after.external_id != before.external_id;
-        if renamed || if_match.is_some() {
+        let versioned = renamed || e.replaces || if_match.is_some();
+        if versioned {
             after.version += 1;
             let audit = group_event("group.updated", &actor, req, Some(&before), &after, count);
             match store.update_group(&before, &after, &audit).await {
@@ -299,14 +316,29 @@ async fn change(
                     tracing::info!(attempt, "group write lost a race; running it again");
                     continue;
                 }
+                Err(ApiError::PreconditionFailed) if if_match.is_none() => {
+                    return Err(crate::store::write_conflict())
+                }
                 other => other?,
             }
-        } else {
-            // Its members alone: concurrent changes of different members commute, and each
-            // member's write carries its change (`scimGroups`) and its `member.updated`.
+        }
+        let moved: Vec<MemberId> = moves.iter().map(|m| m.member.id.clone()).collect();
+        memberships::apply(store, key, req, &id, moves).await?;
+        if !versioned {
+            // Its members alone, after they moved: concurrent changes of different members
+            // commute, and each member's write carries its change (`scimGroups`) and its
+            // `member.updated`.
             store.touch_group(&after).await?;
         }
-        memberships::apply(store, key, req, &id, moves).await?;
+        // A new mapping written while these members moved may have been read by neither
+        // this request nor the mapping's own pass: the members are decided again.
+        let org_now = organization(store, key).await?;
+        if org_now.scim_group_roles != org.scim_group_roles
+            || org_now.scim_role() != org.scim_role()
+        {
+            let members = store.members_by_ids(org_id, &moved).await?;
+            memberships::decide_roles(store, key, req, members, &org_now).await?;
+        }
         let Some(now) = store.group(org_id, &id).await? else {
             // Deleted while its members were written: whoever joined leaves again.
             leave_all(store, key, req, &after).await?;
@@ -374,16 +406,6 @@ async fn member_ids(store: &impl Store, group: &Group) -> Result<Vec<String>, Ap
             .to_string()
         })
         .collect())
-}
-
-async fn organization(store: &impl Store, key: &ApiKey) -> Result<Organization, ApiError> {
-    store
-        .organization(&key.organization_id)
-        .await?
-        .ok_or_else(|| {
-            tracing::error!("the API key's organisation does not exist");
-            ApiError::Internal
-        })
 }
 
 /// The `{id}` of the path: what names no group is 404.

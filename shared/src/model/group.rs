@@ -4,9 +4,14 @@
 use super::{GroupId, Member, MemberId, OrgId, Role, Timestamp};
 use serde::{Deserialize, Serialize};
 
-/// The most groups one member belongs to: its group ids live on the member item, which
-/// stays far from DynamoDB's 400 KB.
-pub const MAX_GROUPS_PER_MEMBER: usize = 100;
+/// The most groups one member belongs to: its group ids live on the member item, and a
+/// write that takes it out of all of them (a SCIM deletion) deletes that many membership
+/// items beside the member's other items, within a transaction's 100.
+pub const MAX_GROUPS_PER_MEMBER: usize = 50;
+
+/// The most members one request moves into or out of groups (or whose role a new mapping
+/// changes): each is a member write, and the request must answer within API Gateway's 30 s.
+pub const MAX_MOVES: usize = 2_000;
 
 /// The most members a group holds, so that a group's answer (every member listed) stays
 /// well inside a Lambda answer's 6 MB.
@@ -49,10 +54,20 @@ pub struct GroupRole {
 
 /// The role an ordered group → role mapping decides for a member: the role of the first
 /// entry whose group the member belongs to, else `default`. `None` when the mapping is
-/// empty or the member is not under the identity provider (never provisioned through SCIM
-/// and in no group): then the member's role is its own.
-pub fn decided_role(mapping: &[GroupRole], default: Role, m: &Member) -> Option<Role> {
-    if mapping.is_empty() || (m.scim_user_name.is_none() && m.scim_groups.is_empty()) {
+/// empty or the member is not under the identity provider: never provisioned through SCIM
+/// and in no group, now nor (`before`, for a write) before it; then the member's role is its
+/// own. A member a write takes out of its last group is still decided by that write (it
+/// gets `default`), so leaving a group always takes its role away.
+pub fn decided_role(
+    mapping: &[GroupRole],
+    default: Role,
+    m: &Member,
+    before: Option<&Member>,
+) -> Option<Role> {
+    let under_idp = m.scim_user_name.is_some()
+        || !m.scim_groups.is_empty()
+        || before.is_some_and(|b| !b.scim_groups.is_empty());
+    if mapping.is_empty() || !under_idp {
         return None;
     }
     Some(

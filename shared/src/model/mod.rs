@@ -79,7 +79,17 @@ impl Organization {
 
     /// The role the group → role mapping decides for `m`, if it decides one.
     pub fn decided_role(&self, m: &Member) -> Option<Role> {
-        decided_role(&self.scim_group_roles, Role::Builtin(self.scim_role()), m)
+        self.decided_role_after(m, None)
+    }
+
+    /// [`decided_role`](Self::decided_role) for a write that turned `before` into `m`.
+    pub fn decided_role_after(&self, m: &Member, before: Option<&Member>) -> Option<Role> {
+        decided_role(
+            &self.scim_group_roles,
+            Role::Builtin(self.scim_role()),
+            m,
+            before,
+        )
     }
 
     /// The HRIS role a SCIM-provisioned member gets when none is sent.

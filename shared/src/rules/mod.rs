@@ -233,11 +233,13 @@ pub fn apply(
 }
 
 /// While the organisation maps groups to roles, the mapping decides the role of a member
-/// under the identity provider (`Organization::decided_role`), on every write of it: a
+/// under the identity provider (`Organization::decided_role_after`), on every write of it: a
 /// write that asks for another role than the member's and the mapping's is refused with 409
 /// `role_managed_by_idp` (a body that re-sends the current role, as a PUT does, passes).
+/// Collaboration rules the decided role may not hold are dropped with the change of role
+/// (in the write's history), so that no group change is refused for them.
 fn decide_role(m: &mut Member, current: &Member, org: &Organization) -> Result<(), ApiError> {
-    let Some(decided) = org.decided_role(m) else {
+    let Some(decided) = org.decided_role_after(m, Some(current)) else {
         return Ok(());
     };
     if m.role != decided && m.role != current.role {
@@ -251,6 +253,10 @@ fn decide_role(m: &mut Member, current: &Member, org: &Organization) -> Result<(
             ),
             field: Some("role"),
         });
+    }
+    if m.role != decided {
+        let allowed = allowed_collaboration_roles(&decided);
+        m.collaboration_rules.retain(|r| allowed.contains(&r.role));
     }
     m.role = decided;
     Ok(())
@@ -372,6 +378,13 @@ pub fn check(m: &Member, org: &Organization) -> Result<(), ApiError> {
                 rule.role
             ),
         )]));
+    }
+    if m.scim_groups.len() > MAX_GROUPS_PER_MEMBER {
+        return Err(ApiError::rule(
+            "too_many_groups",
+            Some("scimGroups"),
+            format!("a member belongs to at most {MAX_GROUPS_PER_MEMBER} SCIM groups"),
+        ));
     }
     // Rule 8.
     if let (Some(on), Some(off)) = (m.onboard_date, m.offboard_date) {

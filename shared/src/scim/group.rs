@@ -109,6 +109,15 @@ pub fn group_body(body: &Value) -> Result<GroupBody, ApiError> {
         Some(Value::Null) => Some(Vec::new()),
         Some(v) => Some(member_values(v)?),
     };
+    if members
+        .as_ref()
+        .is_some_and(|m| m.len() > MAX_MEMBERS_PER_REQUEST)
+    {
+        return Err(invalid(
+            "tooMany",
+            format!("A request names at most {MAX_MEMBERS_PER_REQUEST} members; add the rest with PATCH."),
+        ));
+    }
     Ok(GroupBody {
         display_name,
         external_id,
@@ -149,6 +158,13 @@ impl GroupPatch {
             }
         }
         out
+    }
+
+    /// Whether the changes set the members whole (a replace, a removal of all).
+    pub fn replaces(&self) -> bool {
+        self.members
+            .iter()
+            .any(|c| matches!(c, MemberChange::Replace(_) | MemberChange::RemoveAll))
     }
 
     /// The members after the changes, from `current` (SCIM ids), in order: those kept,

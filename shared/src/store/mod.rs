@@ -12,6 +12,11 @@ use std::future::Future;
 
 pub use dynamo::DynamoStore;
 
+/// Another request was writing the same data: 409 `write_conflict`, nothing written.
+pub fn write_conflict() -> ApiError {
+    dynamo::write_conflict()
+}
+
 /// The previous primary member stops being primary: written like any member update (the
 /// whole member with its index keys, conditioned on the version read, and while it is still
 /// the active primary), with its event built from what is written.

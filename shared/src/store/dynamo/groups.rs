@@ -4,8 +4,8 @@
 //! A membership is not written here: it is an item of the member's own write
 //! (`member_items::update_items`), put or deleted with the member's `scimGroups` in the same
 //! transaction, as a member's locations are. So a group item never grows with its members,
-//! no two members' writes share an item, and a membership and the role it decides can never
-//! disagree.
+//! no two members' writes share an item, and a membership item and the member's
+//! `scimGroups` never disagree (docs/design.md, "SCIM /Groups", says how roles follow).
 
 use super::records::{from_item, read_member, to_item};
 use super::tx::{delete, put, put_item, Guarded, TxFailure};
@@ -182,7 +182,10 @@ impl DynamoStore {
         org: &OrgId,
         ids: &[MemberId],
     ) -> Result<Vec<Member>, ApiError> {
-        let keys: Vec<(String, String)> = ids.iter().map(|id| keys::member(org, id)).collect();
+        // BatchGetItem refuses a key asked twice (two SCIM ids of one member, say).
+        let mut keys: Vec<(String, String)> = ids.iter().map(|id| keys::member(org, id)).collect();
+        keys.sort();
+        keys.dedup();
         let (items, _, _) = self.batch_get(&keys).await?;
         items.into_iter().map(read_member).collect()
     }

@@ -43,6 +43,7 @@ pub use idempotency::IDEMPOTENCY_TTL_SECONDS;
 pub use keys::INDEXES;
 pub use queries::READ_CAP;
 pub use recount::{Recount, RecountOutcome, RECOUNT_ATTEMPTS};
+pub use refusals::write_conflict;
 pub use settings::hris_switch_refusal;
 pub use shards::{shard_of, COUNTER_SHARDS};
 

@@ -8,7 +8,7 @@ use crate::error::ApiError;
 use crate::rules::counter_violation;
 use crate::store::UpdateMember;
 
-pub(super) fn write_conflict() -> ApiError {
+pub fn write_conflict() -> ApiError {
     ApiError::Conflict {
         code: "write_conflict",
         detail: "Another request was writing the same data; nothing was written. Retry.".into(),
