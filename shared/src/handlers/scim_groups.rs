@@ -167,13 +167,15 @@ pub async fn scim_replace_group<S: Store>(
     let store = store.as_ref();
     let key = super::caller(store, &req, Scope::Scim).await?;
     let shown = projection(&req)?;
-    let body = group_body(&req.json_body()?)?;
+    let json = req.json_body()?;
+    // Read in the change, after the group: another organisation's group is a 404 whatever
+    // the body.
     let (group, members) = change(store, &key, &req, |current| {
         let GroupBody {
             display_name,
             external_id,
             members,
-        } = &body;
+        } = &group_body(&json)?;
         Ok(Edit {
             display_name: Some(display_name.clone()),
             external_id: Some(external_id.clone()),
@@ -196,8 +198,9 @@ pub async fn scim_patch_group<S: Store>(
     let key = super::caller(store, &req, Scope::Scim).await?;
     let shown = projection(&req)?;
     let id = group_id(&req)?;
-    let patch: GroupPatch = group_patch(&req.json_body()?, &id)?;
+    let json = req.json_body()?;
     let (group, members) = change(store, &key, &req, |current| {
+        let patch: GroupPatch = group_patch(&json, &id)?;
         Ok(Edit {
             display_name: patch.display_name.clone(),
             external_id: patch.external_id.clone(),
@@ -284,11 +287,12 @@ async fn change(
     loop {
         attempt += 1;
         let before = store.group(org_id, &id).await?.ok_or(ApiError::NotFound)?;
+        let current = member_ids(store, &before).await?;
+        // The body's own faults first (400), then its version (412).
+        let e = edit(&current)?;
         if if_match.is_some_and(|h| !etag_matches(h, &version_tag(before.version))) {
             return Err(ApiError::PreconditionFailed);
         }
-        let current = member_ids(store, &before).await?;
-        let e = edit(&current)?;
         too_many(&e.wanted, current.len())?;
         let added: Vec<&str> = e.added.iter().map(String::as_str).collect();
         let named = memberships::resolve(store, org_id, &added).await?;

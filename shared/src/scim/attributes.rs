@@ -83,7 +83,7 @@ fn name(path: &str) -> Result<Name, ApiError> {
     let bad = || {
         invalid(
             "invalidPath",
-            format!("{path:?} is not an attribute of a User"),
+            format!("{path:?} is not an attribute of this resource"),
         )
     };
     let (schema, rest) = split_schema(path);

@@ -91,6 +91,14 @@ pub fn group_body(body: &Value) -> Result<GroupBody, ApiError> {
             ));
         }
     }
+    let schemas_ok = attr(body, "schemas")
+        .is_none_or(|s| s.as_array().is_some_and(|a| a.iter().all(Value::is_string)));
+    if !schemas_ok {
+        return Err(invalid(
+            "invalidSyntax",
+            format!("schemas must be an array of schema URNs ({GROUP})."),
+        ));
+    }
     let display_name = match attr(body, "displayName") {
         Some(v) => name(v, "displayName")?,
         None => {
