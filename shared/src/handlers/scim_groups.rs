@@ -21,7 +21,7 @@ use crate::paging::{answer_bytes, PAGE_BYTES};
 use crate::scim::attributes::Projection;
 use crate::scim::group::{group_body, group_patch, to_group, GroupBody, GroupPatch};
 use crate::scim::id::ScimId;
-use crate::scim::{self, invalid, version_tag, LIST};
+use crate::scim::{self, invalid, version_tag};
 use crate::store::Store;
 use serde_json::{json, Map, Value};
 use std::sync::Arc;
@@ -148,13 +148,7 @@ pub async fn scim_list_groups<S: Store>(
     }
     Ok(scim::json(
         200,
-        &json!({
-            "schemas": [LIST],
-            "totalResults": total,
-            "startIndex": params.start,
-            "itemsPerPage": resources.len(),
-            "Resources": resources,
-        }),
+        &scim::list_response(total, params.start, resources),
     ))
 }
 

@@ -8,9 +8,9 @@ use crate::model::*;
 use crate::scim::attributes::Projection;
 use crate::scim::discovery::MAX_RESULTS;
 use crate::scim::user::to_user;
-use crate::scim::{self, filter, invalid, LIST};
+use crate::scim::{self, filter, invalid};
 use crate::store::{Store, COUNT_READ_CAP};
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::sync::Arc;
 
 /// The most users a page skips to reach its `startIndex`: from the start of the list, or
@@ -132,13 +132,7 @@ pub async fn scim_list_users<S: Store>(
         .collect();
     Ok(scim::json(
         200,
-        &json!({
-            "schemas": [LIST],
-            "totalResults": total,
-            "startIndex": params.start,
-            "itemsPerPage": resources.len(),
-            "Resources": resources,
-        }),
+        &scim::list_response(total, params.start, resources),
     ))
 }
 

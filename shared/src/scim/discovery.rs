@@ -2,7 +2,7 @@
 //! and Groups, PATCH yes, bulk no, filter yes (the filters of [`super::filter`]),
 //! changePassword no, sort no, ETags yes, bearer tokens.
 
-use super::{ENTERPRISE, GROUP, LIST, MEMBER, USER};
+use super::{ENTERPRISE, GROUP, MEMBER, USER};
 use crate::model::{BuiltinRole, Department, HrisRole, LocationRole};
 use serde_json::{json, Value};
 
@@ -231,11 +231,5 @@ fn departments() -> Vec<&'static str> {
 
 /// A list of discovery resources, as RFC 7644 §4 answers them.
 pub fn list(resources: Vec<Value>) -> Value {
-    json!({
-        "schemas": [LIST],
-        "totalResults": resources.len(),
-        "startIndex": 1,
-        "itemsPerPage": resources.len(),
-        "Resources": resources,
-    })
+    super::list_response(resources.len(), 1, resources)
 }

@@ -10,7 +10,7 @@
 //!   path `members` and a value array; `Replace` of `displayName`.
 
 use super::values::attr;
-use super::{invalid, key_of, location, version_tag, GROUP, PATCH_OP};
+use super::{invalid, key_of, location, version_tag, GROUP};
 use crate::error::ApiError;
 use crate::http::ApiRequest;
 use crate::model::*;
@@ -18,8 +18,6 @@ use serde_json::{json, Map, Value};
 
 /// The longest `displayName` or `externalId` a group takes, in characters.
 pub const MAX_NAME: usize = 256;
-/// At most this many operations in one PATCH.
-pub const MAX_OPERATIONS: usize = 100;
 /// At most this many member entries in one request (Okta sends up to 1,000 a PATCH).
 pub const MAX_MEMBERS_PER_REQUEST: usize = 1_000;
 
@@ -206,34 +204,11 @@ impl GroupPatch {
 
 /// Reads a PatchOp body addressed to a group (`id`: the group's, which a value may re-send).
 pub fn group_patch(body: &Value, id: &GroupId) -> Result<GroupPatch, ApiError> {
-    let Some(body) = body.as_object() else {
-        return Err(invalid(
-            "invalidSyntax",
-            "The body must be a PatchOp object.",
-        ));
-    };
-    let schemas_ok = attr(body, "schemas")
-        .and_then(Value::as_array)
-        .is_some_and(|s| {
-            s.iter()
-                .any(|u| u.as_str().is_some_and(|u| u.eq_ignore_ascii_case(PATCH_OP)))
-        });
-    if !schemas_ok {
-        return Err(invalid(
-            "invalidSyntax",
-            format!("schemas must list {PATCH_OP}."),
-        ));
-    }
-    let Some(Value::Array(operations)) = attr(body, "Operations") else {
-        return Err(invalid(
-            "invalidSyntax",
-            "Operations must be an array of operations.",
-        ));
-    };
-    if operations.is_empty() || operations.len() > MAX_OPERATIONS {
+    let operations = super::patch::operations(body)?;
+    if operations.is_empty() {
         return Err(invalid(
             "invalidValue",
-            format!("A PATCH takes 1 to {MAX_OPERATIONS} operations."),
+            "A PATCH takes at least one operation.",
         ));
     }
     let mut patch = GroupPatch::default();
@@ -444,6 +419,7 @@ fn member_values(v: &Value) -> Result<Vec<String>, ApiError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::scim::PATCH_OP;
 
     fn patch(ops: Value) -> Result<GroupPatch, ApiError> {
         let id = GroupId::parse("grp_1").unwrap_or_else(|e| panic!("{e}"));

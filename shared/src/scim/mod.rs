@@ -92,6 +92,18 @@ pub fn json(status: u16, body: &Value) -> ApiResponse {
     }
 }
 
+/// A ListResponse (RFC 7644 §3.4.2): `total` in all, this page's `resources` from the
+/// 1-based `start`.
+pub fn list_response(total: usize, start: usize, resources: Vec<Value>) -> Value {
+    json!({
+        "schemas": [LIST],
+        "totalResults": total,
+        "startIndex": start,
+        "itemsPerPage": resources.len(),
+        "Resources": resources,
+    })
+}
+
 /// The weak entity tag of a member version (SCIM's `meta.version`, and the `ETag` header).
 pub fn version_tag(version: u64) -> String {
     format!("W/\"{version}\"")

@@ -31,8 +31,10 @@ struct Path {
     sub: Option<String>,
 }
 
-/// Applies every operation of a PatchOp body to `doc`, in order.
-pub fn apply(doc: &mut Map<String, Value>, body: &Value) -> Result<(), ApiError> {
+/// The operations of a PatchOp body (RFC 7644 §3.5.2): an object whose `schemas` lists the
+/// PatchOp URN and whose `Operations` is an array of at most [`MAX_OPERATIONS`]. Users and
+/// Groups read their envelope here.
+pub fn operations(body: &Value) -> Result<&Vec<Value>, ApiError> {
     let Some(body) = body.as_object() else {
         return Err(invalid(
             "invalidSyntax",
@@ -63,6 +65,12 @@ pub fn apply(doc: &mut Map<String, Value>, body: &Value) -> Result<(), ApiError>
             format!("At most {MAX_OPERATIONS} operations per PATCH."),
         ));
     }
+    Ok(operations)
+}
+
+/// Applies every operation of a PatchOp body to `doc`, in order.
+pub fn apply(doc: &mut Map<String, Value>, body: &Value) -> Result<(), ApiError> {
+    let operations = operations(body)?;
     for (i, operation) in operations.iter().enumerate() {
         apply_one(doc, operation).map_err(|e| match e {
             ApiError::Scim { scim_type, detail } => ApiError::Scim {
