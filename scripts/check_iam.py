@@ -88,6 +88,15 @@ def close(text, i):
     return len(text) - 1
 
 
+def included(binary):
+    """Files another crate lends this function by `#[path = "…"] mod x;`: [(path, module name)]."""
+    out = []
+    for path in sorted(Path(f"functions/{binary}/src").rglob("*.rs")):
+        for m in re.finditer(r'#\[path\s*=\s*"([^"]+)"\]\s*(?:pub(?:\([^)]*\))?\s+)?mod\s+(\w+)\s*;', path.read_text()):
+            out.append(((path.parent / m[1]).resolve().relative_to(Path.cwd()), m[2]))
+    return out
+
+
 def sources(binary):
     """{path: (crate root, module path, stripped text, uses the SDK)}, test modules left out."""
     workspace = tomllib.loads(Path("Cargo.toml").read_text())["workspace"].get("dependencies", {})
@@ -109,6 +118,9 @@ def sources(binary):
                     skipped |= {base / f"{m[1]}.rs", base / m[1] / "mod.rs"}
             parts = path.relative_to(root).with_suffix("").parts
             files[path] = (root, parts[:-1] if parts[-1] in ("mod", "lib", "main") else parts, text, "aws_sdk_dynamodb" in raw)
+    for path, module in included(binary):
+        raw = path.read_text()
+        files[path] = (roots[0], (module,), strip(raw), "aws_sdk_dynamodb" in raw)
     return {path: f for path, f in files.items() if path not in skipped}
 
 
@@ -246,7 +258,8 @@ def other_service(template, name, binary, s, streams):
     template of the right kind, for code that calls it; or sqs:SendMessage on the function's
     own stream on-failure destination (SAM adds that one itself)."""
     problems = []
-    code = "\n".join(p.read_text() for p in Path(f"functions/{binary}/src").rglob("*.rs"))
+    own = list(Path(f"functions/{binary}/src").rglob("*.rs")) + [p for p, _ in included(binary)]
+    code = "\n".join(p.read_text() for p in own)
     failure_queues = [e["Properties"].get("DestinationConfig", {}).get("OnFailure", {}).get("Destination")
                       for e in streams]
     for action in listed(s["Action"]):

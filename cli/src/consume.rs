@@ -7,8 +7,10 @@
 
 use aws_sdk_dynamodbstreams::types::{Shard, ShardIteratorType};
 use aws_sdk_dynamodbstreams::Client as Streams;
-use shared::consumer::{handle, Publisher, StreamRecord};
+use shared::consumer::{handle, Publisher, Repaired, StreamRecord};
 use shared::events::CloudEvent;
+use shared::model::{OrgId, Timestamp};
+use shared::store::dynamo::Window;
 use shared::store::DynamoStore;
 use shared::webhooks::deliver::{deliver_event, Sender};
 use shared::webhooks::EventRef;
@@ -21,9 +23,16 @@ const CHECKPOINTS: &str = "LOCAL#STREAM";
 /// How long the consumer waits when the stream has nothing new.
 const IDLE: Duration = Duration::from_millis(100);
 
-/// Prints each event as it is placed (`event <sequence> <type> <subject> <id>`) and queues it
-/// for webhook delivery, as the EventBridge rule does on AWS.
-struct LocalPublisher<'a>(&'a DynamoStore);
+/// Prints each event as it is placed (`event <sequence> <type> <subject> <id>`; on stderr
+/// when the second field says so: the repair's stdout is its report) and queues it for
+/// webhook delivery, as the EventBridge rule does on AWS.
+struct LocalPublisher<'a>(&'a DynamoStore, Echo);
+
+#[derive(Clone, Copy, PartialEq)]
+enum Echo {
+    Stdout,
+    Stderr,
+}
 
 impl Publisher for LocalPublisher<'_> {
     async fn publish(&self, events: &[CloudEvent]) -> usize {
@@ -33,7 +42,11 @@ impl Publisher for LocalPublisher<'_> {
             return 0;
         }
         for e in events {
-            println!("event {} {} {} {}", e.sequence, e.kind, e.subject, e.id);
+            let line = format!("event {} {} {} {}", e.sequence, e.kind, e.subject, e.id);
+            match self.1 {
+                Echo::Stdout => println!("{line}"),
+                Echo::Stderr => eprintln!("{line}"),
+            }
         }
         events.len()
     }
@@ -93,9 +106,44 @@ pub fn patient_timeouts() -> aws_sdk_dynamodb::config::timeout::TimeoutConfig {
         .build()
 }
 
+/// How the consumer meets failure.
+pub struct Policy {
+    /// Attempts of one batch before it is given up (`None`: never).
+    pub max_retries: Option<u32>,
+    /// How often the repair runs (and the age of what it repairs); zero: never.
+    pub repair_every: Duration,
+}
+
+/// `membersctl events repair`: the repair with the local publisher (the webhook queue).
+pub async fn repair(
+    store: &DynamoStore,
+    org: Option<&OrgId>,
+    window: Window,
+) -> Result<Repaired, shared::ApiError> {
+    shared::consumer::repair(store, org, window, &LocalPublisher(store, Echo::Stderr)).await
+}
+
+/// The repair every `every`, of entries older than `every`: what the `repair-events`
+/// function does on AWS on its schedule.
+async fn repair_forever(store: DynamoStore, every: Duration) {
+    loop {
+        tokio::time::sleep(every).await;
+        let window = Window {
+            since: None,
+            before: Timestamp::now().plus_millis(-(every.as_millis() as i64)),
+        };
+        match repair(&store, None, window).await {
+            Ok(done) if done == Repaired::default() => {}
+            Ok(done) => eprintln!("membersctl: repair: {done:?}"),
+            Err(e) => eprintln!("membersctl: repair failed ({e}); trying at the next round"),
+        }
+    }
+}
+
 /// Runs until stopped. Only a table without a stream ends it: every other failure (a
-/// timeout, DynamoDB Local restarting) is logged and tried again after a pause.
-pub async fn run(store: &DynamoStore, streams: &Streams) -> Result<(), String> {
+/// timeout, DynamoDB Local restarting) is logged and tried again after a pause, up to
+/// `policy.max_retries` times for a batch.
+pub async fn run(store: &DynamoStore, streams: &Streams, policy: Policy) -> Result<(), String> {
     let stream = loop {
         match store
             .client()
@@ -127,6 +175,11 @@ pub async fn run(store: &DynamoStore, streams: &Streams) -> Result<(), String> {
         store.table()
     );
     tokio::spawn(deliver_forever(store.clone()));
+    if !policy.repair_every.is_zero() {
+        tokio::spawn(repair_forever(store.clone(), policy.repair_every));
+    }
+    // Failed attempts of each shard's current batch.
+    let mut attempts: HashMap<String, u32> = HashMap::new();
     let mut iterators: HashMap<String, String> = HashMap::new();
     let mut closed: HashSet<String> = HashSet::new();
     loop {
@@ -190,12 +243,42 @@ pub async fn run(store: &DynamoStore, streams: &Streams) -> Result<(), String> {
             }
             if let Some(last) = records.last() {
                 busy = true;
-                if let Some(failed) = handle(store, &records, &LocalPublisher(store)).await {
-                    // Not moved: the batch is read again from the checkpoint.
-                    eprintln!("membersctl: batch failed at record {failed}; retrying");
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                    continue;
+                if let Some(failed) =
+                    handle(store, &records, &LocalPublisher(store, Echo::Stdout)).await
+                {
+                    let n = attempts.entry(id.to_owned()).or_default();
+                    *n += 1;
+                    if policy.max_retries.is_some_and(|max| *n > max) {
+                        // As Lambda after MaximumRetryAttempts: the records are given up
+                        // (on AWS, reported to PublishEventsFailures) so the shard goes on;
+                        // their entries stay in the outbox index for the repair.
+                        let entries: Vec<&str> = records
+                            .iter()
+                            .skip_while(|r| r.sequence_number != failed)
+                            .filter(|r| r.event_name == "INSERT")
+                            .filter(|r| {
+                                matches!(r.new_image.get("entity"), Some(shared::store::dynamo::AttributeValue::S(e)) if e == "auditEvent")
+                            })
+                            .filter_map(|r| match r.new_image.get("PK") {
+                                Some(shared::store::dynamo::AttributeValue::S(pk)) => Some(pk.as_str()),
+                                _ => None,
+                            })
+                            .collect();
+                        eprintln!(
+                            "membersctl: giving up on shard {id} records {failed} to {} after {} retries, {} outbox entries ({}); `membersctl events repair` finishes them",
+                            last.sequence_number,
+                            *n - 1,
+                            entries.len(),
+                            entries.join(" ")
+                        );
+                    } else {
+                        // Not moved: the batch is read again from the checkpoint.
+                        eprintln!("membersctl: batch failed at record {failed}; retrying");
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                        continue;
+                    }
                 }
+                attempts.remove(id);
                 if let Err(e) = save_checkpoint(store, id, &last.sequence_number).await {
                     // Not moved: the batch is given again (placing is idempotent).
                     eprintln!("membersctl: {e}; the batch will be read again");

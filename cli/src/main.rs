@@ -8,7 +8,8 @@ use clap::{Args, Parser, Subcommand};
 use serde_json::json;
 use shared::admin::{create_organization, FirstAdmin};
 use shared::auth::issue_key;
-use shared::model::{ApiKeyId, OrgId, Scope};
+use shared::model::{ApiKeyId, OrgId, Scope, Timestamp};
+use shared::store::dynamo::Window;
 use shared::store::DynamoStore;
 use shared::ApiError;
 use std::process::ExitCode;
@@ -123,12 +124,36 @@ enum EventsCommand {
     /// Consume the table's stream as `publish-events` does on AWS: place each new event in
     /// its organisation's feed (GET /v1/events) and print it. Runs until stopped; resumes
     /// where it stopped. For DynamoDB Local (on AWS the function does this).
-    Consume,
+    Consume {
+        /// Give up on a batch after this many failed attempts, as Lambda does after its
+        /// `MaximumRetryAttempts` (its events are then left to the repair). Unset: never.
+        #[arg(long, env = "MEMBERS_CONSUMER_MAX_RETRIES")]
+        max_retries: Option<u32>,
+        /// Run the repair every so many seconds (entries older than that), as the
+        /// `repair-events` function does on AWS every 15 minutes; 0: never.
+        #[arg(long, default_value_t = 300)]
+        repair_every: u64,
+    },
+    /// Finish what the stream consumer gave up on: place each outbox entry that has no place,
+    /// publish each placed event never published (webhooks locally, the EventBridge bus on
+    /// AWS through the `repair-events` function). Exactly once per event after dedup by id.
+    Repair {
+        /// One organisation (org_…); default: every one.
+        #[arg(long)]
+        org: Option<String>,
+        /// Only entries written since then: an RFC 3339 time or an age such as 6h or 2d.
+        #[arg(long)]
+        since: Option<String>,
+        /// Leave entries younger than this to the live consumer (s, m, h or d).
+        #[arg(long, default_value = "10m")]
+        older_than: String,
+    },
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    shared::telemetry::init_cli();
     match run(&cli).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
@@ -144,7 +169,50 @@ async fn run(cli: &Cli) -> Result<(), String> {
     let where_ = cli.endpoint_url.clone().unwrap_or_else(|| "AWS".into());
     let failed = |e: ApiError| describe(e, &where_, &cli.table);
     match &cli.command {
-        Command::Events(EventsCommand::Consume) => {
+        Command::Events(EventsCommand::Repair {
+            org,
+            since,
+            older_than,
+        }) => {
+            let org = org.as_deref().map(parse_org).transpose()?;
+            let now = Timestamp::now();
+            let window = Window {
+                since: since
+                    .as_deref()
+                    .map(|s| match age(s) {
+                        Ok(age) => Ok(now.plus_millis(-(age.as_millis() as i64))),
+                        Err(_) => Timestamp::parse(s)
+                            .map_err(|e| format!("--since {e}, or an age such as 6h")),
+                    })
+                    .transpose()?,
+                before: now.plus_millis(
+                    -(age(older_than)
+                        .map_err(|e| format!("--older-than {e}"))?
+                        .as_millis() as i64),
+                ),
+            };
+            let done = consume::repair(&store, org.as_ref(), window)
+                .await
+                .map_err(failed)?;
+            print(
+                cli,
+                json!({"placed": done.placed, "published": done.published, "failed": done.failed}),
+                format!(
+                    "repair: {} entries placed and published, {} placed events published, {} failed{}",
+                    done.placed,
+                    done.published,
+                    done.failed,
+                    if done.failed > 0 { " (run it again)" } else { "" }
+                ),
+            );
+            if done.failed > 0 {
+                return Err(format!("{} could not be finished", done.failed));
+            }
+        }
+        Command::Events(EventsCommand::Consume {
+            max_retries,
+            repair_every,
+        }) => {
             // A long-running worker: patient timeouts (a busy DynamoDB Local can take
             // seconds), and it outlives any call that fails (see consume.rs).
             let config = DynamoStore::sdk_config(cli.endpoint_url.as_deref()).await;
@@ -156,7 +224,16 @@ async fn run(cli: &Cli) -> Result<(), String> {
             let streams = aws_sdk_dynamodbstreams::config::Builder::from(&config)
                 .timeout_config(patient)
                 .build();
-            consume::run(&store, &aws_sdk_dynamodbstreams::Client::from_conf(streams)).await?;
+            let policy = consume::Policy {
+                max_retries: *max_retries,
+                repair_every: std::time::Duration::from_secs(*repair_every),
+            };
+            consume::run(
+                &store,
+                &aws_sdk_dynamodbstreams::Client::from_conf(streams),
+                policy,
+            )
+            .await?;
         }
         Command::CreateTable => {
             let created = store.create_table().await.map_err(failed)?;
@@ -334,6 +411,25 @@ fn parse_scopes(scopes: &[String]) -> Result<Vec<Scope>, String> {
         return Err("--scope scim is a key of its own: issue it without other scopes".into());
     }
     Ok(out)
+}
+
+/// An age: a number and a unit, s, m, h or d (`90s`, `10m`, `6h`, `2d`).
+fn age(s: &str) -> Result<std::time::Duration, String> {
+    let (n, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = n
+        .parse()
+        .map_err(|_| format!("{s:?} is not an age such as 90s, 10m, 6h or 2d"))?;
+    let seconds = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(format!("{s:?} is not an age such as 90s, 10m, 6h or 2d")),
+    };
+    n.checked_mul(seconds)
+        .filter(|&s| s <= 400 * 86_400)
+        .map(std::time::Duration::from_secs)
+        .ok_or_else(|| format!("{s:?} is longer than 400 days"))
 }
 
 fn print(cli: &Cli, value: serde_json::Value, text: String) {

@@ -10,9 +10,11 @@
 use crate::error::ApiError;
 use crate::events::{self, CloudEvent};
 use crate::model::AuditEvent;
+use crate::model::OrgId;
+use crate::store::dynamo::{Chunk, Placing, Window};
 use crate::store::DynamoStore;
 use aws_sdk_dynamodb::types::AttributeValue;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 
 /// One stream record, whichever API delivered it.
@@ -62,15 +64,35 @@ pub async fn handle(
         return None;
     }
     let audit: Vec<AuditEvent> = entries.iter().map(|(_, e)| e.clone()).collect();
-    let placed = match store.sequence(&audit).await {
-        Ok(placed) => placed,
+    let placing = match store.sequence(&audit).await {
+        Ok(placing) => placing,
         Err(e) => {
             tracing::warn!(error = %e, "placing events failed; the batch will be retried");
             return Some(records[entries[0].0].sequence_number.clone());
         }
     };
-    let published = publisher.publish(&placed).await;
-    for event in &placed[..published.min(placed.len())] {
+    let published = publish(store, &placing, publisher).await;
+    match entries.get(published) {
+        None => None,
+        Some((i, _)) => {
+            tracing::warn!(
+                published,
+                of = placing.events.len(),
+                "publishing failed; retrying from the first event not published"
+            );
+            Some(records[*i].sequence_number.clone())
+        }
+    }
+}
+
+/// Publishes the events placed, in order, then marks published each chunk placed whose
+/// events all were; answers how many events, from the front, are published. A chunk not
+/// marked (a failure here) stays in the outbox index: the repair publishes it again, which
+/// receivers see as a repeat of the same event `id`.
+async fn publish(store: &DynamoStore, placing: &Placing, publisher: &impl Publisher) -> usize {
+    let events = &placing.events;
+    let published = publisher.publish(events).await.min(events.len());
+    for event in &events[..published] {
         tracing::info!(
             event_id = %event.id,
             event_type = %event.kind,
@@ -79,15 +101,100 @@ pub async fn handle(
             "event published"
         );
     }
-    match entries.get(published) {
-        None => None,
-        Some((i, _)) => {
-            tracing::warn!(
-                published,
-                of = placed.len(),
-                "publishing failed; retrying from the first event not published"
-            );
-            Some(records[*i].sequence_number.clone())
+    let done: HashSet<(&str, &str)> = events[..published]
+        .iter()
+        .map(|e| (e.data.organization_id.as_str(), e.sequence.as_str()))
+        .collect();
+    let finished: Vec<Chunk> = placing
+        .chunks
+        .iter()
+        .filter(|c| {
+            (c.first..=c.through)
+                .all(|p| done.contains(&(c.org.as_str(), events::sequence_text(p).as_str())))
+        })
+        .cloned()
+        .collect();
+    if let Err(e) = store.published(&finished).await {
+        tracing::warn!(error = %e, chunks = finished.len(), "cannot mark chunks published; the repair will publish them again");
+    }
+    published
+}
+
+/// What [`repair`] did.
+#[derive(Debug, Default, PartialEq)]
+pub struct Repaired {
+    /// Outbox entries that had no place, placed and published.
+    pub placed: usize,
+    /// Events placed before but never published, published.
+    pub published: usize,
+    /// Chunks or entries that failed again (left for the next repair).
+    pub failed: usize,
+}
+
+/// Finishes what the stream consumer gave up on (an outage longer than its retries): each
+/// outbox entry in `window` without a place gets one and is published; each placed chunk
+/// never published is published. Exactly once per event after dedup by `id`: placing is
+/// idempotent, and a receiver (the webhook deliveries, a feed reader) tells a repeat by its
+/// `id`. Runs until the window is empty or a round finishes nothing.
+pub async fn repair(
+    store: &DynamoStore,
+    org: Option<&OrgId>,
+    window: Window,
+    publisher: &impl Publisher,
+) -> Result<Repaired, ApiError> {
+    let mut done = Repaired::default();
+    loop {
+        let outbox = store.outbox(org, window, 500).await?;
+        let before = (done.placed, done.published);
+        if !outbox.unplaced.is_empty() {
+            let mut entries = outbox.unplaced;
+            // Each organisation's entries in the order they were written.
+            entries.sort_by(|a, b| {
+                (
+                    &a.organization_id,
+                    a.occurred_at.unix_millis(),
+                    a.id.as_str(),
+                )
+                    .cmp(&(
+                        &b.organization_id,
+                        b.occurred_at.unix_millis(),
+                        b.id.as_str(),
+                    ))
+            });
+            match store.sequence(&entries).await {
+                Ok(placing) => {
+                    let n = publish(store, &placing, publisher).await;
+                    done.placed += n;
+                    done.failed += entries.len() - n;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, entries = entries.len(), "repair: placing failed");
+                    done.failed += entries.len();
+                }
+            }
+        }
+        for chunk in &outbox.unpublished {
+            let events = match store.chunk_events(chunk).await {
+                Ok(events) => events,
+                Err(e) => {
+                    tracing::warn!(error = %e, org = %chunk.org, first = chunk.first, "repair: cannot read a chunk");
+                    done.failed += 1;
+                    continue;
+                }
+            };
+            let n = publisher.publish(&events).await.min(events.len());
+            done.published += n;
+            if n < events.len() {
+                done.failed += 1;
+                continue;
+            }
+            if let Err(e) = store.published(std::slice::from_ref(chunk)).await {
+                tracing::warn!(error = %e, "repair: cannot mark a chunk published");
+                done.failed += 1;
+            }
+        }
+        if !outbox.more || (done.placed, done.published) == before {
+            return Ok(done);
         }
     }
 }

@@ -8,9 +8,19 @@ use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{fmt, Layer};
 
 pub fn init() {
+    install("info", false)
+}
+
+/// The operator's CLI: on stderr (its stdout is its answer, often read by a script), `warn`
+/// unless `LOG_LEVEL` or `RUST_LOG` says otherwise.
+pub fn init_cli() {
+    install("warn", true)
+}
+
+fn install(default: &str, stderr: bool) {
     let level = std::env::var("LOG_LEVEL")
         .or_else(|_| std::env::var("RUST_LOG"))
-        .unwrap_or_else(|_| "info".into());
+        .unwrap_or_else(|_| default.into());
     // The SDK's own crates are chatty at info; keep them at warn unless asked for.
     let filter: Targets =
         format!("aws_config=warn,aws_smithy_runtime=warn,aws_sdk_dynamodb=warn,{level}")
@@ -28,6 +38,11 @@ pub fn init() {
             .with_span_list(false)
             .without_time()
             .with_target(false)
+            .boxed()
+    } else if stderr {
+        fmt::layer()
+            .with_target(false)
+            .with_writer(std::io::stderr)
             .boxed()
     } else {
         fmt::layer().with_target(false).boxed()

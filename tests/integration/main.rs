@@ -10,6 +10,7 @@ mod faults;
 mod layout;
 mod operator;
 mod races;
+mod repair;
 mod rest;
 mod roles;
 mod rules;
@@ -134,6 +135,7 @@ fn main() {
         operator::recount_never_writes_a_count_that_writers_moved_under,
         operator::a_switch_that_read_the_older_layout_is_refused_after_the_upgrade,
         operator::a_role_of_the_older_layout_keeps_counting_on_its_item,
+        repair::an_incident_longer_than_the_retries_is_repaired_exactly_once,
     ];
     let selected: Vec<_> = all
         .iter()

@@ -21,7 +21,7 @@ fn readable_types() -> Vec<&'static str> {
 }
 
 /// A webhook for every type its key may read at `url`: (id, secret).
-fn subscribe(t: &Tenant, url: &str) -> Result<(String, String), String> {
+pub(crate) fn subscribe(t: &Tenant, url: &str) -> Result<(String, String), String> {
     let r = t.call_as(
         &t.hooks_key,
         "POST",
@@ -38,7 +38,7 @@ fn subscribe(t: &Tenant, url: &str) -> Result<(String, String), String> {
 }
 
 /// The ids of the organisation's events after `after` (the feed, read to its end).
-fn feed_ids(t: &Tenant) -> Result<Vec<Value>, String> {
+pub(crate) fn feed_ids(t: &Tenant) -> Result<Vec<Value>, String> {
     let (mut out, mut cursor): (Vec<Value>, Option<String>) = (Vec::new(), None);
     loop {
         let path = match &cursor {
@@ -57,7 +57,7 @@ fn feed_ids(t: &Tenant) -> Result<Vec<Value>, String> {
 }
 
 /// Waits until the receiver has acknowledged (2xx) every id of `want`, or `patience` passes.
-fn wait_for(
+pub(crate) fn wait_for(
     r: &Receiver,
     want: &BTreeSet<String>,
     patience: Duration,

@@ -94,9 +94,16 @@ impl Stack {
 /// `make dev` runs it, but with webhook retries a hundred times sooner (0.3 s, 1.2 s, 6 s, …:
 /// tests wait seconds, not hours).
 pub fn consumer(endpoint: &str, log: &Path) -> Result<Process, String> {
+    consumer_with(endpoint, log, &[])
+}
+
+/// A stream consumer as [`consumer`] with more arguments (`--max-retries 2`: it gives up on
+/// a batch as Lambda does after its retries).
+pub fn consumer_with(endpoint: &str, log: &Path, args: &[&str]) -> Result<Process, String> {
     let mut command = Command::new(membersctl());
     command
         .args(["events", "consume"])
+        .args(args)
         .env("AWS_ENDPOINT_URL_DYNAMODB", endpoint)
         .env("TABLE_NAME", TABLE)
         .env("WEBHOOKS_ALLOW_LOOPBACK", "true")

@@ -3,7 +3,7 @@
 use super::workspace_root;
 
 /// The functions no HTTP route reaches: the stream's consumer and the webhook deliverer.
-const BACKGROUND: &[&str] = &["publish-events", "deliver-webhooks"];
+const BACKGROUND: &[&str] = &["publish-events", "deliver-webhooks", "repair-events"];
 
 /// Every function crate is deployed by template.yaml and routed by the local watch router.
 #[test]

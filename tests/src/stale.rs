@@ -149,7 +149,49 @@ pub struct StaleProxy {
     pub view: Arc<StaleView>,
     /// Transaction conflicts played (src/conflicts.rs).
     pub conflicts: Arc<ConflictTable>,
+    /// Failures played on request ([`Faults`]).
+    pub faults: Arc<Faults>,
     task: tokio::task::JoinHandle<()>,
+}
+
+/// Requests the proxy refuses while told to: an operation whose body holds a text (e.g.
+/// `TransactWriteItems` naming `#SEQUENCE`: placing events), answered 400
+/// `ValidationException` as if DynamoDB had refused it, so a test can hold one step of a
+/// worker down for longer than its retries.
+#[derive(Debug, Default)]
+pub struct Faults {
+    rules: Mutex<Vec<(String, String)>>,
+    /// Requests refused.
+    pub played: AtomicUsize,
+}
+
+impl Faults {
+    /// From now on, refuse `operation` requests whose body contains `needle`.
+    pub fn fail(&self, operation: &str, needle: &str) {
+        if let Ok(mut rules) = self.rules.lock() {
+            rules.push((operation.to_owned(), needle.to_owned()));
+        }
+    }
+
+    /// Refuse nothing any more.
+    pub fn heal(&self) {
+        if let Ok(mut rules) = self.rules.lock() {
+            rules.clear();
+        }
+    }
+
+    fn refuses(&self, operation: &str, body: &[u8]) -> bool {
+        let body = String::from_utf8_lossy(body);
+        let hit = self.rules.lock().is_ok_and(|rules| {
+            rules
+                .iter()
+                .any(|(op, needle)| op == operation && body.contains(needle.as_str()))
+        });
+        if hit {
+            self.played.fetch_add(1, Ordering::Relaxed);
+        }
+        hit
+    }
 }
 
 impl StaleProxy {
@@ -167,12 +209,13 @@ impl StaleProxy {
         let port = listener.local_addr().map_err(|e| e.to_string())?.port();
         let view = Arc::new(StaleView::default());
         let conflicts = Arc::new(ConflictTable::new(hold));
-        let (shared, table) = (view.clone(), conflicts.clone());
+        let faults = Arc::new(Faults::default());
+        let (shared, table, failing) = (view.clone(), conflicts.clone(), faults.clone());
         let task = tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
-                let (view, table) = (shared.clone(), table.clone());
+                let (view, table, faults) = (shared.clone(), table.clone(), failing.clone());
                 tokio::spawn(async move {
-                    let _ = serve_connection(client, upstream, view, table).await;
+                    let _ = serve_connection(client, upstream, view, table, faults).await;
                 });
             }
         });
@@ -180,6 +223,7 @@ impl StaleProxy {
             port,
             view,
             conflicts,
+            faults,
             task,
         })
     }
@@ -200,6 +244,7 @@ async fn serve_connection(
     upstream: SocketAddr,
     view: Arc<StaleView>,
     conflicts: Arc<ConflictTable>,
+    faults: Arc<Faults>,
 ) -> std::io::Result<()> {
     let (read, mut write) = client.into_split();
     let mut reader = BufReader::new(read);
@@ -210,6 +255,16 @@ async fn serve_connection(
         let operation = header(&head, "x-amz-target")
             .and_then(|t| t.rsplit('.').next().map(str::to_owned))
             .unwrap_or_default();
+        if faults.refuses(&operation, &body) {
+            let error = r#"{"__type":"com.amazon.coral.validate#ValidationException","message":"a failure played by the test proxy"}"#;
+            let out = format!(
+                "HTTP/1.1 400 Bad Request\r\ncontent-type: application/x-amz-json-1.0\r\ncontent-length: {}\r\n\r\n{error}",
+                error.len()
+            );
+            write.write_all(out.as_bytes()).await?;
+            write.flush().await?;
+            continue;
+        }
         let request: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
         let hold = match conflicts.admit(&operation, &request) {
             Admission::Refuse(error) => {

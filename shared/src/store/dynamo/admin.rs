@@ -2,6 +2,7 @@
 //! API keys. The functions never call them.
 
 use super::errors::{build_error, sdk_error};
+use super::keys::OUTBOX_INDEX;
 use super::outbox::audit_item;
 use super::records::{
     from_item, identifier_guard, location_records, to_item, ApiKeyRecord, MemberRecord, OrgRecord,
@@ -14,9 +15,33 @@ use crate::model::*;
 use crate::store::{NewApiKey, NewOrganization};
 use aws_sdk_dynamodb::error::ProvideErrorMetadata;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, KeySchemaElement,
-    KeyType, Projection, ProjectionType, ScalarAttributeType, StreamSpecification, StreamViewType,
+    AttributeDefinition, AttributeValue, BillingMode, CreateGlobalSecondaryIndexAction,
+    GlobalSecondaryIndex, GlobalSecondaryIndexUpdate, KeySchemaElement, KeyType, Projection,
+    ProjectionType, ScalarAttributeType, StreamSpecification, StreamViewType,
 };
+
+/// The outbox index (keys only: the repair reads the items it names).
+fn outbox_index() -> Result<GlobalSecondaryIndex, ApiError> {
+    let (index, pk, sk) = OUTBOX_INDEX;
+    let key = |name: &str, kind: KeyType| {
+        KeySchemaElement::builder()
+            .attribute_name(name)
+            .key_type(kind)
+            .build()
+            .map_err(|e| build_error("KeySchemaElement", e))
+    };
+    GlobalSecondaryIndex::builder()
+        .index_name(index)
+        .key_schema(key(pk, KeyType::Hash)?)
+        .key_schema(key(sk, KeyType::Range)?)
+        .projection(
+            Projection::builder()
+                .projection_type(ProjectionType::KeysOnly)
+                .build(),
+        )
+        .build()
+        .map_err(|e| build_error("GlobalSecondaryIndex", e))
+}
 
 impl DynamoStore {
     /// Creates the table with its indexes if it does not exist; returns whether it created it.
@@ -71,9 +96,54 @@ impl DynamoStore {
                         .map_err(|e| build_error("GlobalSecondaryIndex", e))?,
                 );
         }
+        let (index, pk, sk) = OUTBOX_INDEX;
+        request = request
+            .attribute_definitions(s(pk)?)
+            .attribute_definitions(s(sk)?)
+            .global_secondary_indexes(outbox_index()?);
         match request.send().await {
             Ok(_) => Ok(true),
-            Err(e) if e.code() == Some("ResourceInUseException") => Ok(false),
+            Err(e) if e.code() == Some("ResourceInUseException") => {
+                // A table made before the outbox index (a `make dev` table kept on disk)
+                // gets it now, as a stack update adds it on AWS.
+                let table = self
+                    .client
+                    .describe_table()
+                    .table_name(&self.table)
+                    .send()
+                    .await
+                    .map_err(|e| sdk_error("DescribeTable", e))?;
+                let has = table
+                    .table
+                    .iter()
+                    .flat_map(|t| t.global_secondary_indexes())
+                    .any(|i| i.index_name() == Some(index));
+                if !has {
+                    let create = CreateGlobalSecondaryIndexAction::builder()
+                        .index_name(index)
+                        .key_schema(key(pk, KeyType::Hash)?)
+                        .key_schema(key(sk, KeyType::Range)?)
+                        .projection(
+                            Projection::builder()
+                                .projection_type(ProjectionType::KeysOnly)
+                                .build(),
+                        )
+                        .build()
+                        .map_err(|e| build_error("CreateGlobalSecondaryIndexAction", e))?;
+                    self.client
+                        .update_table()
+                        .table_name(&self.table)
+                        .attribute_definitions(s(pk)?)
+                        .attribute_definitions(s(sk)?)
+                        .global_secondary_index_updates(
+                            GlobalSecondaryIndexUpdate::builder().create(create).build(),
+                        )
+                        .send()
+                        .await
+                        .map_err(|e| sdk_error("UpdateTable", e))?;
+                }
+                Ok(false)
+            }
             Err(e) => Err(sdk_error("CreateTable", e)),
         }
     }

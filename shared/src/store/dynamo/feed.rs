@@ -18,12 +18,13 @@ use crate::events::{self, CloudEvent};
 use crate::model::*;
 use crate::store::{FeedEntry, FeedHead, PlaceState};
 use aws_sdk_dynamodb::types::{
-    AttributeValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
+    AttributeValue, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 
-/// Entries placed by one transaction: the counter and two items each, under DynamoDB's 100.
+/// Entries placed by one transaction: the counter, two items each and the chunk's record,
+/// DynamoDB's 100.
 const PLACES_PER_TRANSACTION: usize = 49;
 /// The most rounds one organisation's entries may take (each round re-reads the counter
 /// another consumer moved, or places a chunk).
@@ -56,6 +57,58 @@ struct SequenceRecord {
 /// count with).
 const CHUNK_BYTES: usize = 3 * 1024 * 1024;
 
+/// What [`DynamoStore::sequence`] did: the events of the entries, in the order given, and
+/// the chunks it placed.
+pub struct Placing {
+    pub events: Vec<CloudEvent>,
+    pub chunks: Vec<Chunk>,
+}
+
+/// Places `first..=through` of an organisation's feed, placed by one transaction: a record
+/// of it (`#PUBLISH#<first>`, in the outbox index) stays until its events are published.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Chunk {
+    pub org: OrgId,
+    pub first: u64,
+    pub through: u64,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct ChunkRecord {
+    #[serde(rename = "PK")]
+    pub pk: String,
+    #[serde(rename = "SK")]
+    pub sk: String,
+    pub entity: String,
+    pub organization_id: OrgId,
+    pub first: u64,
+    pub through: u64,
+    #[serde(rename = "GSI6PK")]
+    pub outbox_pk: String,
+    #[serde(rename = "GSI6SK")]
+    pub outbox_sk: String,
+    /// Gone with its places.
+    pub expires_at: i64,
+}
+
+impl ChunkRecord {
+    pub(super) fn of(chunk: &Chunk, expires_at: i64) -> Self {
+        let (pk, sk) = keys::feed_chunk(&chunk.org, chunk.first);
+        ChunkRecord {
+            pk,
+            sk,
+            entity: "feedChunk".into(),
+            organization_id: chunk.org.clone(),
+            first: chunk.first,
+            through: chunk.through,
+            outbox_pk: keys::outbox_partition(&chunk.org),
+            outbox_sk: keys::outbox_at(Timestamp::now().unix_millis()),
+            expires_at,
+        }
+    }
+}
+
 #[derive(Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct FeedRecord {
@@ -74,10 +127,12 @@ struct FeedRecord {
 
 impl DynamoStore {
     /// Gives each outbox entry its place in its organisation's feed (an entry that already
-    /// has one keeps it) and returns the events, in the order given. Entries of one
-    /// organisation get increasing places in that order.
-    pub async fn sequence(&self, entries: &[AuditEvent]) -> Result<Vec<CloudEvent>, ApiError> {
+    /// has one keeps it) and returns the events, in the order given, with the chunks this
+    /// call placed (each to be marked published, [`DynamoStore::published`], once its
+    /// events are). Entries of one organisation get increasing places in that order.
+    pub async fn sequence(&self, entries: &[AuditEvent]) -> Result<Placing, ApiError> {
         let mut placed: Vec<Option<CloudEvent>> = vec![None; entries.len()];
+        let mut chunks = Vec::new();
         let mut orgs: Vec<&OrgId> = entries.iter().map(|e| &e.organization_id).collect();
         orgs.dedup();
         orgs.sort();
@@ -91,15 +146,18 @@ impl DynamoStore {
                 self.sequence_org(org, entries, pending)
             });
             for run in futures_util::future::join_all(runs).await {
-                for (i, event) in run? {
+                let (events, new) = run?;
+                for (i, event) in events {
                     placed[i] = Some(event);
                 }
+                chunks.extend(new);
             }
         }
-        placed
+        let events = placed
             .into_iter()
             .map(|p| p.ok_or(ApiError::Internal))
-            .collect()
+            .collect::<Result<_, _>>()?;
+        Ok(Placing { events, chunks })
     }
 
     async fn sequence_org(
@@ -107,12 +165,13 @@ impl DynamoStore {
         org: &OrgId,
         entries: &[AuditEvent],
         mut pending: Vec<usize>,
-    ) -> Result<Vec<(usize, CloudEvent)>, ApiError> {
+    ) -> Result<(Vec<(usize, CloudEvent)>, Vec<Chunk>), ApiError> {
         let mut placed: Vec<(usize, CloudEvent)> = Vec::with_capacity(pending.len());
+        let mut chunks = Vec::new();
         let counter = keys::feed_sequence(org);
         for _ in 0..MAX_ROUNDS {
             if pending.is_empty() {
-                return Ok(placed);
+                return Ok((placed, chunks));
             }
             let read = self.get::<SequenceRecord>(counter.clone()).await?;
             let last = read.as_ref().map(|r| r.last);
@@ -132,6 +191,24 @@ impl DynamoStore {
                     super::tx::put(&self.table, &feed_record(&entries[i], seq, expires_at))?,
                 ));
             }
+            let new = Chunk {
+                org: org.clone(),
+                first,
+                through: first + chunk.len() as u64 - 1,
+            };
+            // Written whatever is there: a chunk of the same first place can only be of a
+            // feed since re-created (a new epoch), whose events are gone.
+            let chunk_record = Put::builder()
+                .table_name(&self.table)
+                .set_item(Some(super::records::to_item(&ChunkRecord::of(
+                    &new, expires_at,
+                ))?))
+                .build()
+                .map_err(|e| build_error("Put", e))?;
+            items.push((
+                Guarded::FeedEvent,
+                TransactWriteItem::builder().put(chunk_record).build(),
+            ));
             match self
                 .transact(items, || ApiError::Unavailable {
                     retry_after_seconds: 1,
@@ -142,6 +219,7 @@ impl DynamoStore {
                     for (j, &i) in chunk.iter().enumerate() {
                         placed.push((i, events::from_audit(&entries[i], first + j as u64)));
                     }
+                    chunks.push(new);
                     pending.drain(..chunk.len());
                 }
                 Err(TxFailure::Refused(refused)) => {
@@ -219,7 +297,9 @@ impl DynamoStore {
             .table_name(&self.table)
             .key("PK", AttributeValue::S(pk))
             .key("SK", AttributeValue::S(sk))
-            .update_expression("SET feedSequence = :seq")
+            // Out of the outbox index: placed (its chunk's record stands for it until its
+            // event is published).
+            .update_expression("SET feedSequence = :seq REMOVE GSI6PK, GSI6SK")
             .condition_expression("attribute_exists(PK) AND attribute_not_exists(feedSequence)")
             .expression_attribute_values(":seq", AttributeValue::N(seq.to_string()))
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)

@@ -151,3 +151,22 @@ pub const INDEXES: &[(&str, &str, &str)] = &[
     ("GSI4", "GSI4PK", "GSI4SK"),
     ("GSI5", "GSI5PK", "GSI5SK"),
 ];
+
+/// The outbox index (keys only, sparse): work the event pipeline has not finished. An audit
+/// item is in it from its write until it has its place in the feed; a placed chunk of the
+/// feed (`#PUBLISH#<first place>`) from its placing until its events are published. The
+/// repair (`membersctl events repair`, the `repair-events` function) reads it.
+pub const OUTBOX_INDEX: (&str, &str, &str) = ("GSI6", "GSI6PK", "GSI6SK");
+pub fn outbox_partition(org: &OrgId) -> String {
+    format!("OUTBOX#{org}")
+}
+/// The outbox index's sort key: milliseconds since 1970 (20 digits), so that "older than"
+/// is a key condition.
+pub fn outbox_at(millis: i64) -> String {
+    format!("{:020}", millis.max(0))
+}
+/// A placed chunk's record in its organisation's feed partition (never a place: places are
+/// digits, `#` sorts before them).
+pub fn feed_chunk(org: &OrgId, first: u64) -> (String, String) {
+    (feed_partition(org), format!("#PUBLISH#{first:020}"))
+}

@@ -28,6 +28,7 @@ mod records;
 mod recount;
 mod recount_roles;
 mod refusals;
+mod repair;
 #[cfg(test)]
 mod roundtrip;
 mod settings;
@@ -39,11 +40,13 @@ pub use aws_sdk_dynamodb::types::AttributeValue;
 pub use client::{https_client, lambda_identity, timeouts};
 pub use errors::sdk_error;
 pub use feed::FEED_SCAN_CAP;
+pub use feed::{Chunk, Placing};
 pub use idempotency::IDEMPOTENCY_TTL_SECONDS;
 pub use keys::INDEXES;
 pub use queries::READ_CAP;
 pub use recount::{Recount, RecountOutcome, RECOUNT_ATTEMPTS};
 pub use refusals::write_conflict;
+pub use repair::{Outbox, Window};
 pub use settings::hris_switch_refusal;
 pub use shards::{shard_of, COUNTER_SHARDS};
 

@@ -33,6 +33,12 @@ pub(super) struct AuditRecord {
         with = "serde_bytes"
     )]
     payload: Option<Vec<u8>>,
+    /// In the outbox index until the entry has its place in the feed (the placing removes
+    /// them): the repair finds an entry the stream consumer gave up on.
+    #[serde(rename = "GSI6PK", default, skip_serializing_if = "Option::is_none")]
+    outbox_pk: Option<String>,
+    #[serde(rename = "GSI6SK", default, skip_serializing_if = "Option::is_none")]
+    outbox_sk: Option<String>,
     /// Read through [`AuditRecord::into_event`], which restores what the write left out.
     #[serde(flatten)]
     event: AuditEvent,
@@ -88,6 +94,8 @@ fn audit_record_in(e: &AuditEvent, layout: ItemLayout) -> Result<AuditRecord, Ap
         entity: "auditEvent".into(),
         nulls_out,
         payload,
+        outbox_pk: Some(keys::outbox_partition(&e.organization_id)),
+        outbox_sk: Some(keys::outbox_at(e.occurred_at.unix_millis())),
         event,
     })
 }

@@ -7,7 +7,7 @@ use super::{DynamoStore, Item};
 use crate::error::ApiError;
 use aws_sdk_dynamodb::types::{
     AttributeValue, ConditionCheck, Delete, Put, ReturnValuesOnConditionCheckFailure,
-    TransactWriteItem,
+    TransactWriteItem, WriteRequest,
 };
 use serde::Serialize;
 use std::time::{Duration, Instant};
@@ -381,4 +381,37 @@ pub(super) fn delete(
     Ok(TransactWriteItem::builder()
         .delete(delete.build().map_err(|e| build_error("Delete", e))?)
         .build())
+}
+
+impl DynamoStore {
+    /// One BatchWriteItem (at most 25 writes), its unprocessed items sent again a few times
+    /// with a growing pause; 503 if some are still left.
+    pub(super) async fn batch_write(&self, writes: Vec<WriteRequest>) -> Result<(), ApiError> {
+        let mut pending = Some(writes);
+        for attempt in 0..5 {
+            let Some(requests) = pending.take().filter(|r| !r.is_empty()) else {
+                break;
+            };
+            let out = self
+                .client
+                .batch_write_item()
+                .request_items(&self.table, requests)
+                .send()
+                .await
+                .map_err(|e| sdk_error("BatchWriteItem", e))?;
+            pending = out
+                .unprocessed_items()
+                .and_then(|u| u.get(&self.table))
+                .cloned();
+            if pending.as_ref().is_some_and(|p| !p.is_empty()) {
+                tokio::time::sleep(Duration::from_millis(20 << attempt)).await;
+            }
+        }
+        match pending.is_some_and(|p| !p.is_empty()) {
+            true => Err(ApiError::Unavailable {
+                retry_after_seconds: 1,
+            }),
+            false => Ok(()),
+        }
+    }
 }

@@ -375,31 +375,7 @@ impl DynamoStore {
                         .build(),
                 );
             }
-            let mut pending = Some(writes);
-            for attempt in 0..5 {
-                let Some(requests) = pending.take().filter(|r| !r.is_empty()) else {
-                    break;
-                };
-                let out = self
-                    .client
-                    .batch_write_item()
-                    .request_items(&self.table, requests)
-                    .send()
-                    .await
-                    .map_err(|e| sdk_error("BatchWriteItem", e))?;
-                pending = out
-                    .unprocessed_items()
-                    .and_then(|u| u.get(&self.table))
-                    .cloned();
-                if pending.as_ref().is_some_and(|p| !p.is_empty()) {
-                    tokio::time::sleep(Duration::from_millis(20 << attempt)).await;
-                }
-            }
-            if pending.is_some_and(|p| !p.is_empty()) {
-                return Err(ApiError::Unavailable {
-                    retry_after_seconds: 1,
-                });
-            }
+            self.batch_write(writes).await?;
         }
         Ok(())
     }
