@@ -15,7 +15,9 @@ use shared::store::DynamoStore;
 use shared::webhooks::deliver::{deliver_event, Sender};
 use shared::webhooks::EventRef;
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::time::Duration;
+use tokio::task::JoinSet;
 
 /// The partition of the shards' checkpoints.
 const CHECKPOINTS: &str = "LOCAL#STREAM";
@@ -52,48 +54,115 @@ impl Publisher for LocalPublisher<'_> {
     }
 }
 
+/// Deliveries in flight at once, and for one organisation: an organisation whose endpoints
+/// hang takes at most [`PER_ORG`] of the [`SLOTS`], so the others' go on.
+const SLOTS: usize = 32;
+const PER_ORG: usize = 8;
+/// The due queue is read in pages of this many, at most [`PAGES`] a round, to find events
+/// of organisations with a free slot behind those of one without.
+const PAGE: i32 = 100;
+const PAGES: usize = 10;
+
 /// The local stand-in for `deliver-webhooks` and its queue: due events from the table's
 /// queue partition, each delivered (signed), then queued again for its next retry if a
-/// delivery failed. An event leaves the queue only after its retry is queued, so a consumer
-/// killed meanwhile delivers it again (at least once).
+/// delivery failed; up to [`SLOTS`] at once, fairly between organisations. An event leaves
+/// the queue only after its retry is queued, so a consumer killed meanwhile delivers it
+/// again (at least once).
 async fn deliver_forever(store: DynamoStore) {
+    let store = Arc::new(store);
     let sender = Sender::from_env();
+    let mut running: JoinSet<()> = JoinSet::new();
+    // Each task's queue key and organisation, by task.
+    let mut tasks: HashMap<tokio::task::Id, (String, OrgId)> = HashMap::new();
+    let mut per_org: HashMap<OrgId, usize> = HashMap::new();
     loop {
-        let due = match store.due_local(20).await {
-            Ok(due) => due,
-            Err(e) => {
-                eprintln!("membersctl: cannot read the webhook queue: {e}");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                continue;
+        let mut started = 0;
+        let mut after: Option<String> = None;
+        for _ in 0..PAGES {
+            if running.len() >= SLOTS {
+                break;
             }
-        };
-        if due.is_empty() {
-            tokio::time::sleep(IDLE).await;
-            continue;
-        }
-        for (key, event) in due {
-            let retry = match deliver_event(&store, &sender, &event).await {
-                Ok(retry) => retry,
+            let page = match store.due_local(PAGE, after.as_deref()).await {
+                Ok(page) => page,
                 Err(e) => {
-                    eprintln!(
-                        "membersctl: delivering {} failed ({e}); retrying in 5 s",
-                        event.id
-                    );
-                    Some(Duration::from_secs(5))
+                    eprintln!("membersctl: cannot read the webhook queue: {e}");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    break;
                 }
             };
-            if let Some(delay) = retry {
-                if let Err(e) = store.queue_local(&event, delay).await {
-                    // Left where it is: read again after a pause, not in a tight loop.
-                    eprintln!("membersctl: cannot queue a retry ({e})");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
+            let full = page.len() == PAGE as usize;
+            after = page.last().map(|(key, _)| key.clone());
+            for (key, event) in page {
+                let org = event.organization_id.clone();
+                let n = per_org.get(&org).copied().unwrap_or(0);
+                if running.len() >= SLOTS || n >= PER_ORG || tasks.values().any(|(k, _)| *k == key)
+                {
                     continue;
                 }
+                per_org.insert(org.clone(), n + 1);
+                let (store, sender, queued) = (store.clone(), sender.clone(), key.clone());
+                let task = running
+                    .spawn(async move { deliver_one(&store, &sender, &queued, &event).await });
+                tasks.insert(task.id(), (key, org));
+                started += 1;
             }
-            if let Err(e) = store.unqueue_local(&key).await {
-                eprintln!("membersctl: cannot take a delivered event off the queue ({e})");
+            if !full {
+                break;
             }
         }
+        // Wait for a delivery to end, or for the queue to have more (never a tight loop).
+        let ended = match (started, running.is_empty()) {
+            (0, true) => {
+                tokio::time::sleep(IDLE).await;
+                None
+            }
+            (0, false) => tokio::select! {
+                ended = running.join_next_with_id() => ended,
+                _ = tokio::time::sleep(IDLE) => None,
+            },
+            _ => running.try_join_next_with_id(),
+        };
+        let mut ended = ended;
+        while let Some(result) = ended {
+            let id = match result {
+                Ok((id, ())) => id,
+                Err(e) => e.id(),
+            };
+            if let Some((_, org)) = tasks.remove(&id) {
+                if let Some(n) = per_org.get_mut(&org) {
+                    *n -= 1;
+                    if *n == 0 {
+                        per_org.remove(&org);
+                    }
+                }
+            }
+            ended = running.try_join_next_with_id();
+        }
+    }
+}
+
+/// One queued event: delivered, its retry queued if one is due, then off the queue.
+async fn deliver_one(store: &DynamoStore, sender: &Sender, key: &str, event: &EventRef) {
+    let retry = match deliver_event(store, sender, event).await {
+        Ok(retry) => retry,
+        Err(e) => {
+            eprintln!(
+                "membersctl: delivering {} failed ({e}); retrying in 5 s",
+                event.id
+            );
+            Some(Duration::from_secs(5))
+        }
+    };
+    if let Some(delay) = retry {
+        if let Err(e) = store.queue_local(event, delay).await {
+            // Left where it is: read again after a pause, not in a tight loop.
+            eprintln!("membersctl: cannot queue a retry ({e})");
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            return;
+        }
+    }
+    if let Err(e) = store.unqueue_local(key).await {
+        eprintln!("membersctl: cannot take a delivered event off the queue ({e})");
     }
 }
 

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 /// The event types, as `type` and as EventBridge's `detail-type`.
-pub const TYPES: [&str; 16] = [
+pub const TYPES: [&str; 17] = [
     "member.created",
     "member.updated",
     "member.deactivated",
@@ -26,6 +26,7 @@ pub const TYPES: [&str; 16] = [
     "webhook.secret_rotated",
     "webhook.deleted",
     "webhook.redelivered",
+    "webhook.disabled",
     "group.created",
     "group.updated",
     "group.deleted",
@@ -177,6 +178,19 @@ pub fn fitted_for_push(event: &CloudEvent, envelope_bytes: usize) -> Value {
     thin
 }
 
+/// What an EventBridge entry costs beyond its detail: source, detail-type, time (AWS's own
+/// count, the detail-type added per entry).
+const BUS_ENTRY_OVERHEAD: usize = 14 + 64 + SOURCE.len();
+
+/// An event's EventBridge entry: its `detail` (the event, or without `data` when too big)
+/// and the entry's size as AWS counts it (at most [`PUSH_MAX_BYTES`]).
+pub fn bus_detail(event: &CloudEvent) -> (String, usize) {
+    let overhead = BUS_ENTRY_OVERHEAD + event.kind.len();
+    let detail = fitted_for_push(event, overhead).to_string();
+    let size = detail.len() + overhead;
+    (detail, size)
+}
+
 /// The feed cursor that continues after `seq` (what `GET /v1/events` answers as
 /// `nextCursor`): opaque to clients; it holds the position, bound to the organisation and,
 /// when known, to the feed's epoch ([`feed_cursor_kind`]).
@@ -321,5 +335,62 @@ mod tests {
             Some("4".into()),
             "bound to the organisation"
         );
+    }
+
+    /// The webhook queue's `MaximumMessageSize` in template.yaml.
+    fn queue_limit() -> usize {
+        let template = include_str!("../../template.yaml");
+        let queue = &template[template.find("  WebhookQueue:").unwrap_or(0)..];
+        queue
+            .lines()
+            .take_while(|l| !l.starts_with("  WebhookDeadLetters:"))
+            .find_map(|l| l.trim().strip_prefix("MaximumMessageSize:"))
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or(256 * 1024)
+    }
+
+    /// A `member.updated` event whose `data` holds `pad` more bytes.
+    fn padded(pad: usize) -> CloudEvent {
+        let v = json!({
+            "specversion": "1.0", "id": "evt_01jzzzzzzzzzzzzzzzzzzzzzzz", "type": "member.updated",
+            "source": "members-api/organizations/org_01jzzzzzzzzzzzzzzzzzzzzzzz",
+            "subject": "mem_01jzzzzzzzzzzzzzzzzzzzzzzz", "time": "2026-12-04T10:00:00.000Z",
+            "datacontenttype": "application/json", "sequence": "00000000000000000007",
+            "data": {"organizationId": "org_01jzzzzzzzzzzzzzzzzzzzzzzz", "version": 3,
+                     "object": {"collaborationRules": "r".repeat(pad)}, "changes": {}}
+        });
+        serde_json::from_value(v).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// The largest event EventBridge takes, as its rule puts it on the webhook queue (the
+    /// whole EventBridge envelope, with the longest values AWS gives its fields), fits the
+    /// queue's message; 256 KiB would not.
+    #[test]
+    fn the_largest_event_fits_the_webhook_queue() {
+        let base = bus_detail(&padded(0)).1;
+        let largest = padded(PUSH_MAX_BYTES - base);
+        let (body, size) = bus_detail(&largest);
+        assert_eq!(size, PUSH_MAX_BYTES, "at the limit, data kept");
+        assert!(body.contains("\"data\""));
+        let detail: Value = serde_json::from_str(&body).unwrap_or_default();
+        let envelope = json!({
+            "version": "0", "id": "6a7e8feb-b491-4cf7-a9f1-bf3703467718",
+            "detail-type": largest.kind, "source": SOURCE,
+            "account": "123456789012", "time": "2026-12-04T10:00:00Z",
+            "region": "ap-southeast-7-long-region", "resources": [], "detail": detail,
+        });
+        let message = envelope.to_string().len();
+        assert!(
+            message > 256 * 1024,
+            "the envelope adds to the event: {message}"
+        );
+        assert!(
+            message <= queue_limit(),
+            "{message} bytes > the webhook queue's MaximumMessageSize {}",
+            queue_limit()
+        );
+        // One byte more and the event goes without data (its dataref instead).
+        let (over, size) = bus_detail(&padded(PUSH_MAX_BYTES - base + 1));
+        assert!(size < PUSH_MAX_BYTES && !over.contains("\"data\""));
     }
 }

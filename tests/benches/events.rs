@@ -54,6 +54,8 @@ async fn run() -> Result<(), String> {
         secret: secret.clone(),
         previous_secret: None,
         previous_secret_expires_at: None,
+        failing_since: None,
+        disabled_reason: None,
         subscribed_by: Some(t.hooks_key_id.clone()),
         created_at: now,
         updated_at: now,

@@ -4,6 +4,7 @@
 
 mod conflicts;
 mod create_get;
+mod delivery;
 mod edges;
 mod events;
 mod faults;
@@ -136,6 +137,9 @@ fn main() {
         operator::a_switch_that_read_the_older_layout_is_refused_after_the_upgrade,
         operator::a_role_of_the_older_layout_keeps_counting_on_its_item,
         repair::an_incident_longer_than_the_retries_is_repaired_exactly_once,
+        delivery::a_redelivery_sends_only_what_a_first_delivery_would,
+        delivery::endpoints_are_judged_as_svix_and_stripe_do,
+        delivery::one_hanging_endpoint_never_stalls_another_organisation,
     ];
     let selected: Vec<_> = all
         .iter()

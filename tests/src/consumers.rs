@@ -108,6 +108,8 @@ pub fn consumer_with(endpoint: &str, log: &Path, args: &[&str]) -> Result<Proces
         .env("TABLE_NAME", TABLE)
         .env("WEBHOOKS_ALLOW_LOOPBACK", "true")
         .env("WEBHOOK_RETRY_SCALE", "0.01")
+        // An endpoint failing this long is disabled (5 days on AWS): delivery.rs waits it out.
+        .env("WEBHOOK_DISABLE_AFTER_SECONDS", "30")
         // As the functions (stack.rs): timeouts sized for DynamoDB Local on a busy machine.
         .env("DYNAMODB_ATTEMPT_TIMEOUT_MS", "10000");
     Process::spawn("membersctl events consume", command, log)

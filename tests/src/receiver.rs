@@ -69,6 +69,12 @@ impl Receiver {
         .map(|_| ())
     }
 
+    /// How it answers from now on (the receiver's `/control` fields: `status` with
+    /// `retry_after`, `hang_seconds`; see webhooks/receiver.py).
+    pub fn behave(&self, how: &Value) -> Result<(), String> {
+        self.post("/control", how).map(|_| ())
+    }
+
     /// Every delivery so far, in arrival order.
     pub fn received(&self) -> Result<Vec<Value>, String> {
         let r = exchange("GET", &self.url("/received"), None, &[], None)?;

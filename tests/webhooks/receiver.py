@@ -8,6 +8,10 @@ Control (JSON over HTTP, same port):
     POST /control   {"secrets": ["whsec_…", …], "fail_for_seconds": 3.5}
                     verify with any of these secrets; answer 500 until that many seconds
                     from now (deliveries are still verified and logged)
+                    {"status": 410, "retry_after": "2"}: answer every valid delivery with
+                    this status (and Retry-After); {"status": null} ends it
+                    {"hang_seconds": 60}: hold every delivery that long before answering
+                    (its arrival is logged at once, with "answered": false until then)
     GET  /received  every delivery so far: [{"id", "valid", "error", "status", "event"}]
 Until the first /control gives it secrets, it answers deliveries 503 with Retry-After
 (logged with "valid": null): a receiver not yet set up, as the webhook's own
@@ -25,7 +29,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from standardwebhooks.webhooks import Webhook
 
 lock = threading.Lock()
-state = {"secrets": [], "fail_until": 0.0, "received": []}
+state = {"secrets": [], "fail_until": 0.0, "received": [], "status": None, "retry_after": None,
+         "hang": 0.0}
 
 
 def verify(body: bytes, headers: dict) -> tuple:
@@ -64,7 +69,13 @@ class Handler(BaseHTTPRequestHandler):
             c = json.loads(body)
             with lock:
                 state["secrets"] = c.get("secrets", state["secrets"])
-                state["fail_until"] = time.time() + float(c.get("fail_for_seconds", 0))
+                if "fail_for_seconds" in c:
+                    state["fail_until"] = time.time() + float(c["fail_for_seconds"])
+                for key in ("status", "retry_after"):
+                    if key in c:
+                        state[key] = c[key]
+                if "hang_seconds" in c:
+                    state["hang"] = float(c["hang_seconds"])
             return self.reply(200, {})
         if self.path == "/verify":
             c = json.loads(body)
@@ -77,20 +88,32 @@ class Handler(BaseHTTPRequestHandler):
         with lock:
             failing = time.time() < state["fail_until"]
             status = 503 if not ready else 400 if not valid else 500 if failing else 204
+            if ready and valid and state["status"] is not None:
+                status = int(state["status"])
+            retry_after = state["retry_after"] if ready else "1"
+            hang = state["hang"]
             try:
                 event = json.loads(body)
             except ValueError:
                 event = None
-            state["received"].append({"id": headers.get("webhook-id"), "valid": valid, "error": error, "at": time.time(),
-                                      "status": status, "signatures": len(headers.get("webhook-signature", "").split()),
-                                      "event": event})
-        if status == 503:
-            self.send_response(503)
-            self.send_header("retry-after", "1")
-            self.send_header("content-length", "0")
-            self.end_headers()
-            return
-        self.reply(status)
+            record = {"id": headers.get("webhook-id"), "valid": valid, "error": error, "at": time.time(),
+                      "status": status, "signatures": len(headers.get("webhook-signature", "").split()),
+                      "event": event, "answered": hang <= 0}
+            state["received"].append(record)
+        if hang > 0:
+            time.sleep(hang)
+            with lock:
+                record["answered"] = True
+        try:
+            if status in (429, 503) and retry_after is not None:
+                self.send_response(status)
+                self.send_header("retry-after", str(retry_after))
+                self.send_header("content-length", "0")
+                self.end_headers()
+                return
+            self.reply(status)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the sender gave up waiting (its timeout)
 
 
 def main():

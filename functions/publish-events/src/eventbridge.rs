@@ -8,8 +8,6 @@ use shared::events::{self, CloudEvent};
 
 /// PutEvents takes at most 10 entries and 256 KB in all per call.
 const ENTRIES_PER_CALL: usize = 10;
-/// What an entry costs beyond its detail: source, detail-type, time (AWS's own count).
-const ENTRY_OVERHEAD: usize = 14 + 64 + events::SOURCE.len();
 
 pub struct Bus {
     client: Client,
@@ -39,8 +37,7 @@ impl Bus {
     }
 
     fn entry(&self, event: &CloudEvent) -> (PutEventsRequestEntry, usize) {
-        let detail = events::fitted_for_push(event, ENTRY_OVERHEAD + event.kind.len()).to_string();
-        let size = detail.len() + ENTRY_OVERHEAD + event.kind.len();
+        let (detail, size) = events::bus_detail(event);
         let entry = PutEventsRequestEntry::builder()
             .event_bus_name(&self.name)
             .source(events::SOURCE)

@@ -7,6 +7,7 @@ use crate::audit::Actor;
 use crate::error::ApiError;
 use crate::events::read_scope;
 use crate::http::{ApiRequest, ApiResponse};
+use crate::input::Reader;
 use crate::model::*;
 use crate::paging::{self, decode_cursor, encode_cursor, fingerprint};
 use crate::store::DynamoStore;
@@ -15,7 +16,7 @@ use crate::webhooks::sign::new_secret;
 use crate::webhooks::target::{check_addresses, loopback_allowed};
 use crate::webhooks::{
     delivery_json, history, parse_patch, webhook_json, DeliveryStatus, EventRef, Webhook,
-    ROTATION_OVERLAP_SECONDS,
+    MAX_ROTATION_OVERLAP_SECONDS, ROTATION_OVERLAP_SECONDS,
 };
 use crate::wire::etag;
 use std::sync::Arc;
@@ -52,6 +53,8 @@ pub async fn create_webhook(
         previous_secret: None,
         previous_secret_expires_at: None,
         subscribed_by: Some(key.id.clone()),
+        failing_since: None,
+        disabled_reason: None,
         created_at: now,
         updated_at: now,
         version: 1,
@@ -127,6 +130,11 @@ pub async fn update_webhook(
     }
     after.description = patch.description.unwrap_or(after.description);
     after.enabled = patch.enabled.unwrap_or(after.enabled);
+    if patch.enabled == Some(true) && !before.enabled {
+        // Enabled again: a fresh start (the service's reason and the failing spell go).
+        after.disabled_reason = None;
+        after.failing_since = None;
+    }
     if after != before {
         after.version += 1;
         after.updated_at = Timestamp::now();
@@ -166,9 +174,10 @@ pub async fn delete_webhook(
     })
 }
 
-/// POST /v1/webhooks/{id}/rotate-secret: a new secret, shown once; the old one stays valid
-/// for 24 hours, and deliveries meanwhile carry both signatures. The key needs the scopes
-/// that read every type the webhook subscribes (with the secret, it could sign them).
+/// POST /v1/webhooks/{id}/rotate-secret `{overlapSeconds?}`: a new secret, shown once; the
+/// old one stays valid for `overlapSeconds` (default 24 hours, at most 7 days, 0: not at
+/// all), and deliveries meanwhile carry both signatures. The key needs the scopes that read
+/// every type the webhook subscribes (with the secret, it could sign them).
 pub async fn rotate_webhook_secret(
     store: Arc<DynamoStore>,
     req: ApiRequest,
@@ -176,6 +185,7 @@ pub async fn rotate_webhook_secret(
     let store = store.as_ref();
     let key = super::caller(store, &req, Scope::WriteWebhooks).await?;
     no_query(&req)?;
+    let overlap = rotation_overlap(&req)?;
     let before = webhook(store, &key.organization_id, &req).await?;
     // Whoever holds the secret can sign the webhook's events: only a key that may read
     // them gets it.
@@ -192,8 +202,10 @@ pub async fn rotate_webhook_secret(
         });
     }
     let mut after = before.clone();
-    after.previous_secret = Some(before.secret.clone());
-    after.previous_secret_expires_at = Some(now.plus_seconds(ROTATION_OVERLAP_SECONDS));
+    (after.previous_secret, after.previous_secret_expires_at) = match overlap {
+        0 => (None, None),
+        seconds => (Some(before.secret.clone()), Some(now.plus_seconds(seconds))),
+    };
     after.secret = new_secret().map_err(|_| ApiError::Internal)?;
     after.version += 1;
     after.updated_at = now;
@@ -206,6 +218,21 @@ pub async fn rotate_webhook_secret(
     store.update_webhook(&after, before.version, &audit).await?;
     tracing::info!(webhook_id = %after.id, "webhook secret rotated");
     Ok(with_secret(200, &after))
+}
+
+/// A rotation's `overlapSeconds`: no body (or `{}`) is 24 hours.
+fn rotation_overlap(req: &ApiRequest) -> Result<i64, ApiError> {
+    if req.body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(ROTATION_OVERLAP_SECONDS);
+    }
+    let body = object_body(req)?;
+    let mut r = Reader::new(&body, "");
+    r.check_keys(&["overlapSeconds"], &[]);
+    let overlap = r.integer("overlapSeconds", 0, MAX_ROTATION_OVERLAP_SECONDS);
+    if !r.errors.is_empty() {
+        return Err(ApiError::Validation(r.errors));
+    }
+    Ok(overlap.unwrap_or(ROTATION_OVERLAP_SECONDS))
 }
 
 /// GET /v1/webhooks/{id}/deliveries?limit=&cursor=: newest first, each with its attempts.
@@ -237,8 +264,10 @@ pub async fn list_webhook_deliveries(
 }
 
 /// POST /v1/webhooks/{id}/deliveries/{deliveryId}/redeliver: 202; the delivery is tried
-/// again now, whatever its state (a parked one too), with a fresh series of retries. The
-/// key needs the scope that reads the event (as a subscription does).
+/// again now, with a fresh series of retries: a succeeded or parked one, or a pending one
+/// whose next attempt is overdue (its retry was lost). The key needs the scope that reads
+/// the event (as a subscription does), and the webhook must still want it. Its record is
+/// kept 30 days from now.
 pub async fn redeliver<Q: Enqueue>(
     store: Arc<DynamoStore>,
     req: ApiRequest,
@@ -266,12 +295,24 @@ pub async fn redeliver<Q: Enqueue>(
             field: None,
         });
     }
-    if d.status == DeliveryStatus::Pending {
-        // Its own retry is scheduled; a second message would send every later retry twice.
+    if !w.event_types.contains(&d.event_type) {
+        return Err(ApiError::Conflict {
+            code: "event_type_not_subscribed",
+            detail: format!(
+                "The webhook no longer subscribes to {}; add it to eventTypes first.",
+                d.event_type
+            ),
+            field: None,
+        });
+    }
+    let now = Timestamp::now();
+    let overdue = d.next_attempt_at.is_none_or(|at| at <= now);
+    if d.status == DeliveryStatus::Pending && !overdue {
+        // Its own retry is scheduled; a second message would only be a duplicate.
         return Err(ApiError::Conflict {
             code: "delivery_pending",
             detail: format!(
-                "The delivery is still being retried (next attempt at {}); redeliver it once it has succeeded or been parked.",
+                "The delivery is still being retried (next attempt at {}); redeliver it once it has succeeded or been parked, or once that time has passed.",
                 d.next_attempt_at.map_or_else(|| "once due".to_owned(), |t| t.to_string())
             ),
             field: None,
@@ -281,7 +322,8 @@ pub async fn redeliver<Q: Enqueue>(
     let was = d.status;
     d.status = DeliveryStatus::Pending;
     d.failures = 0;
-    d.next_attempt_at = Some(Timestamp::now());
+    d.next_attempt_at = Some(now);
+    d.redelivered_at = Some(now);
     let audit = history::redelivered(&Actor::of(&key, &req), &w, &d, was);
     if !store.redeliver(&mut d, expected, &audit).await? {
         return Err(ApiError::Conflict {

@@ -285,6 +285,35 @@ impl<'a> Reader<'a> {
         }
     }
 
+    /// A whole number in `min..=max` (not null).
+    pub fn integer(&mut self, field: &str, min: i64, max: i64) -> Option<i64> {
+        match self.obj.get(field)? {
+            Value::Number(n) => match n.as_i64() {
+                Some(v) if (min..=max).contains(&v) => Some(v),
+                _ => {
+                    self.push(
+                        field,
+                        "out_of_range",
+                        format!("{field} must be a whole number from {min} to {max}"),
+                    );
+                    None
+                }
+            },
+            Value::Null => {
+                self.push(field, "null_not_allowed", format!("{field} cannot be null"));
+                None
+            }
+            other => {
+                self.push(
+                    field,
+                    "invalid_type",
+                    format!("{field} must be an integer, not {}", kind(other)),
+                );
+                None
+            }
+        }
+    }
+
     pub fn nullable_positive_int(&mut self, field: &str) -> Option<Option<u64>> {
         match self.obj.get(field)? {
             Value::Null => Some(None),

@@ -5,17 +5,23 @@
 
 use super::sign::signature_header;
 use super::target::GuardedResolver;
-use super::{retry_delay, Attempt, Delivery, DeliveryStatus, EventRef, Webhook, KEPT_ATTEMPTS};
+use super::{
+    failing_limit, history, jittered, random_unit, retry_delay, Attempt, Delivery, DeliveryStatus,
+    EventRef, Webhook, KEPT_ATTEMPTS,
+};
+use crate::audit::Actor;
 use crate::error::ApiError;
 use crate::events::{read_scope, CloudEvent};
 use crate::model::*;
 use crate::store::DynamoStore;
+use futures_util::future::join_all;
 use std::collections::HashMap;
 use std::future::Future;
 use std::time::{Duration, Instant};
+use tokio::sync::{Mutex, OnceCell};
 
-/// How long one attempt may take, connection included.
-pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long one attempt may take, connection included (Standard Webhooks recommends 15 s).
+pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Where an event goes to be delivered (later): SQS on AWS, a table partition locally.
 pub trait Enqueue: Send + Sync {
@@ -48,6 +54,8 @@ struct Outcome {
     status: Option<u16>,
     latency_ms: u64,
     error: Option<String>,
+    /// The receiver's `Retry-After`, as a wait.
+    retry_after: Option<Duration>,
 }
 
 impl Sender {
@@ -84,23 +92,32 @@ impl Sender {
             }
             request
                 .send(body.as_bytes())
-                .map(|r| r.status().as_u16())
+                .map(|r| {
+                    let retry_after = r
+                        .headers()
+                        .get("retry-after")
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_owned);
+                    (r.status().as_u16(), retry_after)
+                })
                 .map_err(|e| e.to_string())
         })
         .await
         .unwrap_or_else(|e| Err(format!("the attempt did not finish: {e}")));
         let latency_ms = started.elapsed().as_millis() as u64;
         match result {
-            Ok(status) if (200..300).contains(&status) => Outcome {
+            Ok((status, _)) if (200..300).contains(&status) => Outcome {
                 status: Some(status),
                 latency_ms,
                 error: None,
+                retry_after: None,
             },
-            Ok(status) => Outcome {
+            Ok((status, retry_after)) => Outcome {
                 // Only HTTP's own range is recorded as a status.
                 status: (100..600).contains(&status).then_some(status),
                 latency_ms,
                 error: Some(format!("the receiver answered {status}")),
+                retry_after: retry_after.and_then(|v| super::retry_after(&v, Timestamp::now())),
             },
             // What failed is not shown (refused, reset, timed out, which address): the
             // deliveries log must not make a port scanner or a DNS oracle of the service.
@@ -113,6 +130,7 @@ impl Sender {
                         true => "refused: the host resolves to a non-public address".into(),
                         false => "no answer: the connection failed or timed out".into(),
                     }),
+                    retry_after: None,
                 }
             }
         }
@@ -120,9 +138,9 @@ impl Sender {
 }
 
 /// Delivers `event` to each webhook of its organisation that wants it (or, for a
-/// redelivery, to the one named): an attempt for each delivery that is due. Answers when
-/// the event should be looked at again (the soonest retry), or `None` when every delivery
-/// of it has succeeded or been parked.
+/// redelivery, to the one named), all at once: an endpoint that hangs delays no other. An
+/// attempt for each delivery that is due. Answers when the event should be looked at again
+/// (the soonest retry), or `None` when every delivery of it has succeeded or been parked.
 pub async fn deliver_event(
     store: &DynamoStore,
     sender: &Sender,
@@ -137,84 +155,129 @@ pub async fn deliver_event(
         Some((id, _)) => store.webhook(org, id).await?.into_iter().collect(),
         None => store.webhooks(org).await?,
     };
-    let mut loaded: Option<Option<CloudEvent>> = None;
-    let mut body: Option<String> = None;
+    let shared = Shared {
+        store,
+        sender,
+        event,
+        loaded: OnceCell::new(),
+        subscribers: Mutex::new(Subscribers::default()),
+    };
+    let outcomes = join_all(webhooks.into_iter().map(|w| shared.deliver_to(w))).await;
     let mut next: Option<Duration> = None;
-    let mut subscribers = Subscribers::default();
-    for webhook in webhooks {
+    let mut failed = None;
+    for outcome in outcomes {
+        match outcome {
+            Ok(Some(wait)) => next = Some(next.map_or(wait, |n| n.min(wait))),
+            Ok(None) => {}
+            Err(e) => failed = Some(e),
+        }
+    }
+    match failed {
+        Some(e) => Err(e),
+        None => Ok(next),
+    }
+}
+
+/// What the deliveries of one event share: the event (read from the feed once, as its
+/// body) and the subscribing keys (each read once).
+struct Shared<'a> {
+    store: &'a DynamoStore,
+    sender: &'a Sender,
+    event: &'a EventRef,
+    loaded: OnceCell<Option<String>>,
+    subscribers: Mutex<Subscribers>,
+}
+
+impl Shared<'_> {
+    /// The event as sent (`None`: past the feed's retention).
+    async fn body(&self) -> Result<Option<&String>, ApiError> {
+        let body = self
+            .loaded
+            .get_or_try_init(|| async {
+                let event = self
+                    .store
+                    .feed_event(&self.event.organization_id, self.event.sequence)
+                    .await?;
+                event
+                    .map(|e| serde_json::to_string(&e).map_err(|_| ApiError::Internal))
+                    .transpose()
+            })
+            .await?;
+        Ok(body.as_ref())
+    }
+
+    /// The event's delivery to `webhook`: created if due to it, attempted if due, recorded.
+    /// Answers when it should be looked at again.
+    async fn deliver_to(&self, webhook: Webhook) -> Result<Option<Duration>, ApiError> {
+        let (store, event) = (self.store, self.event);
+        let org = &event.organization_id;
         let now = Timestamp::now();
         let fresh = Delivery::new(&webhook, event, now);
         let existing = store.delivery(org, &webhook.id, &fresh.id).await?;
         let mut delivery = match existing {
             Some(d) => d,
-            None if event.only.is_some() || !webhook.wants(&event.kind) => continue,
+            None if event.only.is_some() || !webhook.wants(&event.kind) => return Ok(None),
             None => {
-                if loaded.is_none() {
-                    loaded = Some(store.feed_event(org, event.sequence).await?);
-                }
                 // Subscribed after the event: not its to receive (a message still circling
                 // for another webhook must not deliver history to a new one).
-                let happened = loaded.as_ref().and_then(|e| e.as_ref().map(|e| e.time));
+                let happened = match self.body().await? {
+                    Some(body) => serde_json::from_str::<CloudEvent>(body)
+                        .ok()
+                        .map(|e| e.time),
+                    None => None,
+                };
                 if happened.is_some_and(|t| t < webhook.created_at) {
-                    continue;
+                    return Ok(None);
                 }
                 store.put_delivery_if_absent(&fresh).await?;
                 match store.delivery(org, &webhook.id, &fresh.id).await? {
                     Some(d) => d,
-                    None => continue,
+                    None => return Ok(None),
                 }
             }
         };
-        if delivery.status == DeliveryStatus::Pending
-            && event.only.is_none()
-            && !webhook.wants(&event.kind)
-        {
-            let expected = delivery.revision;
-            delivery.status = DeliveryStatus::Parked;
-            delivery.next_attempt_at = None;
-            delivery.attempts.push(Attempt::failed(
-                now,
-                None,
-                0,
-                "parked: the webhook was disabled or no longer subscribes to this type",
-            ));
-            store.save_delivery(&mut delivery, expected).await?;
-            continue;
-        }
         if delivery.status != DeliveryStatus::Pending {
-            continue;
+            return Ok(None);
+        }
+        // A redelivery too: what a first delivery would not send, it does not send.
+        if !webhook.wants(&event.kind) {
+            park(
+                store,
+                &mut delivery,
+                now,
+                "parked: the webhook was disabled or no longer subscribes to this type",
+            )
+            .await?;
+            return Ok(None);
         }
         if let Some(due) = delivery.next_attempt_at {
             let wait = due.unix_millis() - now.unix_millis();
             if wait > 500 {
                 // Early (a duplicate message, or a retry another worker scheduled).
-                let wait = Duration::from_millis(wait as u64);
-                next = Some(next.map_or(wait, |n| n.min(wait)));
-                continue;
+                return Ok(Some(Duration::from_millis(wait as u64)));
             }
         }
-        if let Some(why) = subscribers.refusal(store, &webhook, &event.kind).await? {
+        let refusal = {
+            let mut subscribers = self.subscribers.lock().await;
+            subscribers.refusal(store, &webhook, &event.kind).await?
+        };
+        if let Some(why) = refusal {
             // The key that chose this webhook's URL and types may not (or no longer) read
             // this event: nothing is sent, and the log says why.
-            let expected = delivery.revision;
-            delivery.status = DeliveryStatus::Parked;
-            delivery.next_attempt_at = None;
-            delivery.attempts.push(Attempt::failed(now, None, 0, &why));
-            store.save_delivery(&mut delivery, expected).await?;
+            park(store, &mut delivery, now, &why).await?;
             tracing::warn!(webhook_id = %webhook.id, delivery_id = %delivery.id, "delivery parked: its subscriber may not read it");
-            continue;
+            return Ok(None);
         }
-        if loaded.is_none() {
-            loaded = Some(store.feed_event(org, event.sequence).await?);
-        }
-        if body.is_none() {
-            body = match loaded.as_ref().and_then(Option::as_ref) {
-                Some(e) => Some(serde_json::to_string(e).map_err(|_| ApiError::Internal)?),
-                None => None,
-            };
-        }
+        // Claimed before it is sent: of two workers holding the event (a duplicate message,
+        // a redelivery of a delivery whose retry was lost), one sends; the other looks again
+        // once the attempt must have ended.
+        let claim = ATTEMPT_TIMEOUT + CLAIM_MARGIN;
         let expected = delivery.revision;
-        let outcome = match &body {
+        delivery.next_attempt_at = Some(now.plus_millis(claim.as_millis() as i64));
+        if !store.save_delivery(&mut delivery, expected).await? {
+            return Ok(Some(claim));
+        }
+        let outcome = match self.body().await? {
             Some(body) => {
                 let timestamp = now.unix_seconds();
                 let signature =
@@ -225,46 +288,24 @@ pub async fn deliver_event(
                     ("webhook-timestamp", timestamp.to_string()),
                     ("webhook-signature", signature),
                 ];
-                sender.post(&webhook.url, headers, body.clone()).await
+                self.sender.post(&webhook.url, headers, body.clone()).await
             }
             None => Outcome {
                 status: None,
                 latency_ms: 0,
                 error: Some("the event is past the feed's retention".into()),
+                retry_after: None,
             },
         };
-        delivery.attempt_count += 1;
-        delivery.attempts.push(match &outcome.error {
-            None => Attempt {
-                at: now,
-                status_code: outcome.status,
-                latency_ms: outcome.latency_ms,
-                error: None,
-            },
-            Some(e) => Attempt::failed(now, outcome.status, outcome.latency_ms, e),
-        });
-        let excess = delivery.attempts.len().saturating_sub(KEPT_ATTEMPTS);
-        delivery.attempts.drain(..excess);
-        if outcome.error.is_none() {
-            delivery.status = DeliveryStatus::Succeeded;
-            delivery.next_attempt_at = None;
-        } else {
-            delivery.failures += 1;
-            let retry = body.as_ref().and(retry_delay(delivery.failures));
-            match retry {
-                Some(delay) => {
-                    delivery.next_attempt_at = Some(now.plus_millis(delay.as_millis() as i64));
-                    next = Some(next.map_or(delay, |n| n.min(delay)));
-                }
-                None => {
-                    delivery.status = DeliveryStatus::Parked;
-                    delivery.next_attempt_at = None;
-                    tracing::warn!(webhook_id = %webhook.id, delivery_id = %delivery.id, "delivery parked");
-                }
-            }
-        }
+        let next = record(
+            &mut delivery,
+            &outcome,
+            now,
+            self.loaded.get().is_some_and(Option::is_some),
+        );
+        let expected = delivery.revision;
         if !store.save_delivery(&mut delivery, expected).await? {
-            tracing::info!(delivery_id = %delivery.id, "another worker recorded an attempt first");
+            tracing::info!(delivery_id = %delivery.id, "a redelivery came in during the attempt");
         }
         tracing::info!(
             webhook_id = %webhook.id,
@@ -274,8 +315,126 @@ pub async fn deliver_event(
             delivered = outcome.error.is_none(),
             "webhook attempt"
         );
+        health(store, &webhook, &outcome, now).await?;
+        Ok(next)
     }
-    Ok(next)
+}
+
+/// How long past an attempt's timeout its claim lasts (the save after it included).
+const CLAIM_MARGIN: Duration = Duration::from_secs(5);
+
+/// Records `outcome` in `delivery` (attempted at `now`; `sendable`: the event is still in
+/// the feed): succeeded; or failed, with its retry (the receiver's `Retry-After` on 429 and
+/// 503, else the schedule, spread) or parked (after the last retry, or 410 Gone). Answers
+/// the wait before the retry.
+fn record(
+    delivery: &mut Delivery,
+    outcome: &Outcome,
+    now: Timestamp,
+    sendable: bool,
+) -> Option<Duration> {
+    delivery.attempt_count += 1;
+    delivery.attempts.push(match &outcome.error {
+        None => Attempt {
+            at: now,
+            status_code: outcome.status,
+            latency_ms: outcome.latency_ms,
+            error: None,
+        },
+        Some(e) => Attempt::failed(now, outcome.status, outcome.latency_ms, e),
+    });
+    let excess = delivery.attempts.len().saturating_sub(KEPT_ATTEMPTS);
+    delivery.attempts.drain(..excess);
+    if outcome.error.is_none() {
+        delivery.status = DeliveryStatus::Succeeded;
+        delivery.next_attempt_at = None;
+        return None;
+    }
+    delivery.failures += 1;
+    let honoured = match outcome.status {
+        Some(429 | 503) => outcome.retry_after,
+        _ => None,
+    };
+    let retry = match (sendable, outcome.status) {
+        (false, _) | (_, Some(410)) => None,
+        _ => retry_delay(delivery.failures)
+            .map(|d| honoured.unwrap_or_else(|| jittered(d, random_unit()))),
+    };
+    match retry {
+        Some(delay) => {
+            // From the answer (a Retry-After counts from it), not from the attempt's start.
+            let answered = Timestamp::now();
+            delivery.next_attempt_at = Some(answered.plus_millis(delay.as_millis() as i64));
+        }
+        None => {
+            delivery.status = DeliveryStatus::Parked;
+            delivery.next_attempt_at = None;
+            tracing::warn!(delivery_id = %delivery.id, "delivery parked");
+        }
+    }
+    retry
+}
+
+/// Parks a pending delivery with the reason as its last attempt (nothing sent).
+async fn park(
+    store: &DynamoStore,
+    delivery: &mut Delivery,
+    now: Timestamp,
+    why: &str,
+) -> Result<(), ApiError> {
+    let expected = delivery.revision;
+    delivery.status = DeliveryStatus::Parked;
+    delivery.next_attempt_at = None;
+    delivery.attempts.push(Attempt::failed(now, None, 0, why));
+    store.save_delivery(delivery, expected).await?;
+    Ok(())
+}
+
+/// The endpoint's health after an attempt: a success ends a failing spell; a failure starts
+/// one, and one of 5 days without a success, or a 410 Gone, disables the webhook (a
+/// `webhook.disabled` event, no acting key).
+async fn health(
+    store: &DynamoStore,
+    webhook: &Webhook,
+    outcome: &Outcome,
+    now: Timestamp,
+) -> Result<(), ApiError> {
+    if outcome.error.is_none() {
+        if webhook.failing_since.is_some() {
+            store.note_failing(webhook, None).await?;
+        }
+        return Ok(());
+    }
+    let reason = match (outcome.status, webhook.failing_since) {
+        (Some(410), _) => "the endpoint answered 410 Gone".to_owned(),
+        (_, Some(since))
+            if now.unix_millis() - since.unix_millis() >= failing_limit().as_millis() as i64 =>
+        {
+            format!("every attempt failed since {since}, without a success")
+        }
+        (_, None) => return store.note_failing(webhook, Some(now)).await,
+        _ => return Ok(()),
+    };
+    let mut after = webhook.clone();
+    after.enabled = false;
+    after.disabled_reason = Some(reason);
+    after.version += 1;
+    after.updated_at = now;
+    let audit = history::event(
+        "webhook.disabled",
+        &Actor::default(),
+        Some(webhook),
+        Some(&after),
+    );
+    match store.update_webhook(&after, webhook.version, &audit).await {
+        Ok(()) => {
+            tracing::warn!(webhook_id = %webhook.id, "webhook disabled");
+            Ok(())
+        }
+        // Changed or deleted meanwhile: the next failure decides again.
+        Err(ApiError::PreconditionFailed | ApiError::NotFound) => Ok(()),
+        Err(e) => Err(e),
+    }
 }
 
 /// The keys that webhooks are bound to, each looked up once per event.

@@ -1,5 +1,6 @@
 //! A webhook's changes in the organisation's history, each also a `webhook.*` change event
-//! (the outbox): created, updated, secret rotated, deleted, and a delivery redelivered.
+//! (the outbox): created, updated, secret rotated, deleted, disabled by the service (no
+//! acting key), and a delivery redelivered.
 //! Written by the store in the same transaction as the change.
 
 use super::{delivery_json, webhook_json, Delivery, Webhook};
@@ -136,6 +137,8 @@ mod tests {
             previous_secret: None,
             previous_secret_expires_at: None,
             subscribed_by: Some(ApiKeyId::generate()),
+            failing_since: None,
+            disabled_reason: None,
             created_at: now,
             updated_at: now,
             version: 1,

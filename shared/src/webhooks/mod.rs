@@ -5,8 +5,10 @@
 //! - [`deliver`]: one attempt of each pending delivery of an event, its record, its retry.
 //!
 //! At least once: a delivery is retried with exponential backoff ([`RETRY_DELAYS`], over
-//! 24 hours in all), then parked; the receiver deduplicates by `webhook-id` (the event id)
-//! and orders one resource's events by `data.version`.
+//! 24 hours in all, each wait ±10 %), or when the receiver's `Retry-After` says (429, 503),
+//! then parked; the receiver deduplicates by `webhook-id` (the event id) and orders one
+//! resource's events by `data.version`. An endpoint that answers 410 Gone, or fails without
+//! a success for [`failing_limit`] (5 days), is disabled, with a `webhook.disabled` event.
 
 pub mod deliver;
 pub mod history;
@@ -22,8 +24,12 @@ use std::time::Duration;
 
 /// The most webhooks an organisation may have.
 pub const MAX_WEBHOOKS: u64 = 20;
-/// How long an old secret stays valid after a rotation (both signatures are sent).
+/// How long an old secret stays valid after a rotation (both signatures are sent), unless
+/// the rotation says otherwise (`overlapSeconds`, at most [`MAX_ROTATION_OVERLAP_SECONDS`]).
 pub const ROTATION_OVERLAP_SECONDS: i64 = 24 * 3600;
+pub const MAX_ROTATION_OVERLAP_SECONDS: i64 = 7 * 24 * 3600;
+/// An endpoint failing this long without a success is disabled (Svix's and Stripe's rule).
+const FAILING_LIMIT_SECONDS: i64 = 5 * 24 * 3600;
 /// How long deliveries are kept (TTL), as the feed keeps events.
 pub const DELIVERY_RETENTION_SECONDS: i64 = events::RETENTION_SECONDS;
 /// The attempts a delivery's record keeps (the newest).
@@ -45,6 +51,54 @@ pub const RETRY_DELAYS: [Duration; 10] = [
     Duration::from_secs(8 * 3600),
     Duration::from_secs(8 * 3600),
 ];
+
+/// How long an endpoint may fail without a success before it is disabled: 5 days, or
+/// `WEBHOOK_DISABLE_AFTER_SECONDS` (a local setting for tests; never set on AWS).
+pub fn failing_limit() -> Duration {
+    let seconds = std::env::var("WEBHOOK_DISABLE_AFTER_SECONDS")
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+        .filter(|s| *s > 0)
+        .unwrap_or(FAILING_LIMIT_SECONDS as u64);
+    Duration::from_secs(seconds)
+}
+
+/// SQS keeps a message invisible for at most 12 hours: no wait is longer.
+pub const MAX_WAIT: Duration = Duration::from_secs(12 * 3600);
+
+/// `delay` spread by ±10 % (`unit` uniform in [0, 1)), so that the retries of many
+/// deliveries that failed together do not return together.
+pub fn jittered(delay: Duration, unit: f64) -> Duration {
+    delay
+        .mul_f64(0.9 + 0.2 * unit.clamp(0.0, 1.0))
+        .min(MAX_WAIT)
+}
+
+/// A uniform number in [0, 1) from the system's randomness (0.5 if it has none).
+pub fn random_unit() -> f64 {
+    let mut bytes = [0u8; 4];
+    match getrandom::fill(&mut bytes) {
+        Ok(()) => f64::from(u32::from_le_bytes(bytes)) / (f64::from(u32::MAX) + 1.0),
+        Err(_) => 0.5,
+    }
+}
+
+/// A `Retry-After` header's wait from `now`: delay-seconds or an HTTP-date (RFC 9110
+/// §10.2.3); at least a second, at most [`MAX_WAIT`]; `None` if it is neither.
+pub fn retry_after(value: &str, now: Timestamp) -> Option<Duration> {
+    let value = value.trim();
+    let seconds = match value.parse::<u64>() {
+        Ok(seconds) => seconds,
+        Err(_) => {
+            let at =
+                time::OffsetDateTime::parse(value, &time::format_description::well_known::Rfc2822)
+                    .ok()?;
+            let millis = at.unix_timestamp() * 1000 - now.unix_millis();
+            u64::try_from(millis.max(0)).ok()?.div_ceil(1000)
+        }
+    };
+    Some(Duration::from_secs(seconds.max(1)).min(MAX_WAIT))
+}
 
 /// The delay after failed attempt `n` (1-based), scaled by `WEBHOOK_RETRY_SCALE` (a local
 /// setting for tests, e.g. 0.01; 1 on AWS); `None` when the delivery is to be parked.
@@ -83,6 +137,14 @@ pub struct Webhook {
     /// the binding existed; they deliver nothing until a PATCH binds them.
     #[serde(default)]
     pub subscribed_by: Option<ApiKeyId>,
+    /// The first failed attempt since the last success; `None` while it succeeds. Written
+    /// by the deliverer alone (not a change of the webhook: its version stays).
+    #[serde(default)]
+    pub failing_since: Option<Timestamp>,
+    /// Why the service disabled it (410 Gone, failing for 5 days); cleared when it is
+    /// enabled again.
+    #[serde(default)]
+    pub disabled_reason: Option<String>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
     pub version: u64,
@@ -104,6 +166,11 @@ impl Webhook {
     pub fn wants(&self, event_type: &str) -> bool {
         self.enabled && self.event_types.iter().any(|t| t == event_type)
     }
+
+    /// Until when the previous secret still signs; `None` once that has passed.
+    pub fn rotated_until(&self, now: Timestamp) -> Option<Timestamp> {
+        self.previous_secret_expires_at.filter(|until| *until > now)
+    }
 }
 
 /// A webhook as the API shows it: never its secrets.
@@ -114,8 +181,10 @@ pub fn webhook_json(w: &Webhook) -> Value {
         "eventTypes": w.event_types,
         "description": w.description,
         "enabled": w.enabled,
-        "secretRotatedUntil": w.previous_secret_expires_at,
+        "secretRotatedUntil": w.rotated_until(Timestamp::now()),
         "subscribedByKeyId": w.subscribed_by,
+        "failingSince": w.failing_since,
+        "disabledReason": w.disabled_reason,
         "createdAt": w.created_at,
         "updatedAt": w.updated_at,
         "version": w.version,
@@ -180,6 +249,9 @@ pub struct Delivery {
     pub revision: u64,
     pub next_attempt_at: Option<Timestamp>,
     pub created_at: Timestamp,
+    /// The last redelivery: the record is kept 30 days from it (or from its creation).
+    #[serde(default)]
+    pub redelivered_at: Option<Timestamp>,
 }
 
 impl Delivery {
@@ -203,7 +275,16 @@ impl Delivery {
             revision: 0,
             next_attempt_at: Some(now),
             created_at: now,
+            redelivered_at: None,
         }
+    }
+
+    /// When its record expires (TTL): 30 days after its creation or its last redelivery.
+    pub fn expires_at(&self) -> i64 {
+        self.redelivered_at
+            .unwrap_or(self.created_at)
+            .unix_seconds()
+            + DELIVERY_RETENTION_SECONDS
     }
 }
 
@@ -443,6 +524,8 @@ mod tests {
             previous_secret: Some("whsec_old".into()),
             previous_secret_expires_at: Some(now.plus_seconds(10)),
             subscribed_by: None,
+            failing_since: None,
+            disabled_reason: None,
             created_at: now,
             updated_at: now,
             version: 2,
@@ -451,5 +534,43 @@ mod tests {
         w.previous_secret_expires_at = Some(now);
         assert_eq!(w.signing_secrets(now), vec!["whsec_new"]);
         assert!(!webhook_json(&w).to_string().contains("whsec"));
+        assert_eq!(
+            webhook_json(&w)["secretRotatedUntil"],
+            Value::Null,
+            "passed"
+        );
+    }
+
+    #[test]
+    fn retries_spread_and_honour_retry_after() {
+        let d = Duration::from_secs(100);
+        assert_eq!(jittered(d, 0.0), Duration::from_secs(90));
+        assert_eq!(jittered(d, 1.0), Duration::from_secs(110));
+        assert_eq!(jittered(Duration::from_secs(12 * 3600), 1.0), MAX_WAIT);
+        let u = random_unit();
+        assert!((0.0..1.0).contains(&u), "{u}");
+        // Even the shortest spread of the schedule lasts over a day.
+        let shortest: Duration = (1..=RETRY_DELAYS.len())
+            .filter_map(retry_delay)
+            .map(|d| jittered(d, 0.0))
+            .sum();
+        assert!(shortest >= Duration::from_secs(24 * 3600), "{shortest:?}");
+
+        let now = Timestamp::parse("2026-12-04T10:00:00Z").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(retry_after("120", now), Some(Duration::from_secs(120)));
+        assert_eq!(retry_after(" 0 ", now), Some(Duration::from_secs(1)));
+        assert_eq!(retry_after("99999999", now), Some(MAX_WAIT));
+        assert_eq!(
+            retry_after("Fri, 04 Dec 2026 10:01:30 GMT", now),
+            Some(Duration::from_secs(90))
+        );
+        assert_eq!(
+            retry_after("Fri, 04 Dec 2026 09:00:00 GMT", now),
+            Some(Duration::from_secs(1)),
+            "a date passed: soon"
+        );
+        for bad in ["", "soon", "-5", "1.5", "Friday"] {
+            assert_eq!(retry_after(bad, now), None, "{bad}");
+        }
     }
 }

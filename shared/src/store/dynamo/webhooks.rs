@@ -161,6 +161,42 @@ impl DynamoStore {
         }
     }
 
+    /// The deliverer's note of an endpoint's health: failing since `since` (the first failure
+    /// after a success; kept if one is already noted), or `None` after a success. Not a
+    /// change of the webhook's settings: its version stays.
+    pub async fn note_failing(
+        &self,
+        w: &Webhook,
+        since: Option<Timestamp>,
+    ) -> Result<(), ApiError> {
+        let (pk, sk) = webhook_key(&w.organization_id, &w.id);
+        let update = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("PK", AttributeValue::S(pk))
+            .key("SK", AttributeValue::S(sk));
+        let update = match since {
+            // A webhook written whole holds `failingSince` as NULL while it succeeds.
+            Some(at) => update
+                .update_expression("SET failingSince = :at")
+                .condition_expression(
+                    "attribute_exists(PK) AND (attribute_not_exists(failingSince) OR attribute_type(failingSince, :null))",
+                )
+                .expression_attribute_values(":at", AttributeValue::S(at.to_string()))
+                .expression_attribute_values(":null", AttributeValue::S("NULL".into())),
+            None => update
+                .update_expression("REMOVE failingSince")
+                .condition_expression("attribute_exists(PK)"),
+        };
+        match update.send().await {
+            Ok(_) => Ok(()),
+            // Deleted meanwhile, or a failing spell already noted: nothing to note.
+            Err(e) if is_condition_failure(&e) => Ok(()),
+            Err(e) => Err(sdk_error("UpdateItem", e)),
+        }
+    }
+
     /// Deletes a webhook as read (at its version), counts it out and writes its history
     /// entry; `false` when it was changed or deleted since it was read. Its deliveries
     /// expire with their TTL.
@@ -380,8 +416,13 @@ impl DynamoStore {
         Ok(())
     }
 
-    /// Up to `limit` queued events due now, oldest first, each with its queue key.
-    pub async fn due_local(&self, limit: i32) -> Result<Vec<(String, EventRef)>, ApiError> {
+    /// Up to `limit` queued events due now, oldest first, each with its queue key, from
+    /// after the key `after` (the last of a page read before).
+    pub async fn due_local(
+        &self,
+        limit: i32,
+        after: Option<&str>,
+    ) -> Result<Vec<(String, EventRef)>, ApiError> {
         let now = Timestamp::now().unix_millis();
         let out = self
             .client
@@ -390,6 +431,7 @@ impl DynamoStore {
             .key_condition_expression("PK = :pk AND SK <= :now")
             .expression_attribute_values(":pk", AttributeValue::S(LOCAL_QUEUE.into()))
             .expression_attribute_values(":now", AttributeValue::S(format!("{now:020}#~")))
+            .set_exclusive_start_key(after.map(|sk| key_map((LOCAL_QUEUE.into(), sk.to_owned()))))
             .consistent_read(true)
             .limit(limit)
             .send()
@@ -447,7 +489,7 @@ fn delivery_record(d: &Delivery) -> DeliveryRecord {
         sk: d.id.to_string(),
         entity: "webhookDelivery".into(),
         delivery: d.clone(),
-        expires_at: d.created_at.unix_seconds() + crate::webhooks::DELIVERY_RETENTION_SECONDS,
+        expires_at: d.expires_at(),
     }
 }
 
