@@ -70,7 +70,8 @@ bench: deps ## Benchmarks against DynamoDB Local (optimised build; prints figure
 	cargo bench -p members-tests --bench patch
 	cargo bench -p members-tests --bench list
 	cargo bench -p members-tests --bench init
-	cargo bench -p members-tests --bench events
+	cargo build --profile bench -p membersctl
+	MEMBERSCTL=$(CURDIR)/target/release/membersctl cargo bench -p members-tests --bench events
 	cargo bench -p members-tests --bench contention
 	cargo bench -p members-tests --bench groups
 

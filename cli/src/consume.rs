@@ -75,14 +75,21 @@ async fn deliver_forever(store: DynamoStore) {
     // Each task's queue key and organisation, by task.
     let mut tasks: HashMap<tokio::task::Id, (String, OrgId)> = HashMap::new();
     let mut per_org: HashMap<OrgId, usize> = HashMap::new();
+    // Each round reads the queue's head, then goes on from where the last round stopped
+    // (back to the head once it reached the end): events behind more than a round's pages
+    // are reached too, and what just became due is never behind a long backlog.
+    let mut after: Option<String> = None;
     loop {
         let mut started = 0;
-        let mut after: Option<String> = None;
-        for _ in 0..PAGES {
+        for n in 0..PAGES {
             if running.len() >= SLOTS {
                 break;
             }
-            let page = match store.due_local(PAGE, after.as_deref()).await {
+            let from = match n {
+                0 => None,
+                _ => after.clone(),
+            };
+            let page = match store.due_local(PAGE, from.as_deref()).await {
                 Ok(page) => page,
                 Err(e) => {
                     eprintln!("membersctl: cannot read the webhook queue: {e}");
@@ -91,7 +98,12 @@ async fn deliver_forever(store: DynamoStore) {
                 }
             };
             let full = page.len() == PAGE as usize;
-            after = page.last().map(|(key, _)| key.clone());
+            let last = page.last().map(|(key, _)| key.clone());
+            // The head page alone keeps a cursor carried from the last round, unless the
+            // whole queue fits it.
+            if n > 0 || after.is_none() || !full {
+                after = if full { last } else { None };
+            }
             for (key, event) in page {
                 let org = event.organization_id.clone();
                 let n = per_org.get(&org).copied().unwrap_or(0);
@@ -285,7 +297,8 @@ pub async fn run(store: &DynamoStore, streams: &Streams, policy: Policy) -> Resu
             let out = match streams
                 .get_records()
                 .shard_iterator(&iterator)
-                .limit(100)
+                // GetRecords' most: fewer round trips, checkpoints and shard listings.
+                .limit(1000)
                 .send()
                 .await
             {

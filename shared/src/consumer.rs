@@ -143,8 +143,11 @@ pub async fn repair(
     publisher: &impl Publisher,
 ) -> Result<Repaired, ApiError> {
     let mut done = Repaired::default();
+    // Damaged items are read again by each round: counted once.
+    let mut unreadable = 0;
     loop {
         let outbox = store.outbox(org, window, 500).await?;
+        unreadable = unreadable.max(outbox.unreadable);
         let before = (done.placed, done.published);
         if !outbox.unplaced.is_empty() {
             let mut entries = outbox.unplaced;
@@ -161,15 +164,18 @@ pub async fn repair(
                         b.id.as_str(),
                     ))
             });
-            match store.sequence(&entries).await {
-                Ok(placing) => {
-                    let n = publish(store, &placing, publisher).await;
-                    done.placed += n;
-                    done.failed += entries.len() - n;
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, entries = entries.len(), "repair: placing failed");
-                    done.failed += entries.len();
+            // One organisation at a time: one that fails leaves the others placed.
+            for group in entries.chunk_by(|a, b| a.organization_id == b.organization_id) {
+                match store.sequence(group).await {
+                    Ok(placing) => {
+                        let n = publish(store, &placing, publisher).await;
+                        done.placed += n;
+                        done.failed += group.len() - n;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, org = %group[0].organization_id, entries = group.len(), "repair: placing failed");
+                        done.failed += group.len();
+                    }
                 }
             }
         }
@@ -194,6 +200,7 @@ pub async fn repair(
             }
         }
         if !outbox.more || (done.placed, done.published) == before {
+            done.failed += unreadable;
             return Ok(done);
         }
     }

@@ -115,8 +115,12 @@ pub fn consumer_with(endpoint: &str, log: &Path, args: &[&str]) -> Result<Proces
     Process::spawn("membersctl events consume", command, log)
 }
 
-/// The operator's CLI as `cargo build` left it (`make test` builds the workspace first).
+/// The operator's CLI as `cargo build` left it (`make test` builds the workspace first), or
+/// `MEMBERSCTL` when set (`make bench`: the optimised build, as Lambda runs its functions).
 pub fn membersctl() -> PathBuf {
+    if let Some(path) = std::env::var_os("MEMBERSCTL") {
+        return PathBuf::from(path);
+    }
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace_root().join("target"));

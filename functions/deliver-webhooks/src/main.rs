@@ -10,8 +10,9 @@ use shared::webhooks::deliver::{deliver_event, Sender};
 use shared::webhooks::EventRef;
 use std::sync::Arc;
 
-/// SQS keeps a message invisible for at most 12 hours.
-const MAX_VISIBILITY_SECONDS: u64 = 12 * 3600;
+/// SQS keeps a message invisible for at most 12 hours from its receipt: a little less, for
+/// the time this call has taken.
+const MAX_VISIBILITY_SECONDS: u64 = 12 * 3600 - 300;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -52,7 +53,15 @@ async fn main() -> Result<(), Error> {
                 };
                 let retry = match deliver_event(&store, &sender, &event).await {
                     Ok(None) => continue,
-                    Ok(Some(delay)) => Some(delay.as_secs().clamp(1, MAX_VISIBILITY_SECONDS)),
+                    // Rounded up: a message back early finds nothing due and is received again
+                    // for nothing.
+                    Ok(Some(delay)) => Some(
+                        delay
+                            .as_millis()
+                            .div_ceil(1000)
+                            .clamp(1, u128::from(MAX_VISIBILITY_SECONDS))
+                            as u64,
+                    ),
                     Err(e) => {
                         tracing::warn!(error = %e, "delivery failed; the message will be retried");
                         None

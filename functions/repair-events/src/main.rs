@@ -38,7 +38,7 @@ async fn main() -> Result<(), Error> {
                 failed = done.failed,
                 "repair finished"
             );
-            // A failure is an error of the invocation: the function's Errors alarm sees it,
+            // A failure is an error of the invocation: the function's Errors metric counts it,
             // and the next run tries again.
             match done.failed {
                 0 => Ok::<_, Error>(

@@ -191,8 +191,12 @@ pub async fn rotate_webhook_secret(
     // them gets it.
     may_subscribe(&key, &before.event_types)?;
     let now = Timestamp::now();
-    if let Some(until) = before.previous_secret_expires_at.filter(|u| *u > now) {
-        // A second rotation now would end the first old secret's day at once.
+    // With an overlap, a second rotation now would end the first old secret's overlap at
+    // once; without one (a leaked secret), both old secrets stop now, as asked.
+    if let Some(until) = before
+        .previous_secret_expires_at
+        .filter(|u| *u > now && overlap > 0)
+    {
         return Err(ApiError::Conflict {
             code: "rotation_in_progress",
             detail: format!(

@@ -271,9 +271,10 @@ impl Shared<'_> {
         // Claimed before it is sent: of two workers holding the event (a duplicate message,
         // a redelivery of a delivery whose retry was lost), one sends; the other looks again
         // once the attempt must have ended.
+        // From now, not from the start of this turn: the reads before may have been slow.
         let claim = ATTEMPT_TIMEOUT + CLAIM_MARGIN;
         let expected = delivery.revision;
-        delivery.next_attempt_at = Some(now.plus_millis(claim.as_millis() as i64));
+        delivery.next_attempt_at = Some(Timestamp::now().plus_millis(claim.as_millis() as i64));
         if !store.save_delivery(&mut delivery, expected).await? {
             return Ok(Some(claim));
         }
@@ -297,12 +298,8 @@ impl Shared<'_> {
                 retry_after: None,
             },
         };
-        let next = record(
-            &mut delivery,
-            &outcome,
-            now,
-            self.loaded.get().is_some_and(Option::is_some),
-        );
+        let sendable = self.loaded.get().is_some_and(Option::is_some);
+        let next = record(&mut delivery, &outcome, now, sendable);
         let expected = delivery.revision;
         if !store.save_delivery(&mut delivery, expected).await? {
             tracing::info!(delivery_id = %delivery.id, "a redelivery came in during the attempt");
@@ -315,7 +312,10 @@ impl Shared<'_> {
             delivered = outcome.error.is_none(),
             "webhook attempt"
         );
-        health(store, &webhook, &outcome, now).await?;
+        if sendable {
+            // Only what reached (or tried to reach) the endpoint says how it is.
+            health(store, &webhook, &outcome, now).await?;
+        }
         Ok(next)
     }
 }
@@ -355,10 +355,14 @@ fn record(
         Some(429 | 503) => outcome.retry_after,
         _ => None,
     };
+    // The receiver's Retry-After may ask for more time than the schedule, never less: a
+    // short one ("1") answered by a maintenance page must not spend every retry in seconds.
     let retry = match (sendable, outcome.status) {
         (false, _) | (_, Some(410)) => None,
-        _ => retry_delay(delivery.failures)
-            .map(|d| honoured.unwrap_or_else(|| jittered(d, random_unit()))),
+        _ => retry_delay(delivery.failures).map(|d| {
+            let scheduled = jittered(d, random_unit());
+            honoured.map_or(scheduled, |asked| asked.max(scheduled))
+        }),
     };
     match retry {
         Some(delay) => {

@@ -93,7 +93,9 @@ pub(super) struct ChunkRecord {
 }
 
 impl ChunkRecord {
-    pub(super) fn of(chunk: &Chunk, expires_at: i64) -> Self {
+    /// The chunk's record, in the outbox at the time of its oldest entry (`oldest`): a
+    /// repair's window (`--since`, `--older-than`) finds it where it finds its entries.
+    pub(super) fn of(chunk: &Chunk, expires_at: i64, oldest: Timestamp) -> Self {
         let (pk, sk) = keys::feed_chunk(&chunk.org, chunk.first);
         ChunkRecord {
             pk,
@@ -103,7 +105,7 @@ impl ChunkRecord {
             first: chunk.first,
             through: chunk.through,
             outbox_pk: keys::outbox_partition(&chunk.org),
-            outbox_sk: keys::outbox_at(Timestamp::now().unix_millis()),
+            outbox_sk: keys::outbox_at(oldest.unix_millis()),
             expires_at,
         }
     }
@@ -191,6 +193,11 @@ impl DynamoStore {
                     super::tx::put(&self.table, &feed_record(&entries[i], seq, expires_at))?,
                 ));
             }
+            let oldest = chunk
+                .iter()
+                .map(|&i| entries[i].occurred_at)
+                .min()
+                .unwrap_or_else(Timestamp::now);
             let new = Chunk {
                 org: org.clone(),
                 first,
@@ -201,7 +208,7 @@ impl DynamoStore {
             let chunk_record = Put::builder()
                 .table_name(&self.table)
                 .set_item(Some(super::records::to_item(&ChunkRecord::of(
-                    &new, expires_at,
+                    &new, expires_at, oldest,
                 ))?))
                 .build()
                 .map_err(|e| build_error("Put", e))?;

@@ -25,6 +25,9 @@ pub struct Outbox {
     pub unpublished: Vec<Chunk>,
     /// The index holds more in the window than this read took.
     pub more: bool,
+    /// Items of the index that cannot be read (damaged): logged with their keys, left
+    /// where they are, and counted as failed, so that one never stops the rest.
+    pub unreadable: usize,
 }
 
 /// The window of a repair: entries written at or after `since`, and before `before` (the
@@ -151,21 +154,30 @@ impl DynamoStore {
             };
             match item.get("entity") {
                 Some(AttributeValue::S(e)) if e == "feedChunk" => {
-                    let r: ChunkRecord = from_item(item)?;
-                    outbox.unpublished.push(Chunk {
-                        org: r.organization_id,
-                        first: r.first,
-                        through: r.through,
-                    });
+                    match from_item::<ChunkRecord>(item) {
+                        Ok(r) => outbox.unpublished.push(Chunk {
+                            org: r.organization_id,
+                            first: r.first,
+                            through: r.through,
+                        }),
+                        Err(_) => {
+                            tracing::error!(pk = %key.0, sk = %key.1, "a damaged chunk in the outbox; left for an operator");
+                            outbox.unreadable += 1;
+                        }
+                    }
                 }
                 Some(AttributeValue::S(e)) if events::is_outbox_entry(Some(e)) => {
                     // Placed since the index was read: its chunk stands for it.
                     if item.contains_key("feedSequence") {
                         continue;
                     }
-                    outbox
-                        .unplaced
-                        .push(from_item::<AuditRecord>(item)?.into_event()?);
+                    match from_item::<AuditRecord>(item).and_then(AuditRecord::into_event) {
+                        Ok(entry) => outbox.unplaced.push(entry),
+                        Err(_) => {
+                            tracing::error!(pk = %key.0, sk = %key.1, "a damaged audit entry in the outbox; left for an operator");
+                            outbox.unreadable += 1;
+                        }
+                    }
                 }
                 _ => {
                     tracing::error!(pk = %key.0, sk = %key.1, "an item in the outbox index that is neither an entry nor a chunk");
