@@ -117,7 +117,7 @@ fn main() {
         events::one_event_per_change_and_none_for_refused_dry_or_noop,
         events::a_consumer_killed_mid_batch_resumes_and_loses_nothing,
         events::a_cursor_is_bound_to_its_organisation_and_the_feeds_epoch,
-        webhooks::every_event_arrives_signed_once_in_order,
+        webhooks::every_event_arrives_signed_once_each_version_once,
         webhooks::a_failing_receiver_gets_every_event_later,
         webhooks::webhook_urls_secrets_and_scopes,
         scopes::a_key_learns_nothing_its_scopes_refuse,
