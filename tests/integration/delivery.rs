@@ -3,6 +3,7 @@
 //! days of failures disable the endpoint, a rotation says how long the old secret signs, and
 //! an organisation whose endpoints hang never holds up another's deliveries.
 
+use crate::scopes::eventually;
 use crate::webhooks::{feed_ids, subscribe};
 use crate::Ctx;
 use aws_sdk_dynamodb::types::AttributeValue;
@@ -13,20 +14,14 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Polls `probe` every 200 ms until it answers, or fails after `patience` saying `what`.
-fn eventually<T>(
-    patience: Duration,
-    what: &str,
-    mut probe: impl FnMut() -> Result<Option<T>, String>,
-) -> Result<T, String> {
-    let deadline = Instant::now() + patience;
-    loop {
-        if let Some(found) = probe()? {
-            return Ok(found);
-        }
-        ensure!(Instant::now() < deadline, "{what}: not within {patience:?}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+/// The receiver's first record of event `id` answered with `status`, once there is one.
+fn arrival(receiver: &Receiver, id: &Value, status: u16, what: &str) -> Result<Value, String> {
+    eventually(Duration::from_secs(60), what, || {
+        Ok(receiver
+            .received()?
+            .into_iter()
+            .find(|r| r["id"] == *id && r["status"] == status))
+    })
 }
 
 /// The webhook's delivery of the `kind` event of `subject`, once it exists.
@@ -316,19 +311,9 @@ pub async fn endpoints_are_judged_as_svix_and_stripe_do(ctx: Arc<Ctx>) -> TestRe
         t.create(&json!({"firstName": "J", "email": "j1@example.com", "role": "simple"}))?;
     let d = delivery_of(&t, &hook, "member.created", &member)?;
     let event_id = d["eventId"].clone();
-    let first = eventually(Duration::from_secs(60), "a 429", || {
-        Ok(receiver
-            .received()?
-            .into_iter()
-            .find(|r| r["id"] == event_id && r["status"] == 429))
-    })?;
+    let first = arrival(&receiver, &event_id, 429, "a 429")?;
     receiver.behave(&json!({"status": null}))?;
-    let second = eventually(Duration::from_secs(60), "the retry", || {
-        Ok(receiver
-            .received()?
-            .into_iter()
-            .find(|r| r["id"] == event_id && r["status"] == 204))
-    })?;
+    let second = arrival(&receiver, &event_id, 204, "the retry")?;
     let waited = second["at"].as_f64().unwrap_or(0.0) - first["at"].as_f64().unwrap_or(0.0);
     ensure!(waited >= 2.0, "Retry-After honoured: {waited:.2} s");
 
@@ -439,12 +424,7 @@ pub async fn endpoints_are_judged_as_svix_and_stripe_do(ctx: Arc<Ctx>) -> TestRe
         t.create(&json!({"firstName": "J", "email": "j3@example.com", "role": "simple"}))?;
     let d = delivery_of(&t, &hook, "member.created", &member)?;
     let event_id = d["eventId"].clone();
-    let got = eventually(Duration::from_secs(60), "signed by the new secret", || {
-        Ok(receiver
-            .received()?
-            .into_iter()
-            .find(|r| r["id"] == event_id && r["status"] == 204))
-    })?;
+    let got = arrival(&receiver, &event_id, 204, "signed by the new secret")?;
     ensure_eq!(
         (got["valid"].clone(), got["signatures"].clone()),
         (json!(true), json!(1)),

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Polls `probe` until it answers `Some`, for at most `patience`.
-fn eventually<T>(
+pub(crate) fn eventually<T>(
     patience: Duration,
     what: &str,
     mut probe: impl FnMut() -> Result<Option<T>, String>,
