@@ -46,7 +46,7 @@ from collections import namedtuple
 from pathlib import Path
 
 from samtranslator.translator.transform import transform
-from samtranslator.yaml_helper import yaml_parse
+from template import load as load_template
 
 os.environ.setdefault("AWS_DEFAULT_REGION", "eu-west-1")
 logging.getLogger("samtranslator").setLevel(logging.ERROR)  # "unpublished metrics", per transform
@@ -377,7 +377,7 @@ MUTATIONS = [  # (what, how, the refusal expected): each must make the check fai
 
 
 def main():
-    template, derived = yaml_parse(open("template.yaml").read()), {}
+    template, derived = load_template(), {}
     problems, rows = check(template, derived)
     if "--self-test" in sys.argv:
         failed = ["template.yaml itself"] if problems else []

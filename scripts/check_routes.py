@@ -12,7 +12,7 @@ import sys
 
 import yaml
 from samtranslator.translator.transform import transform
-from samtranslator.yaml_helper import yaml_parse
+from template import load as load_template
 
 os.environ.setdefault("AWS_DEFAULT_REGION", "eu-west-1")
 
@@ -23,7 +23,7 @@ class NoManagedPolicies:
 
 
 def main() -> int:
-    template = yaml_parse(open("template.yaml").read())
+    template = load_template()
     binaries = {}
     for name, resource in template["Resources"].items():
         if resource["Type"] == "AWS::Serverless::Function":

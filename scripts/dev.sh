@@ -81,13 +81,23 @@ exports=$(target/debug/membersctl demo --api-url "http://127.0.0.1:$API_PORT")
 # The stream consumer, as publish-events on AWS: places each change event in its
 # organisation's feed (GET /v1/events) and prints it here.
 echo "==> change events: membersctl events consume (prints one line per event)" >&2
-setsid target/debug/membersctl events consume &
+# Metric lines (CloudWatch Embedded Metric Format, as the functions write them on AWS) go to
+# .local/metrics.log, everything else here; a summary of them is printed each minute.
+: > .local/metrics.log
+metrics_apart() { awk '/"_aws":/ { print >> ".local/metrics.log"; fflush(".local/metrics.log"); next } { print; fflush() }'; }
+setsid target/debug/membersctl events consume 2> >(metrics_apart >&2) &
 pids+=($!)
 
 echo "==> API on http://127.0.0.1:$API_PORT, loopback only (cargo lambda watch; each function serves 16 requests at once)" >&2
 # One process per function, 16 invocations at a time inside it (shared/src/local.rs says why
 # not watch's --concurrency).
-AWS_ENDPOINT_URL_DYNAMODB="$functions_endpoint" MEMBERS_LOCAL_CONCURRENCY=16 setsid .local/venv/bin/cargo-lambda lambda watch --ignore-changes --disable-cors -A 127.0.0.1 -P "$API_PORT" &
+AWS_ENDPOINT_URL_DYNAMODB="$functions_endpoint" MEMBERS_LOCAL_CONCURRENCY=16 setsid .local/venv/bin/cargo-lambda lambda watch --ignore-changes --disable-cors -A 127.0.0.1 -P "$API_PORT" > >(metrics_apart) &
+pids+=($!)
+# Each minute, the last minute's metrics (what CloudWatch would show), if there were any.
+( while sleep $((60 - $(date +%s) % 60 + 1)); do
+    summary=$(target/debug/membersctl metrics --minutes 1 .local/metrics.log 2>&1) || true
+    [ -n "$summary" ] && printf '==> metrics of the last minute (membersctl metrics .local/metrics.log for all):\n%s\n' "$summary" >&2
+  done ) &
 pids+=($!)
 for _ in $(seq 600); do port_busy "$API_PORT" && break; sleep 0.1; done
 
@@ -97,7 +107,7 @@ Paste these lines into your shell, then try the README's curl examples:
 
 $(echo "$exports" | grep '^export')
 
-To point an identity provider at this stack (README, "SCIM provisioning"): SCIM base URL
+To point an identity provider at this stack (docs/scim.md): SCIM base URL
 http://127.0.0.1:$API_PORT/scim/v2, bearer token \$MEMBERS_SCIM_KEY (reachable from your
 machine only: a cloud IdP needs a tunnel to it, or a deployed stack).
 

@@ -67,7 +67,8 @@ const PAGES: usize = 10;
 /// queue partition, each delivered (signed), then queued again for its next retry if a
 /// delivery failed; up to [`SLOTS`] at once, fairly between organisations. An event leaves
 /// the queue only after its retry is queued, so a consumer killed meanwhile delivers it
-/// again (at least once).
+/// again (at least once). The queue is read at most every [`IDLE`]: what it held and could
+/// not start yet waits in memory for a free slot, so a backlog costs no read per delivery.
 async fn deliver_forever(store: DynamoStore) {
     let store = Arc::new(store);
     let sender = Sender::from_env();
@@ -75,66 +76,47 @@ async fn deliver_forever(store: DynamoStore) {
     // Each task's queue key and organisation, by task.
     let mut tasks: HashMap<tokio::task::Id, (String, OrgId)> = HashMap::new();
     let mut per_org: HashMap<OrgId, usize> = HashMap::new();
-    // Each round reads the queue's head, then goes on from where the last round stopped
-    // (back to the head once it reached the end): events behind more than a round's pages
+    // Due events read and not started yet, in queue order.
+    let mut waiting: Vec<(String, EventRef)> = Vec::new();
+    // Each read takes the queue's head, then goes on from where the last read stopped
+    // (back to the head once it reached the end): events behind more than a read's pages
     // are reached too, and what just became due is never behind a long backlog.
     let mut after: Option<String> = None;
+    let mut read_at: Option<tokio::time::Instant> = None;
     loop {
-        let mut started = 0;
-        for n in 0..PAGES {
-            if running.len() >= SLOTS {
-                break;
-            }
-            let from = match n {
-                0 => None,
-                _ => after.clone(),
-            };
-            let page = match store.due_local(PAGE, from.as_deref()).await {
-                Ok(page) => page,
-                Err(e) => {
-                    eprintln!("membersctl: cannot read the webhook queue: {e}");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                    break;
-                }
-            };
-            let full = page.len() == PAGE as usize;
-            let last = page.last().map(|(key, _)| key.clone());
-            // The head page alone keeps a cursor carried from the last round, unless the
-            // whole queue fits it.
-            if n > 0 || after.is_none() || !full {
-                after = if full { last } else { None };
-            }
-            for (key, event) in page {
-                let org = event.organization_id.clone();
-                let n = per_org.get(&org).copied().unwrap_or(0);
-                if running.len() >= SLOTS || n >= PER_ORG || tasks.values().any(|(k, _)| *k == key)
-                {
-                    continue;
-                }
-                per_org.insert(org.clone(), n + 1);
-                let (store, sender, queued) = (store.clone(), sender.clone(), key.clone());
-                let task = running
-                    .spawn(async move { deliver_one(&store, &sender, &queued, &event).await });
-                tasks.insert(task.id(), (key, org));
-                started += 1;
-            }
-            if !full {
-                break;
-            }
+        if read_at.is_none_or(|at| at.elapsed() >= IDLE) {
+            read_at = Some(tokio::time::Instant::now());
+            waiting = read_due(&store, &mut after, &tasks, &per_org).await;
         }
-        // Wait for a delivery to end, or for the queue to have more (never a tight loop).
-        let ended = match (started, running.is_empty()) {
-            (0, true) => {
-                tokio::time::sleep(IDLE).await;
+        waiting.retain(|(key, event)| {
+            let org = &event.organization_id;
+            let n = per_org.get(org).copied().unwrap_or(0);
+            if running.len() >= SLOTS || n >= PER_ORG || tasks.values().any(|(k, _)| k == key) {
+                return true;
+            }
+            per_org.insert(org.clone(), n + 1);
+            let (store, sender, queued, event) =
+                (store.clone(), sender.clone(), key.clone(), event.clone());
+            let task = running.spawn(shared::metrics::scoped("deliver-webhooks", async move {
+                deliver_one(&store, &sender, &queued, &event).await
+            }));
+            tasks.insert(task.id(), (key.clone(), org.clone()));
+            false
+        });
+        // Wait for a delivery to end, or for the time to read the queue again.
+        let next_read = read_at
+            .map(|at| at + IDLE)
+            .unwrap_or_else(tokio::time::Instant::now);
+        let mut ended = match running.is_empty() {
+            true => {
+                tokio::time::sleep_until(next_read).await;
                 None
             }
-            (0, false) => tokio::select! {
+            false => tokio::select! {
                 ended = running.join_next_with_id() => ended,
-                _ = tokio::time::sleep(IDLE) => None,
+                _ = tokio::time::sleep_until(next_read) => None,
             },
-            _ => running.try_join_next_with_id(),
         };
-        let mut ended = ended;
         while let Some(result) = ended {
             let id = match result {
                 Ok((id, ())) => id,
@@ -151,6 +133,58 @@ async fn deliver_forever(store: DynamoStore) {
             ended = running.try_join_next_with_id();
         }
     }
+}
+
+/// Due events of the queue not yet running, in pages of [`PAGE`], until the pages read
+/// hold enough to fill the free slots (within each organisation's share) or [`PAGES`] were
+/// read.
+async fn read_due(
+    store: &DynamoStore,
+    after: &mut Option<String>,
+    tasks: &HashMap<tokio::task::Id, (String, OrgId)>,
+    per_org: &HashMap<OrgId, usize>,
+) -> Vec<(String, EventRef)> {
+    let mut out = Vec::new();
+    let mut free = SLOTS.saturating_sub(tasks.len());
+    let mut shares = per_org.clone();
+    for n in 0..PAGES {
+        if free == 0 {
+            break;
+        }
+        let from = match n {
+            0 => None,
+            _ => after.clone(),
+        };
+        let page = match store.due_local(PAGE, from.as_deref()).await {
+            Ok(page) => page,
+            Err(e) => {
+                eprintln!("membersctl: cannot read the webhook queue: {e}");
+                break;
+            }
+        };
+        let full = page.len() == PAGE as usize;
+        let last = page.last().map(|(key, _)| key.clone());
+        // The head page alone keeps a cursor carried from the last read, unless the whole
+        // queue fits it.
+        if n > 0 || after.is_none() || !full {
+            *after = if full { last } else { None };
+        }
+        for (key, event) in page {
+            if tasks.values().any(|(k, _)| *k == key) || out.iter().any(|(k, _)| *k == key) {
+                continue;
+            }
+            let share = shares.entry(event.organization_id.clone()).or_default();
+            if *share < PER_ORG && free > 0 {
+                *share += 1;
+                free -= 1;
+            }
+            out.push((key, event));
+        }
+        if !full {
+            break;
+        }
+    }
+    out
 }
 
 /// One queued event: delivered, its retry queued if one is due, then off the queue.
@@ -325,9 +359,9 @@ pub async fn run(store: &DynamoStore, streams: &Streams, policy: Policy) -> Resu
             }
             if let Some(last) = records.last() {
                 busy = true;
-                if let Some(failed) =
-                    handle(store, &records, &LocalPublisher(store, Echo::Stdout)).await
-                {
+                let publisher = LocalPublisher(store, Echo::Stdout);
+                let handled = handle(store, &records, &publisher);
+                if let Some(failed) = shared::metrics::scoped("publish-events", handled).await {
                     let n = attempts.entry(id.to_owned()).or_default();
                     *n += 1;
                     if policy.max_retries.is_some_and(|max| *n > max) {

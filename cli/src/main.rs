@@ -2,6 +2,7 @@
 //! and API keys (shown once). Works against DynamoDB Local or AWS.
 
 mod consume;
+mod metrics;
 mod recount;
 
 use clap::{Args, Parser, Subcommand};
@@ -59,6 +60,15 @@ enum Command {
         /// Report what is wrong, write nothing.
         #[arg(long)]
         dry_run: bool,
+    },
+    /// Sum the functions' metric lines (CloudWatch Embedded Metric Format) per minute, from
+    /// log files (`make dev` writes .local/dev.log) or standard input.
+    Metrics {
+        /// Log files; none: standard input.
+        files: Vec<std::path::PathBuf>,
+        /// Only the last N whole minutes (UTC); nothing printed when they had no metric.
+        #[arg(long)]
+        minutes: Option<u32>,
     },
     /// Create the table, a demo organisation, a read/write key, a webhooks key and a SCIM
     /// key; print shell exports.
@@ -219,7 +229,17 @@ async fn run(cli: &Cli) -> Result<(), String> {
             let patient = consume::patient_timeouts();
             let dynamo = aws_sdk_dynamodb::config::Builder::from(&config)
                 .timeout_config(patient.clone())
+                // The metrics the functions write on AWS, on stderr every 10 s.
+                .interceptor(shared::metrics::DynamoCalls)
                 .build();
+            shared::metrics::init();
+            tokio::spawn(async {
+                let mut every = tokio::time::interval(std::time::Duration::from_secs(10));
+                loop {
+                    every.tick().await;
+                    shared::metrics::flush_to(std::io::stderr().lock());
+                }
+            });
             let store = DynamoStore::new(aws_sdk_dynamodb::Client::from_conf(dynamo), &cli.table);
             let streams = aws_sdk_dynamodbstreams::config::Builder::from(&config)
                 .timeout_config(patient)
@@ -318,6 +338,10 @@ async fn run(cli: &Cli) -> Result<(), String> {
             if let Some(failure) = failure {
                 return Err(failure);
             }
+        }
+        // No table: only the log lines.
+        Command::Metrics { files, minutes } => {
+            print!("{}", metrics::run(files, *minutes)?);
         }
         Command::Demo { api_url } => {
             store.create_table().await.map_err(failed)?;

@@ -72,6 +72,10 @@ pub async fn handle(
         }
     };
     let published = publish(store, &placing, publisher).await;
+    let now = crate::model::Timestamp::now().unix_millis();
+    let oldest = audit.iter().map(|e| e.occurred_at.unix_millis()).min();
+    let waited = oldest.map_or(0, |t| (now - t).max(0) as u64);
+    crate::metrics::placed(published, std::time::Duration::from_millis(waited));
     match entries.get(published) {
         None => None,
         Some((i, _)) => {
@@ -145,9 +149,22 @@ pub async fn repair(
     let mut done = Repaired::default();
     // Damaged items are read again by each round: counted once.
     let mut unreadable = 0;
+    let mut first_round = true;
     loop {
         let outbox = store.outbox(org, window, 500).await?;
         unreadable = unreadable.max(outbox.unreadable);
+        if std::mem::take(&mut first_round) {
+            // How long the oldest entry the stream consumer gave up on has waited (zero:
+            // none): the metric an alarm watches.
+            let now = crate::model::Timestamp::now().unix_millis();
+            let oldest = outbox
+                .unplaced
+                .iter()
+                .map(|e| e.occurred_at.unix_millis())
+                .min();
+            let age = oldest.map_or(0, |t| (now - t).max(0) as u64);
+            crate::metrics::oldest_unplaced(std::time::Duration::from_millis(age));
+        }
         let before = (done.placed, done.published);
         if !outbox.unplaced.is_empty() {
             let mut entries = outbox.unplaced;

@@ -2,6 +2,7 @@
 //! [`ApiRequest`]; a handler's [`ApiResponse`] or [`ApiError`] becomes the Lambda response.
 
 use crate::error::ApiError;
+use crate::metrics;
 use lambda_http::{Body, Request, RequestExt, Response};
 use serde_json::Value;
 use std::collections::HashMap;
@@ -255,15 +256,21 @@ where
     let started = Instant::now();
     let method = request.method.clone();
     let route = route_of(&request);
-    let task = tokio::spawn(handler(store, request).instrument(span.clone()));
-    let response = match task.await {
-        Ok(Ok(response)) => response,
-        Ok(Err(err)) => error(&err),
+    let operation = crate::routes::operation_of(&request.method, &request.path);
+    let task = tokio::spawn(metrics::scoped(
+        operation,
+        handler(store, request).instrument(span.clone()),
+    ));
+    let (response, code) = match task.await {
+        Ok(Ok(response)) => (response, None),
+        Ok(Err(err)) => (error(&err), Some(err.code())),
         Err(join) => {
             span.in_scope(|| tracing::error!(panicked = join.is_panic(), "handler failed"));
-            error(&ApiError::Internal)
+            (error(&ApiError::Internal), Some(ApiError::Internal.code()))
         }
     };
+    metrics::request(operation, response.status, started.elapsed(), code);
+    metrics::flush();
     span.in_scope(|| {
         tracing::info!(
             %method,

@@ -21,6 +21,7 @@ pub mod handlers;
 pub mod http;
 pub mod input;
 pub mod local;
+pub mod metrics;
 pub mod model;
 pub mod paging;
 pub mod routes;

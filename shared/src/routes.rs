@@ -57,6 +57,18 @@ pub fn template_of(path: &str) -> &'static str {
         .map_or("(no route)", |(_, template)| template)
 }
 
+/// The operation a request is (`PATCH /v1/members/{id}`), for metrics: one of [`ROUTES`],
+/// or `(no route)` for any other method or path (what a client sends never becomes a new
+/// metric dimension).
+pub fn operation_of(method: &str, path: &str) -> &'static str {
+    static NAMES: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    let names = NAMES.get_or_init(|| ROUTES.iter().map(|(m, t)| format!("{m} {t}")).collect());
+    ROUTES
+        .iter()
+        .position(|(m, t)| m.eq_ignore_ascii_case(method) && matches(t, path))
+        .map_or("(no route)", |i| names[i].as_str())
+}
+
 /// The methods a request path is served with, in the order of [`ROUTES`]; `None` when no
 /// route has the path.
 pub fn allowed_methods(path: &str) -> Option<Vec<&'static str>> {

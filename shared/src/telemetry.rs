@@ -8,7 +8,8 @@ use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{fmt, Layer};
 
 pub fn init() {
-    install("info", false)
+    install("info", false);
+    crate::metrics::init();
 }
 
 /// The operator's CLI: on stderr (its stdout is its answer, often read by a script), `warn`

@@ -1,4 +1,4 @@
-//! What free text the API accepts, and how it is stored (SPEC "Limits"; README "Text").
+//! What free text the API accepts, and how it is stored (SPEC "Limits"; docs/api.md "Text").
 //!
 //! Every free-text field (names, job title, headline, reasons, location ids) is stored in
 //! Unicode NFC, trimmed, and refused (422) when it holds a control character, a bidi control,

@@ -18,6 +18,7 @@ mod rules;
 mod scim;
 mod scopes;
 mod security;
+mod smoke;
 mod updates;
 mod webhooks;
 mod writes;
@@ -140,6 +141,7 @@ fn main() {
         delivery::a_redelivery_sends_only_what_a_first_delivery_would,
         delivery::endpoints_are_judged_as_svix_and_stripe_do,
         delivery::one_hanging_endpoint_never_stalls_another_organisation,
+        smoke::the_smoke_test_passes_here_and_fails_clearly,
     ];
     let selected: Vec<_> = all
         .iter()

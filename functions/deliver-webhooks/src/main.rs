@@ -51,7 +51,13 @@ async fn main() -> Result<(), Error> {
                     tracing::error!(message_id = %id, "a queue message that is no event; dropped");
                     continue;
                 };
-                let retry = match deliver_event(&store, &sender, &event).await {
+                let delivered = shared::metrics::scoped(
+                    "deliver-webhooks",
+                    deliver_event(&store, &sender, &event),
+                )
+                .await;
+                shared::metrics::flush();
+                let retry = match delivered {
                     Ok(None) => continue,
                     // Rounded up: a message back early finds nothing due and is received again
                     // for nothing.

@@ -31,7 +31,10 @@ async fn main() -> Result<(), Error> {
                 .collect();
             // ReportBatchItemFailures: the first record not done; Lambda gives it and every
             // later record of the shard again.
-            let failed = handle(&store, &records, bus.as_ref()).await;
+            let failed =
+                shared::metrics::scoped("publish-events", handle(&store, &records, bus.as_ref()))
+                    .await;
+            shared::metrics::flush();
             let mut response = DynamoDbEventResponse::default();
             response.batch_item_failures = failed
                 .map(|n| {

@@ -29,9 +29,13 @@ async fn main() -> Result<(), Error> {
                 since: None,
                 before: Timestamp::now().plus_millis(-GRACE_MILLIS),
             };
-            let done = repair(&store, None, window, bus.as_ref())
-                .await
-                .map_err(|e| Error::from(format!("repair failed: {e}")))?;
+            let done = shared::metrics::scoped(
+                "repair-events",
+                repair(&store, None, window, bus.as_ref()),
+            )
+            .await;
+            shared::metrics::flush();
+            let done = done.map_err(|e| Error::from(format!("repair failed: {e}")))?;
             tracing::info!(
                 placed = done.placed,
                 published = done.published,

@@ -229,8 +229,23 @@ impl Shared<'_> {
                 if happened.is_some_and(|t| t < webhook.created_at) {
                     return Ok(None);
                 }
-                store.put_delivery_if_absent(&fresh).await?;
-                match store.delivery(org, &webhook.id, &fresh.id).await? {
+                // The first delivery (nearly every one): written already parked or claimed,
+                // one write where reading it back and claiming it would take two more calls.
+                let mut first = fresh;
+                let refusal = self.refusal(&webhook).await?;
+                match &refusal {
+                    Some(why) => park_record(&mut first, now, why),
+                    None => first.next_attempt_at = Some(claim_until()),
+                }
+                if store.put_delivery_if_absent(&first).await? {
+                    if refusal.is_some() {
+                        tracing::warn!(webhook_id = %webhook.id, delivery_id = %first.id, "delivery parked: its subscriber may not read it");
+                        return Ok(None);
+                    }
+                    return self.attempt(&webhook, first, now).await;
+                }
+                // Another worker wrote it first (the event came twice): as any existing one.
+                match store.delivery(org, &webhook.id, &first.id).await? {
                     Some(d) => d,
                     None => return Ok(None),
                 }
@@ -257,11 +272,7 @@ impl Shared<'_> {
                 return Ok(Some(Duration::from_millis(wait as u64)));
             }
         }
-        let refusal = {
-            let mut subscribers = self.subscribers.lock().await;
-            subscribers.refusal(store, &webhook, &event.kind).await?
-        };
-        if let Some(why) = refusal {
+        if let Some(why) = self.refusal(&webhook).await? {
             // The key that chose this webhook's URL and types may not (or no longer) read
             // this event: nothing is sent, and the log says why.
             park(store, &mut delivery, now, &why).await?;
@@ -271,13 +282,31 @@ impl Shared<'_> {
         // Claimed before it is sent: of two workers holding the event (a duplicate message,
         // a redelivery of a delivery whose retry was lost), one sends; the other looks again
         // once the attempt must have ended.
-        // From now, not from the start of this turn: the reads before may have been slow.
-        let claim = ATTEMPT_TIMEOUT + CLAIM_MARGIN;
         let expected = delivery.revision;
-        delivery.next_attempt_at = Some(Timestamp::now().plus_millis(claim.as_millis() as i64));
+        delivery.next_attempt_at = Some(claim_until());
         if !store.save_delivery(&mut delivery, expected).await? {
-            return Ok(Some(claim));
+            return Ok(Some(ATTEMPT_TIMEOUT + CLAIM_MARGIN));
         }
+        self.attempt(&webhook, delivery, now).await
+    }
+
+    /// Why `webhook` may not be sent this event (see [`Subscribers::refusal`]).
+    async fn refusal(&self, webhook: &Webhook) -> Result<Option<String>, ApiError> {
+        let mut subscribers = self.subscribers.lock().await;
+        subscribers
+            .refusal(self.store, webhook, &self.event.kind)
+            .await
+    }
+
+    /// The attempt of a delivery this worker has claimed: sent, recorded, and the
+    /// endpoint's health noted. Answers when it should be looked at again.
+    async fn attempt(
+        &self,
+        webhook: &Webhook,
+        mut delivery: Delivery,
+        now: Timestamp,
+    ) -> Result<Option<Duration>, ApiError> {
+        let (store, event) = (self.store, self.event);
         let outcome = match self.body().await? {
             Some(body) => {
                 let timestamp = now.unix_seconds();
@@ -300,6 +329,10 @@ impl Shared<'_> {
         };
         let sendable = self.loaded.get().is_some_and(Option::is_some);
         let next = record(&mut delivery, &outcome, now, sendable);
+        crate::metrics::webhook_attempt(outcome.error.is_none());
+        if delivery.status == DeliveryStatus::Parked {
+            crate::metrics::delivery_parked();
+        }
         let expected = delivery.revision;
         if !store.save_delivery(&mut delivery, expected).await? {
             tracing::info!(delivery_id = %delivery.id, "a redelivery came in during the attempt");
@@ -314,7 +347,7 @@ impl Shared<'_> {
         );
         if sendable {
             // Only what reached (or tried to reach) the endpoint says how it is.
-            health(store, &webhook, &outcome, now).await?;
+            health(store, webhook, &outcome, now).await?;
         }
         Ok(next)
     }
@@ -387,11 +420,24 @@ async fn park(
     why: &str,
 ) -> Result<(), ApiError> {
     let expected = delivery.revision;
+    park_record(delivery, now, why);
+    store.save_delivery(delivery, expected).await?;
+    Ok(())
+}
+
+/// `delivery` parked with the reason as its last attempt (nothing sent).
+fn park_record(delivery: &mut Delivery, now: Timestamp, why: &str) {
+    crate::metrics::delivery_parked();
     delivery.status = DeliveryStatus::Parked;
     delivery.next_attempt_at = None;
     delivery.attempts.push(Attempt::failed(now, None, 0, why));
-    store.save_delivery(delivery, expected).await?;
-    Ok(())
+}
+
+/// Until when a claim made now holds: past the attempt's timeout (counted from now, not
+/// from the start of this turn: the reads before may have been slow), and the save after it.
+fn claim_until() -> Timestamp {
+    let claim = ATTEMPT_TIMEOUT + CLAIM_MARGIN;
+    Timestamp::now().plus_millis(claim.as_millis() as i64)
 }
 
 /// The endpoint's health after an attempt: a success ends a failing spell; a failure starts

@@ -55,7 +55,7 @@ pub async fn okta_provisioning_sequence(ctx: Arc<Ctx>) -> TestResult {
         !user.to_string().contains("1mz050nq"),
         "a password never comes back"
     );
-    // The member in /v1: the mapping of the README.
+    // The member in /v1: the mapping of docs/scim.md.
     let m = t.get_member(&id)?.json();
     ensure_eq!(
         (

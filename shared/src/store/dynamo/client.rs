@@ -41,7 +41,9 @@ impl DynamoStore {
             .region(region)
             .credentials_provider(credentials)
             .timeout_config(timeouts())
-            .http_client(https_client());
+            .http_client(https_client())
+            // Each call and its consumed capacity, counted for the operation (metrics).
+            .interceptor(crate::metrics::DynamoCalls);
         if let Some(url) = var("AWS_ENDPOINT_URL_DYNAMODB").or_else(|| var("AWS_ENDPOINT_URL")) {
             config = config.endpoint_url(url);
         }

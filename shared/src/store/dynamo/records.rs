@@ -62,7 +62,7 @@ pub(super) struct MemberRecord {
 /// - `Full`: as earlier versions wrote them. An upgrade from such a version first deploys
 ///   with `ITEM_LAYOUT=full` (the template's `ItemLayout`), so that no function of the
 ///   earlier version meets a compact item, then switches to `compact`. Rolling back is safe
-///   only while `full` is written: nothing rewrites compact items back (README, Upgrading).
+///   only while `full` is written: nothing rewrites compact items back (docs/operations.md, "Upgrading a deployment").
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ItemLayout {
     Compact,

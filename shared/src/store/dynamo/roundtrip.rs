@@ -18,7 +18,7 @@ use unicode_normalization::UnicodeNormalization;
 /// How many bodies `make test` sends through the round trip (`PROPTEST_CASES` overrides).
 const CASES: u32 = 512;
 
-/// Whether free text may hold `c` (README "Text"): no control, format (but the zero-width
+/// Whether free text may hold `c` (docs/api.md "Text"): no control, format (but the zero-width
 /// joiners), separator, private-use or blank character.
 fn allowed_in_text(c: char) -> bool {
     use unicode_properties::{GeneralCategory as G, UnicodeGeneralCategory};

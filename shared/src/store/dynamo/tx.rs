@@ -185,6 +185,7 @@ impl DynamoStore {
                 .map(|(g, _, _)| *g)
                 .collect();
             if !conflicted.is_empty() {
+                crate::metrics::conflict_retried();
                 // Cancelled as a whole: nothing under the old token was applied.
                 token = client_token();
                 maybe_applied = false;
