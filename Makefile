@@ -29,7 +29,7 @@ test: deps lint ## Everything CI runs: lint, bench smoke, the API reference page
 	cargo build $(addprefix -p ,$(FUNCTIONS))
 	@echo "==> [$$(date +%T)] bench smoke"
 	@# The benchmarks as a smoke test (a few rounds, debug builds): a broken bench fails CI.
-	BENCH_SMOKE=1 cargo test $(NOT_FUNCTIONS) --bench init --bench patch --bench list --bench events --bench contention --bench groups
+	BENCH_SMOKE=1 cargo test $(NOT_FUNCTIONS) --bench init --bench patch --bench list --bench events --bench contention --bench groups --bench ratelimit
 	@echo "==> [$$(date +%T)] API reference page, in headless Chromium"
 	@$(MAKE) --no-print-directory api-docs
 	node scripts/check_api_docs.mjs target/api-docs/index.html target/api-docs/operations.json
@@ -77,6 +77,7 @@ bench: deps ## Benchmarks against DynamoDB Local (optimised build; prints figure
 	MEMBERSCTL=$(CURDIR)/target/release/membersctl cargo bench -p members-tests --bench events
 	cargo bench -p members-tests --bench contention
 	cargo bench -p members-tests --bench groups
+	cargo bench -p members-tests --bench ratelimit
 
 build: deps ## Release build of every function for Lambda (arm64), with a size table
 	@start=$$(date +%s); \

@@ -201,7 +201,9 @@ def derive(binary):
                 send = re.compile(r"\.\s*send\s*\(").search(fn.body, m.end())
                 chain = fn.body[m.end(): send.start() if send else None]
                 on_index = action in ("Query", "Scan") and re.search(r"\.\s*index_name\s*\(", chain)
-                needed.setdefault((action, "index" if on_index else "table"), where)
+                # The rate limit counts' writes: only RATE# items (rates.rs).
+                kind = "rate" if action in WRITES and fn.path.name == "rates.rs" else "index" if on_index else "table"
+                needed.setdefault((action, kind), where)
         for m in re.finditer(r"\b(\w+)\s*::\s*builder\b", fn.body if uses_sdk else ""):
             if m[1] in BUILDERS:
                 needed.setdefault((BUILDERS[m[1]], "table"), where)
@@ -236,7 +238,17 @@ def tenant_only(condition):
     values = [v for op in ("ForAllValues:StringLike", "ForAllValues:StringEquals")
               for v in listed(condition.get(op, {}).get("dynamodb:LeadingKeys", []))]
     present = str(condition.get("Null", {}).get("dynamodb:LeadingKeys")).lower() == "false"
-    return bool(values) and present and all(isinstance(v, str) and v.startswith("ORG#") for v in values)
+    return bool(values) and present and (all(isinstance(v, str) and v.startswith("ORG#") for v in values)
+                                         or rate_only(condition))
+
+
+def rate_only(condition):
+    """Whether a statement's condition limits it to the rate limit counts (`RATE#` items)."""
+    condition = condition or {}
+    values = [v for op in ("ForAllValues:StringLike", "ForAllValues:StringEquals")
+              for v in listed(condition.get(op, {}).get("dynamodb:LeadingKeys", []))]
+    present = str(condition.get("Null", {}).get("dynamodb:LeadingKeys")).lower() == "false"
+    return bool(values) and present and all(isinstance(v, str) and v.startswith("RATE#") for v in values)
 
 
 def label(pairs):
@@ -314,9 +326,13 @@ def check(template, derived):
                 continue
             actions = [a.removeprefix("dynamodb:") for a in listed(s["Action"])]
             kinds = {resource_kind(r) for r in listed(s.get("Resource", []))}
+            counts = rate_only(s.get("Condition"))
             for action in actions:
                 if "*" in action or None in kinds:
                     problems.append(f"{name}: {action} on {s.get('Resource')}: name each action, and the table or its indexes")
+                if counts and action in WRITES:
+                    granted |= {(action, "rate") for kind in kinds - {None}}
+                    continue
                 granted |= {(action, kind) for kind in kinds - {None}}
                 unconditional |= {(action, kind) for kind in kinds - {None} if not s.get("Condition")}
             if (writes := sorted(WRITES & set(actions))) and not tenant_only(s.get("Condition")):
@@ -371,6 +387,10 @@ MUTATIONS = [  # (what, how, the refusal expected): each must make the check fai
      "ListRolesFunction: calls dynamodb:Query on the index"),
     ("get-organization without Policies", lambda t: t["Resources"]["GetOrganizationFunction"]["Properties"].pop(
         "Policies"), "GetOrganizationFunction: no Policies"),
+    ("get-member counting requests on ORG# items", lambda t: next(
+        st for st in t["Resources"]["GetMemberFunction"]["Properties"]["Policies"][0]["Statement"]
+        if st.get("Sid") == "CountRequests")["Condition"]["ForAllValues:StringLike"].update({"dynamodb:LeadingKeys": ["ORG#*"]}),
+     "GetMemberFunction: calls dynamodb:UpdateItem on the rate"),
     ("dynamodb:* on list-audit-events", lambda t: statement(t, "ListAuditEventsFunction", "Query").update(
         Action=["dynamodb:*"]), "ListAuditEventsFunction: * on"),
 ]
@@ -396,7 +416,7 @@ def main():
     for problem in problems:
         print(f"IAM: {problem}")
     if not problems:
-        print(f"template.yaml: {len(rows)} roles grant exactly the DynamoDB actions their code calls; writes only to ORG# items")
+        print(f"template.yaml: {len(rows)} roles grant exactly the DynamoDB actions their code calls; writes only to ORG# items (and RATE#, the rate limit counts)")
     return 1 if problems else 0
 
 

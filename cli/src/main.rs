@@ -61,6 +61,22 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Set an organisation's own rate limits (requests per minute, counted across every
+    /// function instance), or `--default` to go back to the deployment's defaults.
+    RateLimits {
+        /// The organisation (org_…).
+        #[arg(long)]
+        org: String,
+        /// Requests per minute for each of its keys.
+        #[arg(long, required_unless_present = "default", conflicts_with = "default")]
+        per_key: Option<u64>,
+        /// Requests per minute for the whole organisation.
+        #[arg(long, required_unless_present = "default", conflicts_with = "default")]
+        per_org: Option<u64>,
+        /// Back to the defaults (RATE_LIMIT_PER_KEY, RATE_LIMIT_PER_ORGANIZATION).
+        #[arg(long)]
+        default: bool,
+    },
     /// Sum the functions' metric lines (CloudWatch Embedded Metric Format) per minute, from
     /// log files (`make dev` writes .local/dev.log) or standard input.
     Metrics {
@@ -338,6 +354,36 @@ async fn run(cli: &Cli) -> Result<(), String> {
             if let Some(failure) = failure {
                 return Err(failure);
             }
+        }
+        Command::RateLimits {
+            org,
+            per_key,
+            per_org,
+            ..
+        } => {
+            let org = parse_org(org)?;
+            let limits = match (per_key, per_org) {
+                (Some(k), Some(o)) if *k > 0 && *o > 0 => Some(shared::ratelimit::Limits {
+                    per_key: *k,
+                    per_organization: *o,
+                }),
+                (Some(_), Some(_)) => {
+                    return Err("--per-key and --per-org must be at least 1".into())
+                }
+                _ => None,
+            };
+            store.set_rate_limits(&org, limits).await.map_err(failed)?;
+            let shown = limits.unwrap_or_else(shared::ratelimit::default_limits);
+            print(
+                cli,
+                json!({"organizationId": org.as_str(), "perKey": shown.per_key, "perOrganization": shown.per_organization, "windowSeconds": shared::ratelimit::WINDOW_SECONDS, "own": limits.is_some()}),
+                format!(
+                    "{org}: {} requests a minute per key, {} for the organisation ({}); every instance applies them within a second",
+                    shown.per_key,
+                    shown.per_organization,
+                    if limits.is_some() { "its own" } else { "the defaults" }
+                ),
+            );
         }
         // No table: only the log lines.
         Command::Metrics { files, minutes } => {

@@ -89,6 +89,7 @@ pub async fn authenticate_any(
     match key {
         Some(key) if key.revoked_at.is_none() => {
             if scopes.iter().any(|s| key.allows(*s)) {
+                crate::ratelimit::admit(store, &key).await?;
                 Ok(key)
             } else {
                 Err(ApiError::MissingScope(

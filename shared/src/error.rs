@@ -69,6 +69,9 @@ pub enum ApiError {
     UpdateInProgress,
     #[error("the store is unavailable")]
     Unavailable { retry_after_seconds: u32 },
+    /// Over the key's or the organisation's rate limit (`ratelimit`): 429.
+    #[error("rate limited")]
+    RateLimited { retry_after_seconds: u32 },
     /// A write was sent but its answer never came (timeout, lost connection), and asking
     /// again with the same client token did not settle it: it may have been applied.
     #[error("the outcome of a write is unknown")]
@@ -146,6 +149,7 @@ impl ApiError {
             ApiError::PreconditionFailed => "precondition_failed",
             ApiError::UpdateInProgress => "member_update_in_progress",
             ApiError::Unavailable { .. } => "service_unavailable",
+            ApiError::RateLimited { .. } => "rate_limited",
             ApiError::OutcomeUnknown { .. } => "outcome_unknown",
             ApiError::CursorExpired => "cursor_expired",
             ApiError::FeedReset => "feed_reset",
@@ -220,6 +224,17 @@ impl ApiError {
                 "The data store is unavailable or throttling; nothing was written. Retry later."
                     .into(),
             ),
+            ApiError::RateLimited {
+                retry_after_seconds,
+            } => (
+                429,
+                "Too many requests",
+                format!(
+                    "This API key or its organisation has used its requests of this minute \
+                     (RateLimit-Policy and RateLimit say which and how many); nothing was done. \
+                     Retry after {retry_after_seconds} s."
+                ),
+            ),
             ApiError::OutcomeUnknown { .. } => (
                 503,
                 "Outcome unknown",
@@ -293,6 +308,9 @@ impl ApiError {
             body,
             retry_after: match self {
                 ApiError::Unavailable {
+                    retry_after_seconds,
+                }
+                | ApiError::RateLimited {
                     retry_after_seconds,
                 }
                 | ApiError::OutcomeUnknown {

@@ -257,13 +257,22 @@ where
     let method = request.method.clone();
     let route = route_of(&request);
     let operation = crate::routes::operation_of(&request.method, &request.path);
-    let task = tokio::spawn(metrics::scoped(
+    let task = tokio::spawn(crate::ratelimit::scoped(metrics::scoped(
         operation,
         handler(store, request).instrument(span.clone()),
-    ));
+    )));
     let (response, code) = match task.await {
-        Ok(Ok(response)) => (response, None),
-        Ok(Err(err)) => (error(&err), Some(err.code())),
+        Ok((result, standing)) => {
+            let (mut response, code) = match result {
+                Ok(response) => (response, None),
+                Err(err) => (error(&err), Some(err.code())),
+            };
+            // Every answer to an authenticated request says where its key stands.
+            for (name, value) in standing.iter().flat_map(|s| s.headers()) {
+                response = response.with_header(name, value);
+            }
+            (response, code)
+        }
         Err(join) => {
             span.in_scope(|| tracing::error!(panicked = join.is_panic(), "handler failed"));
             (error(&ApiError::Internal), Some(ApiError::Internal.code()))

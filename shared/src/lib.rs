@@ -24,6 +24,7 @@ pub mod local;
 pub mod metrics;
 pub mod model;
 pub mod paging;
+pub mod ratelimit;
 pub mod routes;
 pub mod rules;
 pub mod scim;

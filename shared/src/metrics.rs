@@ -112,6 +112,11 @@ pub fn request(
         _ => "5xx",
     };
     metrics::counter!("Requests", "Operation" => operation, "Outcome" => outcome).increment(1);
+    // The service's totals, for the rate-limited share (an alarm's math cannot sum dimensions).
+    metrics::counter!("Answered").increment(1);
+    if code == Some("rate_limited") {
+        metrics::counter!("RateLimited").increment(1);
+    }
     metrics::histogram!("Latency", "Operation" => operation).record(latency.as_secs_f64() * 1e3);
     match code {
         Some("outcome_unknown") => metrics::counter!("OutcomeUnknown").increment(1),

@@ -11,6 +11,7 @@ mod faults;
 mod layout;
 mod operator;
 mod races;
+mod ratelimit;
 mod repair;
 mod rest;
 mod roles;
@@ -142,6 +143,7 @@ fn main() {
         delivery::endpoints_are_judged_as_svix_and_stripe_do,
         delivery::one_hanging_endpoint_never_stalls_another_organisation,
         smoke::the_smoke_test_passes_here_and_fails_clearly,
+        ratelimit::keys_and_organisations_are_held_to_their_limits,
     ];
     let selected: Vec<_> = all
         .iter()

@@ -141,6 +141,10 @@ impl Stack {
             // Short, so the revocation test sees the cache expire without waiting a minute.
             .env("API_KEY_CACHE_SECONDS", KEY_CACHE_SECONDS.to_string())
             .env("LOG_LEVEL", "info")
+            // Far above what the suites send (the load runs 10,000 requests on a few keys):
+            // the rate-limit test gives its organisation limits of its own.
+            .env("RATE_LIMIT_PER_KEY", "1000000")
+            .env("RATE_LIMIT_PER_ORGANIZATION", "1000000")
             // Webhooks may point at the tests' receivers on 127.0.0.1 (never on AWS).
             .env("WEBHOOKS_ALLOW_LOOPBACK", "true")
             // Watch starts each function in a session of its own: this marks them as this

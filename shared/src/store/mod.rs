@@ -177,6 +177,14 @@ pub enum PlaceState {
 }
 
 pub trait Store: Send + Sync {
+    /// Adds `sync`'s requests to the organisation's counts of its window (one shard), and
+    /// answers the window's counts, every shard summed, with the organisation's own limits
+    /// (`ratelimit`).
+    fn rate_sync(
+        &self,
+        org: &OrgId,
+        sync: &crate::ratelimit::RateSync,
+    ) -> impl Future<Output = Result<crate::ratelimit::RateTotals, ApiError>> + Send;
     fn api_key_by_hash(
         &self,
         hash: &str,

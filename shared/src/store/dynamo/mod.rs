@@ -24,6 +24,7 @@ mod member_items;
 mod members;
 mod outbox;
 mod queries;
+mod rates;
 mod records;
 mod recount;
 mod recount_roles;
@@ -211,6 +212,14 @@ impl DynamoStore {
 }
 
 impl Store for DynamoStore {
+    async fn rate_sync(
+        &self,
+        org: &OrgId,
+        sync: &crate::ratelimit::RateSync,
+    ) -> Result<crate::ratelimit::RateTotals, ApiError> {
+        self.sync_rates(org, sync).await
+    }
+
     async fn api_key_by_hash(&self, hash: &str) -> Result<Option<ApiKey>, ApiError> {
         self.cached_api_key(hash).await
     }

@@ -28,6 +28,9 @@ pub struct State {
     pub groups: HashMap<(OrgId, GroupId), Group>,
     /// SCIM lists' bookmarks: (organisation, query fingerprint, index) → position.
     pub bookmarks: std::collections::BTreeMap<(OrgId, String, usize), String>,
+    /// Rate limit counts by organisation and window; organisations' own limits.
+    pub rates: HashMap<(OrgId, i64), crate::ratelimit::RateTotals>,
+    pub rate_limits: HashMap<OrgId, crate::ratelimit::Limits>,
     /// When set, every call fails as if DynamoDB were unreachable.
     pub unavailable: bool,
 }
@@ -45,6 +48,23 @@ impl MemoryStore {
 }
 
 impl Store for MemoryStore {
+    async fn rate_sync(
+        &self,
+        org: &OrgId,
+        sync: &crate::ratelimit::RateSync,
+    ) -> Result<crate::ratelimit::RateTotals, ApiError> {
+        self.with(|s| {
+            let counts = s.rates.entry((org.clone(), sync.window)).or_default();
+            counts.total += sync.total;
+            for (k, n) in &sync.keys {
+                *counts.keys.entry(k.clone()).or_default() += n;
+            }
+            let mut totals = counts.clone();
+            totals.limits = s.rate_limits.get(org).copied();
+            Ok(totals)
+        })
+    }
+
     async fn api_key_by_hash(&self, hash: &str) -> Result<Option<ApiKey>, ApiError> {
         self.with(|s| Ok(s.keys.get(hash).cloned()))
     }

@@ -1,0 +1,448 @@
+//! Rate limits per API key and per organisation, counted across every function instance.
+//!
+//! Each organisation's requests are counted per fixed window of [`WINDOW_SECONDS`] in
+//! DynamoDB, on [`SHARDS`] items of a partition of its own (`RATE#<org>`, `<window>#<shard>`):
+//! an instance adds what it admitted since its last sync to one shard picked at random
+//! (UpdateItem `ADD`), and reads the others and the organisation's own limits (BatchGetItem),
+//! at most once a [`SYNC_EVERY`] per organisation, and at once when its local count would
+//! cross a tenth of what is left. Between syncs it decides alone, from the last totals it
+//! read plus what it admitted since: a request costs no DynamoDB call, and a refusal never
+//! does. The price is precision: all instances together may admit up to what each admits
+//! in one sync interval above a limit (docs/operations.md, "Rate limits").
+//!
+//! The answers carry draft-ietf-httpapi-ratelimit-headers' fields: `RateLimit-Policy` (each
+//! policy's quota `q` per window `w`) and `RateLimit` (what remains, `r`, and the seconds
+//! until the window resets, `t`). Over a limit: 429 `rate_limited` with `Retry-After`.
+
+use crate::error::ApiError;
+use crate::model::{ApiKey, ApiKeyId, OrgId};
+use crate::store::Store;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+/// The length of a counting window.
+pub const WINDOW_SECONDS: i64 = 60;
+/// How many items hold an organisation's counts of one window (each sync writes one).
+pub const SHARDS: u32 = 4;
+/// The longest an instance decides without syncing an organisation it serves.
+pub const SYNC_EVERY: Duration = Duration::from_secs(1);
+
+/// Requests per window: for each key, and for the organisation as a whole.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Limits {
+    pub per_key: u64,
+    pub per_organization: u64,
+}
+
+/// The limits of an organisation that has none of its own: `RATE_LIMIT_PER_KEY` (default
+/// 6,000, WorkOS's) and `RATE_LIMIT_PER_ORGANIZATION` (default 30,000) per minute.
+pub fn default_limits() -> Limits {
+    static DEFAULTS: OnceLock<Limits> = OnceLock::new();
+    *DEFAULTS.get_or_init(|| {
+        let var = |name: &str, default: u64| {
+            std::env::var(name)
+                .ok()
+                .and_then(|v| v.parse::<u64>().ok())
+                .filter(|n| *n > 0)
+                .unwrap_or(default)
+        };
+        Limits {
+            per_key: var("RATE_LIMIT_PER_KEY", 6_000),
+            per_organization: var("RATE_LIMIT_PER_ORGANIZATION", 30_000),
+        }
+    })
+}
+
+/// What one sync adds to the organisation's counts of `window` (its start, in seconds),
+/// on `shard`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RateSync {
+    pub window: i64,
+    pub shard: u32,
+    pub total: u64,
+    pub keys: Vec<(ApiKeyId, u64)>,
+}
+
+/// The organisation's counts of a window, every shard summed, and its own limits if set.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RateTotals {
+    pub total: u64,
+    pub keys: HashMap<ApiKeyId, u64>,
+    pub limits: Option<Limits>,
+}
+
+/// How a request stands against its limits.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Standing {
+    pub allowed: bool,
+    pub limits: Limits,
+    pub key_remaining: u64,
+    pub organization_remaining: u64,
+    /// Seconds until the window resets.
+    pub reset: u64,
+}
+
+impl Standing {
+    /// `RateLimit-Policy` and `RateLimit`, as draft-ietf-httpapi-ratelimit-headers words them.
+    pub fn headers(&self) -> [(&'static str, String); 2] {
+        let w = WINDOW_SECONDS;
+        [
+            (
+                "RateLimit-Policy",
+                format!(
+                    "\"key\";q={};w={w}, \"organization\";q={};w={w}",
+                    self.limits.per_key, self.limits.per_organization
+                ),
+            ),
+            (
+                "RateLimit",
+                format!(
+                    "\"key\";r={};t={t}, \"organization\";r={};t={t}",
+                    self.key_remaining,
+                    self.organization_remaining,
+                    t = self.reset
+                ),
+            ),
+        ]
+    }
+}
+
+/// One organisation's counts as this instance knows them.
+#[derive(Default)]
+struct OrgState {
+    window: i64,
+    /// The totals of the last sync (our own additions included).
+    known_total: u64,
+    known_keys: HashMap<ApiKeyId, u64>,
+    /// Admitted since, not yet added to DynamoDB.
+    pending_total: u64,
+    pending_keys: HashMap<ApiKeyId, u64>,
+    limits: Option<Limits>,
+    last_sync: Option<Instant>,
+    syncing: bool,
+}
+
+impl OrgState {
+    fn roll(&mut self, window: i64) {
+        if self.window != window {
+            // A new window: its counts start at zero (what the last one left unsynced is
+            // dropped with it). The limits stay until the next sync reads them again.
+            *self = OrgState {
+                window,
+                limits: self.limits,
+                last_sync: None,
+                ..OrgState::default()
+            };
+        }
+    }
+}
+
+/// The instance's view of every organisation it served.
+#[derive(Default)]
+pub struct Limiter {
+    orgs: Mutex<HashMap<OrgId, OrgState>>,
+}
+
+impl Limiter {
+    /// The sync due for `org` now, if one is (and none is under way), its deltas taken.
+    fn due(&self, org: &OrgId, now_ms: i64, now: Instant, shard: u32) -> Option<RateSync> {
+        let mut orgs = self.orgs.lock().ok()?;
+        let state = orgs.entry(org.clone()).or_default();
+        state.roll(window_of(now_ms));
+        let limits = state.limits.unwrap_or_else(default_limits);
+        let left = limits
+            .per_organization
+            .saturating_sub(state.known_total + state.pending_total);
+        let stale = state
+            .last_sync
+            .is_none_or(|at| now.duration_since(at) >= SYNC_EVERY);
+        let crowded = state.pending_total > 0 && state.pending_total * 10 >= left;
+        if state.syncing || !(stale || crowded) {
+            return None;
+        }
+        state.syncing = true;
+        state.last_sync = Some(now);
+        let sync = RateSync {
+            window: state.window,
+            shard,
+            total: std::mem::take(&mut state.pending_total),
+            keys: state.pending_keys.drain().collect(),
+        };
+        state.known_total += sync.total;
+        for (k, n) in &sync.keys {
+            *state.known_keys.entry(k.clone()).or_default() += n;
+        }
+        Some(sync)
+    }
+
+    /// Takes what a sync read (or, when it failed, puts its deltas back for the next one).
+    fn synced(&self, org: &OrgId, sync: &RateSync, read: Result<RateTotals, ApiError>) {
+        let Ok(mut orgs) = self.orgs.lock() else {
+            return;
+        };
+        let state = orgs.entry(org.clone()).or_default();
+        state.syncing = false;
+        if state.window != sync.window {
+            return;
+        }
+        match read {
+            Ok(totals) => {
+                state.known_total = totals.total;
+                state.known_keys = totals.keys;
+                state.limits = totals.limits;
+            }
+            Err(_) => {
+                state.known_total = state.known_total.saturating_sub(sync.total);
+                state.pending_total += sync.total;
+                for (k, n) in &sync.keys {
+                    if let Some(known) = state.known_keys.get_mut(k) {
+                        *known = known.saturating_sub(*n);
+                    }
+                    *state.pending_keys.entry(k.clone()).or_default() += n;
+                }
+            }
+        }
+    }
+
+    /// Counts one request of `key` if both its limits allow it.
+    fn admit(&self, key: &ApiKey, now_ms: i64) -> Standing {
+        let window = window_of(now_ms);
+        let reset = (window + WINDOW_SECONDS - now_ms.div_euclid(1000)).max(1) as u64;
+        let Ok(mut orgs) = self.orgs.lock() else {
+            // A poisoned lock never refuses a request.
+            let limits = default_limits();
+            return Standing {
+                allowed: true,
+                limits,
+                key_remaining: limits.per_key,
+                organization_remaining: limits.per_organization,
+                reset,
+            };
+        };
+        let state = orgs.entry(key.organization_id.clone()).or_default();
+        state.roll(window);
+        let limits = state.limits.unwrap_or_else(default_limits);
+        let of_key = |m: &HashMap<ApiKeyId, u64>| m.get(&key.id).copied().unwrap_or(0);
+        let key_count = of_key(&state.known_keys) + of_key(&state.pending_keys);
+        let org_count = state.known_total + state.pending_total;
+        let allowed = key_count < limits.per_key && org_count < limits.per_organization;
+        if allowed {
+            state.pending_total += 1;
+            *state.pending_keys.entry(key.id.clone()).or_default() += 1;
+        }
+        let counted = u64::from(allowed);
+        Standing {
+            allowed,
+            limits,
+            key_remaining: limits.per_key.saturating_sub(key_count + counted),
+            organization_remaining: limits.per_organization.saturating_sub(org_count + counted),
+            reset,
+        }
+    }
+}
+
+/// The start (in seconds) of the window holding `ms`.
+pub fn window_of(ms: i64) -> i64 {
+    let s = ms.div_euclid(1000);
+    s - s.rem_euclid(WINDOW_SECONDS)
+}
+
+fn limiter() -> &'static Limiter {
+    static LIMITER: OnceLock<Limiter> = OnceLock::new();
+    LIMITER.get_or_init(Limiter::default)
+}
+
+tokio::task_local! {
+    /// Where the request's standing is left for its answer's headers.
+    static STANDING: Arc<Mutex<Option<Standing>>>;
+}
+
+/// Runs a request's handler with a place for its standing; answers it with the handler's
+/// result.
+pub async fn scoped<F: Future>(work: F) -> (F::Output, Option<Standing>) {
+    let cell = Arc::new(Mutex::new(None));
+    let out = STANDING.scope(cell.clone(), work).await;
+    let standing = cell.lock().ok().and_then(|mut s| s.take());
+    (out, standing)
+}
+
+/// Counts a request of `key` (authenticated, with its scope) against its limits: syncs
+/// the organisation's counts first when due; `Err(RateLimited)` over a limit.
+pub async fn admit(store: &impl Store, key: &ApiKey) -> Result<(), ApiError> {
+    let org = &key.organization_id;
+    let now_ms = crate::model::Timestamp::now().unix_millis();
+    let shard = (crate::webhooks::random_unit() * f64::from(SHARDS)) as u32 % SHARDS;
+    if let Some(sync) = limiter().due(org, now_ms, Instant::now(), shard) {
+        let read = store.rate_sync(org, &sync).await;
+        if let Err(e) = &read {
+            // Never a reason to refuse: the instance goes on with what it knows.
+            tracing::warn!(error = %e, "rate limit counts not synced; deciding locally");
+        }
+        limiter().synced(org, &sync, read);
+    }
+    let standing = limiter().admit(key, now_ms);
+    let allowed = standing.allowed;
+    let retry_after = standing.reset;
+    let _ = STANDING.try_with(|cell| {
+        if let Ok(mut slot) = cell.lock() {
+            *slot = Some(standing);
+        }
+    });
+    match allowed {
+        true => Ok(()),
+        false => Err(ApiError::RateLimited {
+            retry_after_seconds: retry_after as u32,
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(org: &str, id: &str) -> ApiKey {
+        ApiKey {
+            id: ApiKeyId::parse(id).unwrap(),
+            organization_id: OrgId::parse(org).unwrap(),
+            name: "test".into(),
+            scopes: vec![],
+            created_at: crate::model::Timestamp::now(),
+            revoked_at: None,
+        }
+    }
+
+    #[test]
+    fn each_key_and_the_organisation_have_their_own_limit() {
+        let limiter = Limiter::default();
+        let org = OrgId::parse("org_01jz00000000000000000000aa").unwrap();
+        let (a, b) = (
+            key(org.as_str(), "key_01jz00000000000000000000aa"),
+            key(org.as_str(), "key_01jz00000000000000000000bb"),
+        );
+        let now = 1_796_369_470_000; // 07:31:10: the window ends in 50 s.
+        let sync = limiter
+            .due(&org, now, Instant::now(), 0)
+            .expect("a first sync");
+        limiter.synced(
+            &org,
+            &sync,
+            Ok(RateTotals {
+                limits: Some(Limits {
+                    per_key: 3,
+                    per_organization: 5,
+                }),
+                ..RateTotals::default()
+            }),
+        );
+        let admitted: Vec<bool> = (0..4).map(|_| limiter.admit(&a, now).allowed).collect();
+        assert_eq!(admitted, [true, true, true, false], "3 per key");
+        let admitted: Vec<bool> = (0..4).map(|_| limiter.admit(&b, now).allowed).collect();
+        assert_eq!(
+            admitted,
+            [true, true, false, false],
+            "5 for the organisation"
+        );
+        let s = limiter.admit(&b, now);
+        assert_eq!(
+            (s.key_remaining, s.organization_remaining, s.reset),
+            (1, 0, 50)
+        );
+        assert_eq!(
+            s.headers(),
+            [
+                (
+                    "RateLimit-Policy",
+                    "\"key\";q=3;w=60, \"organization\";q=5;w=60".into()
+                ),
+                (
+                    "RateLimit",
+                    "\"key\";r=1;t=50, \"organization\";r=0;t=50".into()
+                )
+            ]
+        );
+        // The next window starts from zero.
+        assert!(limiter.admit(&a, now + 50_000).allowed);
+    }
+
+    #[test]
+    fn a_sync_carries_what_was_admitted_and_a_failed_one_gives_it_back() {
+        let limiter = Limiter::default();
+        let org = OrgId::parse("org_01jz00000000000000000000aa").unwrap();
+        let a = key(org.as_str(), "key_01jz00000000000000000000aa");
+        let (now, t0) = (1_796_369_470_000, Instant::now());
+        let first = limiter
+            .due(&org, now, t0, 2)
+            .expect("the first request syncs");
+        assert_eq!((first.total, first.shard), (0, 2));
+        assert!(
+            limiter.due(&org, now, t0, 1).is_none(),
+            "one sync at a time"
+        );
+        limiter.synced(
+            &org,
+            &first,
+            Ok(RateTotals {
+                total: 100,
+                ..RateTotals::default()
+            }),
+        );
+        for _ in 0..7 {
+            assert!(limiter.admit(&a, now).allowed);
+        }
+        assert!(
+            limiter.due(&org, now, t0, 0).is_none(),
+            "not before a second"
+        );
+        let second = limiter
+            .due(&org, now, t0 + SYNC_EVERY, 1)
+            .expect("due after a second");
+        assert_eq!(second.total, 7);
+        assert_eq!(second.keys, vec![(a.id.clone(), 7)]);
+        limiter.synced(&org, &second, Err(ApiError::Internal));
+        let third = limiter
+            .due(&org, now, t0 + 2 * SYNC_EVERY, 3)
+            .expect("due again");
+        assert_eq!(third.total, 7, "the failed sync's requests are sent again");
+        // Another instance's requests arrive with the totals.
+        limiter.synced(
+            &org,
+            &third,
+            Ok(RateTotals {
+                total: 29_999,
+                ..RateTotals::default()
+            }),
+        );
+        assert!(limiter.admit(&a, now).allowed);
+        assert!(!limiter.admit(&a, now).allowed, "30,000 by default");
+    }
+
+    #[test]
+    fn a_crowded_window_syncs_before_its_second_is_up() {
+        let limiter = Limiter::default();
+        let org = OrgId::parse("org_01jz00000000000000000000aa").unwrap();
+        let a = key(org.as_str(), "key_01jz00000000000000000000aa");
+        let (now, t0) = (1_796_369_470_000, Instant::now());
+        let first = limiter.due(&org, now, t0, 0).unwrap();
+        limiter.synced(
+            &org,
+            &first,
+            Ok(RateTotals {
+                total: 29_900,
+                ..RateTotals::default()
+            }),
+        );
+        for _ in 0..9 {
+            limiter.admit(&a, now);
+        }
+        assert!(limiter.due(&org, now, t0, 0).is_none(), "9 of 100 left");
+        limiter.admit(&a, now);
+        assert!(
+            limiter.due(&org, now, t0, 0).is_some(),
+            "10 of the 100 left: a tenth"
+        );
+    }
+}
