@@ -85,8 +85,16 @@ async fn deliver_forever(store: DynamoStore) {
     let mut read_at: Option<tokio::time::Instant> = None;
     loop {
         if read_at.is_none_or(|at| at.elapsed() >= IDLE) {
+            match read_due(&store, &mut after, &tasks, &per_org).await {
+                Ok(due) => waiting = due,
+                Err(e) => {
+                    // Read again after a pause (DynamoDB Local restarting), not in a loop.
+                    eprintln!("membersctl: cannot read the webhook queue: {e}");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+            // From the end of the read: a slow read is not followed by another at once.
             read_at = Some(tokio::time::Instant::now());
-            waiting = read_due(&store, &mut after, &tasks, &per_org).await;
         }
         waiting.retain(|(key, event)| {
             let org = &event.organization_id;
@@ -137,13 +145,13 @@ async fn deliver_forever(store: DynamoStore) {
 
 /// Due events of the queue not yet running, in pages of [`PAGE`], until the pages read
 /// hold enough to fill the free slots (within each organisation's share) or [`PAGES`] were
-/// read.
+/// read. An error only when the first page could not be read.
 async fn read_due(
     store: &DynamoStore,
     after: &mut Option<String>,
     tasks: &HashMap<tokio::task::Id, (String, OrgId)>,
     per_org: &HashMap<OrgId, usize>,
-) -> Vec<(String, EventRef)> {
+) -> Result<Vec<(String, EventRef)>, shared::ApiError> {
     let mut out = Vec::new();
     let mut free = SLOTS.saturating_sub(tasks.len());
     let mut shares = per_org.clone();
@@ -157,10 +165,9 @@ async fn read_due(
         };
         let page = match store.due_local(PAGE, from.as_deref()).await {
             Ok(page) => page,
-            Err(e) => {
-                eprintln!("membersctl: cannot read the webhook queue: {e}");
-                break;
-            }
+            Err(e) if n == 0 => return Err(e),
+            // What the first pages held is worth starting; the rest is read next time.
+            Err(_) => break,
         };
         let full = page.len() == PAGE as usize;
         let last = page.last().map(|(key, _)| key.clone());
@@ -184,7 +191,7 @@ async fn read_due(
             break;
         }
     }
-    out
+    Ok(out)
 }
 
 /// One queued event: delivered, its retry queued if one is due, then off the queue.

@@ -78,7 +78,7 @@ enum Command {
         default: bool,
     },
     /// Sum the functions' metric lines (CloudWatch Embedded Metric Format) per minute, from
-    /// log files (`make dev` writes .local/dev.log) or standard input.
+    /// log files (`make dev` writes them to .local/metrics.log) or standard input.
     Metrics {
         /// Log files; none: standard input.
         files: Vec<std::path::PathBuf>,
@@ -373,17 +373,21 @@ async fn run(cli: &Cli) -> Result<(), String> {
                 _ => None,
             };
             store.set_rate_limits(&org, limits).await.map_err(failed)?;
-            let shown = limits.unwrap_or_else(shared::ratelimit::default_limits);
-            print(
-                cli,
-                json!({"organizationId": org.as_str(), "perKey": shown.per_key, "perOrganization": shown.per_organization, "windowSeconds": shared::ratelimit::WINDOW_SECONDS, "own": limits.is_some()}),
-                format!(
-                    "{org}: {} requests a minute per key, {} for the organisation ({}); every instance applies them within a second",
-                    shown.per_key,
-                    shown.per_organization,
-                    if limits.is_some() { "its own" } else { "the defaults" }
+            // The deployment's defaults are the functions' settings, not this machine's.
+            let (value, text) = match limits {
+                Some(l) => (
+                    json!({"organizationId": org.as_str(), "perKey": l.per_key, "perOrganization": l.per_organization, "windowSeconds": shared::ratelimit::WINDOW_SECONDS}),
+                    format!(
+                        "{org}: {} requests a minute per key, {} for the organisation; every instance applies them within a few seconds",
+                        l.per_key, l.per_organization
+                    ),
                 ),
-            );
+                None => (
+                    json!({"organizationId": org.as_str(), "perKey": null, "perOrganization": null, "windowSeconds": shared::ratelimit::WINDOW_SECONDS}),
+                    format!("{org}: the deployment's defaults (the functions' RATE_LIMIT_PER_KEY and RATE_LIMIT_PER_ORGANIZATION)"),
+                ),
+            };
+            print(cli, value, text);
         }
         // No table: only the log lines.
         Command::Metrics { files, minutes } => {

@@ -150,7 +150,7 @@ pub fn run(files: &[std::path::PathBuf], minutes: Option<u32>) -> Result<String,
         });
     }
     if summary.is_empty() {
-        return Err("no metric lines found (the functions write them on stdout; `make dev` keeps them in .local/dev.log)".into());
+        return Err("no metric lines found (the functions write them on stdout; `make dev` keeps them in .local/metrics.log)".into());
     }
     Ok(render(&summary))
 }

@@ -4,11 +4,12 @@
 //! DynamoDB, on [`SHARDS`] items of a partition of its own (`RATE#<org>`, `<window>#<shard>`):
 //! an instance adds what it admitted since its last sync to one shard picked at random
 //! (UpdateItem `ADD`), and reads the others and the organisation's own limits (BatchGetItem),
-//! at most once a [`SYNC_EVERY`] per organisation, and at once when its local count would
-//! cross a tenth of what is left. Between syncs it decides alone, from the last totals it
-//! read plus what it admitted since: a request costs no DynamoDB call, and a refusal never
-//! does. The price is precision: all instances together may admit up to what each admits
-//! in one sync interval above a limit (docs/operations.md, "Rate limits").
+//! every [`SYNC_IDLE`] while both limits are less than half used, every [`SYNC_EVERY`] past
+//! half, and at once when what it admitted since would cross a tenth of what is left.
+//! Between syncs it decides alone, from the last totals it read plus what it admitted since:
+//! most requests cost no DynamoDB call, and a refusal never does. The price is precision:
+//! all instances together may admit up to what each admits in one sync interval above a
+//! limit (docs/operations.md, "Rate limits").
 //!
 //! The answers carry draft-ietf-httpapi-ratelimit-headers' fields: `RateLimit-Policy` (each
 //! policy's quota `q` per window `w`) and `RateLimit` (what remains, `r`, and the seconds
@@ -27,8 +28,12 @@ use std::time::{Duration, Instant};
 pub const WINDOW_SECONDS: i64 = 60;
 /// How many items hold an organisation's counts of one window (each sync writes one).
 pub const SHARDS: u32 = 4;
-/// The longest an instance decides without syncing an organisation it serves.
+/// Organisations an instance keeps before it forgets those of past windows.
+const MAX_ORGS: usize = 4096;
+/// The longest an instance decides without syncing an organisation it serves once half of
+/// one of its limits is used; [`SYNC_IDLE`] before that.
 pub const SYNC_EVERY: Duration = Duration::from_secs(1);
+pub const SYNC_IDLE: Duration = Duration::from_secs(5);
 
 /// Requests per window: for each key, and for the organisation as a whole.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -73,6 +78,8 @@ pub struct RateTotals {
     pub total: u64,
     pub keys: HashMap<ApiKeyId, u64>,
     pub limits: Option<Limits>,
+    /// The deltas were added, but the totals could not be read (not to be added again).
+    pub partial: bool,
 }
 
 /// How a request stands against its limits.
@@ -149,26 +156,44 @@ pub struct Limiter {
 
 impl Limiter {
     /// The sync due for `org` now, if one is (and none is under way), its deltas taken.
-    fn due(&self, org: &OrgId, now_ms: i64, now: Instant, shard: u32) -> Option<RateSync> {
+    fn due(
+        &self,
+        org: &OrgId,
+        now_ms: i64,
+        now: Instant,
+        shard: impl FnOnce() -> u32,
+        force: bool,
+    ) -> Option<RateSync> {
         let mut orgs = self.orgs.lock().ok()?;
+        let window = window_of(now_ms);
+        if orgs.len() >= MAX_ORGS {
+            // A long-lived instance that served many organisations forgets those of past
+            // windows (their counts are over; their limits are read again at the next sync).
+            orgs.retain(|_, s| s.window >= window || s.syncing);
+        }
         let state = orgs.entry(org.clone()).or_default();
-        state.roll(window_of(now_ms));
+        state.roll(window);
         let limits = state.limits.unwrap_or_else(default_limits);
         let left = limits
             .per_organization
             .saturating_sub(state.known_total + state.pending_total);
+        // Far from both limits, a staler view costs nothing: sync less often.
+        let of_key_max = state.known_keys.values().copied().max().unwrap_or(0);
+        let near = 2 * (state.known_total + state.pending_total) >= limits.per_organization
+            || 2 * of_key_max >= limits.per_key;
+        let every = if near { SYNC_EVERY } else { SYNC_IDLE };
         let stale = state
             .last_sync
-            .is_none_or(|at| now.duration_since(at) >= SYNC_EVERY);
+            .is_none_or(|at| now.duration_since(at) >= every);
         let crowded = state.pending_total > 0 && state.pending_total * 10 >= left;
-        if state.syncing || !(stale || crowded) {
+        if state.syncing || !(stale || crowded || (force && state.pending_total > 0)) {
             return None;
         }
         state.syncing = true;
         state.last_sync = Some(now);
         let sync = RateSync {
             window: state.window,
-            shard,
+            shard: shard(),
             total: std::mem::take(&mut state.pending_total),
             keys: state.pending_keys.drain().collect(),
         };
@@ -185,11 +210,16 @@ impl Limiter {
             return;
         };
         let state = orgs.entry(org.clone()).or_default();
-        state.syncing = false;
         if state.window != sync.window {
+            // A sync of a window since rolled over: its counts are over, and the flag is
+            // the new window's (a sync of it may be under way).
             return;
         }
+        state.syncing = false;
         match read {
+            // The deltas were added, but the other shards not read: what is known stays
+            // (it holds the deltas already); the next sync reads them.
+            Ok(totals) if totals.partial => {}
             Ok(totals) => {
                 state.known_total = totals.total;
                 state.known_keys = totals.keys;
@@ -206,6 +236,23 @@ impl Limiter {
                 }
             }
         }
+    }
+
+    /// Whether `key` is still within both limits as this instance knows them (nothing counted).
+    fn peek(&self, key: &ApiKey, now_ms: i64) -> bool {
+        let Ok(orgs) = self.orgs.lock() else {
+            return true;
+        };
+        let Some(state) = orgs.get(&key.organization_id) else {
+            return true;
+        };
+        if state.window != window_of(now_ms) {
+            return true;
+        }
+        let limits = state.limits.unwrap_or_else(default_limits);
+        let of_key = |m: &HashMap<ApiKeyId, u64>| m.get(&key.id).copied().unwrap_or(0);
+        of_key(&state.known_keys) + of_key(&state.pending_keys) < limits.per_key
+            && state.known_total + state.pending_total < limits.per_organization
     }
 
     /// Counts one request of `key` if both its limits allow it.
@@ -274,19 +321,41 @@ pub async fn scoped<F: Future>(work: F) -> (F::Output, Option<Standing>) {
 /// the organisation's counts first when due; `Err(RateLimited)` over a limit.
 pub async fn admit(store: &impl Store, key: &ApiKey) -> Result<(), ApiError> {
     let org = &key.organization_id;
+    // Its log lines name the organisation, a refusal's too.
+    crate::http::record_ids(org, None);
     let now_ms = crate::model::Timestamp::now().unix_millis();
-    let shard = (crate::webhooks::random_unit() * f64::from(SHARDS)) as u32 % SHARDS;
-    if let Some(sync) = limiter().due(org, now_ms, Instant::now(), shard) {
-        let read = store.rate_sync(org, &sync).await;
-        if let Err(e) = &read {
-            // Never a reason to refuse: the instance goes on with what it knows.
-            tracing::warn!(error = %e, "rate limit counts not synced; deciding locally");
+    let shard = || (crate::webhooks::random_unit() * f64::from(SHARDS)) as u32 % SHARDS;
+    // A request already over a limit is refused from what the instance knows: a refusal
+    // costs no DynamoDB call (counts only grow within a window).
+    let sync = |force| async move {
+        if let Some(sync) = limiter().due(org, now_ms, Instant::now(), shard, force) {
+            let read = store.rate_sync(org, &sync).await;
+            if let Err(e) = &read {
+                // Never a reason to refuse: the instance goes on with what it knows.
+                tracing::warn!(error = %e, "rate limit counts not synced; deciding locally");
+            }
+            limiter().synced(org, &sync, read);
         }
-        limiter().synced(org, &sync, read);
+    };
+    if limiter().peek(key, now_ms) {
+        sync(false).await;
     }
     let standing = limiter().admit(key, now_ms);
+    if standing.allowed && (standing.key_remaining == 0 || standing.organization_remaining == 0) {
+        // The last request of a limit: counted at once, so that the other instances refuse
+        // the next.
+        sync(true).await;
+    }
     let allowed = standing.allowed;
     let retry_after = standing.reset;
+    if !allowed {
+        tracing::warn!(
+            key_id = %key.id,
+            key_remaining = standing.key_remaining,
+            organization_remaining = standing.organization_remaining,
+            "rate limited"
+        );
+    }
     let _ = STANDING.try_with(|cell| {
         if let Ok(mut slot) = cell.lock() {
             *slot = Some(standing);
@@ -325,7 +394,7 @@ mod tests {
         );
         let now = 1_796_369_470_000; // 07:31:10: the window ends in 50 s.
         let sync = limiter
-            .due(&org, now, Instant::now(), 0)
+            .due(&org, now, Instant::now(), || 0, false)
             .expect("a first sync");
         limiter.synced(
             &org,
@@ -375,11 +444,11 @@ mod tests {
         let a = key(org.as_str(), "key_01jz00000000000000000000aa");
         let (now, t0) = (1_796_369_470_000, Instant::now());
         let first = limiter
-            .due(&org, now, t0, 2)
+            .due(&org, now, t0, || 2, false)
             .expect("the first request syncs");
         assert_eq!((first.total, first.shard), (0, 2));
         assert!(
-            limiter.due(&org, now, t0, 1).is_none(),
+            limiter.due(&org, now, t0, || 1, false).is_none(),
             "one sync at a time"
         );
         limiter.synced(
@@ -394,23 +463,46 @@ mod tests {
             assert!(limiter.admit(&a, now).allowed);
         }
         assert!(
-            limiter.due(&org, now, t0, 0).is_none(),
-            "not before a second"
+            limiter
+                .due(&org, now, t0 + SYNC_EVERY, || 0, false)
+                .is_none(),
+            "far from the limits: not before SYNC_IDLE"
         );
         let second = limiter
-            .due(&org, now, t0 + SYNC_EVERY, 1)
-            .expect("due after a second");
+            .due(&org, now, t0 + SYNC_IDLE, || 1, false)
+            .expect("due after SYNC_IDLE");
         assert_eq!(second.total, 7);
         assert_eq!(second.keys, vec![(a.id.clone(), 7)]);
         limiter.synced(&org, &second, Err(ApiError::Internal));
-        let third = limiter
-            .due(&org, now, t0 + 2 * SYNC_EVERY, 3)
-            .expect("due again");
+        let t1 = t0 + 2 * SYNC_IDLE;
+        let third = limiter.due(&org, now, t1, || 3, false).expect("due again");
         assert_eq!(third.total, 7, "the failed sync's requests are sent again");
-        // Another instance's requests arrive with the totals.
+        // Another instance's requests arrive with the totals: past half, every second.
         limiter.synced(
             &org,
             &third,
+            Ok(RateTotals {
+                total: 20_000,
+                ..RateTotals::default()
+            }),
+        );
+        assert!(limiter.admit(&a, now).allowed);
+        let fourth = limiter
+            .due(&org, now, t1 + SYNC_EVERY, || 0, false)
+            .expect("near a limit: every second");
+        // Its answer is lost after the ADD: the requests are not sent again.
+        let partial = RateTotals {
+            partial: true,
+            ..RateTotals::default()
+        };
+        limiter.synced(&org, &fourth, Ok(partial));
+        let fifth = limiter
+            .due(&org, now, t1 + 2 * SYNC_EVERY, || 0, false)
+            .expect("due");
+        assert_eq!(fifth.total, 0, "nothing sent twice");
+        limiter.synced(
+            &org,
+            &fifth,
             Ok(RateTotals {
                 total: 29_999,
                 ..RateTotals::default()
@@ -418,6 +510,10 @@ mod tests {
         );
         assert!(limiter.admit(&a, now).allowed);
         assert!(!limiter.admit(&a, now).allowed, "30,000 by default");
+        assert!(
+            !limiter.peek(&a, now),
+            "known to be over: no sync needed to refuse"
+        );
     }
 
     #[test]
@@ -426,7 +522,7 @@ mod tests {
         let org = OrgId::parse("org_01jz00000000000000000000aa").unwrap();
         let a = key(org.as_str(), "key_01jz00000000000000000000aa");
         let (now, t0) = (1_796_369_470_000, Instant::now());
-        let first = limiter.due(&org, now, t0, 0).unwrap();
+        let first = limiter.due(&org, now, t0, || 0, false).unwrap();
         limiter.synced(
             &org,
             &first,
@@ -438,10 +534,13 @@ mod tests {
         for _ in 0..9 {
             limiter.admit(&a, now);
         }
-        assert!(limiter.due(&org, now, t0, 0).is_none(), "9 of 100 left");
+        assert!(
+            limiter.due(&org, now, t0, || 0, false).is_none(),
+            "9 of 100 left"
+        );
         limiter.admit(&a, now);
         assert!(
-            limiter.due(&org, now, t0, 0).is_some(),
+            limiter.due(&org, now, t0, || 0, false).is_some(),
             "10 of the 100 left: a tenth"
         );
     }

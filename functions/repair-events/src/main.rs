@@ -22,6 +22,15 @@ async fn main() -> Result<(), Error> {
     let store = Arc::new(DynamoStore::from_env()?);
     store.connect().await?;
     let bus = Arc::new(eventbridge::Bus::from_env()?);
+    // Metrics every 30 s during a run too: a repair that runs into its timeout (a long
+    // incident's backlog) still reports the age of what it found.
+    tokio::spawn(async {
+        let mut every = tokio::time::interval(std::time::Duration::from_secs(30));
+        loop {
+            every.tick().await;
+            shared::metrics::flush();
+        }
+    });
     run(service_fn(move |_: LambdaEvent<serde_json::Value>| {
         let (store, bus) = (store.clone(), bus.clone());
         async move {

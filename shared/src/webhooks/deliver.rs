@@ -239,6 +239,7 @@ impl Shared<'_> {
                 }
                 if store.put_delivery_if_absent(&first).await? {
                     if refusal.is_some() {
+                        crate::metrics::delivery_parked();
                         tracing::warn!(webhook_id = %webhook.id, delivery_id = %first.id, "delivery parked: its subscriber may not read it");
                         return Ok(None);
                     }
@@ -329,7 +330,10 @@ impl Shared<'_> {
         };
         let sendable = self.loaded.get().is_some_and(Option::is_some);
         let next = record(&mut delivery, &outcome, now, sendable);
-        crate::metrics::webhook_attempt(outcome.error.is_none());
+        if sendable {
+            // Only what was sent is an attempt (not an event past the feed's retention).
+            crate::metrics::webhook_attempt(outcome.error.is_none());
+        }
         if delivery.status == DeliveryStatus::Parked {
             crate::metrics::delivery_parked();
         }
@@ -421,13 +425,14 @@ async fn park(
 ) -> Result<(), ApiError> {
     let expected = delivery.revision;
     park_record(delivery, now, why);
-    store.save_delivery(delivery, expected).await?;
+    if store.save_delivery(delivery, expected).await? {
+        crate::metrics::delivery_parked();
+    }
     Ok(())
 }
 
 /// `delivery` parked with the reason as its last attempt (nothing sent).
 fn park_record(delivery: &mut Delivery, now: Timestamp, why: &str) {
-    crate::metrics::delivery_parked();
     delivery.status = DeliveryStatus::Parked;
     delivery.next_attempt_at = None;
     delivery.attempts.push(Attempt::failed(now, None, 0, why));

@@ -1,9 +1,10 @@
 //! Rate limit counts (`ratelimit`): per organisation and window, [`SHARDS`] items in a
 //! partition of their own (`RATE#<org>`, sort key `<window>#<shard>`: `requests`, and
-//! `k_<key id>` for each key, expiring a window after theirs), and the organisation's own
-//! limits (`LIMITS`, written by the operator's `membersctl rate-limits`). Apart from the
-//! organisation's items so that the functions that only read may write these and nothing
-//! else (template.yaml, `CountRequests`: `dynamodb:LeadingKeys` `RATE#*`).
+//! `k_<key id>` for each key, expiring a window after theirs), apart from the organisation's
+//! items so that the functions that only read may write these and nothing else
+//! (template.yaml, `CountRequests`: `dynamodb:LeadingKeys` `RATE#*`); and the organisation's
+//! own limits (`LIMITS#<org>`, `RATE`), which the functions only read and the operator's
+//! `membersctl rate-limits` writes.
 
 use super::errors::sdk_error;
 use super::DynamoStore;
@@ -19,8 +20,10 @@ fn shard_key(org: &OrgId, window: i64, shard: u32) -> (String, String) {
     (format!("RATE#{org}"), format!("{window}#{shard}"))
 }
 
+/// Apart from the counts (`RATE#…`, which the functions may write): the functions only read
+/// an organisation's limits; the operator writes them.
 fn limits_key(org: &OrgId) -> (String, String) {
-    (format!("RATE#{org}"), "LIMITS".into())
+    (format!("LIMITS#{org}"), "RATE".into())
 }
 
 fn number(item: &Item, name: &str) -> u64 {
@@ -72,21 +75,35 @@ impl DynamoStore {
         }
         let update =
             update.update_expression(format!("ADD {} SET expiresAt = :e", adds.join(", ")));
+        // The other shards (every shard when there is nothing to add) and the limits.
         let mut others: Vec<(String, String)> = (0..SHARDS)
-            .filter(|s| *s != sync.shard)
+            .filter(|s| sync.total == 0 || *s != sync.shard)
             .map(|s| shard_key(org, sync.window, s))
             .collect();
         others.push(limits_key(org));
-        let (updated, read) = tokio::join!(update.send(), self.batch_get(&others));
-        let updated = updated.map_err(|e| sdk_error("UpdateItem", e))?;
-        let (items, _, _) = read?;
+        // Nothing to add (the first request of an organisation, or none since): read only.
+        let (updated, read) = if sync.total == 0 {
+            (None, self.batch_get(&others).await)
+        } else {
+            let (u, r) = tokio::join!(update.send(), self.batch_get(&others));
+            (Some(u.map_err(|e| sdk_error("UpdateItem", e))?), r)
+        };
         let mut totals = RateTotals::default();
-        if let Some(item) = updated.attributes() {
+        if let Some(item) = updated.as_ref().and_then(|u| u.attributes()) {
             add(&mut totals, item);
         }
+        let items = match read {
+            Ok((items, _, _)) => items,
+            // The deltas are in: not to be sent again.
+            Err(_) if updated.is_some() => {
+                totals.partial = true;
+                return Ok(totals);
+            }
+            Err(e) => return Err(e),
+        };
         for item in &items {
-            match item.get("SK") {
-                Some(AttributeValue::S(sk)) if sk == "LIMITS" => {
+            match item.get("PK") {
+                Some(AttributeValue::S(pk)) if pk.starts_with("LIMITS#") => {
                     let (per_key, per_organization) =
                         (number(item, "perKey"), number(item, "perOrganization"));
                     if per_key > 0 && per_organization > 0 {
