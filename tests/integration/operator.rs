@@ -5,7 +5,7 @@
 //! into shards.
 
 use crate::Ctx;
-use members_tests::{ensure, ensure_eq, membersctl, Stack, TestResult, TABLE};
+use members_tests::{ensure, ensure_eq, Stack, TestResult, TABLE};
 use serde_json::{json, Value};
 use shared::model::{AuditEvent, AuditEventId, OrgId, Organization, Timestamp};
 use shared::store::dynamo::{
@@ -132,14 +132,11 @@ fn number(item: &HashMap<String, AttributeValue>, name: &str) -> i64 {
 
 /// `membersctl --json recount …` against the stack's DynamoDB Local: (success, stdout, stderr).
 fn recount_cli(st: &Stack, args: &[&str]) -> Result<(bool, String, String), String> {
-    let out = std::process::Command::new(membersctl())
+    let out = st
+        .membersctl()
         .arg("--json")
         .arg("recount")
         .args(args)
-        .env("AWS_ENDPOINT_URL_DYNAMODB", st.dynamo.endpoint())
-        .env("TABLE_NAME", TABLE)
-        // A page of the Scan on two cores busy with the other tests: the stack's patience.
-        .env("DYNAMODB_ATTEMPT_TIMEOUT_MS", "10000")
         .output()
         .map_err(|e| format!("membersctl: {e}"))?;
     Ok((

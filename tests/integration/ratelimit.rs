@@ -4,7 +4,7 @@
 //! syntax, and SCIM answers 429 in its own format with `Retry-After`.
 
 use crate::Ctx;
-use members_tests::{ensure, ensure_eq, membersctl, Reply, TestResult, TABLE};
+use members_tests::{ensure, ensure_eq, Reply, TestResult};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,11 +28,11 @@ fn standing(reply: &Reply, policy: &str) -> Option<(u64, u64)> {
 
 pub async fn keys_and_organisations_are_held_to_their_limits(ctx: Arc<Ctx>) -> TestResult {
     let t = ctx.stack.tenant(false).await?;
-    let out = std::process::Command::new(membersctl())
+    let out = ctx
+        .stack
+        .membersctl()
         .args(["--json", "rate-limits", "--org", t.org.as_str()])
         .args(["--per-key", "20", "--per-org", "30"])
-        .env("AWS_ENDPOINT_URL_DYNAMODB", ctx.stack.dynamo.endpoint())
-        .env("TABLE_NAME", TABLE)
         .output()
         .map_err(|e| format!("membersctl: {e}"))?;
     ensure!(

@@ -8,7 +8,7 @@ use crate::Ctx;
 use members_tests::consumers::consumer_with;
 use members_tests::receiver::Receiver;
 use members_tests::stale::StaleProxy;
-use members_tests::{ensure, ensure_eq, membersctl, Stack, Tenant, TestResult, TABLE};
+use members_tests::{ensure, ensure_eq, Stack, Tenant, TestResult, TABLE};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -16,12 +16,10 @@ use std::time::{Duration, Instant};
 
 /// `membersctl --json events repair …` against the stack's DynamoDB Local.
 fn repair_cli(st: &Stack, args: &[&str]) -> Result<Value, String> {
-    let out = std::process::Command::new(membersctl())
+    let out = st
+        .membersctl()
         .args(["--json", "events", "repair", "--older-than", "0s"])
         .args(args)
-        .env("AWS_ENDPOINT_URL_DYNAMODB", st.dynamo.endpoint())
-        .env("TABLE_NAME", TABLE)
-        .env("DYNAMODB_ATTEMPT_TIMEOUT_MS", "10000")
         .output()
         .map_err(|e| format!("membersctl: {e}"))?;
     ensure!(

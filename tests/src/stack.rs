@@ -234,6 +234,17 @@ impl Stack {
     }
 
     /// A fresh organisation with its first admin and keys, so tests never share data.
+    /// `membersctl` against this stack's table, with the stack's patience (a DynamoDB Local
+    /// call on two busy cores may take seconds).
+    pub fn membersctl(&self) -> std::process::Command {
+        let mut command = std::process::Command::new(crate::membersctl());
+        command
+            .env("AWS_ENDPOINT_URL_DYNAMODB", self.dynamo.endpoint())
+            .env("TABLE_NAME", TABLE)
+            .env("DYNAMODB_ATTEMPT_TIMEOUT_MS", "10000");
+        command
+    }
+
     pub async fn tenant(&self, hris: bool) -> Result<Tenant, String> {
         new_tenant(&self.store, &self.api, hris).await
     }
