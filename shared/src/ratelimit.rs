@@ -384,14 +384,17 @@ mod tests {
         }
     }
 
+    /// A fresh limiter, an organisation and one of its keys.
+    fn one_key() -> (Limiter, OrgId, ApiKey) {
+        let org = OrgId::parse("org_01jz00000000000000000000aa").unwrap();
+        let a = key(org.as_str(), "key_01jz00000000000000000000aa");
+        (Limiter::default(), org, a)
+    }
+
     #[test]
     fn each_key_and_the_organisation_have_their_own_limit() {
-        let limiter = Limiter::default();
-        let org = OrgId::parse("org_01jz00000000000000000000aa").unwrap();
-        let (a, b) = (
-            key(org.as_str(), "key_01jz00000000000000000000aa"),
-            key(org.as_str(), "key_01jz00000000000000000000bb"),
-        );
+        let (limiter, org, a) = one_key();
+        let (a, b) = (a, key(org.as_str(), "key_01jz00000000000000000000bb"));
         let now = 1_796_369_470_000; // 07:31:10: the window ends in 50 s.
         let sync = limiter
             .due(&org, now, Instant::now(), || 0, false)
@@ -439,9 +442,7 @@ mod tests {
 
     #[test]
     fn a_sync_carries_what_was_admitted_and_a_failed_one_gives_it_back() {
-        let limiter = Limiter::default();
-        let org = OrgId::parse("org_01jz00000000000000000000aa").unwrap();
-        let a = key(org.as_str(), "key_01jz00000000000000000000aa");
+        let (limiter, org, a) = one_key();
         let (now, t0) = (1_796_369_470_000, Instant::now());
         let first = limiter
             .due(&org, now, t0, || 2, false)
@@ -518,9 +519,7 @@ mod tests {
 
     #[test]
     fn a_crowded_window_syncs_before_its_second_is_up() {
-        let limiter = Limiter::default();
-        let org = OrgId::parse("org_01jz00000000000000000000aa").unwrap();
-        let a = key(org.as_str(), "key_01jz00000000000000000000aa");
+        let (limiter, org, a) = one_key();
         let (now, t0) = (1_796_369_470_000, Instant::now());
         let first = limiter.due(&org, now, t0, || 0, false).unwrap();
         limiter.synced(
